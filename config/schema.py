@@ -1,0 +1,125 @@
+"""The settings schema (design.md section 7). Unknown keys are errors, so typos show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from connectors.webchat.settings import ChannelIdStr, WebchatSettings
+from gateway.models import Presence
+from gateway.webhooks.settings import DeliverySettings, WebhookSettings
+from routing.settings import RoutingSettings
+
+ChannelSettings = Annotated[WebchatSettings, Field(discriminator="type")]
+CHANNEL_TYPES_AVAILABLE = ("webchat",)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    data_dir: Path = Path("./omnigw-data")
+    # Largest request body accepted on any endpoint, in bytes.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 1024 * 1024
+    # Serve the webchat demo page at "/".
+    demo_page: bool = True
+    # Where clients reach the gateway (https://gateway.example); makes attachment URLs
+    # absolute. Empty: URLs are paths on this server.
+    public_url: str = ""
+    # Largest file kept from a channel (e-mail attachment, inline image), in bytes.
+    max_attachment_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024 * 1024)] = 25 * 1024 * 1024
+
+
+class StoreSettings(Section):
+    # Empty: SQLite file "omnigw.db" in server.data_dir.
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value and not value.startswith("sqlite:///"):
+            scheme = value.split(":", 1)[0]
+            raise ValueError(
+                f"{scheme!r} stores are not available in this version; use sqlite:///path"
+            )
+        return value
+
+
+class RedisSettings(Section):
+    url: str = ""
+
+
+class EventsSettings(Section):
+    sse_heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
+    ring_size: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
+    # A stream client that cannot take what is written for this long is cut off; it
+    # resumes with Last-Event-ID instead of making the gateway buffer for it.
+    slow_consumer_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+
+AgentIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")]
+DEFAULT_CAPACITY = {"total": 5}
+
+
+class AgentSettings(Section):
+    id: AgentIdStr
+    name: str | None = None
+    skills: dict[str, Annotated[int, Field(ge=0, le=10)]] = Field(default_factory=dict)
+    languages: list[str] = Field(default_factory=list)
+    capacity: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: dict(DEFAULT_CAPACITY)
+    )
+    # Presence an agent starts with when the config first creates it.
+    presence: Presence = Presence.OFFLINE
+
+
+class Settings(Section):
+    server: ServerSettings = ServerSettings()
+    store: StoreSettings = StoreSettings()
+    redis: RedisSettings = RedisSettings()
+    events: EventsSettings = EventsSettings()
+    routing: RoutingSettings = RoutingSettings()
+    webhook_delivery: DeliverySettings = DeliverySettings()
+    channels: list[ChannelSettings] = Field(default_factory=list)
+    agents: list[AgentSettings] = Field(default_factory=list)
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Settings:
+        for items in (self.channels, self.agents):
+            seen: set[str] = set()
+            for item in items:
+                if item.id in seen:
+                    raise ValueError(f"duplicate id {item.id!r}")
+                seen.add(item.id)
+        return self
+
+    @property
+    def store_url(self) -> str:
+        if self.store.url:
+            return self.store.url
+        return f"sqlite:///{self.server.data_dir / 'omnigw.db'}"
+
+
+def embedded_default() -> dict[str, object]:
+    """What `omnigw serve` runs with no config file: one webchat channel, one demo agent."""
+    return {
+        "channels": [{"id": "webchat", "type": "webchat"}],
+        "agents": [
+            {
+                "id": "demo",
+                "name": "Demo Agent",
+                "languages": ["vi", "en"],
+                "capacity": {"total": 20},
+                "presence": "online",
+            }
+        ],
+    }
+
+
+__all__ = ["ChannelIdStr", "Settings"]

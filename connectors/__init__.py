@@ -1,0 +1,1 @@
+"""Channel connectors: the contract in `base`, one folder per channel."""

@@ -1,0 +1,344 @@
+"""The connector contract.
+
+A connector speaks one channel's protocol and nothing else. Three shapes exist:
+
+- webhook connectors (Facebook, Zalo): the provider calls ``/webhooks/{channel_id}``;
+  the gateway hands the request to :meth:`WebhookConnector.handle_webhook`;
+- pollers (IMAP): :meth:`Connector.start` runs a task that fetches and reconnects;
+- socket connectors (webchat): the gateway hands WebSocket upgrades to
+  :meth:`SocketConnector.handle_socket`.
+
+All of them give normalised inbound events to the :class:`Sink` they were started with
+and know nothing about storage or routing. Outbound, :meth:`Connector.send` receives a
+message whose parts were already degraded to the connector's :attr:`capabilities`, and
+raises the errors of :mod:`connectors.errors`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+from pydantic import Field
+
+from gateway.ids import ChannelId, ContactId, ConversationId, MessageId
+from gateway.models import (
+    ChannelType,
+    Conversation,
+    ConversationStatus,
+    Direction,
+    Frozen,
+    Identity,
+    MediaPart,
+    Message,
+    MessageError,
+    MessageStatus,
+    Part,
+    Text,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+
+class Capability(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+    FILE = "file"
+    STICKER = "sticker"
+    LOCATION = "location"
+    LINK = "link"
+    TYPING = "typing"
+    READ_RECEIPTS = "read_receipts"
+
+
+class HealthState(StrEnum):
+    """Connection health, a fixed vocabulary shown on /readyz and in channel events."""
+
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    TRANSIENT_DISCONNECT = "TRANSIENT_DISCONNECT"
+    BAD_CREDENTIALS = "BAD_CREDENTIALS"
+    BAD_CONFIG = "BAD_CONFIG"
+    UNKNOWN_ERROR = "UNKNOWN_ERROR"
+    STOPPED = "STOPPED"
+
+
+@dataclass(frozen=True)
+class Health:
+    state: HealthState
+    detail: str | None = None
+    since: datetime = field(default_factory=utcnow)
+
+
+# --- what connectors hand to the sink --------------------------------------------------
+
+
+class Sender(Frozen):
+    """Who sent an inbound message, as the channel knows them."""
+
+    external_id: str = Field(min_length=1, max_length=512)
+    display_name: Text | None = None
+    avatar_url: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    # True when the channel itself vouches for email/phone (HMAC identity, mail sender):
+    # only verified values link contacts together.
+    verified: bool = False
+
+
+class InboundMessage(Frozen):
+    """A message seen on the channel. ``sender`` is always the customer's side: for a
+    message sent to the customer outside the gateway, it names the recipient."""
+
+    kind: Literal["message"] = "message"
+    channel_id: ChannelId
+    external_id: str = Field(min_length=1, max_length=998)
+    sender: Sender
+    parts: list[Part] = Field(min_length=1)
+    # Outbound messages seen on the channel but sent outside the gateway (e.g. a human in
+    # the provider's own inbox) arrive with direction OUTBOUND.
+    direction: Direction = Direction.INBOUND
+    reply_to_external_id: str | None = None
+    # External ids of earlier messages this one follows (e-mail References): a match joins
+    # that message's conversation.
+    thread_refs: list[str] = Field(default_factory=list)
+    # A conversation the channel itself names (e.g. a verified threading token in an
+    # e-mail address): joined if it exists on this channel, reopened if resolved.
+    conversation_hint: ConversationId | None = None
+    subject: Text | None = None
+    sent_at: datetime | None = None
+    language: str | None = None
+
+
+class StatusUpdate(Frozen):
+    """Delivery news about outbound messages, by their external ids or by a watermark."""
+
+    kind: Literal["status"] = "status"
+    channel_id: ChannelId
+    status: MessageStatus
+    external_ids: list[str] = Field(default_factory=list)
+    # Every outbound message to this channel identity created up to the watermark.
+    recipient_external_id: str | None = None
+    watermark: datetime | None = None
+    error: MessageError | None = None
+
+
+class IngestResult(Frozen):
+    message: Message
+    conversation_id: ConversationId
+    conversation_status: ConversationStatus
+    contact_id: ContactId
+    duplicate: bool = False
+
+
+class Sink(Protocol):
+    """What a connector may ask of the gateway."""
+
+    async def ingest(self, message: InboundMessage) -> IngestResult:
+        """Store an inbound message durably; returns only once it is committed."""
+
+    async def update_status(self, update: StatusUpdate) -> list[MessageId]:
+        """Apply delivery/read/failed news to outbound messages."""
+
+    async def update_identity(
+        self, channel_id: ChannelId, sender: Sender, link_to: Sender | None = None
+    ) -> ContactId:
+        """Create or update the contact behind a channel identity (profile, identify).
+
+        With ``link_to``, the two identities' contacts become one (the older survives):
+        used when the channel proves both are the same person.
+        """
+
+    async def history(
+        self,
+        channel_id: ChannelId,
+        external_id: str,
+        *,
+        before: MessageId | None = None,
+        after: MessageId | None = None,
+        limit: int = 50,
+    ) -> list[Message]:
+        """Messages of this channel identity's contact on this channel, oldest first."""
+
+    async def open_conversation(
+        self, channel_id: ChannelId, external_id: str
+    ) -> ConversationId | None:
+        """The open conversation of this channel identity's contact on this channel."""
+
+    async def react(
+        self,
+        channel_id: ChannelId,
+        message_external_id: str,
+        reactor_external_id: str,
+        *,
+        emoji: str | None = None,
+        reaction: str | None = None,
+        on: bool = True,
+    ) -> MessageId | None:
+        """A reaction set (or with ``on=False`` removed) on a message of this channel, by
+        a customer or by the business side; None when the message is unknown."""
+
+    async def keep_raw(
+        self, channel_id: ChannelId, kind: str, payload: str | bytes, reason: str
+    ) -> None:
+        """Keep a provider event the connector cannot use, as it came, and log it."""
+
+    async def confirm_sent(
+        self, channel_id: ChannelId, message_id: MessageId, external_id: str
+    ) -> bool:
+        """The channel shows that our message went out (e.g. an echo carrying our id).
+        False when this gateway has no such message."""
+
+    async def save_attachment(
+        self, channel_id: ChannelId, data: bytes, *, name: str | None, mime: str | None
+    ) -> MediaPart:
+        """Keep a received file; returns the part that points at it. Raises ValueError
+        when the file is over the configured size limit."""
+
+    async def load_state(self, channel_id: ChannelId, key: str) -> Any:
+        """A value the connector saved with save_state (JSON-compatible), or None."""
+
+    async def save_state(self, channel_id: ChannelId, key: str, value: Any) -> None:
+        """Durably keep a small JSON-compatible value (e.g. an IMAP checkpoint)."""
+
+    def typing(self, channel_id: ChannelId, external_id: str, on: bool) -> None:
+        """The customer is typing (ephemeral, never stored)."""
+
+    def health_changed(self, channel_id: ChannelId, health: Health) -> None:
+        """The connector's health moved to a new state."""
+
+
+# --- what the gateway hands to connectors ----------------------------------------------
+
+
+class OutboundMessage(Frozen):
+    message: Message
+    conversation: Conversation
+    recipient: Identity
+    reply_to_external_id: str | None = None
+    # External ids of the conversation's earlier messages, oldest first (e-mail References).
+    thread_external_ids: list[str] = Field(default_factory=list)
+    # When the customer last wrote in this conversation (reply windows, e.g. Messenger's 24 h).
+    last_inbound_at: datetime | None = None
+
+
+class SendReceipt(Frozen):
+    external_id: str | None = None
+    status: MessageStatus = MessageStatus.SENT
+
+
+class Connector(abc.ABC):
+    """Base of every connector. Subclasses set :attr:`type` and :attr:`capabilities`."""
+
+    type: ClassVar[ChannelType]
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.TEXT})
+
+    def __init__(self, channel_id: ChannelId) -> None:
+        self.channel_id = channel_id
+        self._sink: Sink | None = None
+        self._health = Health(HealthState.CONNECTING)
+
+    @property
+    def sink(self) -> Sink:
+        if self._sink is None:
+            raise RuntimeError(f"connector {self.channel_id} used before start()")
+        return self._sink
+
+    @property
+    def health(self) -> Health:
+        return self._health
+
+    def set_health(self, state: HealthState, detail: str | None = None) -> None:
+        """Move to a new health state; the gateway announces changes as events."""
+        if state == self._health.state and detail == self._health.detail:
+            return
+        self._health = Health(state, detail)
+        log.info("channel %s is %s%s", self.channel_id, state, f": {detail}" if detail else "")
+        if self._sink is not None:
+            self._sink.health_changed(self.channel_id, self._health)
+
+    async def start(self, sink: Sink) -> None:
+        """Begin taking traffic and report it through ``sink``."""
+        self._sink = sink
+
+    @abc.abstractmethod
+    async def send(self, outbound: OutboundMessage) -> SendReceipt:
+        """Deliver one message in the channel's own wire format."""
+
+    async def send_typing(self, recipient: Identity, on: bool) -> None:  # noqa: B027
+        """Show the agent typing, where the channel can (Capability.TYPING)."""
+
+    async def mark_read(self, recipient: Identity) -> None:  # noqa: B027
+        """Tell the customer their messages were seen, where the channel can
+        (Capability.READ_RECEIPTS)."""
+
+    async def aclose(self) -> None:
+        self.set_health(HealthState.STOPPED)
+
+
+class WebhookConnector(Connector):
+    """A connector the provider calls over HTTP at ``/webhooks/{channel_id}``."""
+
+    @abc.abstractmethod
+    async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
+        """Verify, parse, hand to the sink, and answer the provider."""
+
+
+class SocketConnector(Connector):
+    """A connector whose customers hold a socket open to the gateway."""
+
+    @abc.abstractmethod
+    async def handle_socket(self, request: web.Request) -> web.StreamResponse:
+        """Serve one customer's WebSocket from handshake to close."""
+
+
+class PollingConnector(Connector):
+    """A connector that fetches from the provider in a task of its own, reconnecting."""
+
+    backoff_initial = 1.0
+    backoff_max = 300.0
+
+    def __init__(self, channel_id: ChannelId) -> None:
+        super().__init__(channel_id)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, sink: Sink) -> None:
+        await super().start(sink)
+        self._task = asyncio.create_task(self._run(), name=f"poller:{self.channel_id}")
+
+    @abc.abstractmethod
+    async def run_once(self) -> None:
+        """Connect and fetch until the connection ends; raise to trigger a reconnect."""
+
+    async def _run(self) -> None:
+        delay = self.backoff_initial
+        while True:
+            self.set_health(HealthState.CONNECTING)
+            try:
+                await self.run_once()
+                delay = self.backoff_initial
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure means: reconnect later
+                log.warning("channel %s: %s; retrying in %.0fs", self.channel_id, exc, delay)
+                if self.health.state not in (HealthState.BAD_CREDENTIALS, HealthState.BAD_CONFIG):
+                    self.set_health(HealthState.TRANSIENT_DISCONNECT, type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await super().aclose()

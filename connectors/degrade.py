@@ -1,0 +1,66 @@
+"""The one place where message parts a channel cannot show become text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from connectors.base import Capability
+from gateway.models import LinkPart, LocationPart, MediaPart, Part, TextPart
+
+_PART_CAPABILITY = {
+    "text": Capability.TEXT,
+    "image": Capability.IMAGE,
+    "audio": Capability.AUDIO,
+    "video": Capability.VIDEO,
+    "file": Capability.FILE,
+    "sticker": Capability.STICKER,
+    "location": Capability.LOCATION,
+    "link": Capability.LINK,
+}
+
+_MEDIA_LABEL = {
+    "image": "Image",
+    "audio": "Audio",
+    "video": "Video",
+    "file": "File",
+    "sticker": "Sticker",
+}
+
+
+def as_text(part: Part) -> str:
+    """A readable text rendering of any part."""
+    if isinstance(part, TextPart):
+        return part.text
+    if isinstance(part, LinkPart):
+        return f"{part.title}: {part.url}" if part.title else part.url
+    if isinstance(part, LocationPart):
+        lat, lon = part.latitude, part.longitude
+        return f"📍 {lat}, {lon} https://www.openstreetmap.org/?mlat={lat}&mlon={lon}"
+    label = _MEDIA_LABEL[part.type]
+    bits = [f"[{label}]"]
+    if part.name:
+        bits.append(part.name)
+    if part.url:
+        bits.append(part.url)
+    return " ".join(bits)
+
+
+def degrade(parts: Iterable[Part], capabilities: frozenset[Capability]) -> list[Part]:
+    """Keep the parts the channel can show; turn the others into text.
+
+    Adjacent text (original or degraded) is merged into one text part, so a channel that
+    sends one request per part does not split a sentence from the link it introduces.
+    """
+    out: list[Part] = []
+    for part in parts:
+        if _PART_CAPABILITY[part.type] in capabilities:
+            kept: Part = part
+        else:
+            if isinstance(part, MediaPart) and not part.url and not part.name:
+                continue  # nothing a reader could use
+            kept = TextPart(text=as_text(part))
+        if isinstance(kept, TextPart) and out and isinstance(out[-1], TextPart):
+            out[-1] = TextPart(text=out[-1].text + "\n" + kept.text)
+        else:
+            out.append(kept)
+    return out

@@ -1,0 +1,99 @@
+"""Bearer tokens with scopes. Tokens are random and stored only as SHA-256 hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from gateway.errors import Forbidden, Unauthorized
+
+if TYPE_CHECKING:
+    from gateway.store.base import Store
+
+
+class Scope(StrEnum):
+    ADMIN = "admin"
+    AGENT = "agent"
+    INTEGRATION = "integration"
+
+
+ANY_SCOPE = frozenset({Scope.ADMIN, Scope.AGENT, Scope.INTEGRATION})
+ADMIN_ONLY = frozenset({Scope.ADMIN})
+MANAGE = frozenset({Scope.ADMIN, Scope.INTEGRATION})
+
+TOKEN_PREFIX = "ogw_"  # noqa: S105 (a prefix, not a secret)
+CACHE_SECONDS = 10.0
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    scopes: frozenset[str]
+    agent_id: str | None = None
+
+    def require(self, allowed: frozenset[str]) -> None:
+        if not self.scopes & allowed:
+            raise Forbidden(
+                "this token lacks the scope for this operation",
+                code="insufficient_scope",
+                details={"needed_any_of": sorted(allowed), "token_scopes": sorted(self.scopes)},
+            )
+
+    @property
+    def is_admin(self) -> bool:
+        return Scope.ADMIN in self.scopes
+
+
+class Authenticator:
+    def __init__(self, store: Store, admin_token: str) -> None:
+        self._store = store
+        self._admin_hash = hash_token(admin_token)
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    async def authenticate(self, header: str | None) -> Principal:
+        if not header:
+            raise Unauthorized("an Authorization: Bearer <token> header is required")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("use Authorization: Bearer <token>", code="bad_auth_scheme")
+        digest = hash_token(token)
+        if hmac.compare_digest(digest, self._admin_hash):
+            return Principal(token_id="admin", scopes=frozenset({Scope.ADMIN}))  # noqa: S106
+        principal = await self._lookup(digest)
+        if principal is None:
+            raise Unauthorized("the token is not valid", code="invalid_token")
+        return principal
+
+    async def _lookup(self, digest: str) -> Principal | None:
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        record = await self._store.find_token(digest)
+        principal = (
+            None
+            if record is None
+            else Principal(record.id, frozenset(record.scopes), record.agent_id)
+        )
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + CACHE_SECONDS, principal)
+        return principal
+
+    def forget(self) -> None:
+        """Drop cached lookups (after a revocation)."""
+        self._cache.clear()

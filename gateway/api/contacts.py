@@ -1,0 +1,128 @@
+"""Contacts and their cross-channel timeline."""
+
+from __future__ import annotations
+
+from typing import cast
+from urllib.parse import quote
+
+from aiohttp import web
+
+from gateway.api.schemas import ContactPatch, Merge, PageQuery, Unmerge
+from gateway.api.spec import Req, api
+from gateway.errors import NotFound
+from gateway.ids import ChannelId, ContactId
+from gateway.models import Contact, Message
+from gateway.store.base import Page
+
+TAG = "contacts"
+
+
+@api.route(
+    "GET", "/v1/contacts/{id}", summary="Get a contact", tag=TAG, response=Contact, errors=(404,)
+)
+async def get_contact(req: Req) -> Contact:
+    contact = await req.gw.store.get_contact(ContactId(req.param("id")))
+    if contact is None:
+        raise NotFound(f"contact {req.param('id')} not found", code="contact_not_found")
+    return contact
+
+
+@api.route(
+    "PATCH",
+    "/v1/contacts/{id}",
+    summary="Update a contact's name, e-mail, phone or attributes",
+    description="E-mail and phone set here are not treated as verified (they never link "
+    "contacts). Attributes are merged; a null value removes one.",
+    tag=TAG,
+    body=ContactPatch,
+    response=Contact,
+    errors=(404, 422),
+)
+async def patch_contact(req: Req) -> Contact:
+    body = cast(ContactPatch, req.body)
+    return await req.gw.store.update_contact(
+        ContactId(req.param("id")),
+        display_name=body.display_name,
+        email=body.email,
+        phone=body.phone,
+        attributes=dict(body.attributes) if body.attributes is not None else None,
+    )
+
+
+@api.route(
+    "GET",
+    "/v1/contacts/{id}/timeline",
+    summary="Every message of the contact across channels, newest first",
+    tag=TAG,
+    query=PageQuery,
+    response=Page[Message],
+    errors=(404,),
+)
+async def timeline(req: Req) -> Page[Message]:
+    q = cast(PageQuery, req.query)
+    return await req.gw.store.timeline(ContactId(req.param("id")), q.cursor, q.limit)
+
+
+@api.route(
+    "POST",
+    "/v1/contacts/{id}/merge",
+    summary="Merge another contact into this one",
+    tag=TAG,
+    body=Merge,
+    response=Contact,
+    errors=(404, 409, 422),
+)
+async def merge(req: Req) -> Contact:
+    body = cast(Merge, req.body)
+    return await req.gw.store.merge_contacts(ContactId(req.param("id")), ContactId(body.other_id))
+
+
+@api.route(
+    "POST",
+    "/v1/contacts/{id}/unmerge",
+    summary="Detach an identity; answers the contact it belongs to afterwards",
+    tag=TAG,
+    body=Unmerge,
+    response=Contact,
+    errors=(404, 409),
+)
+async def unmerge(req: Req) -> Contact:
+    body = cast(Unmerge, req.body)
+    return await req.gw.store.unmerge_identity(
+        ContactId(req.param("id")),
+        ChannelId(body.identity.channel_id),
+        body.identity.external_id,
+    )
+
+
+@api.route(
+    "GET",
+    "/v1/attachments/{id}",
+    summary="A file received on a channel",
+    description="Images (other than SVG), audio and video are served inline; everything "
+    "else as a download. The stored content type is sent with nosniff and a sandboxing "
+    "CSP, so a file can never run as a page of the gateway.",
+    tag="messages",
+    raw=True,
+    content_type="application/octet-stream",
+    errors=(404,),
+)
+async def get_attachment(req: Req) -> web.StreamResponse:
+    record = await req.gw.store.get_attachment(req.param("id"))
+    if record is None:
+        raise NotFound(f"attachment {req.param('id')} not found", code="attachment_not_found")
+    inline = (
+        record.mime.split("/", 1)[0] in ("image", "audio", "video") and "svg" not in record.mime
+    )
+    name = record.name or record.id
+    disposition = "inline" if inline else "attachment"
+    return web.FileResponse(
+        req.gw.attachments.path_of(record),
+        headers={
+            "Content-Type": record.mime,
+            "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name)}",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+            "Cache-Control": "private, max-age=86400",
+        },
+    )

@@ -1,0 +1,288 @@
+"""Conversations and their messages."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import cast
+
+from gateway.api.auth import MANAGE, Scope
+from gateway.api.schemas import (
+    Assign,
+    ConversationQuery,
+    PageQuery,
+    QueueEntry,
+    QueueList,
+    QueueQuery,
+    RoutingLog,
+    SendMessage,
+    Transfer,
+    Typing,
+)
+from gateway.api.spec import REPLAYED, Header, Req, api
+from gateway.errors import Forbidden, NotFound, Unprocessable
+from gateway.ids import AgentId, ChannelId, ConversationId, MessageId
+from gateway.models import Author, AuthorType, Conversation, Message, Part, TextPart
+from gateway.store.base import ConversationFilter, Page
+
+TAG = "conversations"
+
+
+async def _conversation(req: Req) -> Conversation:
+    conv_id = ConversationId(req.param("id"))
+    conv = await req.gw.store.get_conversation(conv_id)
+    if conv is None:
+        raise NotFound(f"conversation {conv_id} not found", code="conversation_not_found")
+    return conv
+
+
+@api.route(
+    "GET",
+    "/v1/conversations",
+    summary="List conversations, newest first",
+    tag=TAG,
+    query=ConversationQuery,
+    response=Page[Conversation],
+)
+async def list_conversations(req: Req) -> Page[Conversation]:
+    q = cast(ConversationQuery, req.query)
+    filters = ConversationFilter(
+        status=q.status,
+        assignee_id=q.assignee_id,
+        channel_id=q.channel_id,
+        contact_id=q.contact_id,
+    )
+    return await req.gw.store.list_conversations(filters, q.cursor, q.limit)
+
+
+@api.route(
+    "GET",
+    "/v1/conversations/{id}",
+    summary="Get a conversation",
+    tag=TAG,
+    response=Conversation,
+    errors=(404,),
+)
+async def get_conversation(req: Req) -> Conversation:
+    return await _conversation(req)
+
+
+@api.route(
+    "GET",
+    "/v1/conversations/{id}/messages",
+    summary="List a conversation's messages, oldest first",
+    tag=TAG,
+    query=PageQuery,
+    response=Page[Message],
+    errors=(404,),
+)
+async def list_messages(req: Req) -> Page[Message]:
+    q = cast(PageQuery, req.query)
+    return await req.gw.store.list_messages(ConversationId(req.param("id")), q.cursor, q.limit)
+
+
+@api.route(
+    "POST",
+    "/v1/conversations/{id}/messages",
+    summary="Send a reply to the customer",
+    description="Stores the message as pending and answers 202; the delivery outcome "
+    "arrives as message.sent / message.failed events. With an Idempotency-Key, repeating "
+    "the request returns the first message instead of sending twice.",
+    tag=TAG,
+    body=SendMessage,
+    response=Message,
+    status=202,
+    errors=(404, 422),
+    headers=(Header("Idempotency-Key", "Makes retries of this request safe (max 255 chars)."),),
+)
+async def send_message(req: Req) -> Message:
+    body = cast(SendMessage, req.body)
+    conv = await _conversation(req)
+    principal = req.principal
+    assert principal is not None
+    key = req.request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise Unprocessable(
+            "Idempotency-Key must be 1 to 255 characters", code="bad_idempotency_key"
+        )
+    if principal.agent_id is not None and not principal.is_admin:
+        if body.agent_id not in (None, principal.agent_id):
+            raise Forbidden("an agent token sends as its own agent", code="not_your_agent")
+        author_id: str | None = principal.agent_id
+    else:
+        author_id = body.agent_id or conv.assignee_id
+    if body.agent_id is not None and await req.gw.store.get_agent(AgentId(body.agent_id)) is None:
+        raise Unprocessable(f"agent {body.agent_id} not found", code="agent_not_found")
+    parts: list[Part] = (
+        list(body.parts) if body.parts is not None else [TextPart(text=body.text or "")]
+    )
+    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    message, replayed = await req.gw.store.create_outbound(
+        conv.id,
+        Author(type=AuthorType.AGENT, id=author_id),
+        parts,
+        reply_to=MessageId(body.reply_to) if body.reply_to else None,
+        idempotency_key=key,
+        request_hash=request_hash,
+    )
+    if replayed:
+        req.request[REPLAYED] = True
+    else:
+        req.gw.outbound.wake()
+    return message
+
+
+@api.route(
+    "GET",
+    "/v1/messages/{id}",
+    summary="Get one message (e.g. to follow its delivery status)",
+    tag=TAG,
+    response=Message,
+    errors=(404,),
+)
+async def get_message(req: Req) -> Message:
+    message = await req.gw.store.get_message(MessageId(req.param("id")))
+    if message is None:
+        raise NotFound(f"message {req.param('id')} not found", code="message_not_found")
+    return message
+
+
+@api.route(
+    "POST",
+    "/v1/conversations/{id}/assign",
+    summary="Assign to an agent",
+    tag=TAG,
+    body=Assign,
+    response=Conversation,
+    errors=(404, 409),
+)
+async def assign(req: Req) -> Conversation:
+    body = cast(Assign, req.body)
+    principal = req.principal
+    assert principal is not None
+    if body.force and not principal.is_admin:
+        raise Forbidden("only admin tokens may force an assignment", code="force_needs_admin")
+    conv = await req.gw.store.assign(
+        ConversationId(req.param("id")), AgentId(body.agent_id), force=body.force
+    )
+    req.gw.router.kick()
+    return conv
+
+
+@api.route(
+    "POST",
+    "/v1/conversations/{id}/transfer",
+    summary="Transfer to another agent, or back to the queue with new skills",
+    tag=TAG,
+    body=Transfer,
+    response=Conversation,
+    errors=(404, 409),
+)
+async def transfer(req: Req) -> Conversation:
+    body = cast(Transfer, req.body)
+    principal = req.principal
+    assert principal is not None
+    if body.force and not principal.is_admin:
+        raise Forbidden("only admin tokens may force a transfer", code="force_needs_admin")
+    conv_id = ConversationId(req.param("id"))
+    if body.agent_id is not None:
+        conv = await req.gw.store.assign(conv_id, AgentId(body.agent_id), force=body.force)
+    else:
+        skills = body.skills
+        wanted: dict[str, int] = (
+            dict.fromkeys(skills, 1) if isinstance(skills, list) else dict(skills or {})
+        )
+        conv = await req.gw.store.transfer_to_skills(conv_id, wanted)
+    req.gw.router.kick()
+    return conv
+
+
+@api.route(
+    "POST",
+    "/v1/conversations/{id}/resolve",
+    summary="Resolve",
+    tag=TAG,
+    response=Conversation,
+    errors=(404, 409),
+)
+async def resolve(req: Req) -> Conversation:
+    conv = await req.gw.store.resolve(ConversationId(req.param("id")))
+    req.gw.router.kick()  # capacity freed
+    return conv
+
+
+@api.route(
+    "POST",
+    "/v1/conversations/{id}/reopen",
+    summary="Reopen a resolved conversation (it is routed again)",
+    tag=TAG,
+    response=Conversation,
+    errors=(404, 409),
+)
+async def reopen(req: Req) -> Conversation:
+    conv = await req.gw.store.reopen(ConversationId(req.param("id")))
+    req.gw.router.kick()
+    return conv
+
+
+@api.route(
+    "POST",
+    "/v1/conversations/{id}/typing",
+    summary="Show the customer that an agent is typing (where the channel can)",
+    tag=TAG,
+    body=Typing,
+    status=204,
+    errors=(404,),
+)
+async def typing(req: Req) -> None:
+    body = cast(Typing, req.body)
+    conv = await _conversation(req)
+    await req.gw.send_typing(conv, body.state == "on")
+
+
+@api.route(
+    "POST",
+    "/v1/conversations/{id}/read",
+    summary="The agent has read the conversation: the customer sees it (where the channel can)",
+    tag=TAG,
+    status=204,
+    errors=(404,),
+)
+async def mark_read(req: Req) -> None:
+    conv = await _conversation(req)
+    await req.gw.mark_read(conv)
+
+
+@api.route(
+    "GET",
+    "/v1/conversations/{id}/routing",
+    summary="Why the conversation went where it went",
+    tag=TAG,
+    scopes=MANAGE | {Scope.AGENT},
+    response=RoutingLog,
+    errors=(404,),
+)
+async def routing_log(req: Req) -> RoutingLog:
+    conv = await _conversation(req)
+    decisions = await req.gw.store.routing_decisions(conv.id)
+    entry = None
+    if conv.status == "queued":
+        for item in await req.gw.store.queue(None, 1000):
+            if item["conversation"].id == conv.id:
+                entry = QueueEntry(**item)
+                break
+    return RoutingLog(conversation_id=conv.id, decisions=decisions, queue=entry)
+
+
+@api.route(
+    "GET",
+    "/v1/queue",
+    summary="Queued conversations in the order they will be served, with places and "
+    "estimated waits",
+    tag=TAG,
+    query=QueueQuery,
+    response=QueueList,
+)
+async def queue(req: Req) -> QueueList:
+    q = cast(QueueQuery, req.query)
+    items = await req.gw.store.queue(ChannelId(q.channel_id) if q.channel_id else None, q.limit)
+    return QueueList(items=[QueueEntry(**i) for i in items])

@@ -1,0 +1,142 @@
+"""The live event stream (Server-Sent Events) read from the durable event log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from typing import Any, cast
+
+from aiohttp import web
+
+from gateway.api.schemas import EventsQuery
+from gateway.api.spec import Header, Req, api
+from gateway.errors import BadRequest
+from gateway.events import filter_events, seq_of, type_matcher
+from gateway.models import Event
+
+PAGE = 500
+log = logging.getLogger(__name__)
+EPHEMERAL_QUEUE = 256
+
+
+def encode(event: Event) -> bytes:
+    return f"id: {event.id}\nevent: {event.type}\ndata: {event.envelope()}\n\n".encode()
+
+
+def _start_after(req: Req, q: EventsQuery) -> int | None:
+    raw = req.request.headers.get("Last-Event-ID") or q.last_event_id
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise BadRequest(
+            "Last-Event-ID must be an event id from this stream", code="invalid_event_id"
+        ) from None
+    if value < 0:
+        raise BadRequest("Last-Event-ID must not be negative", code="invalid_event_id")
+    return value
+
+
+@api.route(
+    "GET",
+    "/v1/events",
+    summary="Live stream of events (Server-Sent Events)",
+    description="Each SSE message carries `id` (the event id), `event` (its type) and "
+    "`data` (the event envelope as JSON). Reconnect with Last-Event-ID to continue "
+    "without gaps; without it the stream starts with new events. Heartbeat comments "
+    "keep idle connections open.",
+    tag="events",
+    query=EventsQuery,
+    raw=True,
+    content_type="text/event-stream",
+    headers=(Header("Last-Event-ID", "Resume after this event id."),),
+)
+async def stream_events(req: Req) -> web.StreamResponse:
+    q = cast(EventsQuery, req.query)
+    gw = req.gw
+    after = _start_after(req, q)
+    last = gw.bus.last_seq if after is None else after
+    types = [t.strip() for t in q.types.split(",") if t.strip()] if q.types else None
+    match = type_matcher(types)
+    heartbeat = gw.settings.events.sse_heartbeat_seconds
+
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await resp.prepare(req.request)
+    await resp.write(b"retry: 2000\n\n: connected\n\n")
+
+    pending: deque[dict[str, Any]] = deque(maxlen=EPHEMERAL_QUEUE)
+    nudge = asyncio.Event()
+    unsubscribe = None
+    if q.ephemeral == "typing":
+
+        def on_signal(payload: dict[str, Any]) -> None:
+            data = payload.get("data", {})
+            if q.conversation_id is None or data.get("conversation_id") == q.conversation_id:
+                pending.append(payload)
+                nudge.set()
+
+        unsubscribe = gw.bus.subscribe_ephemeral(on_signal)
+
+    slow = gw.settings.events.slow_consumer_seconds
+
+    async def write(data: bytes) -> None:
+        # aiohttp waits for the socket to drain above its buffer limit: a reader that stops
+        # reading blocks here, and is cut off rather than buffered for without bound.
+        async with asyncio.timeout(slow):
+            await resp.write(data)
+
+    gw.sse_clients += 1
+    try:
+        while True:
+            batch = gw.bus.from_ring(last, PAGE)
+            if batch is None:
+                batch = await gw.store.events_after(last, PAGE)
+            if batch:
+                chunk = b"".join(encode(e) for e in filter_events(batch, match, q.conversation_id))
+                if chunk:
+                    await write(chunk)
+                last = seq_of(batch[-1])
+                if len(batch) == PAGE:
+                    continue
+            while pending:
+                payload = pending.popleft()
+                data = json.dumps(payload, ensure_ascii=False)
+                await write(f"event: {payload['type']}\ndata: {data}\n\n".encode())
+            nudge.clear()
+            waiter = asyncio.ensure_future(gw.bus.wait(last))
+            nudger = asyncio.ensure_future(nudge.wait())
+            closing = asyncio.ensure_future(gw.closing.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {waiter, nudger, closing},
+                    timeout=heartbeat,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for task in (waiter, nudger, closing):
+                    task.cancel()
+            if gw.closing.is_set():
+                break
+            if not done:
+                await write(b": heartbeat\n\n")
+    except TimeoutError:
+        log.info("event stream cut off: the client did not keep up (last id %s)", last)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        gw.sse_clients -= 1
+        if unsubscribe is not None:
+            unsubscribe()
+    with contextlib.suppress(Exception):
+        await resp.write_eof()
+    return resp

@@ -1,0 +1,231 @@
+"""Request and answer bodies of the HTTP API that are not domain models themselves."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.models import Conversation, Part, Presence, Text
+
+SkillName = Annotated[str, Field(min_length=1, max_length=64)]
+SkillList = Annotated[list[SkillName], Field(min_length=1, max_length=20)]
+SkillLevels = Annotated[
+    dict[SkillName, Annotated[int, Field(ge=1, le=10)]], Field(min_length=1, max_length=20)
+]
+Limit = Annotated[int, Field(ge=1, le=200, description="Page size (1-200).")]
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInfo
+
+
+class PageQuery(In):
+    cursor: str | None = Field(None, description="next_cursor of the previous page.")
+    limit: Limit = 50
+
+
+class ConversationQuery(PageQuery):
+    status: Literal["queued", "assigned", "resolved"] | None = None
+    assignee_id: Id | None = None
+    channel_id: Id | None = None
+    contact_id: Id | None = None
+
+
+class SendMessage(In):
+    """An agent's reply: ``text``, or ``parts`` for richer content."""
+
+    text: Annotated[Text, Field(min_length=1, max_length=20_000)] | None = None
+    parts: Annotated[list[Part], Field(min_length=1, max_length=20)] | None = None
+    reply_to: Id | None = None
+    agent_id: Id | None = Field(
+        None, description="Author, for admin and integration tokens (default: the assignee)."
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SendMessage:
+        if (self.text is None) == (self.parts is None):
+            raise ValueError("give either text or parts")
+        if self.text is not None and not self.text.strip():
+            raise ValueError("text is empty")
+        return self
+
+
+class Assign(In):
+    agent_id: Id
+    force: bool = Field(False, description="Admin only: ignore presence and capacity.")
+
+
+class Transfer(In):
+    agent_id: Id | None = None
+    skills: SkillList | SkillLevels | None = Field(
+        None, description="Skill names (level 1), or {name: minimum level}."
+    )
+    force: bool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Transfer:
+        if (self.agent_id is None) == (self.skills is None):
+            raise ValueError("give either agent_id or skills")
+        return self
+
+
+class Typing(In):
+    state: Literal["on", "off"]
+
+
+class AgentBody(In):
+    # `id` and `presence_changed_at` are accepted so an agent read with GET can be sent
+    # back as it is; `id` must then match the path.
+    id: Id | None = None
+    presence_changed_at: datetime | None = None
+    name: Annotated[Text, Field(max_length=200)] | None = None
+    skills: dict[
+        Annotated[str, Field(min_length=1, max_length=64)], Annotated[int, Field(ge=0, le=10)]
+    ] = Field(default_factory=dict)
+    languages: list[Annotated[str, Field(min_length=2, max_length=16)]] = Field(
+        default_factory=list
+    )
+    capacity: dict[
+        Annotated[str, Field(min_length=1, max_length=32)], Annotated[int, Field(ge=0, le=10_000)]
+    ] = Field(
+        default_factory=lambda: {"total": 5},
+        description="Maximum open conversations per channel type and in `total`.",
+    )
+    presence: Presence | None = None
+
+
+class PresenceBody(In):
+    status: Presence
+
+
+class Merge(In):
+    other_id: Id
+
+
+class IdentityRef(BaseModel):
+    """An identity as the contact shows it; fields beyond these two are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    channel_id: Id
+    external_id: Annotated[str, Field(min_length=1, max_length=998)]
+
+
+class Unmerge(In):
+    identity: IdentityRef
+
+
+class TokenBody(In):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    scopes: Annotated[list[Literal["admin", "agent", "integration"]], Field(min_length=1)]
+    agent_id: Id | None = Field(None, description="For agent tokens: the agent they act as.")
+
+
+class TokenInfo(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    agent_id: str | None = None
+    created_at: datetime
+
+
+class TokenCreated(TokenInfo):
+    token: str = Field(description="Shown once; only its hash is stored.")
+
+
+class TokenList(BaseModel):
+    items: list[TokenInfo]
+
+
+class EventsQuery(In):
+    types: str | None = Field(
+        None, description="Comma-separated event types; `*` wildcards (`message.*`)."
+    )
+    conversation_id: Id | None = None
+    last_event_id: str | None = Field(
+        None, description="Resume after this event id (same as the Last-Event-ID header)."
+    )
+    ephemeral: Literal["typing"] | None = Field(
+        None, description="Also stream typing signals (no id; never stored)."
+    )
+
+
+class QueueEntry(BaseModel):
+    conversation: Conversation
+    position: int = Field(description="Place among queued conversations needing the same.")
+    estimated_wait_seconds: float | None = Field(
+        description="Place x average handle time / slots of agents who could take it; "
+        "null when no online agent could."
+    )
+    waiting_seconds: float
+    requirements: dict[str, Any]
+    escalation_step: int
+    rule: str | None = None
+
+
+class QueueList(BaseModel):
+    items: list[QueueEntry]
+
+
+class QueueQuery(In):
+    channel_id: Id | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class RoutingLog(BaseModel):
+    conversation_id: str
+    decisions: list[dict[str, Any]]
+    queue: QueueEntry | None = Field(None, description="Where it stands, while queued.")
+
+
+AttributeValue = str | int | float | bool
+
+
+class ContactPatch(In):
+    display_name: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
+    email: Annotated[str, Field(max_length=320)] | None = None
+    phone: Annotated[str, Field(max_length=64)] | None = None
+    attributes: (
+        Annotated[
+            dict[Annotated[str, Field(min_length=1, max_length=64)], AttributeValue | None],
+            Field(max_length=100),
+        ]
+        | None
+    ) = Field(None, description="Merged into the contact's attributes; null removes one.")
+
+
+class ChannelInfo(BaseModel):
+    id: str
+    type: str
+    state: str
+    detail: str | None = None
+    since: datetime
+    capabilities: list[str]
+
+
+class ChannelList(BaseModel):
+    items: list[ChannelInfo]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    store: str
+    channels: dict[str, ChannelInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str

@@ -1,0 +1,335 @@
+"""Routes declared once, with their models: the same declaration parses requests,
+checks scopes, serialises answers and generates the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.json_schema import models_json_schema
+
+from gateway.api.auth import ANY_SCOPE, Principal
+from gateway.errors import ApiError, BadRequest, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+
+MAX_BODY = web.AppKey("max_body_bytes", int)
+# Set by a handler whose answer repeats an earlier one (Idempotency-Key).
+REPLAYED = web.RequestKey("idempotent_replay", bool)
+
+
+@dataclass
+class Req:
+    """What a handler gets: the request, the gateway, who asked, and the parsed inputs."""
+
+    request: web.Request
+    gw: Gateway
+    principal: Principal | None
+    body: Any = None
+    query: Any = None
+
+    def param(self, name: str) -> str:
+        return self.request.match_info[name]
+
+
+Handler = Callable[[Req], Awaitable[Any]]
+
+
+@dataclass
+class Header:
+    name: str
+    description: str
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    scopes: frozenset[str] | None
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: Any
+    status: int
+    errors: tuple[int, ...]
+    headers: tuple[Header, ...]
+    raw: bool
+    content_type: str
+    description: str
+    also: tuple[int, ...] = ()
+    _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
+
+    def dump(self, value: Any) -> bytes:
+        if self._adapter is None:
+            self._adapter = TypeAdapter(self.response)
+        return self._adapter.dump_json(value)
+
+
+class Api:
+    def __init__(self) -> None:
+        self.operations: list[Operation] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        tag: str,
+        scopes: frozenset[str] | None = ANY_SCOPE,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: Any = None,
+        status: int = 200,
+        errors: tuple[int, ...] = (),
+        headers: tuple[Header, ...] = (),
+        raw: bool = False,
+        content_type: str = "application/json",
+        description: str = "",
+        also: tuple[int, ...] = (),
+    ) -> Callable[[Handler], Handler]:
+        """Declare a route. ``also``: other success statuses with the same answer body."""
+
+        def register(fn: Handler) -> Handler:
+            self.operations.append(
+                Operation(
+                    method,
+                    path,
+                    fn,
+                    summary,
+                    tag,
+                    scopes,
+                    body,
+                    query,
+                    response,
+                    status,
+                    errors,
+                    headers,
+                    raw,
+                    content_type,
+                    description or (fn.__doc__ or "").strip(),
+                    also,
+                )
+            )
+            return fn
+
+        return register
+
+    def install(self, app: web.Application, gw: Gateway) -> None:
+        for op in self.operations:
+            app.router.add_route(op.method, op.path, _wrap(op, gw))
+
+    # --- OpenAPI -------------------------------------------------------------------------
+
+    def openapi(self, version: str) -> dict[str, Any]:
+        from gateway.api.schemas import ErrorBody
+
+        models: list[tuple[Any, Any]] = [(ErrorBody, "serialization")]
+        for op in self.operations:
+            if op.body is not None:
+                models.append((op.body, "validation"))
+            if op.response is not None and isinstance(op.response, type):
+                models.append((op.response, "serialization"))
+        unique = list(dict.fromkeys(models))
+        refs, schemas = models_json_schema(unique, ref_template="#/components/schemas/{model}")
+        paths: dict[str, dict[str, Any]] = {}
+        for op in self.operations:
+            paths.setdefault(op.path, {})[op.method.lower()] = _operation_doc(op, refs)
+        return {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "omnichannel-gateway",
+                "version": version,
+                "description": "Customer channels (email, Zalo OA, Facebook Messenger, "
+                "webchat) for helpdesks: conversations, messages, routing, contacts and a "
+                "durable event stream.",
+            },
+            "paths": paths,
+            "components": {
+                "schemas": schemas.get("$defs", {}),
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            },
+        }
+
+
+_PATH_PARAM = re.compile(r"\{(\w+)\}")
+_STATUS_TEXT = {
+    400: "Malformed input",
+    401: "Missing or invalid bearer token",
+    403: "The token lacks the needed scope",
+    404: "Not found",
+    409: "Conflict with the current state",
+    413: "Body too large",
+    422: "Semantically invalid",
+    503: "Not ready",
+}
+
+
+def _operation_doc(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "summary": op.summary,
+        "tags": [op.tag],
+        "operationId": f"{op.method.lower()}_{op.handler.__name__}",
+    }
+    if op.description:
+        doc["description"] = op.description
+    params: list[dict[str, Any]] = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        for n in _PATH_PARAM.findall(op.path)
+    ]
+    if op.query is not None:
+        for name, info in op.query.model_fields.items():
+            schema = TypeAdapter(cast(Any, info.annotation)).json_schema()
+            param: dict[str, Any] = {"name": name, "in": "query", "required": info.is_required()}
+            param["schema"] = schema
+            if info.description:
+                param["description"] = info.description
+            params.append(param)
+    for header in op.headers:
+        params.append(
+            {
+                "name": header.name,
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": header.description,
+            }
+        )
+    if params:
+        doc["parameters"] = params
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
+        }
+    responses: dict[str, Any] = {}
+    if op.response is not None and isinstance(op.response, type):
+        content = {op.content_type: {"schema": refs[(op.response, "serialization")]}}
+        for status in (op.status, *op.also):
+            responses[str(status)] = {"description": "Success", "content": content}
+    else:
+        responses[str(op.status)] = {
+            "description": "Success",
+            **({"content": {op.content_type: {}}} if op.raw else {}),
+        }
+    codes = set(op.errors)
+    if op.scopes is not None:
+        codes |= {401, 403}
+        doc["security"] = [{"bearer": []}]
+    if op.body is not None or op.query is not None or "{" in op.path:
+        codes.add(400)
+    if op.body is not None:
+        codes.add(413)
+    error_ref = refs[(_error_model(), "serialization")]
+    for code in sorted(codes):
+        responses[str(code)] = {
+            "description": _STATUS_TEXT.get(code, "Error"),
+            "content": {"application/json": {"schema": error_ref}},
+        }
+    doc["responses"] = responses
+    return doc
+
+
+def _error_model() -> type[BaseModel]:
+    from gateway.api.schemas import ErrorBody
+
+    return ErrorBody
+
+
+# --- request handling ----------------------------------------------------------------------
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or None, "message": e["msg"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(
+            f"the body is larger than {request.app[MAX_BODY]} bytes",
+        ) from None
+    if not raw.strip():
+        raise BadRequest("a JSON body is required", code="body_required")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8", code="invalid_json") from None
+    except ValueError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object", code="invalid_json")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest(
+            "the body does not match the schema",
+            code="validation_error",
+            details=validation_details(exc),
+        ) from None
+
+
+def _wrap(op: Operation, gw: Gateway) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        principal = None
+        if op.scopes is not None:
+            principal = await gw.auth.authenticate(request.headers.get("Authorization"))
+            principal.require(op.scopes)
+        req = Req(request, gw, principal)
+        if op.query is not None:
+            try:
+                # `?status=&assignee_id=` means "no filter": empty values are absent.
+                given = {k: v for k, v in request.query.items() if v != ""}
+                req.query = op.query.model_validate(given)
+            except ValidationError as exc:
+                raise BadRequest(
+                    "invalid query parameters",
+                    code="validation_error",
+                    details=validation_details(exc),
+                ) from None
+        if op.body is not None:
+            req.body = await _read_body(request, op.body)
+        result = await op.handler(req)
+        if isinstance(result, web.StreamResponse):
+            return result
+        if result is None:
+            return web.Response(status=op.status if op.status != 200 else 204)
+        status = op.status
+        if isinstance(result, tuple):
+            result, status = result
+        return web.Response(body=op.dump(result), status=status, content_type="application/json")
+
+    handle.__name__ = op.handler.__name__
+    return handle
+
+
+def error_response(exc: ApiError) -> web.Response:
+    body = {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
+    headers = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="omnigw"'
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
+    return web.Response(
+        status=exc.status,
+        text=json.dumps(body, ensure_ascii=False),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+api = Api()

@@ -1,0 +1,170 @@
+"""Health, readiness, metrics, the OpenAPI document, and admin-only tokens and channels."""
+
+from __future__ import annotations
+
+import json
+from typing import cast
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.api.auth import ADMIN_ONLY, hash_token, new_token
+from gateway.api.schemas import (
+    ChannelInfo,
+    ChannelList,
+    Health,
+    Readiness,
+    TokenBody,
+    TokenCreated,
+    TokenInfo,
+    TokenList,
+)
+from gateway.api.spec import Req, api
+from gateway.errors import NotFound, Unprocessable
+from gateway.ids import AgentId, TokenId, new_token_id
+
+TAG = "system"
+
+
+@api.route("GET", "/healthz", summary="The process is up", tag=TAG, scopes=None, response=Health)
+async def healthz(req: Req) -> Health:
+    return Health(status="ok", version=__version__)
+
+
+@api.route(
+    "GET",
+    "/readyz",
+    summary="The store answers; each channel's state",
+    description="200 when the store answers, 503 otherwise. Channels report their own "
+    "state (CONNECTED, BAD_CREDENTIALS, ...); a broken channel does not make the gateway "
+    "unready, because the others still work.",
+    tag=TAG,
+    scopes=None,
+    response=Readiness,
+    errors=(503,),
+)
+async def readyz(req: Req) -> tuple[Readiness, int]:
+    store_state = "ok"
+    try:
+        await req.gw.store.ping()
+    except Exception as exc:
+        store_state = f"unreachable: {type(exc).__name__}"
+    ready = store_state == "ok" and req.gw.started
+    body = Readiness(
+        status="ready" if ready else "not_ready",
+        store=store_state,
+        channels={c.id: c for c in req.gw.channel_infos()},
+    )
+    return body, 200 if ready else 503
+
+
+@api.route(
+    "GET",
+    "/metrics",
+    summary="Prometheus metrics",
+    tag=TAG,
+    scopes=None,
+    raw=True,
+    content_type="text/plain",
+)
+async def metrics(req: Req) -> web.Response:
+    return web.Response(text=req.gw.metrics.render(), content_type="text/plain", charset="utf-8")
+
+
+@api.route(
+    "GET",
+    "/v1/openapi.json",
+    summary="This document",
+    tag=TAG,
+    scopes=None,
+    raw=True,
+)
+async def openapi(req: Req) -> web.Response:
+    global _openapi_body
+    if _openapi_body is None:
+        _openapi_body = json.dumps(api.openapi(__version__), ensure_ascii=False)
+    return web.Response(text=_openapi_body, content_type="application/json")
+
+
+_openapi_body: str | None = None
+
+
+@api.route(
+    "GET",
+    "/v1/channels",
+    summary="Configured channels and their state (credentials are never shown)",
+    tag="channels",
+    scopes=ADMIN_ONLY,
+    response=ChannelList,
+)
+async def list_channels(req: Req) -> ChannelList:
+    return ChannelList(items=req.gw.channel_infos())
+
+
+@api.route(
+    "GET",
+    "/v1/channels/{id}",
+    summary="One channel and its state",
+    tag="channels",
+    scopes=ADMIN_ONLY,
+    response=ChannelInfo,
+    errors=(404,),
+)
+async def get_channel(req: Req) -> ChannelInfo:
+    for info in req.gw.channel_infos():
+        if info.id == req.param("id"):
+            return info
+    raise NotFound(f"channel {req.param('id')} not found", code="channel_not_found")
+
+
+@api.route(
+    "POST",
+    "/v1/tokens",
+    summary="Create an API token (its value is shown only in this answer)",
+    tag="tokens",
+    scopes=ADMIN_ONLY,
+    body=TokenBody,
+    response=TokenCreated,
+    status=201,
+    errors=(422,),
+)
+async def create_token(req: Req) -> TokenCreated:
+    body = cast(TokenBody, req.body)
+    agent_id = AgentId(body.agent_id) if body.agent_id else None
+    if agent_id is not None and await req.gw.store.get_agent(agent_id) is None:
+        raise Unprocessable(f"agent {agent_id} not found", code="agent_not_found")
+    if "agent" in body.scopes and agent_id is None:
+        raise Unprocessable("agent tokens need agent_id", code="agent_id_required")
+    token = new_token()
+    record = await req.gw.store.create_token(
+        new_token_id(), body.name, hash_token(token), sorted(set(body.scopes)), agent_id
+    )
+    req.gw.auth.forget()
+    return TokenCreated(**record.model_dump(exclude={"last_used_at"}), token=token)
+
+
+@api.route(
+    "GET",
+    "/v1/tokens",
+    summary="List API tokens",
+    tag="tokens",
+    scopes=ADMIN_ONLY,
+    response=TokenList,
+)
+async def list_tokens(req: Req) -> TokenList:
+    records = await req.gw.store.list_tokens()
+    return TokenList(items=[TokenInfo(**r.model_dump(exclude={"last_used_at"})) for r in records])
+
+
+@api.route(
+    "DELETE",
+    "/v1/tokens/{id}",
+    summary="Revoke an API token",
+    tag="tokens",
+    scopes=ADMIN_ONLY,
+    status=204,
+    errors=(404,),
+)
+async def revoke_token(req: Req) -> None:
+    await req.gw.store.revoke_token(TokenId(req.param("id")))
+    req.gw.auth.forget()

@@ -1,0 +1,102 @@
+"""Files received on channels (e-mail attachments, inline images), kept in the data
+directory and served to API clients at /v1/attachments/{id}."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from gateway.ids import ChannelId, ulid
+from gateway.models import MediaPart
+from gateway.store.base import AttachmentRecord, Store
+from gateway.text import clean_text
+
+_MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+
+
+class AttachmentTooLarge(ValueError):
+    """The file is over the configured limit."""
+
+
+def safe_name(name: str | None) -> str | None:
+    """A file name that is only a name: no directories, no control characters."""
+    if not name:
+        return None
+    cleaned = _UNSAFE_NAME.sub("_", clean_text(name)).strip(" .")
+    return cleaned[:200] or None
+
+
+def safe_mime(mime: str | None) -> str:
+    value = (mime or "").split(";", 1)[0].strip().lower()
+    return value if _MIME.match(value) else "application/octet-stream"
+
+
+def kind_of(mime: str) -> Literal["image", "audio", "video", "file"]:
+    major = mime.split("/", 1)[0]
+    if major == "image":
+        return "image"
+    if major == "audio":
+        return "audio"
+    if major == "video":
+        return "video"
+    return "file"
+
+
+class Attachments:
+    def __init__(
+        self, root: Path, store: Store, *, max_bytes: int, public_url: str | None = None
+    ) -> None:
+        self.root = root
+        self.store = store
+        self.max_bytes = max_bytes
+        self.public_url = (public_url or "").rstrip("/")
+
+    def url(self, attachment_id: str) -> str:
+        return f"{self.public_url}/v1/attachments/{attachment_id}"
+
+    async def save(
+        self, channel_id: ChannelId, data: bytes, *, name: str | None, mime: str | None
+    ) -> MediaPart:
+        """Keep a file durably (written and synced before it is recorded)."""
+        if len(data) > self.max_bytes:
+            raise AttachmentTooLarge(
+                f"{len(data)} bytes is over the {self.max_bytes}-byte attachment limit"
+            )
+        attachment_id = "att_" + ulid()
+        relative = f"{attachment_id[-2:]}/{attachment_id}"
+        await asyncio.to_thread(self._write, self.root / relative, data)
+        record = AttachmentRecord(
+            id=attachment_id,
+            channel_id=channel_id,
+            name=safe_name(name),
+            mime=safe_mime(mime),
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            path=relative,
+        )
+        await self.store.add_attachment(record)
+        return MediaPart(
+            type=kind_of(record.mime),
+            url=self.url(attachment_id),
+            name=record.name,
+            mime=record.mime,
+            size=record.size,
+        )
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def path_of(self, record: AttachmentRecord) -> Path:
+        return self.root / record.path

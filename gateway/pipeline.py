@@ -1,0 +1,190 @@
+"""The ingest pipeline: what connectors hand their traffic to (their Sink).
+
+provider -> connector -> ingest (one transaction: dedupe, identity, thread, message, events)
+-> the connector acknowledges -> routing -> events fan out (webhooks, SSE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+from connectors.base import Health, InboundMessage, IngestResult, Sender, StatusUpdate
+from gateway.attachments import Attachments
+from gateway.errors import NotFound
+from gateway.events import EventBus
+from gateway.ids import ChannelId, ContactId, ConversationId, MessageId
+from gateway.metrics import Metrics
+from gateway.models import (
+    Author,
+    AuthorType,
+    ChannelType,
+    ConversationStatus,
+    MediaPart,
+    Message,
+    Reaction,
+    utcnow,
+)
+from gateway.routing_service import RoutingService
+from gateway.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Implements :class:`connectors.base.Sink` for every connector."""
+
+    def __init__(
+        self,
+        store: Store,
+        router: RoutingService,
+        bus: EventBus,
+        channel_types: Callable[[], Mapping[ChannelId, ChannelType]],
+        metrics: Metrics,
+        attachments: Attachments,
+    ) -> None:
+        self.store = store
+        self.attachments = attachments
+        self.router = router
+        self.bus = bus
+        self._channel_types = channel_types
+        self.metrics = metrics
+        self._background: set[asyncio.Task[object]] = set()
+
+    def _type(self, channel_id: ChannelId) -> ChannelType:
+        try:
+            return self._channel_types()[channel_id]
+        except KeyError:
+            raise NotFound(f"channel {channel_id} not found", code="channel_not_found") from None
+
+    async def ingest(self, message: InboundMessage) -> IngestResult:
+        result = await self.store.ingest(message, self._type(message.channel_id))
+        if result.duplicate:
+            self.metrics.inc("omnigw_inbound_duplicates_total", channel=message.channel_id)
+            return result
+        self.metrics.inc("omnigw_inbound_messages_total", channel=message.channel_id)
+        if result.conversation_status == ConversationStatus.QUEUED:
+            self.router.kick()
+        return result
+
+    async def update_status(self, update: StatusUpdate) -> list[MessageId]:
+        changed = await self.store.update_status(update)
+        return [m.id for m in changed]
+
+    async def update_identity(
+        self, channel_id: ChannelId, sender: Sender, link_to: Sender | None = None
+    ) -> ContactId:
+        return await self.store.update_identity(
+            channel_id, self._type(channel_id), sender, link_to=link_to
+        )
+
+    async def history(
+        self,
+        channel_id: ChannelId,
+        external_id: str,
+        *,
+        before: MessageId | None = None,
+        after: MessageId | None = None,
+        limit: int = 50,
+    ) -> list[Message]:
+        return await self.store.channel_history(
+            channel_id, external_id, before=before, after=after, limit=limit
+        )
+
+    async def open_conversation(
+        self, channel_id: ChannelId, external_id: str
+    ) -> ConversationId | None:
+        return await self.store.open_conversation(channel_id, external_id)
+
+    async def react(
+        self,
+        channel_id: ChannelId,
+        message_external_id: str,
+        reactor_external_id: str,
+        *,
+        emoji: str | None = None,
+        reaction: str | None = None,
+        on: bool = True,
+    ) -> MessageId | None:
+        contact = await self.store.identity_contact(channel_id, reactor_external_id)
+        reactor = (
+            Author(type=AuthorType.CONTACT, id=contact)
+            if contact is not None
+            else Author(type=AuthorType.AGENT, id=None)  # the business side, e.g. the Page
+        )
+        value = Reaction(emoji=emoji, reaction=reaction, by=reactor, at=utcnow()) if on else None
+        updated = await self.store.react(channel_id, message_external_id, value, reactor)
+        return None if updated is None else updated.id
+
+    async def keep_raw(
+        self, channel_id: ChannelId, kind: str, payload: str | bytes, reason: str
+    ) -> None:
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+        log.warning("channel %s: kept a %s event raw: %s", channel_id, kind, reason)
+        await self.store.keep_raw(channel_id, kind, text, reason)
+
+    async def confirm_sent(
+        self, channel_id: ChannelId, message_id: MessageId, external_id: str
+    ) -> bool:
+        try:
+            await self.store.mark_sent(message_id, external_id)
+        except NotFound:
+            return False
+        return True
+
+    async def save_attachment(
+        self, channel_id: ChannelId, data: bytes, *, name: str | None, mime: str | None
+    ) -> MediaPart:
+        return await self.attachments.save(channel_id, data, name=name, mime=mime)
+
+    async def load_state(self, channel_id: ChannelId, key: str) -> Any:
+        return await self.store.load_state(channel_id, key)
+
+    async def save_state(self, channel_id: ChannelId, key: str, value: Any) -> None:
+        await self.store.save_state(channel_id, key, value)
+
+    def typing(self, channel_id: ChannelId, external_id: str, on: bool) -> None:
+        async def announce() -> None:
+            conversation_id = await self.store.open_conversation(channel_id, external_id)
+            if conversation_id is not None:
+                self.bus.signal(
+                    {
+                        "type": "conversation.typing",
+                        "data": {
+                            "conversation_id": conversation_id,
+                            "author": {"type": "contact"},
+                            "state": "on" if on else "off",
+                        },
+                    }
+                )
+
+        self._spawn(announce())
+
+    def health_changed(self, channel_id: ChannelId, health: Health) -> None:
+        self._spawn(
+            self.store.emit(
+                "channel.state_changed",
+                {
+                    "channel_id": channel_id,
+                    "state": health.state.value,
+                    "detail": health.detail,
+                    "since": health.since.isoformat().replace("+00:00", "Z"),
+                },
+            )
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[object]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background step failed: %r", task.exception())
+
+    async def drain(self) -> None:
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)

@@ -1,0 +1,248 @@
+"""SQLite plumbing: batched writes with group commit, and a small pool of readers.
+
+Writes are functions ``fn(tx) -> result``. Whatever is queued runs as one batch on the
+event loop's own thread, each write in its own SAVEPOINT of one ``BEGIN IMMEDIATE``
+transaction, and only the COMMIT (with its fsync) goes to a thread: a burst of
+messages costs one fsync, a write that fails is rolled back alone (its change and its
+events together), and the SQL never has to hand the GIL back and forth with the loop.
+Futures resolve only after the COMMIT, so "acknowledged" means "durable".
+
+Readers are separate connections on threads (WAL lets them read during writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from gateway.models import Event, compose_json
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A batch runs on the event loop's thread: keep it short enough not to stall it.
+MAX_BATCH = 64
+
+
+def us_now() -> int:
+    return time.time_ns() // 1000
+
+
+def connect(path: str, *, synchronous: str, readonly: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    if readonly:
+        conn.execute("PRAGMA query_only = 1")
+    return conn
+
+
+@dataclass
+class Tx:
+    """What a write function gets: the connection and a place to put its events."""
+
+    conn: sqlite3.Connection
+    now: int
+    events: list[Event] = field(default_factory=list)
+    _now_dt: datetime | None = None
+
+    def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
+        return row
+
+    def emit(self, type_: str, fields: dict[str, Any], conversation_id: str | None = None) -> Event:
+        """Append an event to the outbox, in this write's transaction."""
+        data_json = compose_json(fields)
+        cur = self.conn.execute(
+            "INSERT INTO events (type, created_at, conversation_id, data) VALUES (?, ?, ?, ?)",
+            (type_, self.now, conversation_id, data_json),
+        )
+        seq = cur.lastrowid
+        assert seq is not None
+        event = Event(seq, type_, self.now_dt, data_json, conversation_id)
+        self.events.append(event)
+        return event
+
+    @property
+    def now_dt(self) -> datetime:
+        if self._now_dt is None:
+            self._now_dt = datetime.fromtimestamp(self.now / 1_000_000, UTC)
+        return self._now_dt
+
+
+@dataclass
+class _Op:
+    fn: Callable[[Tx], Any]
+    future: asyncio.Future[Any]
+
+
+_Outcome = tuple[_Op, Any, BaseException | None, Tx | None]
+
+
+class Engine:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str,
+        on_events: Callable[[list[Event]], None] | None,
+        on_failure: Callable[[], None] | None = None,
+        readers: int = 2,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._on_events = on_events
+        # Called whenever a write or a commit failed: state kept beside the database
+        # (the routing index) must then be reloaded from it.
+        self._on_failure = on_failure
+        self._loop = asyncio.get_running_loop()
+        self._conn = connect(path, synchronous=synchronous)
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._pending: deque[_Op] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-reader")
+        self._closed = False
+
+    # --- writes --------------------------------------------------------------------
+
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        if self._closed:
+            raise RuntimeError("store is closed")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._pending.append(_Op(fn, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = self._loop.create_task(self._flush(), name="sqlite-flush")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            count = min(MAX_BATCH, len(self._pending))
+            batch = [self._pending.popleft() for _ in range(count)]
+            try:
+                outcomes, to_commit = self._execute(batch)
+                if to_commit:
+                    try:
+                        await self._loop.run_in_executor(self._committer, self._commit)
+                    except sqlite3.Error as exc:
+                        log.error("commit failed: %s", exc)
+                        outcomes = [(op, None, exc, None) for op, _, _, _ in outcomes]
+            except BaseException as exc:  # never leave a caller waiting forever
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                outcomes = [(op, None, exc, None) for op in batch]
+                self._complete(outcomes)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            self._complete(outcomes)
+
+    def _commit(self) -> None:
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    def _execute(self, batch: list[_Op]) -> tuple[list[_Outcome], bool]:
+        """Run a batch inside one open transaction; returns outcomes and whether to commit."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return [(op, None, exc, None) for op in batch], False
+        now = us_now()
+        if len(batch) == 1:
+            # Alone in its transaction: a failure rolls the whole transaction back instead.
+            op = batch[0]
+            tx = Tx(conn, now)
+            try:
+                result = op.fn(tx)
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                return [(op, None, exc, None)], False
+            return [(op, result, None, tx)], True
+        outcomes: list[_Outcome] = []
+        for op in batch:
+            tx = Tx(conn, now)
+            conn.execute("SAVEPOINT op")
+            try:
+                result = op.fn(tx)
+            except BaseException as exc:  # the op's own failure: undo only this op
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                outcomes.append((op, None, exc, None))
+            else:
+                conn.execute("RELEASE op")
+                outcomes.append((op, result, None, tx))
+        return outcomes, True
+
+    def _complete(self, outcomes: list[_Outcome]) -> None:
+        if self._on_failure is not None and any(exc is not None for _, _, exc, _ in outcomes):
+            self._on_failure()
+        # Events first, in commit order, so anyone woken by a future sees them published.
+        events = [e for _, _, _, tx in outcomes if tx is not None for e in tx.events]
+        if events and self._on_events is not None:
+            try:
+                self._on_events(events)
+            except Exception:
+                log.exception("event subscriber failed")
+        for op, result, exc, _tx in outcomes:
+            if op.future.done():
+                continue
+            if exc is not None:
+                op.future.set_exception(exc)
+            else:
+                op.future.set_result(result)
+
+    # --- reads ---------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, synchronous=self.synchronous, readonly=True)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise RuntimeError("store is closed")
+        return await self._loop.run_in_executor(self._pool, lambda: fn(self._reader()))
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+        self._committer.shutdown(wait=True)
+        self._conn.close()
+        self._pool.shutdown(wait=True)
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()

@@ -1,0 +1,291 @@
+"""Versioned schema migrations for the SQLite backend. Append; never edit a released step."""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE contacts (
+            id              TEXT PRIMARY KEY,
+            display_name    TEXT,
+            phone           TEXT,
+            phone_verified  INTEGER NOT NULL DEFAULT 0,
+            email           TEXT,
+            email_verified  INTEGER NOT NULL DEFAULT 0,
+            created_at      INTEGER NOT NULL,
+            merged_into     TEXT REFERENCES contacts(id)
+        );
+        CREATE INDEX contacts_merged ON contacts(merged_into) WHERE merged_into IS NOT NULL;
+        CREATE INDEX contacts_verified_email ON contacts(email)
+            WHERE email_verified = 1 AND merged_into IS NULL;
+        CREATE INDEX contacts_verified_phone ON contacts(phone)
+            WHERE phone_verified = 1 AND merged_into IS NULL;
+
+        CREATE TABLE identities (
+            channel_id          TEXT NOT NULL,
+            external_id         TEXT NOT NULL,
+            channel_type        TEXT NOT NULL,
+            contact_id          TEXT NOT NULL REFERENCES contacts(id),
+            original_contact_id TEXT NOT NULL REFERENCES contacts(id),
+            display_name        TEXT,
+            avatar_url          TEXT,
+            created_at          INTEGER NOT NULL,
+            PRIMARY KEY (channel_id, external_id)
+        );
+        CREATE INDEX identities_contact ON identities(contact_id);
+
+        CREATE TABLE agents (
+            id                  TEXT PRIMARY KEY,
+            name                TEXT,
+            skills              TEXT NOT NULL DEFAULT '{}',
+            languages           TEXT NOT NULL DEFAULT '[]',
+            capacity            TEXT NOT NULL DEFAULT '{}',
+            presence            TEXT NOT NULL DEFAULT 'offline',
+            presence_changed_at INTEGER,
+            last_assigned_at    INTEGER NOT NULL DEFAULT 0,
+            created_at          INTEGER NOT NULL,
+            updated_at          INTEGER NOT NULL
+        );
+
+        CREATE TABLE conversations (
+            id                 TEXT PRIMARY KEY,
+            contact_id         TEXT NOT NULL REFERENCES contacts(id),
+            channel_id         TEXT NOT NULL,
+            channel_type       TEXT NOT NULL,
+            recipient_id       TEXT NOT NULL,
+            status             TEXT NOT NULL,
+            assignee_id        TEXT,
+            priority           INTEGER NOT NULL DEFAULT 0,
+            skills             TEXT NOT NULL DEFAULT '[]',
+            language           TEXT,
+            subject            TEXT,
+            created_at         INTEGER NOT NULL,
+            first_response_at  INTEGER,
+            resolved_at        INTEGER,
+            last_message_at    INTEGER,
+            last_inbound_at    INTEGER,
+            queued_at          INTEGER,
+            queue_announced    INTEGER NOT NULL DEFAULT 0,
+            excluded_agents    TEXT NOT NULL DEFAULT '[]'
+        );
+        CREATE UNIQUE INDEX conversations_one_open
+            ON conversations(contact_id, channel_id) WHERE status != 'resolved';
+        CREATE INDEX conversations_contact ON conversations(contact_id, id);
+        CREATE INDEX conversations_queue ON conversations(priority DESC, queued_at, id)
+            WHERE status = 'queued';
+        CREATE INDEX conversations_assignee ON conversations(assignee_id, channel_type)
+            WHERE status = 'assigned';
+        CREATE INDEX conversations_status ON conversations(status, id);
+        CREATE INDEX conversations_channel ON conversations(channel_id, id);
+
+        CREATE TABLE messages (
+            id               TEXT PRIMARY KEY,
+            conversation_id  TEXT NOT NULL REFERENCES conversations(id),
+            contact_id       TEXT NOT NULL,
+            channel_id       TEXT NOT NULL,
+            direction        TEXT NOT NULL,
+            author_type      TEXT NOT NULL,
+            author_id        TEXT,
+            external_id      TEXT,
+            parts            TEXT NOT NULL,
+            reply_to         TEXT,
+            created_at       INTEGER NOT NULL,
+            status           TEXT NOT NULL,
+            error            TEXT,
+            idempotency_key  TEXT,
+            request_hash     TEXT,
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at  INTEGER
+        );
+        CREATE UNIQUE INDEX messages_external ON messages(channel_id, external_id)
+            WHERE external_id IS NOT NULL;
+        CREATE UNIQUE INDEX messages_idempotency ON messages(conversation_id, idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+        CREATE INDEX messages_conversation ON messages(conversation_id, id);
+        CREATE INDEX messages_contact ON messages(contact_id, id);
+        CREATE INDEX messages_pending ON messages(next_attempt_at, id) WHERE status = 'pending';
+
+        CREATE TABLE events (
+            seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+            type             TEXT NOT NULL,
+            created_at       INTEGER NOT NULL,
+            conversation_id  TEXT,
+            data             TEXT NOT NULL
+        );
+        CREATE INDEX events_conversation ON events(conversation_id, seq)
+            WHERE conversation_id IS NOT NULL;
+
+        CREATE TABLE routing_decisions (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id  TEXT NOT NULL,
+            created_at       INTEGER NOT NULL,
+            agent_id         TEXT,
+            explanation      TEXT NOT NULL
+        );
+        CREATE INDEX routing_decisions_conversation ON routing_decisions(conversation_id, id);
+
+        CREATE TABLE api_tokens (
+            id            TEXT PRIMARY KEY,
+            name          TEXT NOT NULL,
+            token_hash    TEXT NOT NULL UNIQUE,
+            scopes        TEXT NOT NULL,
+            agent_id      TEXT,
+            created_at    INTEGER NOT NULL,
+            last_used_at  INTEGER,
+            revoked_at    INTEGER
+        );
+        """,
+    ),
+    (
+        2,
+        """
+        CREATE INDEX conversations_recipient ON conversations(channel_id, recipient_id);
+        """,
+    ),
+    (
+        3,
+        """
+        ALTER TABLE messages ADD COLUMN reactions TEXT;
+
+        CREATE TABLE raw_events (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            channel_id  TEXT NOT NULL,
+            kind        TEXT NOT NULL,
+            reason      TEXT NOT NULL,
+            payload     TEXT NOT NULL,
+            created_at  INTEGER NOT NULL
+        );
+        CREATE INDEX raw_events_channel ON raw_events(channel_id, id);
+
+        CREATE TABLE channel_state (
+            channel_id  TEXT NOT NULL,
+            key         TEXT NOT NULL,
+            value       TEXT NOT NULL,
+            updated_at  INTEGER NOT NULL,
+            PRIMARY KEY (channel_id, key)
+        );
+
+        CREATE TABLE attachments (
+            id          TEXT PRIMARY KEY,
+            channel_id  TEXT NOT NULL,
+            name        TEXT,
+            mime        TEXT NOT NULL,
+            size        INTEGER NOT NULL,
+            sha256      TEXT NOT NULL,
+            path        TEXT NOT NULL,
+            created_at  INTEGER NOT NULL
+        );
+        """,
+    ),
+    (
+        4,
+        """
+        ALTER TABLE conversations ADD COLUMN required_skills TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE conversations ADD COLUMN routing_rule TEXT;
+        ALTER TABLE conversations ADD COLUMN assigned_at INTEGER;
+        ALTER TABLE conversations ADD COLUMN awaiting_since INTEGER;
+        CREATE INDEX conversations_awaiting ON conversations(awaiting_since)
+            WHERE status = 'assigned' AND awaiting_since IS NOT NULL;
+        ALTER TABLE contacts ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE contacts ADD COLUMN last_agent_id TEXT;
+        ALTER TABLE contacts ADD COLUMN last_served_at INTEGER;
+        """,
+    ),
+    (
+        5,
+        """
+        CREATE TABLE webhook_endpoints (
+            id               TEXT PRIMARY KEY,
+            url              TEXT NOT NULL,
+            description      TEXT,
+            events           TEXT NOT NULL DEFAULT '["*"]',
+            source           TEXT NOT NULL DEFAULT 'api',
+            secrets          TEXT NOT NULL,
+            created_at       INTEGER NOT NULL,
+            updated_at       INTEGER NOT NULL,
+            disabled_at      INTEGER,
+            disabled_reason  TEXT,
+            cursor           INTEGER NOT NULL DEFAULT 0,
+            failing_since    INTEGER,
+            last_success_at  INTEGER
+        );
+
+        CREATE TABLE webhook_deliveries (
+            endpoint_id      TEXT NOT NULL,
+            event_seq        INTEGER NOT NULL,
+            conversation_id  TEXT,
+            status           TEXT NOT NULL,
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at  INTEGER,
+            last_status_code INTEGER,
+            last_error       TEXT,
+            updated_at       INTEGER NOT NULL,
+            PRIMARY KEY (endpoint_id, event_seq)
+        );
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries(endpoint_id, next_attempt_at)
+            WHERE status = 'pending';
+        CREATE INDEX webhook_deliveries_waiting
+            ON webhook_deliveries(endpoint_id, conversation_id, event_seq)
+            WHERE status = 'waiting';
+
+        CREATE TABLE webhook_attempts (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            endpoint_id      TEXT NOT NULL,
+            event_seq        INTEGER NOT NULL,
+            attempt          INTEGER NOT NULL,
+            at               INTEGER NOT NULL,
+            status_code      INTEGER,
+            latency_ms       REAL,
+            outcome          TEXT NOT NULL,
+            error            TEXT,
+            response         TEXT
+        );
+        CREATE INDEX webhook_attempts_endpoint ON webhook_attempts(endpoint_id, id);
+        """,
+    ),
+    (
+        6,
+        """
+        ALTER TABLE messages ADD COLUMN sent_at INTEGER;
+        ALTER TABLE raw_events ADD COLUMN digest TEXT;
+        CREATE UNIQUE INDEX raw_events_digest ON raw_events(channel_id, digest)
+            WHERE digest IS NOT NULL;
+        """,
+    ),
+]
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer version of the gateway."""
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to the newest version; returns the version reached."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+    )
+    current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+    newest = MIGRATIONS[-1][0]
+    if current > newest:
+        raise SchemaTooNew(
+            f"database schema version {current} is newer than this gateway knows ({newest}); "
+            "upgrade the gateway"
+        )
+    for version, sql in MIGRATIONS:
+        if version <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in sql.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return newest

@@ -1,0 +1,257 @@
+"""Webhook endpoints and their delivery state, inside write transactions.
+
+Per endpoint: `cursor` (every event up to it is delivered, dead, or has a row below),
+rows for deliveries that could not go out at once (`pending`: a retry is scheduled;
+`waiting`: an earlier event of the same conversation is still unsettled; `dead`: every
+attempt failed), and the log of every attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.errors import NotFound
+from gateway.store.base import AttemptLog, DeliveryRow, WebhookRecord
+from gateway.store.sqlite import rows
+from gateway.store.sqlite.engine import Tx
+
+
+def _record(row: sqlite3.Row) -> WebhookRecord:
+    return WebhookRecord(
+        id=row["id"],
+        url=row["url"],
+        description=row["description"],
+        events=json.loads(row["events"]),
+        source=row["source"],
+        created_at=rows.from_us(row["created_at"]),
+        disabled_at=rows.opt_dt(row["disabled_at"]),
+        disabled_reason=row["disabled_reason"],
+        failing_since=rows.opt_dt(row["failing_since"]),
+        last_success_at=rows.opt_dt(row["last_success_at"]),
+        cursor=row["cursor"],
+        sealed_secrets=row["secrets"],
+    )
+
+
+def get(conn: sqlite3.Connection | Tx, endpoint_id: str) -> WebhookRecord | None:
+    row = conn.execute("SELECT * FROM webhook_endpoints WHERE id = ?", (endpoint_id,)).fetchone()
+    return None if row is None else _record(row)
+
+
+def must_get(tx: Tx, endpoint_id: str) -> WebhookRecord:
+    found = get(tx, endpoint_id)
+    if found is None:
+        raise NotFound(f"webhook {endpoint_id} not found", code="webhook_not_found")
+    return found
+
+
+def list_all(conn: sqlite3.Connection) -> list[WebhookRecord]:
+    return [_record(r) for r in conn.execute("SELECT * FROM webhook_endpoints ORDER BY id")]
+
+
+def upsert(tx: Tx, record: WebhookRecord, *, keep_cursor: bool) -> WebhookRecord:
+    existing = get(tx, record.id)
+    if existing is None:
+        tx.execute(
+            "INSERT INTO webhook_endpoints (id, url, description, events, source, secrets, "
+            "created_at, updated_at, cursor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                record.url,
+                record.description,
+                json.dumps(record.events),
+                record.source,
+                record.sealed_secrets,
+                tx.now,
+                tx.now,
+                record.cursor,
+            ),
+        )
+    else:
+        tx.execute(
+            "UPDATE webhook_endpoints SET url = ?, description = ?, events = ?, source = ?, "
+            "secrets = ?, updated_at = ?, cursor = ? WHERE id = ?",
+            (
+                record.url,
+                record.description,
+                json.dumps(record.events),
+                record.source,
+                record.sealed_secrets,
+                tx.now,
+                existing.cursor if keep_cursor else record.cursor,
+                record.id,
+            ),
+        )
+    return must_get(tx, record.id)
+
+
+def set_enabled(tx: Tx, endpoint_id: str, enabled: bool, reason: str | None) -> WebhookRecord:
+    current = must_get(tx, endpoint_id)
+    if enabled and current.disabled_at is not None:
+        tx.execute(
+            "UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL, "
+            "failing_since = NULL, updated_at = ? WHERE id = ?",
+            (tx.now, endpoint_id),
+        )
+        tx.emit("webhook.enabled", {"webhook_id": endpoint_id})
+    elif not enabled and current.disabled_at is None:
+        tx.execute(
+            "UPDATE webhook_endpoints SET disabled_at = ?, disabled_reason = ?, updated_at = ? "
+            "WHERE id = ?",
+            (tx.now, reason, tx.now, endpoint_id),
+        )
+        tx.emit("webhook.disabled", {"webhook_id": endpoint_id, "reason": reason})
+    return must_get(tx, endpoint_id)
+
+
+def delete(tx: Tx, endpoint_id: str) -> None:
+    must_get(tx, endpoint_id)
+    for table in ("webhook_attempts", "webhook_deliveries"):
+        tx.execute(f"DELETE FROM {table} WHERE endpoint_id = ?", (endpoint_id,))
+    tx.execute("DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
+
+
+def record_progress(
+    tx: Tx,
+    endpoint_id: str,
+    *,
+    cursor: int | None,
+    attempts: Sequence[AttemptLog],
+    rows_: Sequence[DeliveryRow],
+    settled: Sequence[int],
+    success_at: int | None,
+    failed_at: int | None,
+) -> None:
+    """One batch of outcomes: attempts logged, rows written or settled, cursor moved."""
+    if attempts:
+        tx.conn.executemany(
+            "INSERT INTO webhook_attempts (endpoint_id, event_seq, attempt, at, status_code, "
+            "latency_ms, outcome, error, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    endpoint_id,
+                    a.event_seq,
+                    a.attempt,
+                    a.at,
+                    a.status_code,
+                    a.latency_ms,
+                    a.outcome,
+                    a.error,
+                    a.response,
+                )
+                for a in attempts
+            ],
+        )
+    if rows_:
+        tx.conn.executemany(
+            "INSERT INTO webhook_deliveries (endpoint_id, event_seq, conversation_id, status, "
+            "attempts, next_attempt_at, last_status_code, last_error, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint_id, event_seq) DO UPDATE "
+            "SET status = excluded.status, attempts = excluded.attempts, "
+            "next_attempt_at = excluded.next_attempt_at, "
+            "last_status_code = excluded.last_status_code, last_error = excluded.last_error, "
+            "updated_at = excluded.updated_at",
+            [
+                (
+                    endpoint_id,
+                    r.event_seq,
+                    r.conversation_id,
+                    r.status,
+                    r.attempts,
+                    r.next_attempt_at,
+                    r.last_status_code,
+                    r.last_error,
+                    tx.now,
+                )
+                for r in rows_
+            ],
+        )
+    if settled:
+        tx.conn.executemany(
+            "DELETE FROM webhook_deliveries WHERE endpoint_id = ? AND event_seq = ?",
+            [(endpoint_id, seq) for seq in settled],
+        )
+    sets, params = [], []
+    if cursor is not None:
+        sets.append("cursor = MAX(cursor, ?)")
+        params.append(cursor)
+    if success_at is not None:
+        sets.append("last_success_at = ?, failing_since = NULL")
+        params.append(success_at)
+    elif failed_at is not None:
+        sets.append("failing_since = COALESCE(failing_since, ?)")
+        params.append(failed_at)
+    if sets:
+        tx.execute(
+            f"UPDATE webhook_endpoints SET {', '.join(sets)} WHERE id = ?",
+            (*params, endpoint_id),
+        )
+
+
+def open_rows(conn: sqlite3.Connection, endpoint_id: str) -> list[DeliveryRow]:
+    """Pending and waiting deliveries of an endpoint, in event order."""
+    return [
+        DeliveryRow(
+            event_seq=r["event_seq"],
+            conversation_id=r["conversation_id"],
+            status=r["status"],
+            attempts=r["attempts"],
+            next_attempt_at=r["next_attempt_at"],
+            last_status_code=r["last_status_code"],
+            last_error=r["last_error"],
+        )
+        for r in conn.execute(
+            "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? "
+            "AND status IN ('pending', 'waiting') ORDER BY event_seq",
+            (endpoint_id,),
+        )
+    ]
+
+
+def attempts_page(
+    conn: sqlite3.Connection,
+    endpoint_id: str,
+    before: int | None,
+    limit: int,
+    outcome: str | None,
+) -> list[dict[str, Any]]:
+    sql = "SELECT * FROM webhook_attempts WHERE endpoint_id = ?"
+    params: list[Any] = [endpoint_id]
+    if before is not None:
+        sql += " AND id < ?"
+        params.append(before)
+    if outcome is not None:
+        sql += " AND outcome = ?"
+        params.append(outcome)
+    sql += " ORDER BY id DESC LIMIT ?"
+    params.append(limit)
+    return [dict(r) for r in conn.execute(sql, params)]
+
+
+def replay(tx: Tx, endpoint_id: str, *, since_seq: int | None, dead: bool) -> int:
+    """Dead deliveries back to pending, or the cursor back to just after ``since_seq``."""
+    must_get(tx, endpoint_id)
+    count = 0
+    if dead:
+        count = tx.execute(
+            "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, "
+            "next_attempt_at = ?, updated_at = ? WHERE endpoint_id = ? AND status = 'dead'",
+            (tx.now, tx.now, endpoint_id),
+        ).rowcount
+    if since_seq is not None:
+        row = tx.one("SELECT COUNT(*) FROM events WHERE seq > ?", (since_seq,))
+        count += int(row[0]) if row else 0
+        tx.execute(
+            "UPDATE webhook_endpoints SET cursor = MIN(cursor, ?), updated_at = ? WHERE id = ?",
+            (since_seq, tx.now, endpoint_id),
+        )
+        # Deliveries already waiting or pending stay as they are; the rest is sent again.
+    return count
+
+
+def first_event_at_or_after(conn: sqlite3.Connection, at_us: int) -> int | None:
+    row = conn.execute("SELECT MIN(seq) FROM events WHERE created_at >= ?", (at_us,)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])

@@ -1,0 +1,528 @@
+"""Webhook delivery from the durable event log: at least once, in order per conversation.
+
+One worker per enabled endpoint reads the log after the endpoint's cursor. An event of a
+conversation goes out only when no earlier event of that conversation is unsettled (in
+flight, waiting for a retry, or waiting behind one); other events go out concurrently,
+up to the endpoint's limit. Outcomes are written in batches: the attempt log, rows for
+deliveries that must wait (`pending` retry, `waiting` behind one, `dead`), and the
+cursor, which only passes events that are delivered or have such a row. After a crash,
+everything after the cursor is sent again (same webhook-id), and every row resumes.
+
+A slow or dead endpoint only ever slows its own worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import functools
+import heapq
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from sortedcontainers import SortedList
+
+from gateway import __version__
+from gateway.events import EventBus, type_matcher
+from gateway.models import Event
+from gateway.store.base import AttemptLog, DeliveryRow, Store, WebhookRecord
+from gateway.webhooks import signing
+from gateway.webhooks.settings import DeliverySettings
+from gateway.webhooks.ssrf import GuardedResolver
+
+log = logging.getLogger(__name__)
+
+US = 1_000_000
+PAGE = 500
+FLUSH_ITEMS = 256
+FLUSH_SECONDS = 0.05
+RESPONSE_EXCERPT = 1024
+# A failing endpoint stops taking new events once this many wait for a retry; the log
+# keeps them and the worker resumes when the endpoint answers again.
+BACKLOG_LIMIT = 1000
+
+
+@dataclass
+class Outcome:
+    status_code: int | None
+    latency_ms: float
+    error: str | None = None
+    response: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == 410
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass
+class _Open:
+    """A delivery that is not settled yet."""
+
+    event: Event
+    attempts: int = 0
+    has_row: bool = False  # a `waiting` or `pending` row exists (or is in the batch)
+    retrying: bool = False
+
+
+@dataclass
+class _Batch:
+    attempts: list[AttemptLog] = field(default_factory=list)
+    rows: list[DeliveryRow] = field(default_factory=list)
+    settled: list[int] = field(default_factory=list)
+    done: list[int] = field(default_factory=list)  # read seqs now accounted for
+    success_at: int | None = None
+    failed_at: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.attempts) + len(self.rows) + len(self.settled) + len(self.done)
+
+
+class EndpointWorker:
+    def __init__(self, dispatcher: Dispatcher, record: WebhookRecord, keys: list[bytes]) -> None:
+        self.d = dispatcher
+        self.record = record
+        self.keys = keys
+        self.keys_refresh_at: float | None = None
+        self.match = type_matcher(record.events)
+        self.scan_seq = record.cursor  # every event up to here has been read
+        self.cursor = record.cursor  # ... and up to here is accounted for durably
+        self.unsettled: SortedList = SortedList()  # read, not yet accounted for
+        self.inflight = 0
+        self.busy: dict[str, deque[int]] = {}  # conversation -> seqs waiting behind its head
+        self.retries: list[tuple[float, int]] = []  # heap of (due unix time, seq)
+        self.retrying = 0
+        self.open: dict[int, _Open] = {}
+        self.batch = _Batch()
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.requests: set[asyncio.Task[Outcome]] = set()
+        self.stopping = False
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"webhook:{self.record.id}")
+
+    async def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        # Requests in flight are abandoned: the cursor never passed them, so they are
+        # sent again (same webhook-id) when the endpoint's worker runs next.
+        for request in list(self.requests):
+            request.cancel()
+        await asyncio.gather(*self.requests, return_exceptions=True)
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        try:
+            await self._resume()
+            while not self.stopping:
+                await self._fill()
+                self._retry_due()
+                if len(self.batch) >= FLUSH_ITEMS:
+                    await self._flush()
+                await self._sleep()
+                await self._flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook %s: worker failed; restarting it", self.record.id)
+            self.d.restart_later(self.record.id)
+        finally:
+            await self._flush()
+
+    async def _resume(self) -> None:
+        """Rows left by an earlier run: retries to schedule, conversations to hold."""
+        rows = await self.d.store.webhook_open_rows(self.record.id)
+        events = await self._events_by_seq([r.event_seq for r in rows])
+        heads: set[str] = set()
+        for row in rows:
+            event = events.get(row.event_seq)
+            if event is None:  # the event is gone from the log: nothing left to send
+                self.batch.settled.append(row.event_seq)
+                continue
+            entry = _Open(event, row.attempts, has_row=True)
+            self.open[row.event_seq] = entry
+            conv = row.conversation_id
+            if row.status == "pending":
+                entry.retrying = True
+                self.retrying += 1
+                heapq.heappush(self.retries, ((row.next_attempt_at or 0) / US, row.event_seq))
+                if conv is not None:
+                    heads.add(conv)
+                    self.busy.setdefault(conv, deque())
+            elif conv is not None:
+                self.busy.setdefault(conv, deque()).append(row.event_seq)
+            else:  # waiting without a conversation cannot happen; send it
+                self._send(row.event_seq)
+        # A conversation whose head was settled just before a stop: its next one goes now.
+        for conv in [c for c in self.busy if c not in heads]:
+            self._release(conv)
+
+    async def _events_by_seq(self, seqs: list[int]) -> dict[int, Event]:
+        found: dict[int, Event] = {}
+        for seq in sorted(seqs):
+            if seq in found:
+                continue
+            for event in await self.d.store.events_after(seq - 1, PAGE):
+                found.setdefault(event.seq, event)
+        return found
+
+    # --- reading the log ---------------------------------------------------------------
+
+    def _can_take(self) -> bool:
+        return (
+            not self.stopping
+            and self.inflight < self.d.settings.concurrency
+            and self.retrying < BACKLOG_LIMIT
+        )
+
+    async def _fill(self) -> None:
+        while self._can_take():
+            events = self.d.bus.from_ring(self.scan_seq, PAGE)
+            if events is None:
+                events = await self.d.store.events_after(self.scan_seq, PAGE)
+            if not events:
+                return
+            for event in events:
+                if not self._can_take():
+                    return
+                self.scan_seq = event.seq
+                if not self.match(event.type):
+                    continue
+                self.unsettled.add(event.seq)
+                conv = event.conversation_id
+                if conv is not None and conv in self.busy:
+                    # an earlier event of this conversation is unsettled: wait behind it
+                    self.busy[conv].append(event.seq)
+                    self.open[event.seq] = _Open(event, has_row=True)
+                    self.batch.rows.append(
+                        DeliveryRow(event_seq=event.seq, conversation_id=conv, status="waiting")
+                    )
+                    self.batch.done.append(event.seq)
+                    continue
+                if conv is not None:
+                    self.busy[conv] = deque()
+                self.open[event.seq] = _Open(event)
+                self._send(event.seq)
+
+    # --- sending -----------------------------------------------------------------------
+
+    def _send(self, seq: int) -> None:
+        self.inflight += 1
+        entry = self.open[seq]
+        entry.attempts += 1
+        task = asyncio.create_task(self.d.post(self, entry.event))
+        self.requests.add(task)
+        task.add_done_callback(functools.partial(self._finished, seq))
+
+    def _finished(self, seq: int, task: asyncio.Task[Outcome]) -> None:
+        self.requests.discard(task)
+        self.inflight -= 1
+        self.wake.set()
+        if task.cancelled():
+            return
+        exc = task.exception()
+        outcome = Outcome(None, 0.0, error=type(exc).__name__) if exc else task.result()
+        self._settle(seq, outcome)
+
+    def _settle(self, seq: int, outcome: Outcome) -> None:
+        entry = self.open[seq]
+        event = entry.event
+        now_us = time.time_ns() // 1000
+        schedule = self.d.settings.retry_schedule
+        if outcome.ok:
+            result = "succeeded"
+        elif outcome.gone:
+            result = "disabled"
+        elif entry.attempts >= len(schedule):
+            result = "dead"
+        else:
+            result = "retry"
+        self.batch.attempts.append(
+            AttemptLog(
+                event_seq=seq,
+                attempt=entry.attempts,
+                at=now_us,
+                status_code=outcome.status_code,
+                latency_ms=round(outcome.latency_ms, 1),
+                outcome=result,
+                error=outcome.error,
+                response=outcome.response,
+            )
+        )
+        if result == "succeeded":
+            self.batch.success_at = now_us
+            self.batch.failed_at = None
+        elif self.batch.failed_at is None:
+            self.batch.failed_at = now_us
+        if not entry.has_row:
+            self.batch.done.append(seq)  # first attempt: the outcome accounts for it
+        if result in ("retry", "disabled"):
+            delay = 0.0
+            if result == "retry":
+                delay = schedule[entry.attempts]
+                if outcome.retry_after is not None:
+                    delay = min(max(outcome.retry_after, 1.0), 86400.0)
+                else:
+                    delay *= random.uniform(0.9, 1.1)  # noqa: S311 (jitter, not security)
+            due = time.time() + delay
+            entry.has_row = True
+            if not entry.retrying:
+                entry.retrying = True
+                self.retrying += 1
+            self.batch.rows.append(
+                DeliveryRow(
+                    event_seq=seq,
+                    conversation_id=event.conversation_id,
+                    status="pending",
+                    attempts=entry.attempts,
+                    next_attempt_at=int(due * US),
+                    last_status_code=outcome.status_code,
+                    last_error=outcome.error
+                    or ("410 Gone: the endpoint was disabled" if result == "disabled" else None),
+                )
+            )
+            if result == "disabled":
+                self.d.disable_later(self.record.id, "the endpoint answered 410 Gone")
+                self.stopping = True
+            else:
+                heapq.heappush(self.retries, (due, seq))
+                if self._failing_too_long(now_us):
+                    self.d.disable_later(self.record.id, "it kept failing for too long")
+                    self.stopping = True
+            return
+        # succeeded or dead: over; the conversation may move on
+        if result == "dead":
+            self.batch.rows.append(
+                DeliveryRow(
+                    event_seq=seq,
+                    conversation_id=event.conversation_id,
+                    status="dead",
+                    attempts=entry.attempts,
+                    last_status_code=outcome.status_code,
+                    last_error=outcome.error,
+                )
+            )
+        elif entry.has_row:
+            self.batch.settled.append(seq)
+        if entry.retrying:
+            self.retrying -= 1
+        del self.open[seq]
+        self._release(event.conversation_id)
+
+    def _failing_too_long(self, now_us: int) -> bool:
+        limit = self.d.settings.disable_after
+        since = self.record.failing_since
+        return bool(limit) and since is not None and now_us / US - since.timestamp() > limit
+
+    def _release(self, conversation: str | None) -> None:
+        """The conversation's head is settled: send the next event waiting behind it."""
+        if conversation is None:
+            return
+        queue = self.busy.get(conversation)
+        if not queue:
+            self.busy.pop(conversation, None)
+            return
+        self._send(queue.popleft())
+
+    def _retry_due(self) -> None:
+        now = time.time()
+        while self.retries and self.retries[0][0] <= now and not self.stopping:
+            if self.inflight >= self.d.settings.concurrency:
+                return
+            _due, seq = heapq.heappop(self.retries)
+            if seq in self.open:
+                self._send(seq)
+
+    async def _sleep(self) -> None:
+        if len(self.batch):
+            timeout = FLUSH_SECONDS
+        elif self.retries:
+            timeout = min(30.0, max(0.0, self.retries[0][0] - time.time()))
+        else:
+            timeout = 30.0
+        self.wake.clear()
+        waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self.wake.wait())}
+        if self._can_take():  # only new events can wake us when there is room for them
+            waiters.add(asyncio.ensure_future(self.d.bus.wait(self.scan_seq)))
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    # --- bookkeeping -------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        batch, self.batch = self.batch, _Batch()
+        for seq in batch.done:
+            self.unsettled.discard(seq)
+        # Everything read is accounted for, except what is still unsettled.
+        cursor = self.scan_seq if not self.unsettled else self.unsettled[0] - 1
+        moved = cursor > self.cursor
+        if not len(batch) and not moved:
+            return
+        try:
+            await self.d.store.record_webhook_progress(
+                self.record.id,
+                cursor=cursor if moved else None,
+                attempts=batch.attempts,
+                rows=batch.rows,
+                settled=batch.settled,
+                success_at=batch.success_at,
+                failed_at=batch.failed_at,
+            )
+        except Exception:
+            log.exception("webhook %s: recording progress failed", self.record.id)
+            for seq in batch.done:
+                self.unsettled.add(seq)  # the cursor stays behind them: resent after a restart
+            return
+        self.cursor = max(self.cursor, cursor)
+        if batch.success_at is not None:
+            self.record = self.record.model_copy(update={"failing_since": None})
+        elif batch.failed_at is not None and self.record.failing_since is None:
+            self.record = self.record.model_copy(
+                update={"failing_since": datetime.fromtimestamp(batch.failed_at / US, UTC)}
+            )
+
+
+class Dispatcher:
+    """Runs one worker per enabled endpoint and sends their requests."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        settings: DeliverySettings,
+        keys_of: Callable[[WebhookRecord], Any],
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.settings = settings
+        self.keys_of = keys_of
+        self.workers: dict[str, EndpointWorker] = {}
+        self.session: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        resolver = GuardedResolver(
+            allow_private=self.settings.allow_private_networks,
+            allow_loopback=self.settings.allow_loopback,
+        )
+        connector = aiohttp.TCPConnector(
+            resolver=resolver, limit=0, limit_per_host=0, ttl_dns_cache=60
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+            headers={"User-Agent": f"omnichannel-gateway/{__version__} (webhooks)"},
+            auto_decompress=False,
+        )
+        for record in await self.store.list_webhooks():
+            self._start(record)
+
+    def _start(self, record: WebhookRecord) -> None:
+        if record.disabled_at is not None or record.id in self.workers:
+            return
+        found = self.keys_of(record)
+        worker = EndpointWorker(self, record, found.keys)
+        worker.keys_refresh_at = found.refresh_at
+        self.workers[record.id] = worker
+        worker.start()
+
+    async def reload(self, endpoint_id: str) -> None:
+        """The endpoint changed (created, edited, enabled, rotated, replayed, deleted)."""
+        worker = self.workers.pop(endpoint_id, None)
+        if worker is not None:
+            await worker.stop()
+        record = await self.store.get_webhook(endpoint_id)
+        if record is not None:
+            self._start(record)
+
+    def restart_later(self, endpoint_id: str) -> None:
+        self._spawn(self._restart(endpoint_id))
+
+    async def _restart(self, endpoint_id: str) -> None:
+        await asyncio.sleep(1.0)
+        await self.reload(endpoint_id)
+
+    def disable_later(self, endpoint_id: str, reason: str) -> None:
+        self._spawn(self._disable(endpoint_id, reason))
+
+    async def _disable(self, endpoint_id: str, reason: str) -> None:
+        log.warning("webhook %s disabled: %s", endpoint_id, reason)
+        worker = self.workers.pop(endpoint_id, None)
+        if worker is not None:
+            await worker.stop()
+        await self.store.set_webhook_enabled(endpoint_id, False, reason)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def stop(self) -> None:
+        workers = list(self.workers.values())
+        self.workers.clear()
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+    async def post(self, worker: EndpointWorker, event: Event) -> Outcome:
+        assert self.session is not None
+        if worker.keys_refresh_at is not None and time.time() >= worker.keys_refresh_at:
+            found = self.keys_of(worker.record)  # a rotated-out secret just expired
+            worker.keys, worker.keys_refresh_at = found.keys, found.refresh_at
+        body = event.envelope().encode()
+        headers = signing.headers(event.id, int(time.time()), body, worker.keys)
+        started = time.perf_counter()
+        try:
+            async with self.session.post(
+                worker.record.url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                excerpt = await resp.content.read(RESPONSE_EXCERPT)
+                return Outcome(
+                    resp.status,
+                    (time.perf_counter() - started) * 1000,
+                    response=excerpt.decode("utf-8", "replace") or None,
+                    retry_after=parse_retry_after(resp.headers.get("Retry-After"))
+                    if resp.status == 429 or resp.status >= 500
+                    else None,
+                )
+        except TimeoutError:
+            return Outcome(None, (time.perf_counter() - started) * 1000, error="timeout")
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            return Outcome(None, (time.perf_counter() - started) * 1000, error=_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:300]

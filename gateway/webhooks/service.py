@@ -1,0 +1,212 @@
+"""Webhook endpoints as the gateway runs them: secrets sealed at rest, endpoints from the
+config file kept in step with it, and the dispatcher told about every change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.errors import Conflict, NotFound, Unprocessable
+from gateway.events import EventBus
+from gateway.ids import ulid
+from gateway.secrets import SecretBox
+from gateway.store.base import Store, WebhookRecord
+from gateway.webhooks import signing
+from gateway.webhooks.dispatcher import Dispatcher
+from gateway.webhooks.settings import DeliverySettings, WebhookSettings
+from gateway.webhooks.ssrf import UnsafeUrl, check_resolves
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    secret: str
+    expires_at: float | None = None  # Unix time; None while it is the current secret
+
+    def valid(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+@dataclass(frozen=True)
+class Keys:
+    keys: list[bytes]
+    # When one of the secrets stops being valid (then the keys must be looked up again).
+    refresh_at: float | None
+
+
+class Webhooks:
+    def __init__(
+        self, store: Store, bus: EventBus, settings: DeliverySettings, box: SecretBox
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.box = box
+        self.dispatcher = Dispatcher(store, bus, settings, self.keys)
+
+    # --- secrets -----------------------------------------------------------------------
+
+    def _secrets(self, record: WebhookRecord) -> list[StoredSecret]:
+        return [StoredSecret(**s) for s in json.loads(self.box.open(record.sealed_secrets))]
+
+    def keys(self, record: WebhookRecord) -> Keys:
+        now = time.time()
+        valid = [s for s in self._secrets(record) if s.valid(now)]
+        expiries = [s.expires_at for s in valid if s.expires_at is not None]
+        return Keys([signing.secret_key(s.secret) for s in valid], min(expiries, default=None))
+
+    def _seal(self, secrets: list[StoredSecret]) -> str:
+        return self.box.seal(json.dumps([vars(s) for s in secrets]))
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def configure(self, configured: Sequence[WebhookSettings]) -> None:
+        """Bring the config file's endpoints in (before anything else of this start emits
+        events, so a new endpoint gets all of them)."""
+        for item in configured:
+            await self._apply_config(item)
+
+    async def start(self) -> None:
+        await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+
+    async def _apply_config(self, item: WebhookSettings) -> None:
+        endpoint_id = item.id or "cfg-" + hashlib.sha256(item.url.encode()).hexdigest()[:12]
+        secret = item.secret.get_secret_value()
+        existing = await self.store.get_webhook(endpoint_id)
+        secrets = [StoredSecret(secret)]
+        cursor = await self.store.last_event_seq()
+        if existing is not None:
+            stored = self._secrets(existing)
+            current = [s for s in stored if s.expires_at is None]
+            if current and current[0].secret != secret:
+                # The config's secret changed: the old one keeps signing for the overlap.
+                until = time.time() + self.settings.rotation_overlap
+                secrets.append(StoredSecret(current[0].secret, until))
+            elif current:
+                secrets = stored
+        await self.store.put_webhook(
+            WebhookRecord(
+                id=endpoint_id,
+                url=item.url,
+                description=item.description,
+                events=item.events,
+                source="config",
+                cursor=cursor,
+                sealed_secrets=self._seal(secrets),
+            ),
+            keep_cursor=True,
+        )
+
+    # --- admin operations --------------------------------------------------------------
+
+    async def check_url(self, url: str) -> None:
+        try:
+            await check_resolves(
+                url,
+                allow_private=self.settings.allow_private_networks,
+                allow_loopback=self.settings.allow_loopback,
+            )
+        except UnsafeUrl as exc:
+            raise Unprocessable(str(exc), code="unsafe_url") from None
+
+    async def create(
+        self, url: str, events: list[str], description: str | None, secret: str | None
+    ) -> tuple[WebhookRecord, str]:
+        await self.check_url(url)
+        secret = secret or signing.new_secret()
+        try:
+            signing.secret_key(secret)
+        except ValueError as exc:
+            raise Unprocessable(str(exc), code="invalid_secret") from None
+        record = await self.store.put_webhook(
+            WebhookRecord(
+                id="wh_" + ulid(),
+                url=url,
+                description=description,
+                events=events,
+                cursor=await self.store.last_event_seq(),  # from now on
+                sealed_secrets=self._seal([StoredSecret(secret)]),
+            ),
+            keep_cursor=False,
+        )
+        await self.dispatcher.reload(record.id)
+        return record, secret
+
+    async def get(self, endpoint_id: str) -> WebhookRecord:
+        record = await self.store.get_webhook(endpoint_id)
+        if record is None:
+            raise NotFound(f"webhook {endpoint_id} not found", code="webhook_not_found")
+        return record
+
+    def _managed(self, record: WebhookRecord) -> None:
+        if record.source == "config":
+            raise Conflict(
+                "this endpoint comes from the config file; change it there",
+                code="managed_by_config",
+            )
+
+    async def update(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None,
+        events: list[str] | None,
+        description: str | None,
+        enabled: bool | None,
+    ) -> WebhookRecord:
+        record = await self.get(endpoint_id)
+        if url is not None or events is not None or description is not None:
+            self._managed(record)
+            if url is not None:
+                await self.check_url(url)
+            record = await self.store.put_webhook(
+                record.model_copy(
+                    update={
+                        "url": url or record.url,
+                        "events": events if events is not None else record.events,
+                        "description": description
+                        if description is not None
+                        else record.description,
+                    }
+                ),
+                keep_cursor=True,
+            )
+        if enabled is not None:
+            record = await self.store.set_webhook_enabled(
+                endpoint_id, enabled, None if enabled else "disabled through the API"
+            )
+        await self.dispatcher.reload(endpoint_id)
+        return record
+
+    async def delete(self, endpoint_id: str) -> None:
+        self._managed(await self.get(endpoint_id))
+        await self.store.delete_webhook(endpoint_id)
+        await self.dispatcher.reload(endpoint_id)
+
+    async def rotate(self, endpoint_id: str, overlap: float | None) -> tuple[str, float]:
+        record = await self.get(endpoint_id)
+        self._managed(record)
+        now = time.time()
+        until = now + (self.settings.rotation_overlap if overlap is None else overlap)
+        kept = [
+            StoredSecret(s.secret, until if s.expires_at is None else min(until, s.expires_at))
+            for s in self._secrets(record)
+            if s.valid(now)
+        ]
+        secret = signing.new_secret()
+        sealed = self._seal([StoredSecret(secret), *kept])
+        await self.store.put_webhook(
+            record.model_copy(update={"sealed_secrets": sealed}), keep_cursor=True
+        )
+        await self.dispatcher.reload(endpoint_id)
+        return secret, until
+
+    async def replay(self, endpoint_id: str, *, since_seq: int | None, dead: bool) -> int:
+        await self.get(endpoint_id)
+        count = await self.store.replay_webhook(endpoint_id, since_seq=since_seq, dead=dead)
+        await self.dispatcher.reload(endpoint_id)
+        return count

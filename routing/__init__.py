@@ -1,0 +1,1 @@
+"""Routing: pure decisions over a snapshot of agent state. No I/O in this package."""

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install everything the tests need on a fresh Debian machine, then run the static checks
+# and the whole test suite. Extra arguments go to pytest, e.g. scripts/test.sh -k webchat
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# 1. System packages: Debian's Chromium for the browser tests (never `playwright install`:
+#    it downloads a browser of its own).
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
+    echo "scripts/test.sh: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update -qq
+  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# 2. Python: the project and its test dependencies in .venv.
+[ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+touch .venv/.installed
+
+# 3. Static checks, then the tests.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+exec .venv/bin/python -m pytest "$@"

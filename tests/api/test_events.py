@@ -1,0 +1,114 @@
+"""GET /v1/events: the durable event log as Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import Gateway
+from tests.api.helpers import open_visitor, say
+from tests.api.sse import SseEvent, read_event, read_events
+from tests.conftest import AUTH, GatewayFactory
+
+Client = TestClient  # type: ignore[type-arg]
+
+
+async def test_stream_replays_from_an_id_then_goes_live(client: Client, gw: Gateway) -> None:
+    ws, _ = await open_visitor(client)
+    await say(ws, "một", "c1")
+    await gw.router.settle()
+    everything = await gw.store.events_after(0, 1000)
+    assert len(everything) >= 5
+    resp = await client.get("/v1/events", headers={**AUTH, "Last-Event-ID": everything[1].id})
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    replay = await read_events(resp, len(everything) - 2)
+    assert [e.id for e in replay] == [e.id for e in everything[2:]]
+    for sse, stored in zip(replay, everything[2:], strict=True):
+        assert sse.event == stored.type
+        assert sse.data == json.loads(stored.envelope())
+    await say(ws, "hai", "c2")
+    live = await read_events(resp, 1)
+    assert live[0].event == "message.received"
+    assert live[0].data["data"]["message"]["parts"][0]["text"] == "hai"
+    assert int(live[0].id or 0) > int(everything[-1].id)
+
+
+async def test_without_last_event_id_only_new_events(client: Client, gw: Gateway) -> None:
+    ws, _ = await open_visitor(client)
+    await say(ws, "cũ", "c1")
+    await gw.router.settle()
+    resp = await client.get("/v1/events?types=message.received", headers=AUTH)
+    assert await read_event(resp) == "connected"
+    await say(ws, "mới", "c2")
+    (event,) = await read_events(resp, 1)
+    assert event.data["data"]["message"]["parts"][0]["text"] == "mới"
+
+
+async def test_query_parameter_resume_and_filters(client: Client, gw: Gateway) -> None:
+    ws1, _ = await open_visitor(client)
+    ws2, _ = await open_visitor(client)
+    await say(ws1, "khách 1", "a")
+    await say(ws2, "khách 2", "b")
+    await gw.router.settle()
+    convs = {
+        e.data["conversation"]["id"]
+        for e in await gw.store.events_after(0, 100)
+        if e.type == "conversation.created"
+    }
+    target = sorted(convs)[0]
+    resp = await client.get(
+        f"/v1/events?last_event_id=0&types=conversation.*,message.received&conversation_id={target}",
+        headers=AUTH,
+    )
+    got = await read_events(resp, 3)
+    assert [e.event for e in got] == [
+        "conversation.created",
+        "message.received",
+        "conversation.assigned",
+    ]
+    for e in got:
+        conv = e.data["data"].get("conversation") or {
+            "id": e.data["data"]["message"]["conversation_id"]
+        }
+        assert conv["id"] == target
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "1.5"])
+async def test_bad_last_event_id(client: Client, value: str) -> None:
+    resp = await client.get("/v1/events", headers={**AUTH, "Last-Event-ID": value})
+    assert resp.status == 400
+    assert (await resp.json())["error"]["code"] == "invalid_event_id"
+
+
+async def test_events_need_a_token(client: Client) -> None:
+    assert (await client.get("/v1/events")).status == 401
+
+
+async def test_heartbeats_keep_an_idle_stream_open(make_gateway: GatewayFactory) -> None:
+    gw = await make_gateway(**{"events.sse_heartbeat_seconds": 0.2})
+    async with TestClient(TestServer(gw.web_app())) as client:
+        resp = await client.get("/v1/events", headers=AUTH)
+        assert await read_event(resp) == "connected"
+        assert await asyncio.wait_for(read_event(resp), 2) == "heartbeat"
+        assert await asyncio.wait_for(read_event(resp), 2) == "heartbeat"
+
+
+async def test_a_reader_far_behind_the_memory_ring_reads_the_store(
+    make_gateway: GatewayFactory,
+) -> None:
+    gw = await make_gateway(**{"events.ring_size": 100})
+    async with TestClient(TestServer(gw.web_app())) as client:
+        for _v in range(8):
+            ws, _ = await open_visitor(client)
+            for i in range(15):
+                assert (await say(ws, f"tin {i}", f"c{i}"))["type"] == "ack"
+        await gw.router.settle()
+        stored = await gw.store.events_after(0, 10_000)
+        assert len(stored) > 100
+        resp = await client.get("/v1/events?last_event_id=0", headers=AUTH)
+        streamed = await read_events(resp, len(stored))
+        assert [e.id for e in streamed] == [e.id for e in stored]
+        assert isinstance(streamed[0], SseEvent)
