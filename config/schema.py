@@ -7,13 +7,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from connectors.facebook.settings import FacebookSettings
 from connectors.webchat.settings import ChannelIdStr, WebchatSettings
 from gateway.models import Presence
 from gateway.webhooks.settings import DeliverySettings, WebhookSettings
 from routing.settings import RoutingSettings
 
-ChannelSettings = Annotated[WebchatSettings, Field(discriminator="type")]
-CHANNEL_TYPES_AVAILABLE = ("webchat",)
+ChannelSettings = Annotated[WebchatSettings | FacebookSettings, Field(discriminator="type")]
+CHANNEL_TYPES_AVAILABLE = ("webchat", "facebook")
 
 
 class Section(BaseModel):

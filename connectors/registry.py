@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 
 from connectors.base import Connector
+from connectors.facebook.connector import FacebookConnector
+from connectors.facebook.settings import FacebookSettings
 from connectors.webchat.connector import WebchatConnector
 from connectors.webchat.settings import WebchatSettings
 
@@ -36,7 +38,13 @@ def _webchat(settings: Any, ctx: BuildContext) -> Connector:
     return WebchatConnector(settings, ctx.derive_key(f"webchat-visitor:{settings.id}"))
 
 
+def _facebook(settings: Any, ctx: BuildContext) -> Connector:
+    assert isinstance(settings, FacebookSettings)
+    return FacebookConnector(settings, ctx.http_client())
+
+
 BUILDERS: dict[str, Callable[[Any, BuildContext], Connector]] = {
+    "facebook": _facebook,
     "webchat": _webchat,
 }
 

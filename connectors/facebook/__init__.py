@@ -1,0 +1,1 @@
+"""Facebook Messenger through the Graph API: webhooks in, the Send API out."""

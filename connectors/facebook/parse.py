@@ -1,0 +1,635 @@
+"""Pure parsing of Messenger webhooks: the signature, the batch envelope, and each event.
+
+Nothing here does I/O. A body that is not a Messenger batch raises :class:`PayloadError`
+(the whole request is refused and nothing is stored). Inside a valid batch every
+``messaging[]`` / ``standby[]`` item is parsed on its own into one typed result, so a
+broken item becomes an :class:`Invalid` result and never sinks its neighbours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import ValidationError
+
+from gateway.models import LinkPart, LocationPart, MediaPart, Part, TextPart
+from gateway.text import clean_text
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+# What our Send API requests put in `metadata`; echoes carry it back.
+MARKER_PREFIX = "omnigw:"
+# Meta's own inbox app: echoes with this app_id were typed by a human in the Page inbox.
+PAGE_INBOX_APP_ID = "263902037430900"
+
+MAX_ID = 512  # Sender.external_id
+MAX_MID = 998  # InboundMessage.external_id
+_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+Source = Literal["messaging", "standby"]
+_SOURCES: tuple[Source, ...] = ("messaging", "standby")
+
+
+class PayloadError(Exception):
+    """The body is not a Messenger webhook batch; ``code`` is the API error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerMessage:
+    """A message or a postback from the customer (PSID) to the page."""
+
+    page_id: str
+    psid: str
+    mid: str
+    parts: tuple[Part, ...]
+    sent_at: datetime | None
+    reply_to: str | None
+    kind: Literal["message", "postback"]
+    source: Source
+    raw: str
+    # Set when the message is one sticker: Meta may send the same sticker twice.
+    sticker_id: str | None = None
+    # Where the customer came from (an m.me link, an ad), when the event says so.
+    referral: str | None = None
+
+
+@dataclass(frozen=True)
+class OurMarker:
+    """The metadata our own sends carry: which message, and which of its requests."""
+
+    message_id: str
+    index: int
+    total: int
+
+    @property
+    def last(self) -> bool:
+        return self.index == self.total
+
+
+@dataclass(frozen=True)
+class Echo:
+    """A message the page sent to the customer (``psid`` is the echo's recipient)."""
+
+    page_id: str
+    psid: str
+    mid: str
+    parts: tuple[Part, ...]
+    sent_at: datetime | None
+    reply_to: str | None
+    app_id: str | None
+    marker: OurMarker | None
+    source: Source
+    raw: str
+    sticker_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    page_id: str
+    psid: str
+    mids: tuple[str, ...]
+    watermark: datetime | None
+    raw: str
+
+
+@dataclass(frozen=True)
+class Read:
+    page_id: str
+    psid: str
+    watermark: datetime
+    raw: str
+
+
+@dataclass(frozen=True)
+class Reaction:
+    page_id: str
+    psid: str  # who reacted (the event's sender)
+    mid: str  # the message reacted to
+    on: bool
+    reaction: str | None
+    emoji: str | None
+    raw: str
+
+
+@dataclass(frozen=True)
+class Unhandled:
+    """A well-formed event the gateway has no use for (referral, handover, unknown)."""
+
+    kind: str
+    reason: str
+    page_id: str | None
+    raw: str
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """An item that is not a well-formed event; kept raw and skipped."""
+
+    kind: str
+    reason: str
+    raw: str
+
+
+Event = CustomerMessage | Echo | Delivery | Read | Reaction | Unhandled | Invalid
+
+
+# --- signature ----------------------------------------------------------------------------
+
+
+def sign(app_secret: bytes, body: bytes) -> str:
+    """The X-Hub-Signature-256 value Meta sends for ``body``."""
+    return "sha256=" + hmac.new(app_secret, body, hashlib.sha256).hexdigest()
+
+
+def signature_ok(app_secret: bytes, body: bytes, header: str | None) -> bool:
+    """HMAC-SHA256 of the raw bytes with the app secret, compared in constant time."""
+    if not header:
+        return False
+    scheme, _, given = header.strip().partition("=")
+    if scheme.lower() != "sha256" or not _HEX64.match(given):
+        return False
+    expected = hmac.new(app_secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), given.lower().encode())
+
+
+# --- envelope -----------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_batch(body: bytes) -> list[Event]:
+    """Every event of a webhook body, in order; raises PayloadError for a bad envelope."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("not_utf8", f"the body is not UTF-8 (byte {exc.start})") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise PayloadError("bad_json", "the body is nested too deeply") from None
+    except ValueError as exc:
+        raise PayloadError("bad_json", f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("bad_payload", "the body is not a JSON object")
+    obj = data.get("object")
+    if obj is None:
+        raise PayloadError("missing_field", "the body has no 'object'")
+    if obj != "page":
+        shown = _clean(obj)[:40] if isinstance(obj, str) else type(obj).__name__
+        raise PayloadError("wrong_object", f"object is {shown!r}; this channel takes 'page'")
+    entries = data.get("entry")
+    if entries is None:
+        raise PayloadError("missing_field", "the body has no 'entry'")
+    if not isinstance(entries, list):
+        raise PayloadError("bad_payload", "'entry' is not a list")
+    return list(_events(entries))
+
+
+def _events(entries: list[Any]) -> Iterator[Event]:
+    for entry in entries:
+        if not isinstance(entry, dict):
+            yield Invalid("entry", "an entry is not a JSON object", _raw(None, "entry", entry))
+            continue
+        page_id = _id(entry.get("id"))
+        has_items = False
+        for source in _SOURCES:
+            items = entry.get(source)
+            if items is None:
+                continue
+            has_items = True
+            if page_id is None:
+                yield Invalid("entry", "the entry has no page id", _raw(None, source, entry))
+                break
+            if not isinstance(items, list):
+                yield Invalid(source, f"'{source}' is not a list", _raw(page_id, source, items))
+                continue
+            for item in items:
+                yield parse_item(page_id, source, item)
+        if not has_items:
+            kinds = sorted(_clean(k)[:64] for k in entry if k not in ("id", "time"))
+            kind = kinds[0] if kinds else "entry"
+            yield Unhandled(
+                kind,
+                f"entry without messaging events ({', '.join(kinds) or 'empty'})",
+                page_id,
+                _raw(page_id, "entry", entry),
+            )
+
+
+# --- items --------------------------------------------------------------------------------
+
+_HANDOVER = ("pass_thread_control", "take_thread_control", "request_thread_control", "app_roles")
+
+
+def parse_item(page_id: str, source: Source, item: Any) -> Event:
+    """One messaging[] / standby[] item as a typed result (never raises)."""
+    raw = _raw(page_id, source, item)
+    if not isinstance(item, dict):
+        return Invalid("item", "the item is not a JSON object", raw)
+    if "message" in item:
+        return _message(page_id, source, item, raw)
+    if "postback" in item:
+        return _postback(page_id, source, item, raw)
+    if "delivery" in item:
+        return _delivery(page_id, item, raw)
+    if "read" in item:
+        return _read(page_id, item, raw)
+    if "reaction" in item:
+        return _reaction(page_id, item, raw)
+    if "referral" in item:
+        return Unhandled("referral", _referral(item.get("referral")) or "referral", page_id, raw)
+    for kind in _HANDOVER:
+        if kind in item:
+            return Unhandled(kind, f"handover event {kind}", page_id, raw)
+    known = sorted(k for k in item if k not in ("sender", "recipient", "timestamp"))
+    kind = _clean(known[0])[:64] if known else "item"
+    return Unhandled(kind, f"unknown event kind {kind!r}", page_id, raw)
+
+
+def _referral(value: Any) -> str | None:
+    """A one-line description of a referral object, or None when there is none."""
+    if not isinstance(value, dict):
+        return None
+    detail = ", ".join(f"{k}={_text(value.get(k))[:200]}" for k in ("source", "type", "ref"))
+    return f"referral ({detail})"
+
+
+def _parties(item: dict[str, Any]) -> tuple[str | None, str | None]:
+    return _id(_obj(item.get("sender")).get("id")), _id(_obj(item.get("recipient")).get("id"))
+
+
+def _message(page_id: str, source: Source, item: dict[str, Any], raw: str) -> Event:
+    msg = item.get("message")
+    if not isinstance(msg, dict):
+        return Invalid("message", "'message' is not an object", raw)
+    sender, recipient = _parties(item)
+    echo = msg.get("is_echo") is True
+    psid = recipient if echo else sender
+    if psid is None:
+        who = "recipient" if echo else "sender"
+        return Invalid("message", f"the message has no {who} id", raw)
+    mid = _mid(msg.get("mid"))
+    if mid is None:
+        return Invalid("message", "the message has no mid", raw)
+    parts, sticker_id = _message_parts(msg)
+    if not parts:
+        if msg.get("is_deleted") is True:
+            return Unhandled("message_deleted", "the customer removed a message", page_id, raw)
+        return Unhandled("message", "the message has no content the gateway can show", page_id, raw)
+    sent_at = _ms(item.get("timestamp"))
+    reply_to = _mid(_obj(msg.get("reply_to")).get("mid"))
+    if echo:
+        metadata = msg.get("metadata")
+        return Echo(
+            page_id=page_id,
+            psid=psid,
+            mid=mid,
+            parts=parts,
+            sent_at=sent_at,
+            reply_to=reply_to,
+            app_id=_id(msg.get("app_id")),
+            marker=read_marker(metadata) if isinstance(metadata, str) else None,
+            source=source,
+            raw=raw,
+            sticker_id=sticker_id,
+        )
+    return CustomerMessage(
+        page_id=page_id,
+        psid=psid,
+        mid=mid,
+        parts=parts,
+        sent_at=sent_at,
+        reply_to=reply_to,
+        kind="message",
+        source=source,
+        raw=raw,
+        sticker_id=sticker_id,
+        # A message sent from an ad or a link may carry its referral beside it or in it.
+        referral=_referral(item.get("referral")) or _referral(msg.get("referral")),
+    )
+
+
+def _postback(page_id: str, source: Source, item: dict[str, Any], raw: str) -> Event:
+    postback = item.get("postback")
+    if not isinstance(postback, dict):
+        return Invalid("postback", "'postback' is not an object", raw)
+    psid, _ = _parties(item)
+    if psid is None:
+        return Invalid("postback", "the postback has no sender id", raw)
+    title = _text(postback.get("title")).strip()
+    payload = _text(postback.get("payload")).strip()
+    # A postback is the customer tapping a button: the title is what they saw and "said",
+    # so it is the message text. The payload is the button's developer data (an order id,
+    # GET_STARTED, ...); the Message model has no metadata field, so it travels as a second,
+    # labelled text part that agents and integrations can read. Standby postbacks carry no
+    # payload (it goes only to the app that sent the button): then the title stands alone.
+    parts: list[Part] = []
+    if title:
+        parts.append(TextPart(text=title))
+    if payload:
+        parts.append(TextPart(text=f"[postback payload] {payload}"))
+    if not parts:
+        return Invalid("postback", "the postback has neither title nor payload", raw)
+    sent_at = _ms(item.get("timestamp"))
+    mid = _mid(postback.get("mid"))
+    if mid is None:
+        # Older postbacks have no mid. Meta retries a batch unchanged, so sender and
+        # timestamp make a stable key for deduplication.
+        stamp = item.get("timestamp")
+        if sent_at is None or not isinstance(stamp, int):
+            return Invalid("postback", "the postback has neither mid nor timestamp", raw)
+        mid = f"postback:{psid}:{stamp}"
+    return CustomerMessage(
+        page_id=page_id,
+        psid=psid,
+        mid=mid,
+        parts=tuple(parts),
+        sent_at=sent_at,
+        reply_to=None,
+        kind="postback",
+        source=source,
+        raw=raw,
+        referral=_referral(postback.get("referral")),
+    )
+
+
+def _delivery(page_id: str, item: dict[str, Any], raw: str) -> Event:
+    delivery = item.get("delivery")
+    if not isinstance(delivery, dict):
+        return Invalid("delivery", "'delivery' is not an object", raw)
+    psid, _ = _parties(item)
+    if psid is None:
+        return Invalid("delivery", "the delivery has no sender id", raw)
+    mids_raw = delivery.get("mids")
+    mids = tuple(m for m in (_mid(x) for x in mids_raw) if m) if isinstance(mids_raw, list) else ()
+    watermark = _ms(delivery.get("watermark"))
+    if not mids and watermark is None:
+        return Invalid("delivery", "the delivery has neither mids nor a watermark", raw)
+    return Delivery(page_id, psid, mids, watermark, raw)
+
+
+def _read(page_id: str, item: dict[str, Any], raw: str) -> Event:
+    read = item.get("read")
+    if not isinstance(read, dict):
+        return Invalid("read", "'read' is not an object", raw)
+    psid, _ = _parties(item)
+    if psid is None:
+        return Invalid("read", "the read event has no sender id", raw)
+    watermark = _ms(read.get("watermark"))
+    if watermark is None:
+        return Invalid("read", "the read event has no valid watermark", raw)
+    return Read(page_id, psid, watermark, raw)
+
+
+def _reaction(page_id: str, item: dict[str, Any], raw: str) -> Event:
+    reaction = item.get("reaction")
+    if not isinstance(reaction, dict):
+        return Invalid("reaction", "'reaction' is not an object", raw)
+    psid, _ = _parties(item)
+    if psid is None:
+        return Invalid("reaction", "the reaction has no sender id", raw)
+    mid = _mid(reaction.get("mid"))
+    if mid is None:
+        return Invalid("reaction", "the reaction names no message (mid)", raw)
+    action = reaction.get("action", "react")
+    if action not in ("react", "unreact"):
+        return Invalid("reaction", "the reaction's action is not react or unreact", raw)
+    return Reaction(
+        page_id=page_id,
+        psid=psid,
+        mid=mid,
+        on=action == "react",
+        reaction=_text(reaction.get("reaction"))[:64] or None,
+        emoji=_text(reaction.get("emoji"))[:32] or None,
+        raw=raw,
+    )
+
+
+# --- message content ----------------------------------------------------------------------
+
+_MEDIA = {"image", "audio", "video", "file", "sticker"}
+_SHARES = {"reel": "Reel", "ig_reel": "Instagram reel", "post": "Post", "ig_post": "Instagram post"}
+
+
+def _message_parts(msg: dict[str, Any]) -> tuple[tuple[Part, ...], str | None]:
+    """The parts of a message, and the sticker id when it is exactly one sticker."""
+    parts: list[Part] = []
+    text = _text(msg.get("text"))
+    if text.strip():
+        parts.append(TextPart(text=text))
+    quick_payload = _text(_obj(msg.get("quick_reply")).get("payload"))
+    if quick_payload:
+        # Like a postback payload: the developer data behind the chip the customer tapped.
+        parts.append(TextPart(text=f"[quick reply payload] {quick_payload}"))
+    attachments = msg.get("attachments")
+    media, sticker_id = _attachment_parts(
+        attachments if isinstance(attachments, list) else [], _id(msg.get("sticker_id"))
+    )
+    parts.extend(media)
+    only_sticker = (
+        len(parts) == 1 and isinstance(parts[0], MediaPart) and parts[0].type == "sticker"
+    )
+    return tuple(parts), sticker_id if only_sticker else None
+
+
+def _attachment_parts(
+    attachments: list[Any], message_sticker_id: str | None
+) -> tuple[list[Part], str | None]:
+    atts = [a for a in attachments if isinstance(a, dict)]
+    # Until the sticker transition ends Meta sends each sticker twice, as `sticker` and as
+    # `image` (the old form). A message cannot hold a sticker and a photo, so next to a
+    # `sticker` every `image` is that duplicate. An `image` naming a sticker_id without a
+    # `sticker` beside it is the old form alone: it is a sticker too. One part per sticker.
+    has_sticker = any(a.get("type") == "sticker" for a in atts)
+    seen: set[str] = set()
+    parts: list[Part] = []
+    first_sticker: str | None = None
+    for att in atts:
+        kind = _text(att.get("type"))
+        payload = _obj(att.get("payload"))
+        url = _url(payload.get("url"))
+        if kind == "image" and has_sticker:
+            continue
+        sticker_id = _id(payload.get("sticker_id"))
+        if kind == "image" and sticker_id is None:
+            sticker_id = message_sticker_id  # the old form put it on the message
+        if kind == "sticker" or (kind == "image" and sticker_id is not None):
+            key = sticker_id or url
+            if key is None or key in seen:
+                continue
+            seen.add(key)
+            name = None if url else f"sticker {sticker_id}"
+            parts.append(MediaPart(type="sticker", url=url, name=name))
+            first_sticker = first_sticker or key
+            continue
+        part = _one_attachment(kind, att, payload, url)
+        if part is not None:
+            parts.append(part)
+    return parts, first_sticker
+
+
+def _one_attachment(
+    kind: str, att: dict[str, Any], payload: dict[str, Any], url: str | None
+) -> Part | None:
+    try:
+        if kind in _MEDIA:
+            if url is None:
+                return None
+            name = _file_name(url) if kind == "file" else None
+            return MediaPart(type=kind, url=url, name=name)
+        if kind == "fallback":
+            # Shared links. Older payloads put url/title on the attachment itself; shares
+            # Meta cannot describe come without a payload.
+            link = url or _url(att.get("url"))
+            title = _text(payload.get("title")) or _text(att.get("title")) or None
+            if link is not None:
+                return LinkPart(url=link, title=title)
+            return TextPart(text=title) if title else None
+        if kind in _SHARES:
+            if url is None:
+                return TextPart(text=f"[{_SHARES[kind]}]")
+            title = _text(payload.get("title")) or _SHARES[kind]
+            return LinkPart(url=url, title=title)
+        if kind == "location":
+            coords = _obj(payload.get("coordinates"))
+            lat, lon = coords.get("lat"), coords.get("long")
+            if _is_number(lat) and _is_number(lon):
+                return LocationPart(latitude=lat, longitude=lon)
+            return None
+        if kind == "template":
+            summary = _template_text(payload)
+            return TextPart(text=summary) if summary else None
+    except ValidationError:
+        return None
+    label = _clean(kind)[:40] or "attachment"
+    title = _text(att.get("title")) or _text(payload.get("title"))
+    bits = [f"[{label}]", *(b for b in (title, url) if b)]
+    return TextPart(text=" ".join(bits))
+
+
+def _template_text(payload: dict[str, Any]) -> str:
+    """A readable rendering of a template the page sent (echoes only)."""
+    kind = _text(payload.get("template_type")) or "template"
+    lines = [f"[template: {kind}]"]
+    text = _text(payload.get("text"))
+    if text:
+        lines.append(text)
+    elements = payload.get("elements")
+    for element in elements if isinstance(elements, list) else []:
+        element = _obj(element)
+        line = " - ".join(
+            b for b in (_text(element.get("title")), _text(element.get("subtitle"))) if b
+        )
+        if line:
+            lines.append(line)
+    buttons = payload.get("buttons")
+    for button in buttons if isinstance(buttons, list) else []:
+        title = _text(_obj(button).get("title"))
+        if title:
+            lines.append(f"[{title}]")
+    return "\n".join(lines)
+
+
+def _file_name(url: str) -> str | None:
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return clean_text(_clean(name))[:255] or None
+
+
+# --- markers ------------------------------------------------------------------------------
+
+
+def read_marker(metadata: str) -> OurMarker | None:
+    """The message id and request index our Send API metadata carries, or None."""
+    if not metadata.startswith(MARKER_PREFIX):
+        return None
+    body = metadata[len(MARKER_PREFIX) :]
+    message_id, _, position = body.rpartition(":")
+    index, _, total = position.partition("/")
+    if not message_id or not index.isdecimal() or not total.isdecimal():
+        return None
+    i, n = int(index), int(total)
+    if not 1 <= i <= n or len(message_id) > 128:
+        return None
+    return OurMarker(message_id, i, n)
+
+
+# --- small readers (every value from the wire goes through one of these) ------------------
+
+
+def _clean(value: str) -> str:
+    """Lone surrogates (valid in JSON, invalid in UTF-8) become U+FFFD."""
+    return _SURROGATE.sub("\ufffd", value)
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return clean_text(_clean(value)) if isinstance(value, str) else ""
+
+
+def _id(value: Any) -> str | None:
+    """A Graph id: a non-empty string (or integer) of reasonable length."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value >= 0:
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    value = _clean(value).strip()
+    return value if 0 < len(value) <= MAX_ID else None
+
+
+def _mid(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = _clean(value).strip()
+    return value if 0 < len(value) <= MAX_MID else None
+
+
+def _url(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    url = _clean(value).strip()
+    if not url.lower().startswith(("https://", "http://")) or len(url) > 8192:
+        return None
+    return url
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _ms(value: Any) -> datetime | None:
+    """A Graph timestamp (milliseconds since the epoch) as a UTC datetime."""
+    if not _is_number(value) or not 0 <= value <= _MAX_MS:
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def _raw(page_id: str | None, source: str, item: Any) -> str:
+    """The item as JSON text, for keeping it raw (ASCII-escaped: always storable)."""
+    try:
+        return json.dumps({"page_id": page_id, "source": source, "item": item})
+    except (ValueError, RecursionError):
+        return json.dumps({"page_id": page_id, "source": source, "item": "<not serialisable>"})

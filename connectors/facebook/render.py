@@ -1,0 +1,230 @@
+"""Pure rendering of Send API request bodies: parts, text splitting, the messaging window.
+
+Nothing here does I/O. :func:`requests_for` turns one outbound message into the ordered
+Send API bodies that deliver it; each carries a metadata marker naming our message and
+its position, so the echo Meta sends back can be matched to it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from connectors.degrade import as_text
+from connectors.errors import WindowClosed
+from connectors.facebook.parse import MARKER_PREFIX
+from gateway.models import MediaPart, Part, TextPart
+
+# Meta's Send API text limit is 2,000 characters. Whether it counts code points or UTF-16
+# code units is not documented; UTF-16 units are never fewer, so counting them is safe
+# under both readings (an emoji is one character but two units).
+TEXT_LIMIT = 2000
+RESPONSE_WINDOW = timedelta(hours=24)
+HUMAN_AGENT_WINDOW = timedelta(days=7)
+QUICK_REPLIES_MAX = 13
+QUICK_REPLY_TITLE_MAX = 20
+QUICK_REPLY_PAYLOAD_MAX = 1000
+
+SenderAction = Literal["typing_on", "typing_off", "mark_seen"]
+_ATTACHMENT_TYPES = {"image": "image", "audio": "audio", "video": "video", "file": "file"}
+
+
+# --- the 24-hour window -------------------------------------------------------------------
+
+
+def messaging_type(
+    last_inbound_at: datetime | None, now: datetime, *, human_agent_tag: bool
+) -> dict[str, str]:
+    """The messaging_type (and tag) fields for a reply; raises WindowClosed when no reply
+    may go out.
+
+    Inside 24 hours of the customer's last message: RESPONSE. Up to 7 days, with the Human
+    Agent permission: MESSAGE_TAG + HUMAN_AGENT. When the gateway never saw the customer
+    write (a conversation opened by a reply from the Page inbox), it cannot know the window:
+    the reply goes as RESPONSE and Meta, which knows, accepts it or answers "outside of
+    allowed window" (mapped to WindowClosed by the client).
+    """
+    if last_inbound_at is None:
+        return {"messaging_type": "RESPONSE"}
+    age = now - last_inbound_at
+    if age < RESPONSE_WINDOW:
+        return {"messaging_type": "RESPONSE"}
+    if age < HUMAN_AGENT_WINDOW and human_agent_tag:
+        return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+    hours = int(age.total_seconds() // 3600)
+    if human_agent_tag:
+        why = f"the customer last wrote {hours} hours ago, beyond the 7-day human agent window"
+    elif age < HUMAN_AGENT_WINDOW:
+        why = (
+            f"the customer last wrote {hours} hours ago, beyond the 24-hour window "
+            "(human_agent_tag is off for this channel)"
+        )
+    else:
+        why = f"the customer last wrote {hours} hours ago, beyond the 24-hour window"
+    raise WindowClosed(f"window_closed: {why}")
+
+
+# --- text -----------------------------------------------------------------------------------
+
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units (characters outside the BMP count twice)."""
+    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+
+
+def _fit(text: str, limit: int) -> int:
+    """The largest n such that text[:n] is at most ``limit`` UTF-16 units."""
+    units = 0
+    for i, c in enumerate(text):
+        units += 2 if ord(c) > 0xFFFF else 1
+        if units > limit:
+            return i
+    return len(text)
+
+
+def _attaches(c: str) -> bool:
+    """Whether ``c`` belongs to the character before it (combining mark, ZWJ, selector)."""
+    return (
+        unicodedata.combining(c) != 0
+        or c == "\u200d"
+        or "\ufe00" <= c <= "\ufe0f"
+        or "\U0001f3fb" <= c <= "\U0001f3ff"  # skin tones
+    )
+
+
+def _break_at(window: str) -> int | None:
+    """Where to end a chunk inside ``window``: the last paragraph break or line break in
+    its second half, else the last whitespace; None when it has no whitespace."""
+    half = len(window) // 2
+    for sep in ("\n\n", "\n"):
+        at = window.rfind(sep)
+        if at >= half:
+            return at
+    for i in range(len(window) - 1, 0, -1):
+        if window[i].isspace():
+            return i
+    return None
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """Text as chunks of at most ``limit`` UTF-16 units, cut between words, in order.
+
+    A word longer than the limit (a long URL) is cut inside, never inside a character
+    or between a character and the marks that belong to it.
+    """
+    if limit < 2:
+        raise ValueError("limit must leave room for one character")
+    chunks: list[str] = []
+    rest = text.strip()
+    while rest:
+        if utf16_len(rest) <= limit:
+            chunks.append(rest)
+            break
+        cut = _fit(rest, limit)
+        at = _break_at(rest[: cut + 1])  # a space right after the window is a fine break
+        if at is not None and at > 0:
+            head, rest = rest[:at].rstrip(), rest[at:].lstrip()
+        else:
+            while cut > 1 and (_attaches(rest[cut]) or rest[cut - 1] == "\u200d"):
+                cut -= 1
+            head, rest = rest[:cut], rest[cut:].lstrip()
+        chunks.append(head)
+    return chunks
+
+
+# --- Send API bodies ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuickReply:
+    title: str
+    payload: str
+
+
+def marker(message_id: str, index: int, total: int) -> str:
+    """Send API metadata naming our message and this request's place (1-based) in it."""
+    return f"{MARKER_PREFIX}{message_id}:{index}/{total}"
+
+
+def _units(parts: Sequence[Part]) -> list[str | MediaPart]:
+    """Texts (adjacent ones merged) and sendable attachments, in order."""
+    units: list[str | MediaPart] = []
+    for part in parts:
+        unit: str | MediaPart
+        if (
+            isinstance(part, MediaPart)
+            and part.type in _ATTACHMENT_TYPES
+            and part.url
+            and part.url.lower().startswith(("https://", "http://"))
+        ):
+            unit = part
+        else:
+            # Meta fetches attachments by URL: one it cannot reach (a path on this server
+            # without public_url) goes as text, like any part the channel cannot show.
+            unit = part.text if isinstance(part, TextPart) else as_text(part)
+        if isinstance(unit, str) and units and isinstance(units[-1], str):
+            units[-1] = units[-1] + "\n" + unit
+        else:
+            units.append(unit)
+    return units
+
+
+def _message_bodies(parts: Sequence[Part]) -> list[dict[str, Any]]:
+    bodies: list[dict[str, Any]] = []
+    for unit in _units(parts):
+        if isinstance(unit, MediaPart):
+            kind = _ATTACHMENT_TYPES[unit.type]
+            bodies.append({"attachment": {"type": kind, "payload": {"url": unit.url}}})
+        else:
+            bodies.extend({"text": chunk} for chunk in split_text(unit))
+    return bodies
+
+
+def quick_replies(options: Sequence[QuickReply]) -> list[dict[str, str]]:
+    """Send API quick_replies (text chips), trimmed to Meta's limits."""
+    return [
+        {
+            "content_type": "text",
+            "title": o.title[:QUICK_REPLY_TITLE_MAX],
+            "payload": o.payload[:QUICK_REPLY_PAYLOAD_MAX] or o.title[:QUICK_REPLY_TITLE_MAX],
+        }
+        for o in options[:QUICK_REPLIES_MAX]
+        if o.title
+    ]
+
+
+def requests_for(
+    psid: str,
+    parts: Sequence[Part],
+    *,
+    message_id: str,
+    window: dict[str, str],
+    options: Sequence[QuickReply] = (),
+) -> list[dict[str, Any]]:
+    """The Send API bodies that deliver one message, in order.
+
+    Text beyond the limit becomes several requests; each attachment is a request of its
+    own. Quick replies ride on the last request, so they show under the whole message.
+    """
+    messages = _message_bodies(parts)
+    if messages and options:
+        chips = quick_replies(options)
+        if chips:
+            messages[-1]["quick_replies"] = chips
+    total = len(messages)
+    return [
+        {
+            "recipient": {"id": psid},
+            **window,
+            "message": {**message, "metadata": marker(message_id, i, total)},
+        }
+        for i, message in enumerate(messages, start=1)
+    ]
+
+
+def sender_action(psid: str, action: SenderAction) -> dict[str, Any]:
+    """A typing indicator or seen receipt: its own request, with only the recipient."""
+    return {"recipient": {"id": psid}, "sender_action": action}
