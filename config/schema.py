@@ -7,14 +7,17 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from connectors.email.settings import EmailSettings
 from connectors.facebook.settings import FacebookSettings
 from connectors.webchat.settings import ChannelIdStr, WebchatSettings
 from gateway.models import Presence
 from gateway.webhooks.settings import DeliverySettings, WebhookSettings
 from routing.settings import RoutingSettings
 
-ChannelSettings = Annotated[WebchatSettings | FacebookSettings, Field(discriminator="type")]
-CHANNEL_TYPES_AVAILABLE = ("webchat", "facebook")
+ChannelSettings = Annotated[
+    WebchatSettings | EmailSettings | FacebookSettings, Field(discriminator="type")
+]
+CHANNEL_TYPES_AVAILABLE = ("webchat", "email", "facebook")
 
 
 class Section(BaseModel):

@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 
 from connectors.base import Connector
+from connectors.email.connector import EmailConnector
+from connectors.email.settings import EmailSettings
 from connectors.facebook.connector import FacebookConnector
 from connectors.facebook.settings import FacebookSettings
 from connectors.webchat.connector import WebchatConnector
@@ -38,12 +40,23 @@ def _webchat(settings: Any, ctx: BuildContext) -> Connector:
     return WebchatConnector(settings, ctx.derive_key(f"webchat-visitor:{settings.id}"))
 
 
+def _email(settings: Any, ctx: BuildContext) -> Connector:
+    assert isinstance(settings, EmailSettings)
+    return EmailConnector(
+        settings,
+        ctx.derive_key(f"email-thread:{settings.id}"),
+        data_dir=ctx.data_dir,
+        http_client=ctx.http_client,
+    )
+
+
 def _facebook(settings: Any, ctx: BuildContext) -> Connector:
     assert isinstance(settings, FacebookSettings)
     return FacebookConnector(settings, ctx.http_client())
 
 
 BUILDERS: dict[str, Callable[[Any, BuildContext], Connector]] = {
+    "email": _email,
     "facebook": _facebook,
     "webchat": _webchat,
 }

@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # 1. System packages: Debian's Chromium for the browser tests (never `playwright install`:
-#    it downloads a browser of its own).
+#    it downloads a browser of its own), Dovecot for the e-mail tests.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+{ [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/lmtp ]; } || missing+=(dovecot-imapd dovecot-lmtpd)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
     echo "scripts/test.sh: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; fi

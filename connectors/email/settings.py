@@ -1,0 +1,135 @@
+"""Options of an e-mail channel (design.md section 7: `address`, `imap`, `smtp`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from connectors.webchat.settings import ChannelIdStr
+from gateway.text import normalize_email
+
+Security = Literal["tls", "starttls", "none"]
+Port = Annotated[int, Field(ge=1, le=65535)]
+# A host name or address: no spaces or control characters can reach a socket call.
+Host = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._:\[\]-]+$")]
+# IMAP's autologout is at least 30 minutes (RFC 2177): IDLE is re-issued well before.
+IDLE_REISSUE_MAX = 25 * 60
+
+DEFAULT_PORTS = {
+    "imap": {"tls": 993, "starttls": 143, "none": 143},
+    "smtp": {"tls": 465, "starttls": 587, "none": 25},
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImapSettings(_Section):
+    host: Host
+    # Empty: 993 with tls, 143 otherwise.
+    port: Port | None = None
+    security: Security = "tls"
+    username: Annotated[str, Field(min_length=1, max_length=320, pattern=r"^[^\s\"\\]+$")]
+    password: SecretStr
+    folder: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\r\n\"\\]+$")] = "INBOX"
+    # A PEM file of certificates to trust (a private CA); empty: the system's.
+    ca_file: Path | None = None
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or DEFAULT_PORTS["imap"][self.security]
+
+
+class SmtpSettings(_Section):
+    host: Host
+    # Empty: 465 with tls, 587 with starttls, 25 without.
+    port: Port | None = None
+    security: Security = "starttls"
+    # Both empty: the server takes mail without AUTH (e.g. a relay on the same host).
+    username: Annotated[str, Field(min_length=1, max_length=320)] | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or DEFAULT_PORTS["smtp"][self.security]
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> SmtpSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("set both username and password, or neither")
+        return self
+
+
+class EmailSettings(_Section):
+    id: ChannelIdStr
+    type: Literal["email"]
+    name: str | None = None
+    # The mailbox customers write to; replies come from it.
+    address: str
+    # Display name in From ("Shop support <support@shop.example>"); empty: `name`.
+    from_name: Annotated[str, Field(max_length=200)] | None = None
+    imap: ImapSettings
+    smtp: SmtpSettings
+    # False: messages are read with BODY.PEEK and stay unread for humans using the mailbox.
+    mark_seen: bool = False
+    # Use IDLE when the server offers it (else poll every poll_interval_seconds).
+    idle: bool = True
+    # One IDLE command lasts at most this long before it is ended and re-issued.
+    idle_reissue_seconds: Annotated[float, Field(ge=5, le=IDLE_REISSUE_MAX)] = 540.0
+    # TCP keepalive probes on the IMAP connection while idle: keeps NAT mappings alive and
+    # notices a silently dead peer long before the IDLE re-issue.
+    keepalive_seconds: Annotated[float, Field(ge=5, le=600)] = 60.0
+    poll_interval_seconds: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    # How long one IMAP or SMTP command may take.
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # With no checkpoint yet (or after UIDVALIDITY changed): mail of the last N days is
+    # read (duplicates are skipped by Message-ID); 0 = only mail that arrives from now on.
+    initial_sync_days: Annotated[int, Field(ge=0, le=365)] = 2
+    # Messages larger than this are not parsed; their headers are kept raw with a reason.
+    max_message_bytes: Annotated[int, Field(ge=1024, le=200 * 1024 * 1024)] = 30 * 1024 * 1024
+    # Largest single attachment or inline image kept (the gateway's own limit also holds).
+    max_attachment_bytes: Annotated[int, Field(ge=1, le=200 * 1024 * 1024)] = 25 * 1024 * 1024
+    # Keep each received message byte for byte as an "original.eml" file part.
+    keep_original: bool = True
+    # Reply-To: support+<token>@domain, so a reply whose client dropped our Message-ID
+    # still finds its conversation. Needs sub-addressing on the mail server.
+    plus_address_reply_to: bool = False
+    # Domain of our Message-IDs; empty: the domain of `address`.
+    message_id_domain: (
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9-]+)*$")]
+        | None
+    ) = None
+    default_subject: Annotated[str, Field(min_length=1, max_length=200)] = "Your message"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        email = normalize_email(value)
+        if email is None or any(c in value for c in '\r\n<>",;()[]\\ '):
+            raise ValueError(f"{value!r} is not an e-mail address like support@shop.example")
+        return email
+
+    @field_validator("from_name", "name", "default_subject")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and any(c in value for c in "\r\n\x00"):
+            raise ValueError("must be a single line")
+        return value
+
+    @model_validator(mode="after")
+    def _keepalive_below_reissue(self) -> EmailSettings:
+        if self.keepalive_seconds >= self.idle_reissue_seconds:
+            raise ValueError("keepalive_seconds must be shorter than idle_reissue_seconds")
+        return self
+
+    @property
+    def domain(self) -> str:
+        return self.message_id_domain or self.address.rpartition("@")[2]
+
+    @property
+    def display_name(self) -> str | None:
+        return self.from_name or self.name
