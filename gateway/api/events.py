@@ -20,6 +20,9 @@ from gateway.models import Event
 PAGE = 500
 log = logging.getLogger(__name__)
 EPHEMERAL_QUEUE = 256
+# Events are written in pieces of about this size, so a client that stops reading holds
+# at most this much (plus the kernel's socket buffers) before it is cut off.
+WRITE_CHUNK = 64 * 1024
 
 
 def encode(event: Event) -> bytes:
@@ -102,9 +105,14 @@ async def stream_events(req: Req) -> web.StreamResponse:
             if batch is None:
                 batch = await gw.store.events_after(last, PAGE)
             if batch:
-                chunk = b"".join(encode(e) for e in filter_events(batch, match, q.conversation_id))
+                chunk = bytearray()
+                for event in filter_events(batch, match, q.conversation_id):
+                    chunk += encode(event)
+                    if len(chunk) >= WRITE_CHUNK:
+                        await write(bytes(chunk))
+                        chunk.clear()
                 if chunk:
-                    await write(chunk)
+                    await write(bytes(chunk))
                 last = seq_of(batch[-1])
                 if len(batch) == PAGE:
                     continue
@@ -131,6 +139,11 @@ async def stream_events(req: Req) -> web.StreamResponse:
                 await write(b": heartbeat\n\n")
     except TimeoutError:
         log.info("event stream cut off: the client did not keep up (last id %s)", last)
+        # Drop what is still buffered for it instead of waiting to flush it: the client
+        # resumes from the last complete event it received.
+        if req.request.transport is not None:
+            req.request.transport.abort()
+        return resp
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import socket
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from connectors.base import InboundMessage, Sender
 from gateway.app import Gateway
-from tests.api.helpers import open_visitor, say
+from gateway.ids import ChannelId
+from gateway.models import TextPart
+from tests.api.helpers import eventually, open_visitor, say
 from tests.api.sse import SseEvent, read_event, read_events
 from tests.conftest import AUTH, GatewayFactory
 
@@ -112,3 +117,54 @@ async def test_a_reader_far_behind_the_memory_ring_reads_the_store(
         streamed = await read_events(resp, len(stored))
         assert [e.id for e in streamed] == [e.id for e in stored]
         assert isinstance(streamed[0], SseEvent)
+
+
+async def test_a_reader_that_stops_reading_is_cut_off_and_resumes_without_a_gap(
+    make_gateway: GatewayFactory,
+) -> None:
+    """A client that stops reading is disconnected after `slow_consumer_seconds` instead of
+    making the gateway buffer for it; the last id it did receive resumes the stream with
+    nothing skipped."""
+    gw = await make_gateway(**{"events.slow_consumer_seconds": 0.5})
+    text = "Tôi cần hỗ trợ về đơn hàng số 12345, xin cảm ơn. " * 400  # ~20 kB a message
+    for n in range(400):  # ~8 MB of events: more than any socket buffers hold
+        await gw.pipeline.ingest(
+            InboundMessage(
+                channel_id=ChannelId("webchat"),
+                external_id=f"slow:{n}",
+                sender=Sender(external_id=f"visitor-{n % 7}"),
+                parts=[TextPart(text=text)],
+            )
+        )
+    await gw.router.settle()
+    stored = [e.id for e in await gw.store.events_after(0, 100_000)]
+    async with TestClient(TestServer(gw.web_app())) as client:
+        port = client.server.port
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        # The stream reader stops taking bytes from the socket past its 64 kB limit.
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(
+            f"GET /v1/events?last_event_id=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: {AUTH['Authorization']}\r\n\r\n".encode()
+        )
+        await writer.drain()
+        # Stop reading: the gateway's writes stall, and it must give up on this client.
+        await eventually(lambda: _sse_clients(gw, 1), within=5)
+        await eventually(lambda: _sse_clients(gw, 0), within=10)
+        received = await asyncio.wait_for(reader.read(), 10)  # what had reached us; then EOF
+        writer.close()
+        got = re.findall(rb"^id: (\d+)\n(?:[^\n]*\n)*?\n", received, flags=re.M)
+        got_ids = [g.decode() for g in got]
+        assert got_ids == stored[: len(got_ids)]  # in order, no gap, complete events only
+        assert len(got_ids) < len(stored)  # it really was cut off before the end
+
+        resp = await client.get("/v1/events", headers={**AUTH, "Last-Event-ID": got_ids[-1]})
+        rest = await read_events(resp, len(stored) - len(got_ids))
+        assert [e.id for e in rest] == stored[len(got_ids) :]
+
+
+async def _sse_clients(gw: Gateway, n: int) -> bool:
+    return gw.sse_clients == n
