@@ -206,6 +206,14 @@ class Sink(Protocol):
         """Keep a received file; returns the part that points at it. Raises ValueError
         when the file is over the configured size limit."""
 
+    async def read_attachment(self, url: str, limit: int) -> bytes | None:
+        """The bytes of a file this gateway keeps, given the URL of its MediaPart; None
+        when the URL is not one of ours, the file is gone, or it is over ``limit``."""
+
+    async def known(self, channel_id: ChannelId, external_id: str) -> bool:
+        """Whether a message with this external id is already stored (a connector
+        re-reading its source can skip work, such as keeping attachments, for it)."""
+
     async def load_state(self, channel_id: ChannelId, key: str) -> Any:
         """A value the connector saved with save_state (JSON-compatible), or None."""
 
@@ -338,7 +346,19 @@ class PollingConnector(Connector):
                 delay = min(delay * 2, self.backoff_max)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
         await super().aclose()
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a task and wait until it has ended.
+
+    Cancelled once, a task can still go on: Python 3.11's asyncio.wait_for (used
+    throughout client libraries) swallows a cancellation that meets a completing
+    operation. So cancel again until it is done.
+    """
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if task is not None and not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved

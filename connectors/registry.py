@@ -45,7 +45,6 @@ def _email(settings: Any, ctx: BuildContext) -> Connector:
     return EmailConnector(
         settings,
         ctx.derive_key(f"email-thread:{settings.id}"),
-        data_dir=ctx.data_dir,
         http_client=ctx.http_client,
     )
 

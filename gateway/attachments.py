@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from gateway.ids import ChannelId, ulid
 from gateway.models import MediaPart
@@ -17,6 +18,9 @@ from gateway.text import clean_text
 
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+
+
+_OWN_URL = re.compile(r"/v1/attachments/(att_[0-9A-Z]{26})$")
 
 
 class AttachmentTooLarge(ValueError):
@@ -100,3 +104,20 @@ class Attachments:
 
     def path_of(self, record: AttachmentRecord) -> Path:
         return self.root / record.path
+
+    async def read(self, url: str, limit: int) -> bytes | None:
+        """The bytes of one of our own attachments, given its URL (as in a MediaPart).
+
+        None when the URL is not one of ours, the file is unknown, or it is over
+        ``limit`` bytes.
+        """
+        found = _OWN_URL.search(urlsplit(url).path)
+        if found is None:
+            return None
+        record = await self.store.get_attachment(found.group(1))
+        if record is None or record.size > limit:
+            return None
+        try:
+            return await asyncio.to_thread(self.path_of(record).read_bytes)
+        except FileNotFoundError:
+            return None

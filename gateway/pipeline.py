@@ -139,6 +139,12 @@ class Pipeline:
     ) -> MediaPart:
         return await self.attachments.save(channel_id, data, name=name, mime=mime)
 
+    async def known(self, channel_id: ChannelId, external_id: str) -> bool:
+        return await self.store.message_known(channel_id, external_id)
+
+    async def read_attachment(self, url: str, limit: int) -> bytes | None:
+        return await self.attachments.read(url, limit)
+
     async def load_state(self, channel_id: ChannelId, key: str) -> Any:
         return await self.store.load_state(channel_id, key)
 

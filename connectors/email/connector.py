@@ -15,7 +15,6 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -31,6 +30,7 @@ from connectors.base import (
     Sender,
     SendReceipt,
     StatusUpdate,
+    cancel_and_wait,
 )
 from connectors.email import token
 from connectors.email.client import (
@@ -91,13 +91,11 @@ class EmailConnector(PollingConnector):
         settings: EmailSettings,
         key: bytes,
         *,
-        data_dir: Path | None = None,
         http_client: Callable[[], httpx.AsyncClient] | None = None,
     ) -> None:
         super().__init__(ChannelId(settings.id))
         self.settings = settings
         self._key = key
-        self._data_dir = data_dir
         self._http_factory = http_client
         self._http: httpx.AsyncClient | None = None
         self._checkpoint: dict[str, int] | None = None
@@ -117,13 +115,8 @@ class EmailConnector(PollingConnector):
 
     async def aclose(self) -> None:
         self._closing = True
-        for task in (self._smtp_recheck, self._task):
-            # Python 3.11's asyncio.wait_for (used throughout aioimaplib) can swallow a
-            # cancellation that meets a completing command: cancel until the task is done.
-            while task is not None and not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
-        await super().aclose()
+        await cancel_and_wait(self._smtp_recheck)
+        await super().aclose()  # cancels the IMAP task the same way
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -290,6 +283,8 @@ class EmailConnector(PollingConnector):
         if mail.from_address is None:
             await self._keep(raw, "no sender address to answer")
             return
+        if await self.sink.known(self.channel_id, mail.external_id):
+            return  # read again (a resync, or a restart before the checkpoint): stored once
         try:
             inbound = await self._inbound(mail, raw)
         except (ValidationError, ValueError) as exc:
@@ -464,11 +459,8 @@ class EmailConnector(PollingConnector):
         limit = self.settings.max_attachment_bytes
         name = part.name or part.url.rstrip("/").rsplit("/", 1)[-1] or "attachment"
         mime = part.mime or "application/octet-stream"
-        local = _LOCAL_ATTACHMENT.search(urlsplit(part.url).path)
-        if local is not None and self._data_dir is not None:
-            ident = local.group(1)
-            path = self._data_dir / "attachments" / ident[-2:] / ident
-            data = await asyncio.to_thread(_read_limited, path, limit)
+        if _LOCAL_ATTACHMENT.search(urlsplit(part.url).path) is not None:
+            data = await self.sink.read_attachment(part.url, limit)
             if data is not None:
                 return OutgoingFile(data, name, mime)
         if urlsplit(part.url).scheme not in ("http", "https") or self._http_factory is None:
@@ -491,12 +483,3 @@ class EmailConnector(PollingConnector):
         except httpx.TransportError as exc:
             raise TransientError(f"fetching an attachment: {type(exc).__name__}") from None
         return OutgoingFile(b"".join(chunks), name, mime)
-
-
-def _read_limited(path: Path, limit: int) -> bytes | None:
-    try:
-        if path.stat().st_size > limit:
-            return None
-        return path.read_bytes()
-    except OSError:
-        return None

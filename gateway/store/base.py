@@ -303,6 +303,10 @@ class Store(Protocol):
     async def open_conversation(
         self, channel_id: ChannelId, external_id: str
     ) -> ConversationId | None: ...
+    async def message_known(self, channel_id: ChannelId, external_id: str) -> bool:
+        """Whether a message with this channel's external id is stored."""
+        ...
+
     async def identity_contact(self, channel_id: ChannelId, external_id: str) -> ContactId | None:
         """The contact behind a channel identity, if it is known."""
         ...

@@ -365,6 +365,9 @@ async def test_uidvalidity_change_resyncs_without_duplicates(
         "last_uid": real["last_uid"] + 1,
     }
     assert kept.reasons == []
+    # The first mail, read again in the resync, kept no second copy of its files.
+    kept_files = list((gw.settings.server.data_dir / "attachments").glob("*/att_*"))
+    assert len(kept_files) == 2  # one original.eml per message
 
 
 async def flags(server: MailServer, user: str) -> list[str]:

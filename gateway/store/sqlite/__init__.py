@@ -411,6 +411,10 @@ class SqliteStore:
         )
         return result
 
+    async def message_known(self, channel_id: ChannelId, external_id: str) -> bool:
+        known: bool = await self._r(reads.message_known, channel_id, external_id)
+        return known
+
     async def identity_contact(self, channel_id: ChannelId, external_id: str) -> ContactId | None:
         result: ContactId | None = await self._r(reads.identity_contact, channel_id, external_id)
         return result

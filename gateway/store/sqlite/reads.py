@@ -126,6 +126,14 @@ def timeline(
     return Page[Message](items=page, next_cursor=cursor)
 
 
+def message_known(conn: sqlite3.Connection, channel_id: str, external_id: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM messages WHERE channel_id = ? AND external_id = ?",
+        (channel_id, external_id),
+    ).fetchone()
+    return row is not None
+
+
 def identity_contact(conn: sqlite3.Connection, channel_id: str, external_id: str) -> str | None:
     row = conn.execute(
         "SELECT contact_id FROM identities WHERE channel_id = ? AND external_id = ?",
