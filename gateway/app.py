@@ -59,6 +59,7 @@ class Gateway:
         self.sse_clients = 0
         self.closing = asyncio.Event()
         self._store: Store | None = None
+        self._stopped = False
 
     # the store exists only once started; everything below needs it
     @property
@@ -141,8 +142,9 @@ class Gateway:
 
     async def stop(self) -> None:
         self.started = False
-        if self._store is None:
+        if self._store is None or self._stopped:
             return
+        self._stopped = True
         await self.router.stop()
         await self.webhooks.stop()
         await self.outbound.stop()

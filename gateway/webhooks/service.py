@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from gateway.webhooks import signing
 from gateway.webhooks.dispatcher import Dispatcher
 from gateway.webhooks.settings import DeliverySettings, WebhookSettings
 from gateway.webhooks.ssrf import UnsafeUrl, check_resolves
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,13 @@ class Webhooks:
     async def configure(self, configured: Sequence[WebhookSettings]) -> None:
         """Bring the config file's endpoints in (before anything else of this start emits
         events, so a new endpoint gets all of them)."""
-        for item in configured:
-            await self._apply_config(item)
+        kept = {await self._apply_config(item) for item in configured}
+        # An endpoint taken out of the config file stops receiving: it is removed, with
+        # whatever was still waiting for it.
+        for record in await self.store.list_webhooks():
+            if record.source == "config" and record.id not in kept:
+                log.info("webhook %s is no longer in the config file: removed", record.id)
+                await self.store.delete_webhook(record.id)
 
     async def start(self) -> None:
         await self.dispatcher.start()
@@ -73,7 +81,7 @@ class Webhooks:
     async def stop(self) -> None:
         await self.dispatcher.stop()
 
-    async def _apply_config(self, item: WebhookSettings) -> None:
+    async def _apply_config(self, item: WebhookSettings) -> str:
         endpoint_id = item.id or "cfg-" + hashlib.sha256(item.url.encode()).hexdigest()[:12]
         secret = item.secret.get_secret_value()
         existing = await self.store.get_webhook(endpoint_id)
@@ -100,6 +108,7 @@ class Webhooks:
             ),
             keep_cursor=True,
         )
+        return endpoint_id
 
     # --- admin operations --------------------------------------------------------------
 

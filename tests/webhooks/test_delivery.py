@@ -17,6 +17,7 @@ from connectors.base import InboundMessage, Sender
 from gateway.app import Gateway
 from gateway.ids import ChannelId
 from gateway.models import TextPart
+from gateway.webhooks.signing import new_secret
 from tests.api.helpers import eventually, get_json, post_json
 from tests.conftest import AUTH, GatewayFactory
 from tests.webhooks.receiver import Delivery, Receiver
@@ -418,8 +419,6 @@ async def test_link_local_is_refused_even_when_private_networks_are_allowed(
 
 
 async def test_configured_endpoints(make_gateway: GatewayFactory, receiver: Receiver) -> None:
-    from gateway.webhooks.signing import new_secret
-
     secret = new_secret()
     config = (
         FAST
@@ -465,3 +464,26 @@ async def test_admin_api_errors(make_gateway: GatewayFactory, receiver: Receiver
             "/v1/webhooks", headers={"Authorization": f"Bearer {integ['token']}"}
         )
         assert forbidden.status == 403
+
+
+async def test_an_endpoint_taken_out_of_the_config_file_is_removed(
+    make_gateway: GatewayFactory, receiver: Receiver
+) -> None:
+    endpoint = (
+        f'\n[[webhooks]]\nid = "helpdesk"\nurl = "{receiver.url}"\n'
+        f'events = ["message.received"]\nsecret = "{new_secret()}"\n'
+    )
+    gw = await make_gateway(FAST + endpoint)
+    await gw.webhooks.dispatcher.stop()  # leave a delivery waiting for it
+    await say(gw, "v1", 0)
+    await gw.close_connections()
+    await gw.stop()
+
+    gw = await make_gateway(FAST)
+    async with TestClient(TestServer(gw.web_app())) as client:
+        assert (await client.get("/v1/webhooks/helpdesk", headers=AUTH)).status == 404
+        assert (await get_json(client, "/v1/webhooks"))["items"] == []
+        await say(gw, "v1", 1)
+        await gw.router.settle()
+        await asyncio.sleep(0.3)
+        assert receiver.deliveries == []
