@@ -5,10 +5,13 @@ for the codes the relay never gives)."""
 from __future__ import annotations
 
 import asyncio
+import email
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Iterator
+from email import policy
 from email.message import EmailMessage
 from typing import Any
 
@@ -223,3 +226,44 @@ async def test_passwords_stay_out_of_debug_logs(
     assert "Sending" in caplog.text  # the library did log its traffic...
     assert 'Qu"ote' not in caplog.text and 'Qu\\\\"ote' not in caplog.text  # ...but not this
     assert secret not in str(exc.value) and secret not in repr(settings)
+
+
+class Keep:
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(envelope.content)
+        return "250 OK"
+
+
+async def test_smtp_over_implicit_tls(mail_server: MailServer) -> None:
+    """security = "tls": TLS from the first byte (port 465 style), certificate checked."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(mail_server.cert, mail_server.dir / "tls.key")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    keep = Keep()
+    ctl = Controller(keep, hostname="127.0.0.1", port=port, ssl_context=context)
+    ctl.start()
+    try:
+        trusted = SmtpSettings(
+            host="127.0.0.1", port=port, security="tls", ca_file=mail_server.cert
+        )
+        await send_mail(trusted, note("a@shop.example", "khach@example.org", "Xin chào"),
+                        sender="a@shop.example", recipients=["khach@example.org"],
+                        timeout=5)  # fmt: skip
+        [got] = keep.received
+        assert email.message_from_bytes(got, policy=policy.default)["Subject"] == "Xin chào"
+        untrusted = SmtpSettings(host="127.0.0.1", port=port, security="tls")
+        with pytest.raises(TransientError):
+            await check_smtp(untrusted, 5)
+        plain = SmtpSettings(host="127.0.0.1", port=port, security="none")
+        with pytest.raises(TransientError):  # no TLS spoken to a TLS port: not delivered
+            await send_mail(plain, note("a@shop.example", "khach@example.org"),
+                            sender="a@shop.example", recipients=["khach@example.org"],
+                            timeout=2)  # fmt: skip
+        assert len(keep.received) == 1
+    finally:
+        ctl.stop()
