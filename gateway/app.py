@@ -93,6 +93,7 @@ class Gateway:
             self.store, self.router, self.bus, self.channel_types, self.metrics, self.attachments
         )
         self.outbound = OutboundWorker(self.store, lambda: self.connectors, self.metrics)
+        self.pipeline.on_connected = self.outbound.channel_recovered
         key = await asyncio.to_thread(
             load_secret_key, s.server.data_dir, os.environ.get("OMNIGW_SECRET_KEY")
         )

@@ -63,6 +63,14 @@ class OutboundWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    async def channel_recovered(self, channel_id: ChannelId) -> None:
+        """The channel works again: what waited for it goes out now, not at its next
+        scheduled look."""
+        released = await self.store.release_held(channel_id, self._clock())
+        if released:
+            log.info("channel %s is back: %d waiting message(s) released", channel_id, released)
+            self._wake.set()
+
     async def stop(self) -> None:
         tasks = [t for t in [self._task, *self._busy.values()] if t is not None]
         for task in tasks:

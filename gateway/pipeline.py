@@ -11,7 +11,14 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from connectors.base import Health, InboundMessage, IngestResult, Sender, StatusUpdate
+from connectors.base import (
+    Health,
+    HealthState,
+    InboundMessage,
+    IngestResult,
+    Sender,
+    StatusUpdate,
+)
 from gateway.attachments import Attachments
 from gateway.errors import NotFound
 from gateway.events import EventBus
@@ -52,6 +59,8 @@ class Pipeline:
         self._channel_types = channel_types
         self.metrics = metrics
         self._background: set[asyncio.Task[object]] = set()
+        # Told when a channel reports CONNECTED (the outbound worker sends what waited).
+        self.on_connected: Callable[[ChannelId], Coroutine[Any, Any, None]] | None = None
 
     def _type(self, channel_id: ChannelId) -> ChannelType:
         try:
@@ -169,6 +178,8 @@ class Pipeline:
         self._spawn(announce())
 
     def health_changed(self, channel_id: ChannelId, health: Health) -> None:
+        if health.state == HealthState.CONNECTED and self.on_connected is not None:
+            self._spawn(self.on_connected(channel_id))
         self._spawn(
             self.store.emit(
                 "channel.state_changed",

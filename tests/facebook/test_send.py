@@ -380,7 +380,6 @@ async def test_table_1_8_through_the_gateway(
     code_string: str,
 ) -> None:
     monkeypatch.setattr(outbound_worker, "BACKOFF", (0.05,))
-    monkeypatch.setattr(outbound_worker, "HELD_RECHECK", 0.1)
     conv_id = await customer_writes(fb)
     failures = [httpx.Response(status, json=graph_error(code, message, subcode))]
 

@@ -423,6 +423,11 @@ async def test_outbound_lifecycle_and_idempotency(store: Store, recorder: Record
     assert await store.due_outbound(utcnow(), 10) == []
     later = await store.due_outbound(utcnow() + timedelta(seconds=61), 10)
     assert later[0].attempts == 1
+    # The channel came back: what waited for it is due at once (other channels untouched).
+    assert await store.release_held(ChannelId("other"), utcnow()) == 0
+    assert await store.due_outbound(utcnow(), 10) == []
+    assert await store.release_held(msg.channel_id, utcnow()) == 1
+    assert [j.outbound.message.id for j in await store.due_outbound(utcnow(), 10)] == [msg.id]
 
     sent = await store.mark_sent(msg.id, "ext-1")
     assert sent.status == MessageStatus.SENT

@@ -222,6 +222,13 @@ class SqliteStore:
         until_us = rows.to_us(until)
         await self._engine.write(lambda tx: writes.defer_outbound(tx, message_id, until_us, error))
 
+    async def release_held(self, channel_id: ChannelId, now: datetime) -> int:
+        now_us = rows.to_us(now)
+        released: int = await self._engine.write(
+            lambda tx: writes.release_held(tx, channel_id, now_us)
+        )
+        return released
+
     # --- conversations and routing -------------------------------------------------
 
     async def dispatch(self) -> DispatchResult:

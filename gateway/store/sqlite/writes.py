@@ -491,6 +491,15 @@ def defer_outbound(tx: Tx, message_id: MessageId, until_us: int, error: MessageE
     )
 
 
+def release_held(tx: Tx, channel_id: str, now_us: int) -> int:
+    cur = tx.execute(
+        "UPDATE messages SET next_attempt_at = ? "
+        "WHERE channel_id = ? AND status = 'pending' AND next_attempt_at > ?",
+        (now_us, channel_id, now_us),
+    )
+    return int(cur.rowcount)
+
+
 # --- tokens -------------------------------------------------------------------------------
 
 
