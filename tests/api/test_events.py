@@ -154,8 +154,11 @@ async def test_a_reader_that_stops_reading_is_cut_off_and_resumes_without_a_gap(
         # Stop reading: the gateway's writes stall, and it must give up on this client.
         await eventually(lambda: _sse_clients(gw, 1), within=5)
         await eventually(lambda: _sse_clients(gw, 0), within=10)
-        received = await asyncio.wait_for(reader.read(), 10)  # what had reached us; then EOF
-        writer.close()
+        try:
+            received = await asyncio.wait_for(reader.read(), 10)  # what reached us; then EOF
+        finally:
+            writer.close()
+            await writer.wait_closed()
         got = re.findall(rb"^id: (\d+)\n(?:[^\n]*\n)*?\n", received, flags=re.M)
         got_ids = [g.decode() for g in got]
         assert got_ids == stored[: len(got_ids)]  # in order, no gap, complete events only
