@@ -276,3 +276,27 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIGW_")}
     env.update(extra)
     return env
+
+
+def serve_until_signalled(app: Any, host: str, label: str) -> None:
+    """Run an aiohttp application on a free port of ``host`` until SIGINT or SIGTERM,
+    printing "<label> listening on http://host:port" once it is up."""
+    import asyncio
+
+    from aiohttp import web
+
+    async def serve() -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        print(f"{label} listening on http://{host}:{port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(serve())

@@ -30,7 +30,6 @@ import contextlib
 import json
 import random
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from _common import (
     machine_facts,
     percentiles,
     process_cpu_seconds,
+    serve_until_signalled,
     vi_text,
 )
 
@@ -516,24 +516,10 @@ def bare_main(host: str) -> int:
         await request.read()
         return web.Response(text='{"ok":true}', content_type="application/json")
 
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_get("/ws", ws_handler)
-        app.router.add_post("/echo", http_handler)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        print(f"bare aiohttp listening on http://{host}:{port}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await runner.cleanup()
-
-    asyncio.run(serve())
+    app = web.Application()
+    app.router.add_get("/ws", ws_handler)
+    app.router.add_post("/echo", http_handler)
+    serve_until_signalled(app, host, "bare aiohttp")
     return 0
 
 
