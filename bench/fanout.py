@@ -144,9 +144,10 @@ def receiver_main(host: str) -> int:
         if n and len(rx.ids) < n:
             rx.expect, rx.done_at = n, None
             rx.done.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await rx.done.wait()
+        if not n or len(rx.ids) < n:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await rx.done.wait()
         done_at = rx.done_at
         if n:
             done_at = rx.first_mono[n - 1] if len(rx.first_mono) >= n else None

@@ -8,12 +8,19 @@ deliveries that must wait (`pending` retry, `waiting` behind one, `dead`), and t
 cursor, which only passes events that are delivered or have such a row. After a crash,
 everything after the cursor is sent again (same webhook-id), and every row resumes.
 
+Sending never waits for the store: the next page of the log is read ahead while the
+current one goes out, outcomes are written by a background flush (one at a time, so the
+cursor only moves over what is durable), and a finished request's slot is refilled at
+once from its completion callback.
+
 A slow or dead endpoint only ever slows its own worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import email.utils
 import functools
 import heapq
@@ -27,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from sortedcontainers import SortedList
+from yarl import URL
 
 from gateway import __version__
 from gateway.events import EventBus, type_matcher
@@ -41,6 +48,8 @@ log = logging.getLogger(__name__)
 
 US = 1_000_000
 PAGE = 500
+# While requests are in flight, a background flush starts once this many outcomes wait
+# or FLUSH_SECONDS after the previous one started; when none is in flight, at once.
 FLUSH_ITEMS = 256
 FLUSH_SECONDS = 0.05
 RESPONSE_EXCERPT = 1024
@@ -79,6 +88,35 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+class _Unsettled:
+    """Seqs read but not accounted for yet. They are added in log order (a failed flush
+    puts some back), discarded in any order, and only the smallest is ever asked for: a
+    heap with lazy deletion."""
+
+    __slots__ = ("_heap", "_live")
+
+    def __init__(self) -> None:
+        self._heap: list[int] = []
+        self._live: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def add(self, seq: int) -> None:
+        if seq not in self._live:
+            self._live.add(seq)
+            heapq.heappush(self._heap, seq)
+
+    def discard(self, seq: int) -> None:
+        self._live.discard(seq)
+
+    def first(self) -> int | None:
+        heap, live = self._heap, self._live
+        while heap and heap[0] not in live:
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+
 @dataclass
 class _Open:
     """A delivery that is not settled yet."""
@@ -108,12 +146,25 @@ class EndpointWorker:
         self.record = record
         self.keys = keys
         self.keys_refresh_at: float | None = None
-        self.match = type_matcher(record.events)
-        self.scan_seq = record.cursor  # every event up to here has been read
+        self._match = type_matcher(record.events)
+        self._matched: dict[str, bool] = {}  # event type -> wanted (a handful of types)
+        self.url = URL(record.url)
+        self.scan_seq = record.cursor  # every event up to here has been looked at
         self.cursor = record.cursor  # ... and up to here is accounted for durably
-        self.unsettled: SortedList = SortedList()  # read, not yet accounted for
+        self.ahead: deque[Event] = deque()  # read from the log, not looked at yet
+        self.read_seq = record.cursor  # the last event in `ahead` (or scan_seq)
+        self.reading: asyncio.Task[list[Event]] | None = None
+        self.read_error: BaseException | None = None
+        self.flushing: asyncio.Task[None] | None = None
+        self.last_flush = 0.0  # monotonic time the last flush started
+        self.unsettled = _Unsettled()  # read, not yet accounted for
         self.inflight = 0
         self.busy: dict[str, deque[int]] = {}  # conversation -> seqs waiting behind its head
+        # After a restart: seqs resumed from their rows (the reader skips them, they settle
+        # through those rows), and resumed conversations whose head is not known yet ->
+        # their first waiting seq.
+        self.resumed: set[int] = set()
+        self.unheaded: dict[str, int] = {}
         self.retries: list[tuple[float, int]] = []  # heap of (due unix time, seq)
         self.retrying = 0
         self.open: dict[int, _Open] = {}
@@ -143,18 +194,23 @@ class EndpointWorker:
         try:
             await self._resume()
             while not self.stopping:
-                await self._fill()
+                if self.read_error is not None:
+                    raise self.read_error
+                self._fill()
                 self._retry_due()
-                if len(self.batch) >= FLUSH_ITEMS:
-                    await self._flush()
+                self._read_ahead()
+                self._flush_if_due()
                 await self._sleep()
-                await self._flush()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("webhook %s: worker failed; restarting it", self.record.id)
             self.d.restart_later(self.record.id)
         finally:
+            if self.reading is not None:
+                self.reading.cancel()
+            if self.flushing is not None:
+                await asyncio.gather(self.flushing, return_exceptions=True)
             await self._flush()
 
     async def _resume(self) -> None:
@@ -169,6 +225,7 @@ class EndpointWorker:
                 continue
             entry = _Open(event, row.attempts, has_row=True)
             self.open[row.event_seq] = entry
+            self.resumed.add(row.event_seq)
             conv = row.conversation_id
             if row.status == "pending":
                 entry.retrying = True
@@ -181,9 +238,16 @@ class EndpointWorker:
                 self.busy.setdefault(conv, deque()).append(row.event_seq)
             else:  # waiting without a conversation cannot happen; send it
                 self._send(row.event_seq)
-        # A conversation whose head was settled just before a stop: its next one goes now.
         for conv in [c for c in self.busy if c not in heads]:
-            self._release(conv)
+            queue = self.busy[conv]
+            if queue and queue[0] > self.cursor:
+                # Its head may be an event after the cursor without a row (in flight when
+                # the gateway stopped): the reader goes past the first waiting event
+                # before the conversation moves on.
+                self.unheaded[conv] = queue[0]
+            else:
+                # Its head was settled just before a stop: its next one goes now.
+                self._release(conv)
 
     async def _events_by_seq(self, seqs: list[int]) -> dict[int, Event]:
         found: dict[int, Event] = {}
@@ -203,34 +267,81 @@ class EndpointWorker:
             and self.retrying < BACKLOG_LIMIT
         )
 
-    async def _fill(self) -> None:
-        while self._can_take():
-            events = self.d.bus.from_ring(self.scan_seq, PAGE)
+    def _read_ahead(self) -> None:
+        """Keep about a page of the log in memory: from the bus's ring while it still
+        holds what comes next (sending it at once), otherwise read from the store in the
+        background."""
+        while (
+            not self.stopping
+            and self.reading is None
+            and len(self.ahead) < PAGE // 2
+            and self.retrying < BACKLOG_LIMIT
+        ):
+            events = self.d.bus.from_ring(self.read_seq, PAGE)
             if events is None:
-                events = await self.d.store.events_after(self.scan_seq, PAGE)
+                self.reading = asyncio.create_task(self.d.store.events_after(self.read_seq, PAGE))
+                self.reading.add_done_callback(self._read_done)
+                return
             if not events:
                 return
-            for event in events:
-                if not self._can_take():
-                    return
-                self.scan_seq = event.seq
-                if not self.match(event.type):
-                    continue
-                self.unsettled.add(event.seq)
-                conv = event.conversation_id
-                if conv is not None and conv in self.busy:
-                    # an earlier event of this conversation is unsettled: wait behind it
-                    self.busy[conv].append(event.seq)
-                    self.open[event.seq] = _Open(event, has_row=True)
-                    self.batch.rows.append(
-                        DeliveryRow(event_seq=event.seq, conversation_id=conv, status="waiting")
-                    )
-                    self.batch.done.append(event.seq)
-                    continue
-                if conv is not None:
-                    self.busy[conv] = deque()
-                self.open[event.seq] = _Open(event)
-                self._send(event.seq)
+            self._took(events)
+            self._fill()
+
+    def _took(self, events: list[Event]) -> None:
+        for event in events:
+            if event.seq > self.read_seq:
+                self.ahead.append(event)
+                self.read_seq = event.seq
+
+    def _read_done(self, task: asyncio.Task[list[Event]]) -> None:
+        self.reading = None
+        self.wake.set()
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self.read_error = error  # raised by the worker's loop, which restarts it
+            return
+        self._took(task.result())
+        self._fill()
+
+    def _fill(self) -> None:
+        """Send what was read, as far as the limits allow (never waits)."""
+        ahead = self.ahead
+        while ahead and self._can_take():
+            event = ahead.popleft()
+            self.scan_seq = event.seq
+            conv = event.conversation_id
+            if event.seq in self.resumed:
+                # Resumed from its row: it settles (or has settled) through that entry.
+                self.resumed.discard(event.seq)
+                if conv is not None and self.unheaded.get(conv) == event.seq:
+                    del self.unheaded[conv]  # whatever came before it is queued now
+                    self._release(conv)
+                continue
+            wanted = self._matched.get(event.type)
+            if wanted is None:
+                wanted = self._matched[event.type] = self._match(event.type)
+            if not wanted:
+                continue
+            self.unsettled.add(event.seq)
+            if conv is not None and conv in self.busy:
+                # an earlier event of this conversation is unsettled: wait behind it
+                queue = self.busy[conv]
+                if queue and queue[-1] > event.seq:
+                    bisect.insort(queue, event.seq)  # re-read before resumed rows
+                else:
+                    queue.append(event.seq)
+                self.open[event.seq] = _Open(event, has_row=True)
+                self.batch.rows.append(
+                    DeliveryRow(event_seq=event.seq, conversation_id=conv, status="waiting")
+                )
+                self.batch.done.append(event.seq)
+                continue
+            if conv is not None:
+                self.busy[conv] = deque()
+            self.open[event.seq] = _Open(event)
+            self._send(event.seq)
 
     # --- sending -----------------------------------------------------------------------
 
@@ -251,6 +362,7 @@ class EndpointWorker:
         exc = task.exception()
         outcome = Outcome(None, 0.0, error=type(exc).__name__) if exc else task.result()
         self._settle(seq, outcome)
+        self._fill()  # the slot is free: the next event goes out now
 
     def _settle(self, seq: int, outcome: Outcome) -> None:
         entry = self.open[seq]
@@ -362,30 +474,62 @@ class EndpointWorker:
                 self._send(seq)
 
     async def _sleep(self) -> None:
-        if len(self.batch):
-            timeout = FLUSH_SECONDS
-        elif self.retries:
-            timeout = min(30.0, max(0.0, self.retries[0][0] - time.time()))
-        else:
-            timeout = 30.0
+        timeout = 30.0
+        if self.flushing is None and self._flush_wanted():
+            timeout = max(0.0, self.last_flush + FLUSH_SECONDS - time.monotonic())
+        if self.retries:
+            timeout = min(timeout, max(0.0, self.retries[0][0] - time.time()))
         self.wake.clear()
-        waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self.wake.wait())}
-        if self._can_take():  # only new events can wake us when there is room for them
-            waiters.add(asyncio.ensure_future(self.d.bus.wait(self.scan_seq)))
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        if self._can_take() and not self.ahead and self.reading is None:
+            # Caught up with the log: new events, or anything the callbacks change.
+            waiters: set[asyncio.Future[object]] = {
+                asyncio.ensure_future(self.wake.wait()),
+                asyncio.ensure_future(self.d.bus.wait(self.read_seq)),
+            }
+            try:
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            return
+        # Busy: finished requests, reads and flushes wake us through `wake`.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.wake.wait()
 
     # --- bookkeeping -------------------------------------------------------------------
+
+    def _flush_wanted(self) -> bool:
+        first = self.unsettled.first()
+        target = self.scan_seq if first is None else first - 1
+        return bool(len(self.batch)) or target > self.cursor
+
+    def _flush_if_due(self) -> None:
+        """Start a background flush: one at a time, so that the cursor it writes only
+        passes what earlier flushes made durable."""
+        if self.flushing is not None or not self._flush_wanted():
+            return
+        now = time.monotonic()
+        busy = self.inflight > 0 and len(self.batch) < FLUSH_ITEMS
+        if busy and now - self.last_flush < FLUSH_SECONDS:
+            return  # more outcomes are on their way: write them together
+        self.last_flush = now
+        self.flushing = asyncio.create_task(self._flush())
+        self.flushing.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        self.flushing = None
+        self.wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhook %s: flush failed", self.record.id, exc_info=task.exception())
 
     async def _flush(self) -> None:
         batch, self.batch = self.batch, _Batch()
         for seq in batch.done:
             self.unsettled.discard(seq)
         # Everything read is accounted for, except what is still unsettled.
-        cursor = self.scan_seq if not self.unsettled else self.unsettled[0] - 1
+        first = self.unsettled.first()
+        cursor = self.scan_seq if first is None else first - 1
         moved = cursor > self.cursor
         if not len(batch) and not moved:
             return
@@ -441,6 +585,8 @@ class Dispatcher:
         )
         self.session = aiohttp.ClientSession(
             connector=connector,
+            # Deliveries carry no state between them: cookies a receiver sets are dropped.
+            cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
             headers={"User-Agent": f"omnichannel-gateway/{__version__} (webhooks)"},
             auto_decompress=False,
@@ -456,6 +602,13 @@ class Dispatcher:
         worker.keys_refresh_at = found.refresh_at
         self.workers[record.id] = worker
         worker.start()
+
+    async def pause(self, endpoint_id: str) -> None:
+        """Stop the endpoint's worker, its progress written, until the next reload: for
+        changes to its cursor or rows that a running worker would write over."""
+        worker = self.workers.pop(endpoint_id, None)
+        if worker is not None:
+            await worker.stop()
 
     async def reload(self, endpoint_id: str) -> None:
         """The endpoint changed (created, edited, enabled, rotated, replayed, deleted)."""
@@ -506,7 +659,7 @@ class Dispatcher:
         started = time.perf_counter()
         try:
             async with self.session.post(
-                worker.record.url, data=body, headers=headers, allow_redirects=False
+                worker.url, data=body, headers=headers, allow_redirects=False
             ) as resp:
                 excerpt = await resp.content.read(RESPONSE_EXCERPT)
                 return Outcome(

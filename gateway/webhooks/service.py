@@ -193,8 +193,11 @@ class Webhooks:
 
     async def delete(self, endpoint_id: str) -> None:
         self._managed(await self.get(endpoint_id))
-        await self.store.delete_webhook(endpoint_id)
-        await self.dispatcher.reload(endpoint_id)
+        await self.dispatcher.pause(endpoint_id)  # its last outcomes land before the rows go
+        try:
+            await self.store.delete_webhook(endpoint_id)
+        finally:
+            await self.dispatcher.reload(endpoint_id)
 
     async def rotate(self, endpoint_id: str, overlap: float | None) -> tuple[str, float]:
         record = await self.get(endpoint_id)
@@ -216,6 +219,11 @@ class Webhooks:
 
     async def replay(self, endpoint_id: str, *, since_seq: int | None, dead: bool) -> int:
         await self.get(endpoint_id)
-        count = await self.store.replay_webhook(endpoint_id, since_seq=since_seq, dead=dead)
-        await self.dispatcher.reload(endpoint_id)
+        # The worker stops first: its last flush would otherwise move the cursor forward
+        # again over what the replay just moved it back from.
+        await self.dispatcher.pause(endpoint_id)
+        try:
+            count = await self.store.replay_webhook(endpoint_id, since_seq=since_seq, dead=dead)
+        finally:
+            await self.dispatcher.reload(endpoint_id)
         return count
