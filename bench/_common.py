@@ -300,3 +300,23 @@ def serve_until_signalled(app: Any, host: str, label: str) -> None:
         await runner.cleanup()
 
     asyncio.run(serve())
+
+
+def open_work_dir(work_dir: Path | None, prefix: str, facts: dict[str, Any]) -> Path | None:
+    """The benchmark's work folder: ``work_dir`` (which must be empty) or a new temporary
+    one; prints where it is and its filesystem. None when ``work_dir`` is not empty."""
+    import tempfile
+
+    work = work_dir or Path(tempfile.mkdtemp(prefix=prefix))
+    if work_dir is not None:
+        if work.exists() and any(work.iterdir()):
+            print(f"--work-dir {work} is not empty", file=sys.stderr)
+            return None
+        work.mkdir(parents=True, exist_ok=True)
+    print(
+        f"machine: {facts['cpu_count']} CPUs, Python {facts['python']}; work dir {work} "
+        f"({fs_type(work)})",
+        file=sys.stderr,
+        flush=True,
+    )
+    return work

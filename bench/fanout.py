@@ -53,7 +53,6 @@ import signal  # noqa: E402
 import sqlite3  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
 import uuid  # noqa: E402
@@ -66,6 +65,7 @@ from _common import (  # noqa: E402
     clean_env,
     fs_type,
     machine_facts,
+    open_work_dir,
     percentiles,
     process_cpu_seconds,
     serve_until_signalled,
@@ -1126,19 +1126,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     facts = machine_facts()
     args.keep = args.work_dir is not None
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="omnigw-bench-fanout-"))
-    if args.keep:
-        if work.exists() and any(work.iterdir()):
-            print(f"--work-dir {work} is not empty", file=sys.stderr)
-            return 2
-        work.mkdir(parents=True, exist_ok=True)
+    opened = open_work_dir(args.work_dir, "omnigw-bench-fanout-", facts)
+    if opened is None:
+        return 2
+    work = opened
     data_fs = fs_type(work)
-    print(
-        f"machine: {facts['cpu_count']} CPUs, Python {facts['python']}; work dir {work} "
-        f"({data_fs})",
-        file=sys.stderr,
-        flush=True,
-    )
     if args.profile:
         print("profiling: the gateway runs under cProfile; figures are not comparable", flush=True)
     bench = Bench(args, work)

@@ -33,7 +33,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -47,6 +46,7 @@ from _common import (
     clean_env,
     fs_type,
     machine_facts,
+    open_work_dir,
     percentiles,
     process_cpu_seconds,
     serve_until_signalled,
@@ -933,19 +933,11 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()
     syncs = [s.strip() for s in args.sync.split(",") if s.strip()]
     keep = args.work_dir is not None
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="omnigw-bench-"))
-    if keep:
-        if work.exists() and any(work.iterdir()):
-            print(f"--work-dir {work} is not empty", file=sys.stderr)
-            return 2
-        work.mkdir(parents=True, exist_ok=True)
+    opened = open_work_dir(args.work_dir, "omnigw-bench-", facts)
+    if opened is None:
+        return 2
+    work = opened
     data_fs = fs_type(work)
-    print(
-        f"machine: {facts['cpu_count']} CPUs, Python {facts['python']}; work dir {work} "
-        f"({data_fs})",
-        file=sys.stderr,
-        flush=True,
-    )
     if args.profile:
         print("profiling: the gateway runs under cProfile; figures are not comparable", flush=True)
     bench = Bench(args)
