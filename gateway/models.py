@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
+from json.encoder import encode_basestring
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -210,15 +211,23 @@ def rfc3339(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class RawJSON(str):
+    """A value that is already JSON text, to be embedded as it is by compose_json."""
+
+    __slots__ = ()
+
+
 def compose_json(fields: dict[str, Any]) -> str:
     """A JSON object whose model values are serialised by pydantic (in Rust), once."""
     items = []
     for key, value in fields.items():
-        if isinstance(value, BaseModel):
+        if isinstance(value, RawJSON):
+            text = str.__str__(value)
+        elif isinstance(value, BaseModel):
             text = value.model_dump_json()
         else:
             text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-        items.append(f"{json.dumps(key)}:{text}")
+        items.append(f"{encode_basestring(key)}:{text}")
     return "{" + ",".join(items) + "}"
 
 

@@ -56,6 +56,8 @@ class RoutingService:
                 if result.customer_messages and self._on_messages is not None:
                     self._on_messages()
                 self._schedule(result.next_wakeup)
+                if result.more:
+                    self._again = True  # the rest of a long queue, in the next transaction
             if not self._again:
                 return
 

@@ -12,9 +12,9 @@ Pure: no I/O, the clock is an argument.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from routing.index import ONLINE, AgentIndex, AgentState
 from routing.rules import EscalationStep, Requirements, effective
@@ -41,8 +41,7 @@ class Need:
     sticky_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Skip:
+class Skip(NamedTuple):
     agent_id: str
     reason: str
 
@@ -70,18 +69,30 @@ class Decision:
             "skipped_counts": dict(self.skipped_counts),
         }
 
+    def skipped_by_reason(self) -> dict[str, list[str]]:
+        by_reason: dict[str, list[str]] = {}
+        for agent_id, reason in self.skipped:
+            group = by_reason.get(reason)
+            if group is None:
+                by_reason[reason] = [agent_id]
+            else:
+                group.append(agent_id)
+        return by_reason
+
     def explain(self) -> dict[str, Any]:
         """Everything: who was chosen and why, and every agent skipped, by reason."""
-        by_reason: dict[str, list[str]] = {}
-        for s in self.skipped:
-            by_reason.setdefault(s.reason, []).append(s.agent_id)
-        return {**self.summary(), "skipped": by_reason}
+        return {**self.summary(), "skipped": self.skipped_by_reason()}
 
 
 def ineligible(
-    agent: AgentState, req: Requirements, channel_type: str, excluded: frozenset[str]
+    agent: AgentState,
+    req: Requirements,
+    channel_type: str,
+    excluded: frozenset[str],
+    index: AgentIndex | None = None,
 ) -> str | None:
-    """Why this agent cannot take the conversation now, or None if it can."""
+    """Why this agent cannot take the conversation now, or None if it can. With the
+    index, whether the agent has room is looked up there instead of worked out."""
     if agent.presence != ONLINE:
         return agent.presence
     if agent.id in excluded:
@@ -95,7 +106,7 @@ def ineligible(
                 return "skill_level"
         if not agent.speaks(req.language):
             return "language"
-    if not agent.has_room(channel_type):
+    if not (agent.has_room(channel_type) if index is None else index.has_room(agent, channel_type)):
         return "at_capacity"
     return None
 
@@ -106,7 +117,13 @@ class Engine:
     policy: str = "skills_load"
 
     def decide(
-        self, index: AgentIndex, need: Need, now: float, *, explain: bool = True
+        self,
+        index: AgentIndex,
+        need: Need,
+        now: float,
+        *,
+        explain: bool = True,
+        reasons: ReasonCache | None = None,
     ) -> Decision:
         req, step = effective(need.base, need.ladder, max(0.0, now - need.queued_at))
         channel = need.channel_type
@@ -135,15 +152,15 @@ class Engine:
             skipped.append(Skip(sticky, f"sticky_{reason}"))
 
         # 2. the best available agent, walking the list of the rarest required skill
-        if req.any_agent or not req.skills:
-            skill = None
-        else:
-            skill = min((s for s, _ in req.skills), key=lambda s: index.available(channel, s))
+        skill: str | None = None
+        level = 0
+        if not req.any_agent and req.skills:
+            skill, level = min(req.skills, key=lambda s: index.available(channel, s[0], s[1]))
         chosen: AgentState | None = None
         examined = 0
         named_sticky = skipped[0].agent_id if skipped else None
         sticky_walked = False
-        for agent in index.candidates(channel, skill):
+        for agent in index.candidates(channel, skill, level):
             examined += 1
             if agent.id == named_sticky:
                 sticky_walked = True
@@ -170,25 +187,36 @@ class Engine:
             )
         counts: Counter[str]
         if len(index.agents) <= FULL_EXPLAIN:
-            skipped, counts = self._full(index, need, req, chosen, skipped)
+            skipped, counts = self._full(index, need, req, chosen, skipped, reasons)
         else:
             counts = Counter(s.reason for s in skipped)
+            # Everyone else is counted by group, the sticky agent (already named) excepted.
+            sticky_agent = index.agents.get(named_sticky) if named_sticky is not None else None
+            sticky_group = None
+            if sticky_agent is not None:
+                if sticky_agent.presence != ONLINE:
+                    sticky_group = sticky_agent.presence
+                elif not index.listed(sticky_agent.id, channel, skill):
+                    sticky_group = "at_capacity_or_missing_skill"
+                elif not index.listed(sticky_agent.id, channel, skill, level):
+                    sticky_group = "skill_level"
+                elif not sticky_walked:
+                    sticky_group = "not_examined"
             online = index.presence_counts.get(ONLINE, 0)
+            groups: Counter[str] = Counter()
             for presence, n in index.presence_counts.items():
                 if presence != ONLINE and n:
-                    counts[presence] += n
-            # online agents not in the walked list: no room on this channel, or no skill
-            counts["at_capacity_or_missing_skill"] += max(
-                0, online - index.available(channel, skill)
-            )
-            unwalked_sticky = (
-                named_sticky is not None
-                and not sticky_walked
-                and index.listed(named_sticky, channel, skill)
-            )
-            counts["not_examined"] += max(
-                0, index.available(channel, skill) - examined - int(unwalked_sticky)
-            )
+                    groups[presence] += n
+            # online agents not in the walked lists: no room on this channel, no skill, or
+            # the skill below the level asked for
+            with_skill = index.available(channel, skill)
+            walked = index.available(channel, skill, level) if skill is not None else with_skill
+            groups["at_capacity_or_missing_skill"] += max(0, online - with_skill)
+            groups["skill_level"] += max(0, with_skill - walked)
+            groups["not_examined"] += max(0, walked - examined)
+            if sticky_group is not None:
+                groups[sticky_group] -= 1
+            counts.update({k: n for k, n in groups.items() if n > 0})
         return Decision(
             need.conversation_id,
             None if chosen is None else chosen.id,
@@ -207,52 +235,128 @@ class Engine:
         req: Requirements,
         chosen: AgentState | None,
         already: list[Skip],
+        cache: ReasonCache | None,
     ) -> tuple[list[Skip], Counter[str]]:
         """Every agent but the chosen one, with its reason."""
         named = {s.agent_id: s for s in already if s.reason.startswith("sticky_")}
         skipped: list[Skip] = list(named.values())
-        for agent_id in index.sorted_ids():
-            if (chosen is not None and agent_id == chosen.id) or agent_id in named:
-                continue
-            reason = ineligible(index.agents[agent_id], req, need.channel_type, need.excluded)
-            skipped.append(Skip(agent_id, reason or "higher_load"))
-        return skipped, Counter(s.reason for s in skipped)
+        counts = Counter(s.reason for s in skipped)
+        if chosen is not None:
+            named[chosen.id] = Skip(chosen.id, "")
+        if cache is None:
+            every = _skips(index, need.channel_type, req, need.excluded, index.sorted_ids())
+            counts.update(s.reason for s in every.values())
+        else:
+            every, cached = cache.skips(index, need.channel_type, req, need.excluded)
+            counts.update(cached)
+        for agent_id in named:
+            found = every.get(agent_id)
+            if found is not None:
+                counts[found.reason] -= 1
+        skipped.extend([s for a, s in every.items() if a not in named])
+        return skipped, +counts
 
     def dispatch(
         self,
         index: AgentIndex,
-        needs: Sequence[Need],
+        needs: Iterable[Need],
         now: float,
         *,
         explain: set[str] | None = None,
+        limit: int | None = None,
+        ordered: bool = False,
     ) -> list[Decision]:
         """Decide for the queue in order (priority, then waiting time), each decision seeing
-        the assignments before it. ``explain``: conversations whose decision will be kept."""
+        the assignments before it. ``explain``: conversations whose decision will be kept.
+        ``limit``: stop after this many assignments (the needs after are not looked at).
+        ``ordered``: the needs already come in queue order (and may be produced lazily)."""
         decisions = []
+        assigned = 0
+        reasons = ReasonCache() if len(index.agents) <= FULL_EXPLAIN else None
         # Needs that find nobody while nothing changes get the same explanation: a long
         # queue during a rush is explained once, not once per waiting conversation.
         unchanged: dict[tuple[object, ...], Decision] = {}
-        for need in queue_order(needs):
+        for need in needs if ordered else queue_order(list(needs)):
             wanted = explain is None or need.conversation_id in explain
-            key = (
-                need.channel_type,
-                effective(need.base, need.ladder, max(0.0, now - need.queued_at)),
-                need.excluded,
-                need.sticky_agent,
-                wanted,
-            )
-            same = unchanged.get(key)
+            key: tuple[object, ...] | None = None
+            same = None
+            if unchanged:
+                key = _same_need(need, now, wanted)
+                same = unchanged.get(key)
             if same is not None:
                 decision = replace(same, conversation_id=need.conversation_id)
             else:
-                decision = self.decide(index, need, now, explain=wanted)
+                decision = self.decide(index, need, now, explain=wanted, reasons=reasons)
+            decisions.append(decision)
             if decision.agent_id is not None:
                 index.assign(decision.agent_id, need.channel_type, now)
                 unchanged.clear()
+                if reasons is not None:
+                    reasons.changed.append(decision.agent_id)
+                assigned += 1
+                if limit is not None and assigned >= limit:
+                    break
             elif need.sticky_at is None or need.sticky_agent is None:
-                unchanged[key] = decision
-            decisions.append(decision)
+                unchanged[key or _same_need(need, now, wanted)] = decision
         return decisions
+
+
+def _same_need(need: Need, now: float, explained: bool) -> tuple[object, ...]:
+    """Needs with the same key get the same decision while nothing is assigned."""
+    return (
+        need.channel_type,
+        effective(need.base, need.ladder, max(0.0, now - need.queued_at)),
+        need.excluded,
+        need.sticky_agent,
+        explained,
+    )
+
+
+def _skips(
+    index: AgentIndex,
+    channel: str,
+    req: Requirements,
+    excluded: frozenset[str],
+    agent_ids: Iterable[str],
+) -> dict[str, Skip]:
+    agents = index.agents
+    return {
+        a: Skip(a, ineligible(agents[a], req, channel, excluded, index) or "higher_load")
+        for a in agent_ids
+    }
+
+
+class ReasonCache:
+    """Every agent's reason for not taking a conversation, per kind of need, kept through
+    one dispatch: between two decisions only the agents assigned in between changed, so
+    only their reasons are worked out again (an eligible agent's reason is higher_load)."""
+
+    def __init__(self) -> None:
+        self.changed: list[str] = []  # agents assigned so far in this dispatch, in order
+        self._by_need: dict[tuple[object, ...], tuple[dict[str, Skip], Counter[str], list[int]]]
+        self._by_need = {}
+
+    def skips(
+        self, index: AgentIndex, channel: str, req: Requirements, excluded: frozenset[str]
+    ) -> tuple[dict[str, Skip], Counter[str]]:
+        """Each agent's reason (in id order), and how many agents have each reason."""
+        key = (channel, req, excluded)
+        found = self._by_need.get(key)
+        if found is None:
+            every = _skips(index, channel, req, excluded, index.sorted_ids())
+            counts = Counter(s.reason for s in every.values())
+            self._by_need[key] = (every, counts, [len(self.changed)])
+            return every, counts
+        every, counts, seen = found
+        if seen[0] < len(self.changed):
+            for agent_id, skip in _skips(
+                index, channel, req, excluded, set(self.changed[seen[0] :])
+            ).items():
+                counts[every[agent_id].reason] -= 1
+                counts[skip.reason] += 1
+                every[agent_id] = skip
+            seen[0] = len(self.changed)
+        return every, counts
 
 
 def queue_order(needs: Sequence[Need]) -> list[Need]:

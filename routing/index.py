@@ -1,26 +1,38 @@
 """Agent state indexed for routing decisions that do not scan every agent.
 
-For every channel type, and every (skill, channel type) pair, the online agents with room
-on that channel are kept in a sorted list ordered by the choice key (load ratio on that
-channel, time of last assignment, id). A decision walks the front of the list for the
-rarest required skill and usually stops at its first entry. Every change to an agent
-(presence, capacity, skills, an assignment or a release) moves it in its lists.
+For every channel type, and every (skill, level, channel type), the online agents with
+room on that channel are kept in a heap ordered by the choice key (load ratio on that
+channel, time of last assignment, id). A decision walks the front of the heaps for the
+rarest required skill at the levels it accepts, and usually stops at its first entry.
+
+Every change to an agent (presence, capacity, skills, an assignment or a release) gives
+it a fresh entry in each of its heaps; the old entries are left where they are and
+skipped (and dropped) when met: an entry is current only while it is the very object
+the agent's placement holds. Heaps are compacted when stale entries outnumber current
+ones, so a change costs a few heap pushes instead of moves in sorted lists.
 
 Pure data structure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-
-from sortedcontainers import SortedList
+from heapq import heappush
 
 TOTAL = "total"
 ONLINE = "online"
 
-Key = tuple[float, float, str]
+Entry = tuple[float, float, str]
+# (skill or None, level (0 for the list of every agent), channel type)
+ListKey = tuple[str | None, int, str]
+
+# A heap is rebuilt without its stale entries when it holds more than this many entries
+# per current one (plus a little slack for small heaps).
+COMPACT_FACTOR = 3
+COMPACT_SLACK = 64
 
 
 @dataclass(slots=True)
@@ -66,10 +78,13 @@ class AgentIndex:
     def __init__(self, channel_types: Iterable[str] = ()) -> None:
         self.agents: dict[str, AgentState] = {}
         self._channels: set[str] = set()
-        # (skill or None, channel type) -> sorted keys of agents available there
-        self._lists: dict[tuple[str | None, str], SortedList] = {}
-        # agent id -> channel type -> its key in that channel's lists
-        self._keys: dict[str, dict[str, Key]] = {}
+        self._heaps: dict[ListKey, list[Entry]] = {}
+        # how many agents each heap currently holds (its entries minus the stale ones)
+        self._counts: dict[ListKey, int] = {}
+        # agent id -> channel type -> its current entry in that channel's heaps
+        self._placed: dict[str, dict[str, Entry]] = {}
+        # skill -> the levels agents have it at, highest first
+        self._levels: dict[str, list[int]] = {}
         self.presence_counts: Counter[str] = Counter()
         self._sorted_ids: list[str] | None = None
         for channel in channel_types:
@@ -88,28 +103,99 @@ class AgentIndex:
     def channels(self) -> frozenset[str]:
         return frozenset(self._channels)
 
-    def _list(self, skill: str | None, channel_type: str) -> SortedList:
-        found = self._lists.get((skill, channel_type))
-        if found is None:
-            found = self._lists[(skill, channel_type)] = SortedList()
-        return found
+    def _new_heap(self, key: ListKey) -> list[Entry]:
+        heap: list[Entry] = []
+        self._heaps[key] = heap
+        self._counts[key] = 0
+        skill, level, _channel = key
+        if skill is not None:
+            levels = self._levels.setdefault(skill, [])
+            if level not in levels:
+                levels.append(level)
+                levels.sort(reverse=True)
+        return heap
+
+    def _compact(self, key: ListKey, heap: list[Entry]) -> None:
+        channel = key[2]
+        placed = self._placed
+        heap[:] = [e for e in heap if placed.get(e[2], {}).get(channel) is e]
+        heapq.heapify(heap)
 
     def _remove(self, agent: AgentState) -> None:
-        keys = self._keys.pop(agent.id, {})
-        for channel_type, key in keys.items():
-            self._lists[(None, channel_type)].remove(key)
-            for skill in agent.skills:
-                self._lists[(skill, channel_type)].remove(key)
+        """Take the agent out of every heap (its entries there turn stale)."""
+        keys = self._placed.pop(agent.id, None)
+        if not keys:
+            return
+        counts = self._counts
+        skills = agent.skills.items()
+        for channel_type in keys:
+            counts[(None, 0, channel_type)] -= 1
+            for skill, level in skills:
+                counts[(skill, level, channel_type)] -= 1
 
     def _place(self, agent: AgentState, channel_type: str) -> None:
         if agent.presence != ONLINE or not agent.has_room(channel_type):
             return
-        key = (agent.ratio(channel_type), agent.last_assigned_at, agent.id)
-        self._keys.setdefault(agent.id, {})[channel_type] = key
-        self._list(None, channel_type).add(key)
-        for skill, level in agent.skills.items():
-            if level >= 1:
-                self._list(skill, channel_type).add(key)
+        entry = (agent.ratio(channel_type), agent.last_assigned_at, agent.id)
+        placed = self._placed.get(agent.id)
+        if placed is None:
+            placed = self._placed[agent.id] = {}
+        placed[channel_type] = entry
+        heaps = self._heaps
+        counts = self._counts
+        keys: list[ListKey] = [(None, 0, channel_type)]
+        keys.extend([(skill, level, channel_type) for skill, level in agent.skills.items()])
+        for key in keys:
+            heap = heaps.get(key)
+            if heap is None:
+                heap = self._new_heap(key)
+            heappush(heap, entry)
+            count = counts[key] + 1
+            counts[key] = count
+            if len(heap) > COMPACT_FACTOR * count + COMPACT_SLACK:
+                self._compact(key, heap)
+
+    def _place_all(self, agent: AgentState) -> None:
+        """Place the agent in every channel's heaps (what _place does for each channel,
+        with the total load worked out once)."""
+        if agent.presence != ONLINE:
+            return
+        cap = agent.capacity
+        load = agent.load
+        total_cap = cap.get(TOTAL)
+        total_load = sum(load.values())
+        if total_cap is not None and total_load >= total_cap:
+            return  # no room anywhere
+        total_ratio = total_load / total_cap if total_cap else 0.0
+        skills = agent.skills.items()
+        heaps = self._heaps
+        counts = self._counts
+        placed: dict[str, Entry] = {}
+        self._placed[agent.id] = placed
+        for channel_type in self._channels:
+            limit = cap.get(channel_type)
+            ratio = total_ratio
+            if limit is not None:
+                used = load.get(channel_type, 0)
+                if used >= limit:
+                    continue
+                if limit and used / limit > ratio:
+                    ratio = used / limit
+            entry = (ratio, agent.last_assigned_at, agent.id)
+            placed[channel_type] = entry
+            keys: list[ListKey] = [(None, 0, channel_type)]
+            keys.extend([(skill, level, channel_type) for skill, level in skills])
+            for key in keys:
+                heap = heaps.get(key)
+                if heap is None:
+                    heap = self._new_heap(key)
+                heappush(heap, entry)
+                count = counts[key] + 1
+                counts[key] = count
+                if len(heap) > COMPACT_FACTOR * count + COMPACT_SLACK:
+                    self._compact(key, heap)
+        if not placed:
+            del self._placed[agent.id]
 
     def _reindex(self, agent: AgentState) -> None:
         self._remove(agent)
@@ -168,8 +254,7 @@ class AgentIndex:
         self._remove(agent)
         agent.load[channel_type] = agent.load.get(channel_type, 0) + 1
         agent.last_assigned_at = now
-        for channel in self._channels:
-            self._place(agent, channel)
+        self._place_all(agent)
 
     def release(self, agent_id: str, channel_type: str) -> None:
         agent = self.agents.get(agent_id)
@@ -181,8 +266,7 @@ class AgentIndex:
             agent.load.pop(channel_type, None)
         else:
             agent.load[channel_type] = current - 1
-        for channel in self._channels:
-            self._place(agent, channel)
+        self._place_all(agent)
 
     # --- queries ---------------------------------------------------------------------
 
@@ -191,41 +275,95 @@ class AgentIndex:
             self._sorted_ids = sorted(self.agents)
         return self._sorted_ids
 
-    def available(self, channel_type: str, skill: str | None = None) -> int:
-        """How many online agents (with this skill) have room on this channel."""
-        found = self._lists.get((skill, channel_type))
-        return 0 if found is None else len(found)
+    def _keys_for(self, channel_type: str, skill: str | None, min_level: int) -> list[ListKey]:
+        if skill is None:
+            return [(None, 0, channel_type)]
+        return [
+            (skill, level, channel_type)
+            for level in self._levels.get(skill, ())
+            if level >= min_level
+        ]
 
-    def listed(self, agent_id: str, channel_type: str, skill: str | None) -> bool:
-        """Whether the agent is in the available list of (skill, channel)."""
-        if channel_type not in self._keys.get(agent_id, {}):
+    def available(self, channel_type: str, skill: str | None = None, min_level: int = 1) -> int:
+        """How many online agents (with this skill at this level or higher) have room on
+        this channel."""
+        counts = self._counts
+        return sum(counts.get(k, 0) for k in self._keys_for(channel_type, skill, min_level))
+
+    def has_room(self, agent: AgentState, channel_type: str) -> bool:
+        """AgentState.has_room for an online agent of this index, looked up."""
+        if agent.presence != ONLINE or channel_type not in self._channels:
+            return agent.has_room(channel_type)
+        placed = self._placed.get(agent.id)
+        return placed is not None and channel_type in placed
+
+    def listed(
+        self, agent_id: str, channel_type: str, skill: str | None, min_level: int = 1
+    ) -> bool:
+        """Whether the agent is among the available agents of (skill at level, channel)."""
+        if channel_type not in self._placed.get(agent_id, {}):
             return False
-        return skill is None or self.agents[agent_id].skills.get(skill, 0) >= 1
+        return skill is None or self.agents[agent_id].skills.get(skill, 0) >= min_level
 
-    def candidates(self, channel_type: str, skill: str | None) -> Iterator[AgentState]:
+    def candidates(
+        self, channel_type: str, skill: str | None, min_level: int = 1
+    ) -> Iterator[AgentState]:
         """Available agents, best first (lowest load ratio, then longest idle, then id)."""
-        found = self._lists.get((skill, channel_type))
-        if not found:
+        placed = self._placed
+        heaps: list[list[Entry]] = []
+        for key in self._keys_for(channel_type, skill, min_level):
+            heap = self._heaps.get(key)
+            if not heap:
+                continue
+            while heap and placed.get(heap[0][2], {}).get(channel_type) is not heap[0]:
+                heapq.heappop(heap)  # stale: the agent changed since this entry
+            if heap:
+                heaps.append(heap)
+        if not heaps:
             return
         agents = self.agents
-        for _ratio, _idle, agent_id in found:
-            yield agents[agent_id]
+        if len(heaps) == 1:
+            # Usually the first is taken: yield it before setting up the ordered walk.
+            heap = heaps[0]
+            yield agents[heap[0][2]]
+            frontier = [(heap[c], 0, c) for c in (1, 2) if c < len(heap)]
+        else:
+            frontier = [(heap[0], h, 0) for h, heap in enumerate(heaps)]
+        # The rest in order, without changing the heaps: a frontier over heap positions.
+        heapq.heapify(frontier)
+        while frontier:
+            entry, h, i = heapq.heappop(frontier)
+            heap = heaps[h]
+            child = 2 * i + 1
+            if child < len(heap):
+                heapq.heappush(frontier, (heap[child], h, child))
+                if child + 1 < len(heap):
+                    heapq.heappush(frontier, (heap[child + 1], h, child + 1))
+            if placed.get(entry[2], {}).get(channel_type) is entry:
+                yield agents[entry[2]]
 
     def any_available(self) -> bool:
-        return any(len(lst) for (skill, _c), lst in self._lists.items() if skill is None)
+        return any(n for (skill, _l, _c), n in self._counts.items() if skill is None)
 
     def snapshot(self) -> dict[str, AgentState]:
         return self.agents
 
     def check(self) -> None:
-        """Assert the lists match the agents (for tests)."""
-        for (skill, channel_type), lst in self._lists.items():
-            for _r, _t, agent_id in lst:
-                agent = self.agents[agent_id]
-                assert agent.presence == ONLINE, agent_id
-                assert agent.has_room(channel_type), agent_id
-                assert skill is None or agent.skills.get(skill, 0) >= 1, agent_id
+        """Assert the heaps match the agents (for tests)."""
+        for key, heap in self._heaps.items():
+            skill, level, channel_type = key
+            current = 0
+            for entry in heap:
+                if self._placed.get(entry[2], {}).get(channel_type) is not entry:
+                    continue
+                current += 1
+                agent = self.agents[entry[2]]
+                assert agent.presence == ONLINE, entry[2]
+                assert agent.has_room(channel_type), entry[2]
+                assert skill is None or agent.skills.get(skill) == level, entry[2]
+                assert entry == (agent.ratio(channel_type), agent.last_assigned_at, agent.id)
+            assert current == self._counts[key], key
         for agent in self.agents.values():
             for channel_type in self._channels:
-                placed = channel_type in self._keys.get(agent.id, {})
+                placed = channel_type in self._placed.get(agent.id, {})
                 assert placed == (agent.presence == ONLINE and agent.has_room(channel_type))

@@ -112,6 +112,8 @@ class DispatchResult:
     next_wakeup: float | None = None
     # Messages written for customers (queue position notices) that now wait to be sent.
     customer_messages: int = 0
+    # The dispatch stopped at its limit of assignments per transaction: run it again.
+    more: bool = False
 
 
 class WebhookRecord(BaseModel):

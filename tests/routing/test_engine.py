@@ -601,3 +601,129 @@ def test_an_escalation_step_applies_at_its_exact_moment() -> None:
     step = EscalationStep(after=60, any_agent=True)
     queued_at = 1_700_000_000.1
     assert effective(req({"x": 5}), (step,), (queued_at + 60) - queued_at)[1] == 1
+
+
+def naive_candidates(idx: AgentIndex, channel: str, skill: str | None, level: int) -> list[str]:
+    found = [
+        a
+        for a in idx.agents.values()
+        if a.presence == "online"
+        and a.has_room(channel)
+        and (skill is None or a.skills.get(skill, 0) >= level)
+    ]
+    found.sort(key=lambda a: (a.ratio(channel), a.last_assigned_at, a.id))
+    return [a.id for a in found]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    agents_st,
+    st.lists(
+        st.tuples(
+            st.sampled_from(["assign", "release", "presence"]),
+            st.sampled_from(AGENT_IDS),
+            st.sampled_from(["webchat", "zalo"]),
+        ),
+        min_size=50,
+        max_size=400,
+    ),
+    st.sampled_from([None, *SKILLS]),
+    st.integers(1, 5),
+)
+def test_candidates_come_in_choice_order_through_many_changes(
+    agents: list[AgentState],
+    ops: list[tuple[str, str, str]],
+    skill: str | None,
+    level: int,
+) -> None:
+    # Hundreds of changes leave stale heap entries behind and force compactions; the walk
+    # must still give exactly the available agents, best first, at every moment.
+    idx = index_of(*clone(agents))
+    for step, (op, agent_id, channel) in enumerate(ops):
+        if agent_id not in idx.agents:
+            continue
+        if op == "assign":
+            if idx.agents[agent_id].has_room(channel):
+                idx.assign(agent_id, channel, float(step))
+        elif op == "release":
+            idx.release(agent_id, channel)
+        else:
+            online = idx.agents[agent_id].presence == "online"
+            idx.update(agent_id, presence="away" if online else "online")
+        for ch in ("webchat", "zalo"):
+            walked = [a.id for a in idx.candidates(ch, skill, level)]
+            assert walked == naive_candidates(idx, ch, skill, level)
+            assert idx.available(ch, skill, level) == len(walked)
+    idx.check()
+
+
+def test_compaction_keeps_heaps_bounded() -> None:
+    idx = index_of(*(agent(f"a{i}", cap={"total": 2000}, skills={"x": 2}) for i in range(5)))
+    for step in range(5000):
+        idx.assign(f"a{step % 5}", "webchat", float(step))
+    idx.check()
+    for key, heap in idx._heaps.items():
+        assert len(heap) <= 3 * idx._counts[key] + 64, key
+    assert [a.id for a in idx.candidates("webchat", "x", 2)] == ["a0", "a1", "a2", "a3", "a4"]
+
+
+def test_dispatch_stops_after_its_limit_of_assignments() -> None:
+    idx = index_of(agent("a", cap={"total": 10}), agent("b", cap={"total": 10}))
+    needs = [Need(f"c{i}", "webchat", queued_at=float(i)) for i in range(6)]
+    decisions = ENGINE.dispatch(idx, needs, 100.0, explain=set(), limit=4, ordered=True)
+    assert [d.conversation_id for d in decisions] == ["c0", "c1", "c2", "c3"]
+    assert all(d.agent_id is not None for d in decisions)
+    assert sum(a.total_load for a in idx.agents.values()) == 4
+
+
+@pytest.mark.parametrize(
+    ("sticky", "group"),
+    [
+        ({"presence": "offline"}, "sticky_offline"),
+        ({"load": {"webchat": 3}, "skills": {"billing": 3}}, "sticky_at_capacity"),
+        ({"skills": {}}, "sticky_missing_skill"),
+        ({"skills": {"billing": 1}}, "sticky_skill_level"),
+        ({"skills": {"billing": 3}}, None),  # eligible: chosen
+    ],
+)
+def test_large_team_counts_name_the_sticky_agent_once(
+    sticky: dict[str, object], group: str | None
+) -> None:
+    idx = AgentIndex(CHANNELS)
+    for i in range(260):
+        skills = {"billing": 1 + i % 3} if i % 4 else {}
+        idx.put(agent(f"a{i:03d}", skills=skills, load={"webchat": 3} if i % 7 == 0 else {}))
+    idx.put(agent("s", **sticky))  # type: ignore[arg-type]
+    need = Need("c", "webchat", req({"billing": 2}), sticky_agent="s", sticky_at=0.5)
+    decision = ENGINE.decide(idx, need, now=1.0)
+    assert decision.agent_id is not None
+    if group is None:
+        assert decision.agent_id == "s"  # sticky: nobody else was looked at
+    else:
+        assert sum(decision.skipped_counts.values()) == len(idx.agents) - 1
+        assert decision.skipped_counts[group] == 1
+        assert [s.agent_id for s in decision.skipped].count("s") == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(agents_st, st.lists(need_st, max_size=15), st.floats(1000, 3000))
+def test_dispatch_explains_each_decision_as_a_fresh_decision_would(
+    agents: list[AgentState], needs: list[Need], now: float
+) -> None:
+    # Dispatch keeps each agent's reasons between decisions and works out again only
+    # those of agents assigned in between: the explanations must not differ from a
+    # decision made from scratch on the same state.
+    engine = Engine(sticky_window=1500)
+    idx = index_of(*clone(agents))
+    decisions = engine.dispatch(idx, needs, now)
+    replay = index_of(*clone(agents))
+    by_id = {n.conversation_id: n for n in needs}
+    for d in decisions:
+        fresh = engine.decide(replay, by_id[d.conversation_id], now)
+        assert (fresh.agent_id, fresh.skipped, fresh.skipped_counts) == (
+            d.agent_id,
+            d.skipped,
+            d.skipped_counts,
+        )
+        if fresh.agent_id is not None:
+            replay.assign(fresh.agent_id, by_id[d.conversation_id].channel_type, now)

@@ -12,6 +12,7 @@ from connectors.base import InboundMessage, Sender
 from gateway.app import Gateway
 from gateway.ids import AgentId, ChannelId
 from gateway.models import Presence, TextPart
+from gateway.store.sqlite.routing import DISPATCH_CHUNK
 from tests.api.helpers import eventually, get_json, post_json
 from tests.conftest import AUTH, GatewayFactory
 
@@ -231,6 +232,38 @@ async def test_priority_beats_waiting_time(make_gateway: GatewayFactory) -> None
     gw.router.kick()
     assert await eventually(lambda: assigned_to(gw, vip)) == "lan"
     assert (await conv(gw, early)).status == "queued"
+
+
+async def test_a_long_queue_is_served_in_short_transactions_in_order(
+    make_gateway: GatewayFactory,
+) -> None:
+    total = DISPATCH_CHUNK * 2 + 17
+    gw = await make_gateway(
+        BASE
+        + agent("lan", presence="offline", capacity=f"{{ total = {total} }}")
+        + agent("minh", presence="offline", capacity="{ total = 10 }")
+    )
+    convs = [await customer(gw, f"v{i}", "xin chào") for i in range(total + 5)]
+    await gw.router.settle()
+    # one dispatch assigns at most a chunk, the first in queue order, and says there is more
+    await gw.store.set_presence(AgentId("lan"), Presence.ONLINE)
+    first = await gw.store.dispatch()
+    chosen = [d.conversation_id for d in first.decisions if d.agent_id is not None]
+    assert chosen == convs[:DISPATCH_CHUNK]
+    assert first.more
+    # the service runs again until the queue is served or capacity is used up
+    await gw.store.set_presence(AgentId("minh"), Presence.ONLINE)
+    gw.router.kick()
+    await gw.router.settle()
+    owners = [(await conv(gw, c)).assignee_id for c in convs]
+    assert None not in owners
+    assert owners.count("lan") <= total and 0 < owners.count("minh") <= 10
+    assigned = await events(gw, "conversation.assigned")
+    assert len(assigned) == len(convs)
+    assert len({e.data["conversation"]["id"] for e in assigned}) == len(convs)
+    # nobody left: the last dispatch did not ask for another
+    last = await gw.store.dispatch()
+    assert not last.more and last.decisions == []
 
 
 async def test_transfer_to_skills_and_manual_rules_over_http(make_gateway: GatewayFactory) -> None:

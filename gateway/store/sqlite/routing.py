@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from gateway.models import (
     Message,
     MessageStatus,
     Presence,
+    RawJSON,
     TextPart,
 )
 from gateway.store.base import DispatchResult
@@ -38,6 +39,11 @@ from routing.rules import Classification, Requirements, classify, effective, nex
 from routing.settings import RoutingSettings
 
 QUEUE_SCAN_LIMIT = 2000
+# Assignments per dispatch transaction: about 30-50 ms of the event loop's thread.
+DISPATCH_CHUNK = 256
+# The first page of the queue read by a dispatch; the rest, up to the scan limit, only
+# if the engine gets past it.
+FIRST_PAGE = DISPATCH_CHUNK + 64
 AHT_SAMPLE = 200
 US = 1_000_000
 
@@ -51,6 +57,8 @@ class RoutingState:
         self.rules = {r.name: r for r in settings.rules}
         self.channel_types = set(channel_types)
         self._index: AgentIndex | None = None
+        self._ladders: dict[str | None, tuple[Any, ...]] = {}
+        self._requirements: dict[tuple[str | None, str | None], Requirements] = {}
 
     def invalidate(self) -> None:
         self._index = None
@@ -61,10 +69,26 @@ class RoutingState:
         return self._index
 
     def ladder(self, rule: str | None) -> tuple[Any, ...]:
-        found = self.rules.get(rule) if rule else None
-        if found is not None and found.escalation is not None:
-            return tuple(found.escalation)
-        return tuple(self.settings.escalation)
+        found = self._ladders.get(rule)
+        if found is None:
+            matched = self.rules.get(rule) if rule else None
+            if matched is not None and matched.escalation is not None:
+                found = tuple(matched.escalation)
+            else:
+                found = tuple(self.settings.escalation)
+            self._ladders[rule] = found
+        return found
+
+    def requirements(self, skills_json: str | None, language: str | None) -> Requirements:
+        """The base requirements stored with a conversation (few distinct ones: shared)."""
+        key = (skills_json, language)
+        found = self._requirements.get(key)
+        if found is None:
+            skills = json.loads(skills_json) if skills_json else {}
+            found = Requirements(skills=tuple(sorted(skills.items())), language=language)
+            if len(self._requirements) < 10_000:
+                self._requirements[key] = found
+        return found
 
 
 def load_index(tx: Tx, channel_types: Iterable[str]) -> AgentIndex:
@@ -146,21 +170,36 @@ def _event(tx: Tx, type_: str, conv: Conversation, **extra: Any) -> None:
     tx.emit(type_, {"conversation": conv, **extra}, conv.id)
 
 
+_SERVED = (
+    "UPDATE contacts SET last_agent_id = ?, last_served_at = ? WHERE id = "
+    "(SELECT COALESCE(merged_into, id) FROM contacts WHERE id = ?)"
+)
+
+
 def served(tx: Tx, contact_id: str, agent_id: str) -> None:
     """Remember who served this contact last (stickiness), on the merge group's root."""
-    tx.execute(
-        "UPDATE contacts SET last_agent_id = ?, last_served_at = ? WHERE id = "
-        "(SELECT COALESCE(merged_into, id) FROM contacts WHERE id = ?)",
-        (agent_id, tx.now, contact_id),
-    )
+    tx.execute(_SERVED, (agent_id, tx.now, contact_id))
+
+
+_RECORD = (
+    "INSERT INTO routing_decisions (conversation_id, created_at, agent_id, explanation) "
+    "VALUES (?, ?, ?, ?)"
+)
 
 
 def _record(tx: Tx, decision: Decision) -> None:
     tx.execute(
-        "INSERT INTO routing_decisions (conversation_id, created_at, agent_id, explanation) "
-        "VALUES (?, ?, ?, ?)",
+        _RECORD,
         (decision.conversation_id, tx.now, decision.agent_id, rows.dumps(decision.explain())),
     )
+
+
+def _explained(decision: Decision) -> tuple[RawJSON, str]:
+    """The decision's summary (for its event) and its whole explanation (kept), as JSON:
+    the explanation is the summary with the skipped agents added."""
+    summary = rows.dumps(decision.summary())
+    skipped = rows.dumps(decision.skipped_by_reason())
+    return RawJSON(summary), f'{summary[:-1]},"skipped":{skipped}}}'
 
 
 def _exclude(tx: Tx, conversation_id: str, agent_id: str) -> None:
@@ -173,18 +212,22 @@ def _exclude(tx: Tx, conversation_id: str, agent_id: str) -> None:
     )
 
 
+_NONE_EXCLUDED: frozenset[str] = frozenset()
+
+
 def need_of(row: Any, state: RoutingState) -> Need:
-    required = json.loads(row["required_skills"] or "{}")
-    last_at = row["last_served_at"] if "last_served_at" in row.keys() else None  # noqa: SIM118
+    excluded = row["excluded_agents"]
+    joined = "last_agent_id" in row.keys()  # noqa: SIM118 (sqlite3.Row)
+    last_at = row["last_served_at"] if joined else None
     return Need(
         conversation_id=row["id"],
         channel_type=row["channel_type"],
-        base=Requirements(skills=tuple(sorted(required.items())), language=row["language"]),
+        base=state.requirements(row["required_skills"], row["language"]),
         ladder=state.ladder(row["routing_rule"]),
         priority=row["priority"],
         queued_at=(row["queued_at"] or row["created_at"]) / US,
-        excluded=frozenset(json.loads(row["excluded_agents"])),
-        sticky_agent=row["last_agent_id"] if "last_agent_id" in row.keys() else None,  # noqa: SIM118
+        excluded=_NONE_EXCLUDED if excluded == "[]" else frozenset(json.loads(excluded)),
+        sticky_agent=row["last_agent_id"] if joined else None,
         sticky_at=None if last_at is None else last_at / US,
     )
 
@@ -194,7 +237,7 @@ _QUEUED = (
     "INDEXED BY conversations_queue "
     "LEFT JOIN contacts k ON k.id = c.contact_id "
     "LEFT JOIN contacts r ON r.id = COALESCE(k.merged_into, k.id) "
-    "WHERE c.status = 'queued' ORDER BY c.priority DESC, c.queued_at, c.id LIMIT ?"
+    "WHERE c.status = 'queued' ORDER BY c.priority DESC, c.queued_at, c.id LIMIT ? OFFSET ?"
 )
 
 
@@ -270,31 +313,58 @@ def positions(needs: list[Need], decisions: Mapping[str, Decision]) -> dict[str,
 
 
 def dispatch(tx: Tx, state: RoutingState) -> DispatchResult:
-    """Requeue breached assignments, then route the queue in order and announce waits."""
+    """Requeue breached assignments, then route the queue in order and announce waits.
+
+    At most DISPATCH_CHUNK conversations are assigned per call (one transaction, run on
+    the event loop's thread): a long queue meeting free capacity is served in several
+    short transactions, with other writes between them, and ``more`` says so."""
     index = state.index(tx)
     now = tx.now / US
     next_sla = sweep_sla(tx, state, index, now)
-    queued = tx.execute(_QUEUED, (QUEUE_SCAN_LIMIT,)).fetchall()
-    if not queued:
+    # The queue is read in serving order, a page at a time, as the engine gets to it:
+    # when a chunk fills early the rest is not read. (All reads come before the writes
+    # below, so the pages see the queue as it was.)
+    by_id: dict[str, Any] = {}
+    unannounced: set[str] = set()
+    needs: list[Need] = []
+
+    def in_order() -> Iterator[Need]:
+        offset = 0
+        page = FIRST_PAGE
+        while offset < QUEUE_SCAN_LIMIT:
+            page = min(page, QUEUE_SCAN_LIMIT - offset)
+            found = tx.execute(_QUEUED, (page, offset)).fetchall()
+            for row in found:
+                need = need_of(row, state)
+                index.add_channel(need.channel_type)
+                by_id[need.conversation_id] = row
+                if not row["queue_announced"]:
+                    unannounced.add(need.conversation_id)
+                needs.append(need)
+                yield need
+            if len(found) < page:
+                return
+            offset += page
+            page = QUEUE_SCAN_LIMIT
+
+    decisions = state.engine.dispatch(
+        index, in_order(), now, explain=unannounced, limit=DISPATCH_CHUNK, ordered=True
+    )
+    if not decisions:
         return DispatchResult([], next_sla)
-    by_id = {r["id"]: r for r in queued}
-    needs = [need_of(r, state) for r in queued]
-    for channel_type in {n.channel_type for n in needs}:
-        index.add_channel(channel_type)
-    unannounced = {r["id"] for r in queued if not r["queue_announced"]}
-    decisions = state.engine.dispatch(index, needs, now, explain=unannounced)
     result = DispatchResult(decisions)
     by_conv = {d.conversation_id: d for d in decisions}
+    assigned = sum(1 for d in decisions if d.agent_id is not None)
+    result.more = assigned >= DISPATCH_CHUNK
     places = positions(needs, by_conv) if unannounced else {}
     estimator = Estimator(state, index, tx)
     wakeups = [next_sla] if next_sla is not None else []
-    last_assigned: dict[str, int] = {}
+    assigned_rows = _Assignments(tx)
     for need in needs:
         decision = by_conv[need.conversation_id]
         row = by_id[need.conversation_id]
         if decision.agent_id is not None:
-            _assign_row(tx, row, decision)
-            last_assigned[decision.agent_id] = tx.now
+            assigned_rows.add(row, decision)
             continue
         at = next_step_at(need.queued_at, need.ladder, now)
         if at is not None:
@@ -317,31 +387,56 @@ def dispatch(tx: Tx, state: RoutingState) -> DispatchResult:
             )
             if _tell_customer(tx, state, conv, position, wait):
                 result.customer_messages += 1
-    if last_assigned:
-        tx.conn.executemany(
-            "UPDATE agents SET last_assigned_at = ? WHERE id = ?",
-            [(at, agent_id) for agent_id, at in last_assigned.items()],
-        )
+    assigned_rows.write()
     result.next_wakeup = min(wakeups) if wakeups else None
     return result
 
 
-def _assign_row(tx: Tx, row: Any, decision: Decision) -> None:
-    assert decision.agent_id is not None
-    tx.execute(
-        "UPDATE conversations SET status = 'assigned', assignee_id = ?, assigned_at = ?, "
-        "queue_announced = 0 WHERE id = ? AND status = 'queued'",
-        (decision.agent_id, tx.now, row["id"]),
-    )
-    served(tx, row["contact_id"], decision.agent_id)
-    _record(tx, decision)
-    # The row was read in this transaction: no need to read it again after the update.
-    conv = rows.conversation(row).model_copy(
-        update={"status": ConversationStatus.ASSIGNED, "assignee_id": decision.agent_id}
-    )
-    _event(
-        tx, "conversation.assigned", conv, agent_id=decision.agent_id, routing=decision.summary()
-    )
+class _Assignments:
+    """The assignments of one dispatch, written together: each conversation's update,
+    the contact's last agent (stickiness), the decision kept with its explanation and
+    the agent's time of last assignment, as one statement each for all of them; events in
+    decision order."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+        self.conversations: list[tuple[str, int, str]] = []
+        self.contacts: list[tuple[str, int, str]] = []
+        self.records: list[tuple[str, int, str, str]] = []
+        self.agents: dict[str, int] = {}
+
+    def add(self, row: Any, decision: Decision) -> None:
+        tx = self.tx
+        agent_id = decision.agent_id
+        assert agent_id is not None
+        self.conversations.append((agent_id, tx.now, row["id"]))
+        self.contacts.append((agent_id, tx.now, row["contact_id"]))
+        summary, explanation = _explained(decision)
+        self.records.append((row["id"], tx.now, agent_id, explanation))
+        self.agents[agent_id] = tx.now
+        # The row was read in this transaction: no need to read it again after the update.
+        conv = rows.conversation_json(row, status="assigned", assignee_id=agent_id)
+        tx.emit(
+            "conversation.assigned",
+            {"conversation": RawJSON(conv), "agent_id": agent_id, "routing": summary},
+            row["id"],
+        )
+
+    def write(self) -> None:
+        if not self.conversations:
+            return
+        conn = self.tx.conn
+        conn.executemany(
+            "UPDATE conversations SET status = 'assigned', assignee_id = ?, assigned_at = ?, "
+            "queue_announced = 0 WHERE id = ? AND status = 'queued'",
+            self.conversations,
+        )
+        conn.executemany(_SERVED, self.contacts)
+        conn.executemany(_RECORD, self.records)
+        conn.executemany(
+            "UPDATE agents SET last_assigned_at = ? WHERE id = ?",
+            [(at, agent_id) for agent_id, at in self.agents.items()],
+        )
 
 
 def _tell_customer(
@@ -655,7 +750,7 @@ def queue_view(
     """The queue in dispatch order, with each conversation's place and estimated wait."""
     index = state.index(tx)
     now = tx.now / US
-    queued = tx.execute(_QUEUED, (QUEUE_SCAN_LIMIT,)).fetchall()
+    queued = tx.execute(_QUEUED, (QUEUE_SCAN_LIMIT, 0)).fetchall()
     needs = [need_of(r, state) for r in queued]
     for channel_type in {n.channel_type for n in needs}:
         index.add_channel(channel_type)
