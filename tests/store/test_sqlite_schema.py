@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from gateway.store.base import open_store
 from gateway.store.sqlite import schema
+from gateway.store.sqlite.engine import Engine, Tx
 
 
 def _versions(path: Path) -> list[int]:
@@ -49,3 +53,38 @@ async def test_a_database_from_a_newer_gateway_is_refused(tmp_path: Path) -> Non
 async def test_bad_store_urls(url: str) -> None:
     with pytest.raises(ValueError, match=r"url|synchronous"):
         await open_store(url)
+
+
+async def test_a_long_write_alone_does_not_hold_up_short_ones_queued_before_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "w.db"
+    engine = Engine(str(path), synchronous="FULL", on_events=None)
+    try:
+        await engine.write(lambda tx: tx.execute("CREATE TABLE t (n INTEGER)"))
+        committed_before: list[int] = []
+
+        def short(n: int) -> Callable[[Tx], None]:
+            def write(tx: Tx) -> None:
+                tx.execute("INSERT INTO t VALUES (?)", (n,))
+
+            return write
+
+        def long(tx: Tx) -> int:
+            # what another connection sees: the short writes queued before this one are
+            # committed already (in one transaction together, they would not be)
+            with closing(sqlite3.connect(path)) as other:
+                committed_before.append(other.execute("SELECT COUNT(*) FROM t").fetchone()[0])
+            tx.execute("INSERT INTO t VALUES (100)")
+            return 100
+
+        # queued in this order before the writer gets to run
+        tasks = [asyncio.ensure_future(engine.write(short(n))) for n in range(3)]
+        tasks.append(asyncio.ensure_future(engine.write(long, alone=True)))
+        tasks.append(asyncio.ensure_future(engine.write(short(7))))
+        assert await asyncio.gather(*tasks) == [None, None, None, 100, None]
+        assert committed_before == [3]
+        rows = await engine.read(lambda conn: conn.execute("SELECT n FROM t").fetchall())
+        assert sorted(r[0] for r in rows) == [0, 1, 2, 7, 100]
+    finally:
+        await engine.close()

@@ -233,7 +233,7 @@ class SqliteStore:
 
     async def dispatch(self) -> DispatchResult:
         result: DispatchResult = await self._engine.write(
-            lambda tx: routing.dispatch(tx, self._routing)
+            lambda tx: routing.dispatch(tx, self._routing), alone=True
         )
         return result
 

@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 # A batch runs on the event loop's thread: keep it short enough not to stall it.
 MAX_BATCH = 64
+# At most this often (seconds) the write-ahead log is copied into the database.
+CHECKPOINT_INTERVAL = 0.05
 
 
 def us_now() -> int:
@@ -89,6 +91,7 @@ class Tx:
 class _Op:
     fn: Callable[[Tx], Any]
     future: asyncio.Future[Any]
+    alone: bool = False
 
 
 _Outcome = tuple[_Op, Any, BaseException | None, Tx | None]
@@ -113,6 +116,14 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self._conn = connect(path, synchronous=synchronous)
         self._conn.execute("PRAGMA journal_mode = WAL")
+        # The writer never checkpoints inside a commit (copying the log into the database
+        # and syncing it there would hold up every write): a thread of its own does it
+        # beside the writes, without blocking them (passive checkpoints).
+        self._conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-wal")
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self._checkpointing: asyncio.Future[None] | None = None
+        self._last_checkpoint = 0.0
         self._pending: deque[_Op] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
@@ -124,19 +135,25 @@ class Engine:
 
     # --- writes --------------------------------------------------------------------
 
-    async def write(self, fn: Callable[[Tx], T]) -> T:
+    async def write(self, fn: Callable[[Tx], T], *, alone: bool = False) -> T:
+        """Run ``fn`` in a write transaction; resolves once it is committed. ``alone``: a
+        long write (routing a queue) gets a transaction of its own, so that short writes
+        queued beside it are committed, and acknowledged, without waiting for it."""
         if self._closed:
             raise RuntimeError("store is closed")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._pending.append(_Op(fn, future))
+        self._pending.append(_Op(fn, future, alone))
         if self._flusher is None or self._flusher.done():
             self._flusher = self._loop.create_task(self._flush(), name="sqlite-flush")
         return await future
 
     async def _flush(self) -> None:
-        while self._pending:
-            count = min(MAX_BATCH, len(self._pending))
-            batch = [self._pending.popleft() for _ in range(count)]
+        pending = self._pending
+        while pending:
+            batch = [pending.popleft()]
+            if not batch[0].alone:
+                while pending and len(batch) < MAX_BATCH and not pending[0].alone:
+                    batch.append(pending.popleft())
             try:
                 outcomes, to_commit = self._execute(batch)
                 if to_commit:
@@ -154,6 +171,33 @@ class Engine:
                     raise
                 continue
             self._complete(outcomes)
+            self._checkpoint_soon()
+            if pending:
+                # Let the writers just acknowledged run (answer their clients) before the
+                # next batch holds the loop's thread.
+                await asyncio.sleep(0)
+
+    def _checkpoint_soon(self) -> None:
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        now = time.monotonic()
+        if now - self._last_checkpoint < CHECKPOINT_INTERVAL:
+            return
+        self._last_checkpoint = now
+        self._checkpointing = self._loop.run_in_executor(self._checkpointer, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            if self._checkpoint_conn is None:
+                self._checkpoint_conn = connect(self.path, synchronous=self.synchronous)
+            self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # the next one tries again; the log just grows meanwhile
+            log.warning("WAL checkpoint failed: %s", exc)
+
+    def _close_checkpointer(self) -> None:
+        if self._checkpoint_conn is not None:
+            self._checkpoint_conn.close()
+            self._checkpoint_conn = None
 
     def _commit(self) -> None:
         try:
@@ -240,7 +284,9 @@ class Engine:
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
         self._committer.shutdown(wait=True)
-        self._conn.close()
+        self._checkpointer.submit(self._close_checkpointer)
+        self._checkpointer.shutdown(wait=True)
+        self._conn.close()  # the last connection to close checkpoints what is left
         self._pool.shutdown(wait=True)
         with self._readers_lock:
             for conn in self._readers:
