@@ -477,7 +477,8 @@ class EndpointWorker:
         timeout = 30.0
         if self.flushing is None and self._flush_wanted():
             timeout = max(0.0, self.last_flush + FLUSH_SECONDS - time.monotonic())
-        if self.retries:
+        if self.retries and self.inflight < self.d.settings.concurrency:
+            # (with every slot taken, a due retry waits for a request to finish: `wake`)
             timeout = min(timeout, max(0.0, self.retries[0][0] - time.time()))
         self.wake.clear()
         if self._can_take() and not self.ahead and self.reading is None:
