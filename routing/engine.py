@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -160,17 +161,18 @@ class Engine:
         examined = 0
         named_sticky = skipped[0].agent_id if skipped else None
         sticky_walked = False
-        for agent in index.candidates(channel, skill, level):
-            examined += 1
-            if agent.id == named_sticky:
-                sticky_walked = True
-                continue  # already named, as the sticky agent
-            reason = ineligible(agent, req, channel, need.excluded)
-            if reason is None:
-                chosen = agent
-                break
-            if explain and len(skipped) < MAX_NAMED:
-                skipped.append(Skip(agent.id, reason))
+        with closing(index.candidates(channel, skill, level)) as walk:
+            for agent in walk:
+                examined += 1
+                if agent.id == named_sticky:
+                    sticky_walked = True
+                    continue  # already named, as the sticky agent
+                reason = ineligible(agent, req, channel, need.excluded)
+                if reason is None:
+                    chosen = agent
+                    break
+                if explain and len(skipped) < MAX_NAMED:
+                    skipped.append(Skip(agent.id, reason))
 
         if chosen is not None:
             why = f"lowest load ratio ({chosen.ratio(channel):.2f}) among eligible agents"

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from heapq import heappush
+from heapq import heappop, heappush
 
 TOTAL = "total"
 ONLINE = "online"
@@ -33,6 +33,8 @@ ListKey = tuple[str | None, int, str]
 # per current one (plus a little slack for small heaps).
 COMPACT_FACTOR = 3
 COMPACT_SLACK = 64
+
+_NOWHERE: dict[str, Entry] = {}
 
 
 @dataclass(slots=True)
@@ -307,40 +309,46 @@ class AgentIndex:
 
     def candidates(
         self, channel_type: str, skill: str | None, min_level: int = 1
-    ) -> Iterator[AgentState]:
-        """Available agents, best first (lowest load ratio, then longest idle, then id)."""
+    ) -> Generator[AgentState, None, None]:
+        """Available agents, best first (lowest load ratio, then longest idle, then id).
+
+        The walk pops entries off the heaps and pushes the current ones back when it is
+        closed (stale ones met on the way are dropped for good): close it, or let it run
+        out, before changing the index (``with closing(index.candidates(...))``)."""
         placed = self._placed
-        heaps: list[list[Entry]] = []
-        for key in self._keys_for(channel_type, skill, min_level):
-            heap = self._heaps.get(key)
-            if not heap:
-                continue
-            while heap and placed.get(heap[0][2], {}).get(channel_type) is not heap[0]:
-                heapq.heappop(heap)  # stale: the agent changed since this entry
-            if heap:
-                heaps.append(heap)
-        if not heaps:
-            return
         agents = self.agents
-        if len(heaps) == 1:
-            # Usually the first is taken: yield it before setting up the ordered walk.
-            heap = heaps[0]
-            yield agents[heap[0][2]]
-            frontier = [(heap[c], 0, c) for c in (1, 2) if c < len(heap)]
-        else:
-            frontier = [(heap[0], h, 0) for h, heap in enumerate(heaps)]
-        # The rest in order, without changing the heaps: a frontier over heap positions.
-        heapq.heapify(frontier)
-        while frontier:
-            entry, h, i = heapq.heappop(frontier)
-            heap = heaps[h]
-            child = 2 * i + 1
-            if child < len(heap):
-                heapq.heappush(frontier, (heap[child], h, child))
-                if child + 1 < len(heap):
-                    heapq.heappush(frontier, (heap[child + 1], h, child + 1))
-            if placed.get(entry[2], {}).get(channel_type) is entry:
-                yield agents[entry[2]]
+        heaps = [
+            heap
+            for key in self._keys_for(channel_type, skill, min_level)
+            if (heap := self._heaps.get(key))
+        ]
+        taken: list[tuple[list[Entry], Entry]] = []
+        try:
+            if len(heaps) == 1:
+                heap = heaps[0]
+                while heap:
+                    entry = heappop(heap)
+                    if placed.get(entry[2], _NOWHERE).get(channel_type) is entry:
+                        taken.append((heap, entry))
+                        yield agents[entry[2]]
+                return
+            # several levels: merge the heaps by their tops
+            heads = [(heap[0], h) for h, heap in enumerate(heaps)]
+            heapq.heapify(heads)
+            while heads:
+                h = heads[0][1]
+                heap = heaps[h]
+                entry = heappop(heap)
+                if heap:
+                    heapq.heapreplace(heads, (heap[0], h))
+                else:
+                    heappop(heads)
+                if placed.get(entry[2], _NOWHERE).get(channel_type) is entry:
+                    taken.append((heap, entry))
+                    yield agents[entry[2]]
+        finally:
+            for heap, entry in taken:
+                heappush(heap, entry)
 
     def any_available(self) -> bool:
         return any(n for (skill, _l, _c), n in self._counts.items() if skill is None)

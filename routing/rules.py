@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -103,6 +104,10 @@ def _words(text: str) -> str:
     return " " + " ".join(re.findall(r"\w+", strip_diacritics(text))) + " "
 
 
+# A rule's keywords are the same for every message: normalised once.
+_keyword = lru_cache(maxsize=4096)(_words)
+
+
 def _attribute_matches(
     actual: AttributeValue | None, wanted: AttributeValue | list[AttributeValue]
 ) -> bool:
@@ -125,7 +130,7 @@ def matches(
         return False
     if m.languages and language not in m.languages:
         return False
-    if m.keywords and not any(_words(k) in words for k in m.keywords):
+    if m.keywords and not any(_keyword(k) in words for k in m.keywords):
         return False
     return all(_attribute_matches(attributes.get(k), v) for k, v in m.contact.items())
 
