@@ -79,6 +79,7 @@ class SqliteStore:
         self._engine = engine
         self._routing = routing
         self.path = engine.path
+        self._draining = False  # the last dispatch stopped at its limit: more to come
 
     @classmethod
     async def open(
@@ -232,9 +233,13 @@ class SqliteStore:
     # --- conversations and routing -------------------------------------------------
 
     async def dispatch(self) -> DispatchResult:
+        # A dispatch that assigns little shares its transaction (and its fsync) with the
+        # writes beside it; while a long queue is being served, each dispatch gets a
+        # transaction of its own so that those writes are not held up by it.
         result: DispatchResult = await self._engine.write(
-            lambda tx: routing.dispatch(tx, self._routing), alone=True
+            lambda tx: routing.dispatch(tx, self._routing), alone=self._draining
         )
+        self._draining = result.more
         return result
 
     async def assign(

@@ -32,8 +32,11 @@ T = TypeVar("T")
 
 # A batch runs on the event loop's thread: keep it short enough not to stall it.
 MAX_BATCH = 64
-# At most this often (seconds) the write-ahead log is copied into the database.
-CHECKPOINT_INTERVAL = 0.05
+# The write-ahead log is copied into the database once this many rows were written
+# since the last time (about as often as SQLite's own default of 1,000 pages), or after
+# a second with anything written.
+CHECKPOINT_ROWS = 4000
+CHECKPOINT_INTERVAL = 1.0
 
 
 def us_now() -> int:
@@ -118,12 +121,14 @@ class Engine:
         self._conn.execute("PRAGMA journal_mode = WAL")
         # The writer never checkpoints inside a commit (copying the log into the database
         # and syncing it there would hold up every write): a thread of its own does it
-        # beside the writes, without blocking them (passive checkpoints).
+        # beside the writes, without blocking them (passive checkpoints), as often as
+        # SQLite would have.
         self._conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-wal")
         self._checkpoint_conn: sqlite3.Connection | None = None
         self._checkpointing: asyncio.Future[None] | None = None
         self._last_checkpoint = 0.0
+        self._checkpointed_rows = 0
         self._pending: deque[_Op] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
@@ -180,10 +185,14 @@ class Engine:
     def _checkpoint_soon(self) -> None:
         if self._checkpointing is not None and not self._checkpointing.done():
             return
+        written = self._conn.total_changes - self._checkpointed_rows
         now = time.monotonic()
-        if now - self._last_checkpoint < CHECKPOINT_INTERVAL:
+        if written < CHECKPOINT_ROWS and (
+            not written or now - self._last_checkpoint < CHECKPOINT_INTERVAL
+        ):
             return
         self._last_checkpoint = now
+        self._checkpointed_rows = self._conn.total_changes
         self._checkpointing = self._loop.run_in_executor(self._checkpointer, self._checkpoint)
 
     def _checkpoint(self) -> None:
