@@ -187,7 +187,7 @@ class Engine:
                 step,
                 policy=self.policy,
             )
-        counts: Counter[str]
+        counts: dict[str, int]
         if len(index.agents) <= FULL_EXPLAIN:
             skipped, counts = self._full(index, need, req, chosen, skipped, reasons)
         else:
@@ -238,25 +238,26 @@ class Engine:
         chosen: AgentState | None,
         already: list[Skip],
         cache: ReasonCache | None,
-    ) -> tuple[list[Skip], Counter[str]]:
+    ) -> tuple[list[Skip], dict[str, int]]:
         """Every agent but the chosen one, with its reason."""
         named = {s.agent_id: s for s in already if s.reason.startswith("sticky_")}
         skipped: list[Skip] = list(named.values())
-        counts = Counter(s.reason for s in skipped)
         if chosen is not None:
             named[chosen.id] = Skip(chosen.id, "")
         if cache is None:
             every = _skips(index, need.channel_type, req, need.excluded, index.sorted_ids())
-            counts.update(s.reason for s in every.values())
+            counts = dict(Counter(s.reason for s in every.values()))
         else:
             every, cached = cache.skips(index, need.channel_type, req, need.excluded)
-            counts.update(cached)
+            counts = dict(cached)
         for agent_id in named:
             found = every.get(agent_id)
             if found is not None:
                 counts[found.reason] -= 1
+        for s in skipped:
+            counts[s.reason] = counts.get(s.reason, 0) + 1
         skipped.extend([s for a, s in every.items() if a not in named])
-        return skipped, +counts
+        return skipped, {k: n for k, n in counts.items() if n > 0}
 
     def dispatch(
         self,

@@ -81,9 +81,12 @@ class AgentIndex:
         self.agents: dict[str, AgentState] = {}
         self._channels: set[str] = set()
         self._heaps: dict[ListKey, list[Entry]] = {}
-        # how many agents each heap currently holds (its entries minus the stale ones)
+        # per heap: agent id -> the entry standing for the agent there (any other entry
+        # of the agent in that heap is stale)
+        self._anchors: dict[ListKey, dict[str, Entry]] = {}
+        # how many agents each heap currently holds
         self._counts: dict[ListKey, int] = {}
-        # agent id -> channel type -> its current entry in that channel's heaps
+        # agent id -> channel type -> its current key, for the channels it has room on
         self._placed: dict[str, dict[str, Entry]] = {}
         # skill -> the levels agents have it at, highest first
         self._levels: dict[str, list[int]] = {}
@@ -99,7 +102,7 @@ class AgentIndex:
             return
         self._channels.add(channel_type)
         for agent in self.agents.values():
-            self._place(agent, channel_type)
+            self._place(agent)
 
     @property
     def channels(self) -> frozenset[str]:
@@ -108,6 +111,7 @@ class AgentIndex:
     def _new_heap(self, key: ListKey) -> list[Entry]:
         heap: list[Entry] = []
         self._heaps[key] = heap
+        self._anchors[key] = {}
         self._counts[key] = 0
         skill, level, _channel = key
         if skill is not None:
@@ -117,92 +121,92 @@ class AgentIndex:
                 levels.sort(reverse=True)
         return heap
 
-    def _compact(self, key: ListKey, heap: list[Entry]) -> None:
-        channel = key[2]
-        placed = self._placed
-        heap[:] = [e for e in heap if placed.get(e[2], {}).get(channel) is e]
-        heapq.heapify(heap)
-
-    def _remove(self, agent: AgentState) -> None:
-        """Take the agent out of every heap (its entries there turn stale)."""
-        keys = self._placed.pop(agent.id, None)
-        if not keys:
-            return
-        counts = self._counts
-        skills = agent.skills.items()
-        for channel_type in keys:
-            counts[(None, 0, channel_type)] -= 1
-            for skill, level in skills:
-                counts[(skill, level, channel_type)] -= 1
-
-    def _place(self, agent: AgentState, channel_type: str) -> None:
-        if agent.presence != ONLINE or not agent.has_room(channel_type):
-            return
-        entry = (agent.ratio(channel_type), agent.last_assigned_at, agent.id)
-        placed = self._placed.get(agent.id)
-        if placed is None:
-            placed = self._placed[agent.id] = {}
-        placed[channel_type] = entry
-        heaps = self._heaps
-        counts = self._counts
+    @staticmethod
+    def _heap_keys(agent: AgentState, channel_type: str) -> list[ListKey]:
         keys: list[ListKey] = [(None, 0, channel_type)]
         keys.extend([(skill, level, channel_type) for skill, level in agent.skills.items()])
+        return keys
+
+    def _compact(self, key: ListKey, heap: list[Entry]) -> None:
+        """Rebuild a heap from its anchored agents, at their current keys."""
+        channel = key[2]
+        anchors = self._anchors[key]
+        placed = self._placed
+        fresh = []
+        for agent_id in anchors:
+            current = placed[agent_id][channel]
+            anchors[agent_id] = current
+            fresh.append(current)
+        heap[:] = fresh
+        heapq.heapify(heap)
+
+    def _enter(self, agent_id: str, keys: list[ListKey], entry: Entry) -> None:
+        heaps = self._heaps
+        counts = self._counts
         for key in keys:
             heap = heaps.get(key)
             if heap is None:
                 heap = self._new_heap(key)
+            anchors = self._anchors[key]
+            if agent_id not in anchors:
+                counts[key] += 1
+            anchors[agent_id] = entry
             heappush(heap, entry)
-            count = counts[key] + 1
-            counts[key] = count
-            if len(heap) > COMPACT_FACTOR * count + COMPACT_SLACK:
+            if len(heap) > COMPACT_FACTOR * counts[key] + COMPACT_SLACK:
                 self._compact(key, heap)
 
-    def _place_all(self, agent: AgentState) -> None:
-        """Place the agent in every channel's heaps (what _place does for each channel,
-        with the total load worked out once)."""
-        if agent.presence != ONLINE:
-            return
+    def _leave(self, agent_id: str, keys: list[ListKey]) -> None:
+        counts = self._counts
+        all_anchors = self._anchors
+        for key in keys:
+            anchors = all_anchors.get(key)
+            if anchors is not None and anchors.pop(agent_id, None) is not None:
+                counts[key] -= 1
+
+    def _remove(self, agent: AgentState) -> None:
+        """Take the agent out of every heap (its entries there turn stale)."""
+        placed = self._placed.pop(agent.id, None)
+        if placed:
+            for channel_type in placed:
+                self._leave(agent.id, self._heap_keys(agent, channel_type))
+
+    def _place(self, agent: AgentState) -> None:
+        """Bring the agent's keys up to date on every channel: it enters the heaps of
+        channels where it now has room and leaves those where it has none. A key that
+        grew (an assignment) is not pushed: the old entry stays as the agent's anchor,
+        and is replaced when it comes to the top (it can only be too early there); a key
+        that shrank (a release) is pushed at once."""
+        current = self._placed.get(agent.id)
+        if current is None:
+            current = self._placed[agent.id] = {}
+        online = agent.presence == ONLINE
         cap = agent.capacity
         load = agent.load
         total_cap = cap.get(TOTAL)
         total_load = sum(load.values())
-        if total_cap is not None and total_load >= total_cap:
-            return  # no room anywhere
+        full = total_cap is not None and total_load >= total_cap
         total_ratio = total_load / total_cap if total_cap else 0.0
-        skills = agent.skills.items()
-        heaps = self._heaps
-        counts = self._counts
-        placed: dict[str, Entry] = {}
-        self._placed[agent.id] = placed
         for channel_type in self._channels:
-            limit = cap.get(channel_type)
-            ratio = total_ratio
-            if limit is not None:
+            entry: Entry | None = None
+            if online and not full:
+                limit = cap.get(channel_type)
+                ratio = total_ratio
                 used = load.get(channel_type, 0)
-                if used >= limit:
-                    continue
-                if limit and used / limit > ratio:
-                    ratio = used / limit
-            entry = (ratio, agent.last_assigned_at, agent.id)
-            placed[channel_type] = entry
-            keys: list[ListKey] = [(None, 0, channel_type)]
-            keys.extend([(skill, level, channel_type) for skill, level in skills])
-            for key in keys:
-                heap = heaps.get(key)
-                if heap is None:
-                    heap = self._new_heap(key)
-                heappush(heap, entry)
-                count = counts[key] + 1
-                counts[key] = count
-                if len(heap) > COMPACT_FACTOR * count + COMPACT_SLACK:
-                    self._compact(key, heap)
-        if not placed:
+                if limit is None or used < limit:
+                    if limit and used / limit > ratio:
+                        ratio = used / limit
+                    entry = (ratio, agent.last_assigned_at, agent.id)
+            before = current.get(channel_type)
+            if entry is None:
+                if before is not None:
+                    del current[channel_type]
+                    self._leave(agent.id, self._heap_keys(agent, channel_type))
+                continue
+            current[channel_type] = entry
+            if before is None or entry < before:
+                self._enter(agent.id, self._heap_keys(agent, channel_type), entry)
+        if not current:
             del self._placed[agent.id]
-
-    def _reindex(self, agent: AgentState) -> None:
-        self._remove(agent)
-        for channel_type in self._channels:
-            self._place(agent, channel_type)
 
     # --- changes ---------------------------------------------------------------------
 
@@ -219,8 +223,7 @@ class AgentIndex:
             self.add_channel(channel_type)  # before the agent is in: placed once, below
         self.agents[agent.id] = agent
         self.presence_counts[agent.presence] += 1
-        for channel_type in self._channels:
-            self._place(agent, channel_type)
+        self._place(agent)
 
     def update(
         self,
@@ -234,41 +237,38 @@ class AgentIndex:
         agent = self.agents.get(agent_id) or AgentState(id=agent_id)
         if agent_id not in self.agents:
             self.put(agent)  # (new ids invalidate the sorted id list there)
-        self._remove(agent)
         if presence is not None and presence != agent.presence:
             self.presence_counts[agent.presence] -= 1
             self.presence_counts[presence] += 1
             agent.presence = presence
         if skills is not None:
-            # a skill at level 0 is no skill
+            # a skill at level 0 is no skill; other heaps, so out of the old ones first
+            self._remove(agent)
             agent.skills = {k: v for k, v in skills.items() if v >= 1}
         if languages is not None:
             agent.languages = frozenset(languages)
         if capacity is not None:
             agent.capacity = dict(capacity)
-        for channel_type in self._channels:
-            self._place(agent, channel_type)
+        self._place(agent)
         return agent
 
     def assign(self, agent_id: str, channel_type: str, now: float) -> None:
         agent = self.agents[agent_id]
         self.add_channel(channel_type)
-        self._remove(agent)
         agent.load[channel_type] = agent.load.get(channel_type, 0) + 1
         agent.last_assigned_at = now
-        self._place_all(agent)
+        self._place(agent)
 
     def release(self, agent_id: str, channel_type: str) -> None:
         agent = self.agents.get(agent_id)
         if agent is None:
             return
-        self._remove(agent)
         current = agent.load.get(channel_type, 0)
         if current <= 1:
             agent.load.pop(channel_type, None)
         else:
             agent.load[channel_type] = current - 1
-        self._place_all(agent)
+        self._place(agent)
 
     # --- queries ---------------------------------------------------------------------
 
@@ -313,39 +313,37 @@ class AgentIndex:
         """Available agents, best first (lowest load ratio, then longest idle, then id).
 
         The walk pops entries off the heaps and pushes the current ones back when it is
-        closed (stale ones met on the way are dropped for good): close it, or let it run
-        out, before changing the index (``with closing(index.candidates(...))``)."""
+        closed (stale ones met on the way are dropped for good, anchors whose agent's key
+        grew are replaced by the current key): close it, or let it run out, before
+        changing the index (``with closing(index.candidates(...))``)."""
         placed = self._placed
         agents = self.agents
-        heaps = [
-            heap
+        found = [
+            (heap, self._anchors[key])
             for key in self._keys_for(channel_type, skill, min_level)
             if (heap := self._heaps.get(key))
         ]
         taken: list[tuple[list[Entry], Entry]] = []
         try:
-            if len(heaps) == 1:
-                heap = heaps[0]
-                while heap:
-                    entry = heappop(heap)
-                    if placed.get(entry[2], _NOWHERE).get(channel_type) is entry:
-                        taken.append((heap, entry))
-                        yield agents[entry[2]]
-                return
-            # several levels: merge the heaps by their tops
-            heads = [(heap[0], h) for h, heap in enumerate(heaps)]
+            heads = [(heap[0], h) for h, (heap, _a) in enumerate(found)]
             heapq.heapify(heads)
             while heads:
                 h = heads[0][1]
-                heap = heaps[h]
+                heap, anchors = found[h]
                 entry = heappop(heap)
+                agent_id = entry[2]
+                if anchors.get(agent_id) is entry:
+                    current = placed[agent_id][channel_type]
+                    if current == entry:
+                        taken.append((heap, entry))
+                        yield agents[agent_id]
+                    else:  # the agent's key grew since: it belongs further back
+                        anchors[agent_id] = current
+                        heappush(heap, current)
                 if heap:
                     heapq.heapreplace(heads, (heap[0], h))
                 else:
                     heappop(heads)
-                if placed.get(entry[2], _NOWHERE).get(channel_type) is entry:
-                    taken.append((heap, entry))
-                    yield agents[entry[2]]
         finally:
             for heap, entry in taken:
                 heappush(heap, entry)
@@ -360,18 +358,22 @@ class AgentIndex:
         """Assert the heaps match the agents (for tests)."""
         for key, heap in self._heaps.items():
             skill, level, channel_type = key
-            current = 0
-            for entry in heap:
-                if self._placed.get(entry[2], {}).get(channel_type) is not entry:
-                    continue
-                current += 1
-                agent = self.agents[entry[2]]
-                assert agent.presence == ONLINE, entry[2]
-                assert agent.has_room(channel_type), entry[2]
-                assert skill is None or agent.skills.get(skill) == level, entry[2]
-                assert entry == (agent.ratio(channel_type), agent.last_assigned_at, agent.id)
-            assert current == self._counts[key], key
+            anchors = self._anchors[key]
+            assert len(anchors) == self._counts[key], key
+            present = {id(e) for e in heap}
+            for agent_id, entry in anchors.items():
+                assert id(entry) in present, (key, agent_id)
+                agent = self.agents[agent_id]
+                assert agent.presence == ONLINE, agent_id
+                assert agent.has_room(channel_type), agent_id
+                assert skill is None or agent.skills.get(skill) == level, agent_id
+                current = (agent.ratio(channel_type), agent.last_assigned_at, agent.id)
+                assert self._placed[agent_id][channel_type] == current, agent_id
+                assert entry <= current, agent_id  # an anchor is never late
         for agent in self.agents.values():
             for channel_type in self._channels:
                 placed = channel_type in self._placed.get(agent.id, {})
                 assert placed == (agent.presence == ONLINE and agent.has_room(channel_type))
+                if placed:
+                    for key in self._heap_keys(agent, channel_type):
+                        assert agent.id in self._anchors[key], (key, agent.id)
