@@ -208,7 +208,10 @@ class EventEnvelope(Frozen):
 
 
 def rfc3339(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``2026-11-24T02:43:22.123456Z``: UTC, always six digits of microseconds."""
+    if dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    return dt.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 class RawJSON(str):

@@ -378,7 +378,7 @@ class EndpointWorker:
         else:
             result = "retry"
         self.batch.attempts.append(
-            AttemptLog(
+            AttemptLog.model_construct(  # our own values: no validation on the hot path
                 event_seq=seq,
                 attempt=entry.attempts,
                 at=now_us,
