@@ -200,7 +200,7 @@ class Engine:
             if self._checkpoint_conn is None:
                 self._checkpoint_conn = connect(self.path, synchronous=self.synchronous)
             self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as exc:  # the next one tries again; the log just grows meanwhile
+        except Exception as exc:  # the next one tries again; the log just grows meanwhile
             log.warning("WAL checkpoint failed: %s", exc)
 
     def _close_checkpointer(self) -> None:
