@@ -13,6 +13,7 @@ import pytest
 from gateway.store.base import open_store
 from gateway.store.sqlite import schema
 from gateway.store.sqlite.engine import Engine, Tx
+from tests.api.helpers import eventually
 
 
 def _versions(path: Path) -> list[int]:
@@ -86,5 +87,37 @@ async def test_a_long_write_alone_does_not_hold_up_short_ones_queued_before_it(
         assert committed_before == [3]
         rows = await engine.read(lambda conn: conn.execute("SELECT n FROM t").fetchall())
         assert sorted(r[0] for r in rows) == [0, 1, 2, 7, 100]
+    finally:
+        await engine.close()
+
+
+async def test_the_log_is_copied_into_the_database_beside_the_writer(tmp_path: Path) -> None:
+    # The writer does not checkpoint in its commits; a thread of its own does, once
+    # enough was written: the database file grows while the gateway runs, not only at
+    # the end.
+    path = tmp_path / "c.db"
+    engine = Engine(str(path), synchronous="FULL", on_events=None)
+    try:
+        await engine.write(lambda tx: tx.execute("CREATE TABLE t (n INTEGER, v TEXT)"))
+        empty = path.stat().st_size
+
+        def many(start: int) -> Callable[[Tx], None]:
+            def write(tx: Tx) -> None:
+                tx.conn.executemany(
+                    "INSERT INTO t VALUES (?, ?)",
+                    ((n, "x" * 200) for n in range(start, start + 1000)),
+                )
+
+            return write
+
+        for start in range(0, 20_000, 1000):
+            await engine.write(many(start))
+
+        async def grown() -> bool:
+            return path.stat().st_size > empty + 2_000_000
+
+        assert await eventually(grown)
+        count = await engine.read(lambda conn: conn.execute("SELECT COUNT(*) FROM t").fetchone())
+        assert count[0] == 20_000
     finally:
         await engine.close()
