@@ -20,6 +20,7 @@ from connectors.base import (
     Capability,
     HealthState,
     InboundMessage,
+    IngestResult,
     OutboundMessage,
     Sender,
     SendReceipt,
@@ -280,26 +281,34 @@ class FacebookConnector(WebhookConnector):
             StatusUpdate(channel_id=self.channel_id, status=status, **fields)
         )
 
-    async def _customer_message(self, event: CustomerMessage) -> None:
+    async def _store_page_message(
+        self, event: CustomerMessage | Echo, kind: str, direction: Direction
+    ) -> IngestResult | None:
+        """Store a message of a page's conversation (the customer's, or the page's own sent
+        from elsewhere); None when it is not stored (unknown page, repeated sticker)."""
         if event.page_id not in self._pages:
             await self._keep_raw(
-                event.kind, event.raw, f"page {event.page_id} is not configured on this channel"
+                kind, event.raw, f"page {event.page_id} is not configured on this channel"
             )
-            return
+            return None
         if self._same_sticker_again(event):
-            return
+            return None
         await self._remember_page(event.psid, event.page_id)
-        result = await self.sink.ingest(
+        return await self.sink.ingest(
             InboundMessage(
                 channel_id=self.channel_id,
                 external_id=event.mid,
                 sender=Sender(external_id=event.psid),
                 parts=list(event.parts),
+                direction=direction,
                 reply_to_external_id=event.reply_to,
                 sent_at=event.sent_at,
             )
         )
-        if result.duplicate:
+
+    async def _customer_message(self, event: CustomerMessage) -> None:
+        result = await self._store_page_message(event, event.kind, Direction.INBOUND)
+        if result is None or result.duplicate:
             return
         if event.referral is not None:
             # The message is stored; where the customer came from is kept beside it.
@@ -323,27 +332,9 @@ class FacebookConnector(WebhookConnector):
                 if not known:
                     await self._keep_raw("echo", event.raw, "echo names an unknown message")
             return
-        if event.page_id not in self._pages:
-            await self._keep_raw(
-                "echo", event.raw, f"page {event.page_id} is not configured on this channel"
-            )
-            return
-        if self._same_sticker_again(event):
-            return
         # Sent from the Page inbox or by another app: a human answered outside the gateway.
-        await self._remember_page(event.psid, event.page_id)
-        result = await self.sink.ingest(
-            InboundMessage(
-                channel_id=self.channel_id,
-                external_id=event.mid,
-                sender=Sender(external_id=event.psid),
-                parts=list(event.parts),
-                direction=Direction.OUTBOUND,
-                reply_to_external_id=event.reply_to,
-                sent_at=event.sent_at,
-            )
-        )
-        if not result.duplicate:
+        result = await self._store_page_message(event, "echo", Direction.OUTBOUND)
+        if result is not None and not result.duplicate:
             self._refresh_profile(event.psid, event.page_id)
 
     def _same_sticker_again(self, event: CustomerMessage | Echo) -> bool:
