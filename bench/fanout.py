@@ -604,27 +604,8 @@ class Bench:
             "concurrency": self.args.concurrency,
         }
         rcpu0 = self.receiver_cpu()
-        proc = subprocess.run(
-            [
-                self.python,
-                str(Path(__file__).resolve()),
-                "--role",
-                "raw",
-                "--spec",
-                json.dumps(spec),
-            ],
-            cwd=REPO,
-            env=clean_env(),
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        r = self.run_role("raw", spec, timeout=600, what="raw client")
         rcpu1 = self.receiver_cpu()
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"raw client failed (exit {proc.returncode})")
-        r = json.loads(lines[-1])
         done = http_json("GET", f"{self.rx}/wait?timeout=30")
         end = done["done_at"] or r["t_end"]
         span = end - r["t_start"]
@@ -646,6 +627,23 @@ class Bench:
         }
         self.log(f"    {result['rate']:,.0f} requests/s")
         return result
+
+    def run_role(self, role: str, spec: dict[str, Any], *, timeout: float, what: str) -> Any:
+        """This script in another process in one of its roles; its last JSON line."""
+        script = str(Path(__file__).resolve())
+        proc = subprocess.run(
+            [self.python, script, "--role", role, "--spec", json.dumps(spec)],
+            cwd=REPO,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"{what} failed (exit {proc.returncode})")
+        return json.loads(lines[-1])
 
     # --- the gateway ---------------------------------------------------------------------
 
@@ -825,27 +823,8 @@ class Bench:
             "first_message": self.backlog["messages"],
         }
         rcpu0 = self.receiver_cpu()
-        proc = subprocess.run(
-            [
-                self.python,
-                str(Path(__file__).resolve()),
-                "--role",
-                "live",
-                "--spec",
-                json.dumps(spec),
-            ],
-            cwd=REPO,
-            env=clean_env(),
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=a.live_duration + 300,
-            check=False,
-        )
+        r = self.run_role("live", spec, timeout=a.live_duration + 300, what="live run")
         rcpu1 = self.receiver_cpu()
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"live run failed (exit {proc.returncode})")
-        r = json.loads(lines[-1])
         arr = self.arrivals(
             r["t_start"], verify=True, created_after=r["wall_start"] + a.live_warmup
         )
