@@ -188,10 +188,8 @@ _RECORD = (
 
 
 def _record(tx: Tx, decision: Decision) -> None:
-    tx.execute(
-        _RECORD,
-        (decision.conversation_id, tx.now, decision.agent_id, rows.dumps(decision.explain())),
-    )
+    explanation = _explained(decision)[1]
+    tx.execute(_RECORD, (decision.conversation_id, tx.now, decision.agent_id, explanation))
 
 
 def _explained(decision: Decision) -> tuple[RawJSON, str]:
