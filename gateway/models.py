@@ -273,7 +273,7 @@ class Event:
         """``{"id", "type", "created_at", "data"}`` as JSON text."""
         if self._envelope is None:
             self._envelope = (
-                f'{{"id":"{self.id}","type":{json.dumps(self.type)},'
+                f'{{"id":"{self.id}","type":{encode_basestring(self.type)},'
                 f'"created_at":"{rfc3339(self.created_at)}","data":{self.data_json}}}'
             )
         return self._envelope

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -147,17 +147,18 @@ class DeliveryRow(BaseModel):
     last_error: str | None = None
 
 
-class AttemptLog(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class AttemptLog(NamedTuple):
+    """One attempt of a delivery, as the dispatcher writes it (one per request sent:
+    a plain tuple, in the order of the attempt log's columns)."""
 
     event_seq: int
     attempt: int
     at: int  # microseconds since the epoch
-    status_code: int | None = None
-    latency_ms: float | None = None
-    outcome: str  # succeeded | retry | dead | disabled | waiting
-    error: str | None = None
-    response: str | None = None
+    status_code: int | None
+    latency_ms: float | None
+    outcome: str  # succeeded | retry | dead | disabled
+    error: str | None
+    response: str | None
 
 
 class TokenRecord(BaseModel):

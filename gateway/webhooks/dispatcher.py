@@ -11,7 +11,7 @@ everything after the cursor is sent again (same webhook-id), and every row resum
 Sending never waits for the store: the next page of the log is read ahead while the
 current one goes out, outcomes are written by a background flush (one at a time, so the
 cursor only moves over what is durable), and a finished request's slot is refilled at
-once from its completion callback.
+once by the sender that finished it, which goes on with the next request.
 
 A slow or dead endpoint only ever slows its own worker.
 """
@@ -22,7 +22,6 @@ import asyncio
 import bisect
 import contextlib
 import email.utils
-import functools
 import heapq
 import logging
 import random
@@ -171,7 +170,9 @@ class EndpointWorker:
         self.batch = _Batch()
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self.requests: set[asyncio.Task[Outcome]] = set()
+        self.outbox: deque[int] = deque()  # seqs to send, taken by the senders
+        self.senders: set[asyncio.Task[None]] = set()
+        self.sending = 0  # senders that will still take from the outbox
         self.stopping = False
 
     # --- lifecycle -------------------------------------------------------------------
@@ -184,9 +185,10 @@ class EndpointWorker:
         self.wake.set()
         # Requests in flight are abandoned: the cursor never passed them, so they are
         # sent again (same webhook-id) when the endpoint's worker runs next.
-        for request in list(self.requests):
-            request.cancel()
-        await asyncio.gather(*self.requests, return_exceptions=True)
+        senders = list(self.senders)
+        for sender in senders:
+            sender.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
         if self.task is not None:
             await asyncio.gather(self.task, return_exceptions=True)
 
@@ -347,22 +349,34 @@ class EndpointWorker:
 
     def _send(self, seq: int) -> None:
         self.inflight += 1
-        entry = self.open[seq]
-        entry.attempts += 1
-        task = asyncio.create_task(self.d.post(self, entry.event))
-        self.requests.add(task)
-        task.add_done_callback(functools.partial(self._finished, seq))
+        self.open[seq].attempts += 1
+        self.outbox.append(seq)
+        if self.sending < self.inflight:  # every sender has a request of its own
+            self.sending += 1
+            sender = asyncio.create_task(self._sender())
+            self.senders.add(sender)
+            sender.add_done_callback(self.senders.discard)
 
-    def _finished(self, seq: int, task: asyncio.Task[Outcome]) -> None:
-        self.requests.discard(task)
-        self.inflight -= 1
-        self.wake.set()
-        if task.cancelled():
-            return
-        exc = task.exception()
-        outcome = Outcome(None, 0.0, error=type(exc).__name__) if exc else task.result()
-        self._settle(seq, outcome)
-        self._fill()  # the slot is free: the next event goes out now
+    async def _sender(self) -> None:
+        """Sends from the outbox until it is empty. A sender that finishes a request
+        settles it and refills the slot itself, then takes the next request at once: one
+        task serves request after request while the backlog lasts."""
+        outbox = self.outbox
+        try:
+            while outbox:
+                seq = outbox.popleft()
+                try:
+                    outcome = await self.d.post(self, self.open[seq].event)
+                except asyncio.CancelledError:
+                    raise  # stopping: abandoned, sent again after the cursor
+                except Exception as exc:  # post() answers every expected failure itself
+                    outcome = Outcome(None, 0.0, error=type(exc).__name__)
+                self.inflight -= 1
+                self.wake.set()
+                self._settle(seq, outcome)
+                self._fill()  # the slot is free: the next event goes out now
+        finally:
+            self.sending -= 1  # at once, not from a done callback: _send counts on it
 
     def _settle(self, seq: int, outcome: Outcome) -> None:
         entry = self.open[seq]
@@ -378,15 +392,15 @@ class EndpointWorker:
         else:
             result = "retry"
         self.batch.attempts.append(
-            AttemptLog.model_construct(  # our own values: no validation on the hot path
-                event_seq=seq,
-                attempt=entry.attempts,
-                at=now_us,
-                status_code=outcome.status_code,
-                latency_ms=round(outcome.latency_ms, 1),
-                outcome=result,
-                error=outcome.error,
-                response=outcome.response,
+            AttemptLog(
+                seq,
+                entry.attempts,
+                now_us,
+                outcome.status_code,
+                round(outcome.latency_ms, 1),
+                result,
+                outcome.error,
+                outcome.response,
             )
         )
         if result == "succeeded":

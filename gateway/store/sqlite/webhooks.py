@@ -130,20 +130,7 @@ def record_progress(
         tx.conn.executemany(
             "INSERT INTO webhook_attempts (endpoint_id, event_seq, attempt, at, status_code, "
             "latency_ms, outcome, error, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    endpoint_id,
-                    a.event_seq,
-                    a.attempt,
-                    a.at,
-                    a.status_code,
-                    a.latency_ms,
-                    a.outcome,
-                    a.error,
-                    a.response,
-                )
-                for a in attempts
-            ],
+            [(endpoint_id, *a) for a in attempts],
         )
     if rows_:
         tx.conn.executemany(
