@@ -137,6 +137,27 @@ skills = { expert = 3 }
     assert log[-1]["requirements"]["skills"] == {"expert": 2}
 
 
+async def test_the_reassign_deadline_of_a_new_assignment_is_kept_without_other_dispatches(
+    make_gateway: GatewayFactory,
+) -> None:
+    """The dispatch that assigns is the last one for a while (dispatch_interval is 30 s):
+    the deadline of the assignment it just made must still wake the routing up."""
+    gw = await make_gateway(
+        BASE + "[routing]\nreassign_after = { webchat = 0.3 }\n" + agent("lan") + agent("minh")
+    )
+    await gw.router.settle()  # the start-up dispatch is over: nothing else will come
+    c = await customer(gw, "v1", "alo")
+    first = await eventually(lambda: assigned_to(gw, c))
+
+    async def moved() -> str | None:
+        now = await assigned_to(gw, c)
+        return now if now not in (None, first) else None
+
+    assert await eventually(moved, within=3) is not None
+    breached = await events(gw, "sla.breached")
+    assert [e.data["agent_id"] for e in breached][:1] == [first]
+
+
 async def test_unanswered_customers_are_reassigned_with_an_sla_event(
     make_gateway: GatewayFactory,
 ) -> None:

@@ -363,6 +363,9 @@ def dispatch(tx: Tx, state: RoutingState) -> DispatchResult:
         row = by_id[need.conversation_id]
         if decision.agent_id is not None:
             assigned_rows.add(row, decision)
+            due = _reassign_due(state, row, now)
+            if due is not None:  # the sweep above could not know this assignment yet
+                wakeups.append(due)
             continue
         at = next_step_at(need.queued_at, need.ladder, now)
         if at is not None:
@@ -473,6 +476,14 @@ def _tell_customer(
         ),
     )
     return True
+
+
+def _reassign_due(state: RoutingState, row: Any, now: float) -> float | None:
+    """When an assignment made now is taken back if the waiting customer gets no answer."""
+    if not state.settings.reassign_after or row["awaiting_since"] is None:
+        return None
+    threshold = state.settings.reassign_after_for(row["channel_id"], row["channel_type"])
+    return None if threshold is None else now + threshold
 
 
 def sweep_sla(tx: Tx, state: RoutingState, index: AgentIndex, now: float) -> float | None:
