@@ -17,6 +17,7 @@ from gateway.api import (  # noqa: F401
     conversations,
     events,
     providers,
+    stats,
     system,
     webhooks,
 )

@@ -37,6 +37,7 @@ from gateway.models import (
     Presence,
     Reaction,
 )
+from gateway.stats import ChannelSamples
 from routing.engine import Decision
 from routing.settings import RoutingSettings
 
@@ -243,6 +244,14 @@ class Store(Protocol):
 
     async def queue(self, channel_id: ChannelId | None, limit: int) -> list[dict[str, Any]]:
         """Queued conversations in dispatch order with place and estimated wait."""
+        ...
+
+    async def stats_samples(
+        self, since: datetime, until: datetime, channel_ids: Sequence[str] | None
+    ) -> dict[str, ChannelSamples]:
+        """Per channel, what GET /v1/stats is made of (see gateway.stats): conversations
+        opened and resolved in [since, until), SLA breaches in it, and the queue now.
+        Only the channels asked for (all when None), only those with anything to say."""
         ...
 
     async def assign(

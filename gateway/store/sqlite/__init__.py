@@ -28,6 +28,7 @@ from gateway.models import (
     Presence,
     Reaction,
 )
+from gateway.stats import ChannelSamples
 from gateway.store.base import (
     AttachmentRecord,
     AttemptLog,
@@ -41,8 +42,8 @@ from gateway.store.base import (
     WebhookRecord,
     decode_cursor,
 )
-from gateway.store.sqlite import contacts, reads, routing, rows, webhooks, writes
-from gateway.store.sqlite.engine import Engine, Tx, connect
+from gateway.store.sqlite import contacts, reads, routing, rows, stats, webhooks, writes
+from gateway.store.sqlite.engine import Engine, Tx, connect, us_now
 from gateway.store.sqlite.routing import RoutingState
 from gateway.store.sqlite.schema import migrate
 from routing.settings import RoutingSettings
@@ -278,6 +279,14 @@ class SqliteStore:
         # Computed with the routing index, which lives on the writer's side.
         result: list[dict[str, Any]] = await self._engine.write(
             lambda tx: routing.queue_view(tx, self._routing, channel_id, limit)
+        )
+        return result
+
+    async def stats_samples(
+        self, since: datetime, until: datetime, channel_ids: Sequence[str] | None
+    ) -> dict[str, ChannelSamples]:
+        result: dict[str, ChannelSamples] = await self._r(
+            stats.samples, rows.to_us(since), rows.to_us(until), us_now(), channel_ids
         )
         return result
 

@@ -255,6 +255,12 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE digest IS NOT NULL;
         """,
     ),
+    (
+        7,
+        """
+        CREATE INDEX conversations_created ON conversations(created_at);
+        """,
+    ),
 ]
 
 

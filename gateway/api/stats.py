@@ -1,0 +1,87 @@
+"""Support figures per channel: GET /v1/stats."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from pydantic import AwareDatetime, Field, field_validator
+
+from gateway.api.schemas import Id, In
+from gateway.api.spec import Req, api
+from gateway.errors import NotFound, Unprocessable
+from gateway.models import rfc3339
+from gateway.stats import ChannelFigures, ChannelSamples, Stats, figures
+
+DEFAULT_WINDOW = timedelta(days=1)
+# An offset's "+" arrives as a space when a client leaves it unencoded in the query.
+_SPACED_OFFSET = re.compile(r" (\d\d(:?\d\d)?)$")
+
+
+class StatsQuery(In):
+    since: AwareDatetime | None = Field(
+        None, description="Start of the window (RFC 3339); default: 24 hours before until."
+    )
+    until: AwareDatetime | None = Field(None, description="End of the window; default: now.")
+    channel_id: Id | None = Field(None, description="Only this channel.")
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _plus_sign(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _SPACED_OFFSET.sub(r"+\1", value.strip())
+        return value
+
+
+@api.route(
+    "GET",
+    "/v1/stats",
+    summary="FRT, ART, FCR, SLA breaches, queue length and wait, per channel",
+    tag="stats",
+    query=StatsQuery,
+    response=Stats,
+    errors=(404, 422),
+    description=(
+        "Over the window [since, until). FRT: opening to first agent reply, for "
+        "conversations opened in the window (those unanswered by its end are counted, "
+        "not timed). ART: opening to resolution, for conversations resolved in the "
+        "window. FCR: the share of those resolved that were never reopened nor "
+        "transferred. SLA breaches: sla.breached events in the window. Queue wait: "
+        "opening to first assignment; queue length and the longest wait are as of now. "
+        "Percentiles are nearest-rank."
+    ),
+)
+async def get_stats(req: Req) -> Stats:
+    q = cast(StatsQuery, req.query)
+    until = (q.until or datetime.now(UTC)).astimezone(UTC)
+    since = (q.since or until - DEFAULT_WINDOW).astimezone(UTC)
+    if since >= until:
+        raise Unprocessable(
+            "since must be before until",
+            code="invalid_window",
+            details={"since": rfc3339(since), "until": rfc3339(until)},
+        )
+    types = {info.id: info.type for info in req.gw.channel_infos()}
+    if q.channel_id is not None and q.channel_id not in types:
+        raise NotFound(f"channel {q.channel_id} not found", code="channel_not_found")
+    wanted = None if q.channel_id is None else [q.channel_id]
+    found = await req.gw.store.stats_samples(since, until, wanted)
+    # Every configured channel answers, with zeros when quiet; a channel that is no longer
+    # configured appears while its conversations are in the window.
+    ids = wanted or sorted(set(types) | set(found))
+    total = ChannelSamples()
+    channels = []
+    for cid in ids:
+        samples = found.get(cid, ChannelSamples())
+        total.add(samples)
+        channels.append(
+            ChannelFigures(
+                channel_id=cid,
+                channel_type=types.get(cid),
+                **figures(samples).model_dump(),
+            )
+        )
+    return Stats(
+        since=rfc3339(since), until=rfc3339(until), channels=channels, total=figures(total)
+    )
