@@ -37,6 +37,10 @@ class ServerSettings(Section):
     public_url: str = ""
     # Largest file kept from a channel (e-mail attachment, inline image), in bytes.
     max_attachment_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024 * 1024)] = 25 * 1024 * 1024
+    # HTTP API requests per token: a burst of `api_rate_burst`, refilled at
+    # `api_rate_per_second`; beyond it, 429 with Retry-After. 0 turns the limit off.
+    api_rate_per_second: Annotated[float, Field(ge=0)] = 200.0
+    api_rate_burst: Annotated[int, Field(ge=1)] = 1000
 
 
 class StoreSettings(Section):

@@ -28,6 +28,7 @@ from gateway.metrics import Metrics
 from gateway.models import Agent, ChannelType, Conversation
 from gateway.outbound import OutboundWorker
 from gateway.pipeline import Pipeline
+from gateway.ratelimit import RateLimiter
 from gateway.routing_service import RoutingService
 from gateway.secrets import SecretBox, derive, load_secret_key
 from gateway.store.base import Store, open_store
@@ -78,6 +79,7 @@ class Gateway:
         )
         self.bus.start_at(await self.store.last_event_seq())
         self.auth = Authenticator(self.store, self.admin_token)
+        self.api_limits = RateLimiter(s.server.api_rate_per_second, s.server.api_rate_burst)
         self.router = RoutingService(
             self.store,
             interval=s.routing.dispatch_interval,

@@ -73,8 +73,10 @@ class TooManyRequests(ApiError):
     status = 429
     default_code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
-        super().__init__(message, code=code)
+    def __init__(
+        self, message: str, *, retry_after: float, code: str | None = None, details: Any = None
+    ) -> None:
+        super().__init__(message, code=code, details=details)
         self.retry_after = retry_after
 
 

@@ -19,7 +19,7 @@ from connectors.base import (
     SocketConnector,
 )
 from connectors.webchat import render
-from connectors.webchat.client import Hub, TokenBucket
+from connectors.webchat.client import Hub
 from connectors.webchat.parse import (
     FrameError,
     HistoryFrame,
@@ -34,6 +34,7 @@ from connectors.webchat.parse import (
 from connectors.webchat.settings import WebchatSettings
 from gateway.ids import ChannelId, MessageId, new_visitor_id
 from gateway.models import ChannelType, Identity, MessageStatus, TextPart
+from gateway.ratelimit import TokenBucket
 from gateway.text import InvalidPhoneNumber, normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)

@@ -4,6 +4,7 @@ checks scopes, serialises answers and generates the OpenAPI document."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from gateway.api.auth import ANY_SCOPE, Principal
-from gateway.errors import ApiError, BadRequest, PayloadTooLarge
+from gateway.errors import ApiError, BadRequest, PayloadTooLarge, TooManyRequests
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -287,6 +288,15 @@ def _wrap(op: Operation, gw: Gateway) -> Callable[[web.Request], Awaitable[web.S
         principal = None
         if op.scopes is not None:
             principal = await gw.auth.authenticate(request.headers.get("Authorization"))
+            wait = gw.api_limits.wait(principal.token_id)
+            if wait:
+                limits = gw.api_limits
+                raise TooManyRequests(
+                    f"too many requests with this token: {limits.burst} at once, then "
+                    f"{limits.rate:g} per second",
+                    retry_after=wait,
+                    details={"retry_after_seconds": round(wait, 3)},
+                )
             principal.require(op.scopes)
         req = Req(request, gw, principal)
         if op.query is not None:
@@ -323,7 +333,7 @@ def error_response(exc: ApiError) -> web.Response:
         headers["WWW-Authenticate"] = 'Bearer realm="omnigw"'
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(retry_after)))
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return web.Response(
         status=exc.status,
         text=json.dumps(body, ensure_ascii=False),
