@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import secrets
+from typing import Any
 
 import httpx
 from aiohttp import web
@@ -22,6 +23,7 @@ from gateway.api import build_app
 from gateway.api.auth import Authenticator
 from gateway.api.schemas import ChannelInfo
 from gateway.attachments import Attachments
+from gateway.channels import ChannelAdmin
 from gateway.events import EventBus
 from gateway.ids import AgentId, ChannelId
 from gateway.metrics import Metrics
@@ -56,6 +58,7 @@ class Gateway:
         self.metrics = Metrics()
         self.bus = EventBus(settings.events.ring_size)
         self.connectors: dict[ChannelId, Connector] = {}
+        self._config_channels = {c.id for c in settings.channels}
         self.started = False
         self.sse_clients = 0
         self.closing = asyncio.Event()
@@ -99,7 +102,8 @@ class Gateway:
         key = await asyncio.to_thread(
             load_secret_key, s.server.data_dir, os.environ.get("OMNIGW_SECRET_KEY")
         )
-        self.webhooks = Webhooks(self.store, self.bus, s.webhook_delivery, SecretBox(key))
+        box = SecretBox(key)
+        self.webhooks = Webhooks(self.store, self.bus, s.webhook_delivery, box)
         await self.webhooks.configure(s.webhooks)
         for agent in s.agents:
             await self.store.put_agent(
@@ -113,15 +117,21 @@ class Gateway:
                 ),
                 keep_presence=True,
             )
-        ctx = BuildContext(
+        self._build_context = BuildContext(
             derive_key=lambda purpose: derive(key, purpose),
             data_dir=s.server.data_dir,
             http_client=provider_client,
         )
         for channel in s.channels:
-            connector = build_connector(channel, ctx)
-            self.connectors[connector.channel_id] = connector
-            await connector.start(self.pipeline)
+            self.connectors[ChannelId(channel.id)] = await self._launch(channel)
+        self.channel_admin = ChannelAdmin(
+            self.store,
+            box,
+            self.connectors,
+            from_config=self._config_channels,
+            launch=self._launch,
+        )
+        await self.channel_admin.load()  # channels added through the admin API
         await self.pipeline.drain()  # their first state changes are in the log before we serve
         self.metrics.gauge("omnigw_webchat_sockets", self._socket_count)
         self.metrics.gauge("omnigw_sse_clients", lambda: float(self.sse_clients))
@@ -130,6 +140,11 @@ class Gateway:
         self.outbound.start()
         self.router.start()  # whatever waited in the queue while we were down
         self.started = True
+
+    async def _launch(self, settings: Any) -> Connector:
+        connector = build_connector(settings, self._build_context)
+        await connector.start(self.pipeline)
+        return connector
 
     def _socket_count(self) -> float:
         return float(
@@ -172,6 +187,7 @@ class Gateway:
                 detail=c.health.detail,
                 since=c.health.since,
                 capabilities=sorted(c.capabilities),
+                source="config" if cid in self._config_channels else "api",
             )
             for cid, c in self.connectors.items()
         ]

@@ -214,6 +214,26 @@ class ChannelInfo(BaseModel):
     detail: str | None = None
     since: datetime
     capabilities: list[str]
+    source: Literal["config", "api"] = Field(
+        "config", description="Where it is defined: the config file, or the admin API."
+    )
+
+
+class ChannelDetail(ChannelInfo):
+    settings: dict[str, Any] = Field(
+        description="Its settings without credentials (the same keys as in the config file)."
+    )
+    secrets: list[str] = Field(
+        description="The credentials that are set, by key path; their values are never shown."
+    )
+
+
+class ChannelFields(BaseModel):
+    """A channel's settings as in the config file's [[channels]] (`id`, `type` and the
+    keys of that type). POST: all of them; PATCH: a JSON merge patch (RFC 7386) of them,
+    where credentials left out keep their values."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class ChannelList(BaseModel):

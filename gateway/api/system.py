@@ -10,7 +10,8 @@ from aiohttp import web
 from gateway import __version__
 from gateway.api.auth import ADMIN_ONLY, hash_token, new_token
 from gateway.api.schemas import (
-    ChannelInfo,
+    ChannelDetail,
+    ChannelFields,
     ChannelList,
     Health,
     Readiness,
@@ -20,6 +21,7 @@ from gateway.api.schemas import (
     TokenList,
 )
 from gateway.api.spec import Req, api
+from gateway.channels import public_view
 from gateway.errors import NotFound, Unprocessable
 from gateway.ids import AgentId, TokenId, new_token_id
 
@@ -101,20 +103,78 @@ async def list_channels(req: Req) -> ChannelList:
     return ChannelList(items=req.gw.channel_infos())
 
 
+def _detail(req: Req, channel_id: str) -> ChannelDetail:
+    for info in req.gw.channel_infos():
+        if info.id == channel_id:
+            break
+    else:
+        raise NotFound(f"channel {channel_id} not found", code="channel_not_found")
+    settings = req.gw.channel_admin.current(channel_id) or next(
+        c for c in req.gw.settings.channels if c.id == channel_id
+    )
+    shown, secrets = public_view(settings)
+    return ChannelDetail(**info.model_dump(), settings=shown, secrets=secrets)
+
+
 @api.route(
     "GET",
     "/v1/channels/{id}",
-    summary="One channel and its state",
+    summary="One channel: its state and settings (credentials: only which are set)",
     tag="channels",
     scopes=ADMIN_ONLY,
-    response=ChannelInfo,
+    response=ChannelDetail,
     errors=(404,),
 )
-async def get_channel(req: Req) -> ChannelInfo:
-    for info in req.gw.channel_infos():
-        if info.id == req.param("id"):
-            return info
-    raise NotFound(f"channel {req.param('id')} not found", code="channel_not_found")
+async def get_channel(req: Req) -> ChannelDetail:
+    return _detail(req, req.param("id"))
+
+
+@api.route(
+    "POST",
+    "/v1/channels",
+    summary="Add a channel; it starts at once and at every start (credentials are "
+    "stored encrypted and never shown again)",
+    tag="channels",
+    scopes=ADMIN_ONLY,
+    body=ChannelFields,
+    response=ChannelDetail,
+    status=201,
+    errors=(409,),
+)
+async def create_channel(req: Req) -> ChannelDetail:
+    body = cast(ChannelFields, req.body)
+    settings = await req.gw.channel_admin.create(body.model_dump())
+    return _detail(req, settings.id)
+
+
+@api.route(
+    "PATCH",
+    "/v1/channels/{id}",
+    summary="Change a channel added through the API (JSON merge patch); it restarts "
+    "with its new settings",
+    tag="channels",
+    scopes=ADMIN_ONLY,
+    body=ChannelFields,
+    response=ChannelDetail,
+    errors=(404, 409, 422),
+)
+async def update_channel(req: Req) -> ChannelDetail:
+    body = cast(ChannelFields, req.body)
+    await req.gw.channel_admin.update(req.param("id"), body.model_dump())
+    return _detail(req, req.param("id"))
+
+
+@api.route(
+    "DELETE",
+    "/v1/channels/{id}",
+    summary="Remove a channel added through the API (its conversations and messages stay)",
+    tag="channels",
+    scopes=ADMIN_ONLY,
+    status=204,
+    errors=(404, 409),
+)
+async def delete_channel(req: Req) -> None:
+    await req.gw.channel_admin.delete(req.param("id"))
 
 
 @api.route(

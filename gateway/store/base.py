@@ -117,6 +117,19 @@ class DispatchResult:
     more: bool = False
 
 
+class StoredChannel(BaseModel):
+    """A channel added through the admin API: its whole settings, credentials included,
+    kept sealed (encrypted with the gateway's secret key)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    type: str
+    sealed: str
+    created_at: datetime
+    updated_at: datetime
+
+
 class WebhookRecord(BaseModel):
     """A webhook endpoint. Its secrets are kept sealed (encrypted) here."""
 
@@ -245,6 +258,14 @@ class Store(Protocol):
     async def queue(self, channel_id: ChannelId | None, limit: int) -> list[dict[str, Any]]:
         """Queued conversations in dispatch order with place and estimated wait."""
         ...
+
+    async def list_api_channels(self) -> list[StoredChannel]: ...
+
+    async def put_api_channel(self, channel_id: str, type_: str, sealed: str, *, new: bool) -> None:
+        """Create (`new`: Conflict if the id is taken) or replace a stored channel."""
+        ...
+
+    async def delete_api_channel(self, channel_id: str) -> bool: ...
 
     async def stats_samples(
         self, since: datetime, until: datetime, channel_ids: Sequence[str] | None

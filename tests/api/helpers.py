@@ -11,10 +11,10 @@ from tests.conftest import AUTH
 
 
 async def open_visitor(
-    client: TestClient, token: str | None = None, **kw: Any
+    client: TestClient, token: str | None = None, *, channel: str = "webchat", **kw: Any
 ) -> tuple[Any, dict[str, Any]]:  # type: ignore[type-arg]
     """Connect a webchat visitor; returns the socket and its session frame."""
-    url = "/webchat/webchat/ws" + (f"?token={token}" if token else "")
+    url = f"/webchat/{channel}/ws" + (f"?token={token}" if token else "")
     ws = await client.ws_connect(url, **kw)
     session = await ws.receive_json(timeout=5)
     assert session["type"] == "session"

@@ -38,11 +38,21 @@ from gateway.store.base import (
     EventsCallback,
     OutboundJob,
     Page,
+    StoredChannel,
     TokenRecord,
     WebhookRecord,
     decode_cursor,
 )
-from gateway.store.sqlite import contacts, reads, routing, rows, stats, webhooks, writes
+from gateway.store.sqlite import (
+    channels,
+    contacts,
+    reads,
+    routing,
+    rows,
+    stats,
+    webhooks,
+    writes,
+)
 from gateway.store.sqlite.engine import Engine, Tx, connect, us_now
 from gateway.store.sqlite.routing import RoutingState
 from gateway.store.sqlite.schema import migrate
@@ -280,6 +290,17 @@ class SqliteStore:
         result: list[dict[str, Any]] = await self._engine.write(
             lambda tx: routing.queue_view(tx, self._routing, channel_id, limit)
         )
+        return result
+
+    async def list_api_channels(self) -> list[StoredChannel]:
+        result: list[StoredChannel] = await self._r(channels.list_all)
+        return result
+
+    async def put_api_channel(self, channel_id: str, type_: str, sealed: str, *, new: bool) -> None:
+        await self._engine.write(lambda tx: channels.put(tx, channel_id, type_, sealed, new=new))
+
+    async def delete_api_channel(self, channel_id: str) -> bool:
+        result: bool = await self._engine.write(lambda tx: channels.delete(tx, channel_id))
         return result
 
     async def stats_samples(

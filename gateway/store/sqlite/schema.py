@@ -261,6 +261,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX conversations_created ON conversations(created_at);
         """,
     ),
+    (
+        8,
+        """
+        CREATE TABLE api_channels (
+            id          TEXT PRIMARY KEY,
+            type        TEXT NOT NULL,
+            sealed      TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            updated_at  INTEGER NOT NULL
+        );
+        """,
+    ),
 ]
 
 

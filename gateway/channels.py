@@ -1,0 +1,181 @@
+"""Channels added, changed and removed through the admin API, while the gateway runs.
+
+Channels of the config file stay as the file says (the API shows them, and refuses to
+change them). Channels added through the API are validated with the same settings models
+as the file's, kept in the store sealed with the gateway's secret key (credentials
+included: nothing of them is readable at rest), and started at once and at every start.
+Credentials are write-only: answers name the ones that are set, never their values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+
+from config.schema import ChannelSettings
+from connectors.base import Connector
+from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
+from gateway.secrets import SecretBox
+from gateway.store.base import Store
+
+log = logging.getLogger(__name__)
+
+_SETTINGS: TypeAdapter[Any] = TypeAdapter(ChannelSettings)
+
+
+def revealed(settings: BaseModel) -> dict[str, Any]:
+    """The settings as plain JSON values, credentials included (to be sealed)."""
+    return json.loads(json.dumps(_reveal(settings.model_dump()), default=str))  # type: ignore[no-any-return]
+
+
+def _reveal(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_reveal(v) for v in value]
+    return value
+
+
+def public_view(settings: BaseModel) -> tuple[dict[str, Any], list[str]]:
+    """The settings without their credentials, and the paths of the credentials set."""
+    secrets: list[str] = []
+
+    def walk(value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else key
+                if isinstance(item, SecretStr):
+                    secrets.append(where)
+                else:
+                    out[key] = walk(item, where)
+            return out
+        if isinstance(value, list | tuple):
+            return [walk(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return value
+
+    shown = walk(settings.model_dump(), "")
+    return json.loads(json.dumps(shown, default=str)), secrets
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge key by key, null removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def validate(raw: dict[str, Any]) -> Any:
+    try:
+        return _SETTINGS.validate_python(raw)
+    except ValidationError as exc:
+        raise BadRequest(
+            "the channel settings are not valid",
+            code="validation_error",
+            details=[
+                {"field": ".".join(str(p) for p in e["loc"]) or None, "message": e["msg"]}
+                for e in exc.errors(include_url=False, include_input=False)
+            ],
+        ) from None
+
+
+class ChannelAdmin:
+    """What the admin API does to channels; `connectors` is the gateway's live map."""
+
+    def __init__(
+        self,
+        store: Store,
+        box: SecretBox,
+        connectors: dict[Any, Connector],
+        *,
+        from_config: set[str],
+        launch: Callable[[Any], Awaitable[Connector]],
+    ) -> None:
+        self.store = store
+        self.box = box
+        self.connectors = connectors
+        self.from_config = from_config
+        self.launch = launch  # builds and starts a connector for settings
+        self.settings: dict[str, Any] = {}  # API channels' current settings, by id
+
+    async def load(self) -> None:
+        """Start every channel kept in the store (at the gateway's start)."""
+        for stored in await self.store.list_api_channels():
+            if stored.id in self.from_config:
+                log.warning(
+                    "channel %s is in the config file and was also added through the API; "
+                    "the config file's is used",
+                    stored.id,
+                )
+                continue
+            try:
+                settings = _SETTINGS.validate_python(json.loads(self.box.open(stored.sealed)))
+            except Exception as exc:  # a key changed, or a type no longer available
+                log.error("channel %s kept in the store cannot be started: %s", stored.id, exc)
+                continue
+            self.settings[stored.id] = settings
+            self.connectors[settings.id] = await self.launch(settings)
+
+    def current(self, channel_id: str) -> Any:
+        return self.settings.get(channel_id)
+
+    async def create(self, raw: dict[str, Any]) -> Any:
+        settings = validate(raw)
+        if settings.id in self.connectors or settings.id in self.from_config:
+            raise Conflict(f"channel {settings.id} already exists", code="channel_exists")
+        sealed = self.box.seal(json.dumps(revealed(settings)))
+        await self.store.put_api_channel(settings.id, settings.type, sealed, new=True)
+        self.settings[settings.id] = settings
+        self.connectors[settings.id] = await self.launch(settings)
+        log.info("channel %s (%s) added", settings.id, settings.type)
+        return settings
+
+    async def update(self, channel_id: str, patch: dict[str, Any]) -> Any:
+        old = self._changeable(channel_id)
+        raw = merge_patch(revealed(old), patch)
+        if raw.get("id") != channel_id:
+            raise Unprocessable("a channel's id cannot change", code="immutable_field")
+        if raw.get("type") != old.type:
+            raise Unprocessable("a channel's type cannot change", code="immutable_field")
+        settings = validate(raw)
+        sealed = self.box.seal(json.dumps(revealed(settings)))
+        await self.store.put_api_channel(channel_id, settings.type, sealed, new=False)
+        previous = self.connectors.pop(channel_id, None)
+        if previous is not None:
+            await previous.aclose()
+        self.settings[channel_id] = settings
+        self.connectors[channel_id] = await self.launch(settings)
+        log.info("channel %s changed", channel_id)
+        return settings
+
+    async def delete(self, channel_id: str) -> None:
+        self._changeable(channel_id)
+        await self.store.delete_api_channel(channel_id)
+        self.settings.pop(channel_id, None)
+        connector = self.connectors.pop(channel_id, None)
+        if connector is not None:
+            await connector.aclose()
+        log.info("channel %s removed", channel_id)
+
+    def _changeable(self, channel_id: str) -> Any:
+        if channel_id in self.from_config:
+            raise Conflict(
+                f"channel {channel_id} is defined in the config file; change it there",
+                code="channel_in_config",
+            )
+        settings = self.settings.get(channel_id)
+        if settings is None:
+            raise NotFound(f"channel {channel_id} not found", code="channel_not_found")
+        return settings
