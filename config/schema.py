@@ -10,14 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from connectors.email.settings import EmailSettings
 from connectors.facebook.settings import FacebookSettings
 from connectors.webchat.settings import ChannelIdStr, WebchatSettings
+from connectors.zalo.settings import ZaloSettings
 from gateway.models import Presence
 from gateway.webhooks.settings import DeliverySettings, WebhookSettings
 from routing.settings import RoutingSettings
 
 ChannelSettings = Annotated[
-    WebchatSettings | EmailSettings | FacebookSettings, Field(discriminator="type")
+    WebchatSettings | EmailSettings | FacebookSettings | ZaloSettings,
+    Field(discriminator="type"),
 ]
-CHANNEL_TYPES_AVAILABLE = ("webchat", "email", "facebook")
+CHANNEL_TYPES_AVAILABLE = ("webchat", "email", "facebook", "zalo")
 
 
 class Section(BaseModel):

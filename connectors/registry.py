@@ -20,6 +20,8 @@ from connectors.facebook.connector import FacebookConnector
 from connectors.facebook.settings import FacebookSettings
 from connectors.webchat.connector import WebchatConnector
 from connectors.webchat.settings import WebchatSettings
+from connectors.zalo.connector import ZaloConnector
+from connectors.zalo.settings import ZaloSettings
 
 
 @dataclass
@@ -54,10 +56,16 @@ def _facebook(settings: Any, ctx: BuildContext) -> Connector:
     return FacebookConnector(settings, ctx.http_client())
 
 
+def _zalo(settings: Any, ctx: BuildContext) -> Connector:
+    assert isinstance(settings, ZaloSettings)
+    return ZaloConnector(settings, ctx.http_client(), ctx.derive_key(f"zalo-tokens:{settings.id}"))
+
+
 BUILDERS: dict[str, Callable[[Any, BuildContext], Connector]] = {
     "email": _email,
     "facebook": _facebook,
     "webchat": _webchat,
+    "zalo": _zalo,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -262,3 +262,24 @@ async def test_poller_reconnects_with_backoff_and_reports_health(gw: Gateway) ->
     ]
     await poller.aclose()
     assert poller.health.state == HealthState.STOPPED
+
+
+async def test_the_zalo_connector_is_built_from_config_and_takes_webhooks(
+    make_gateway: Callable[..., Any],
+) -> None:
+    from connectors.zalo.connector import ZaloConnector
+    from tests.zalo.helpers import CHANNEL, config
+
+    gw = await make_gateway(config())
+    connector = gw.connectors[ChannelId(CHANNEL)]
+    assert isinstance(connector, ZaloConnector) and isinstance(connector, WebhookConnector)
+    assert connector.type == ChannelType.ZALO
+    assert connector.health.state == HealthState.CONNECTED
+    # parts the channel cannot show are degraded before send() sees them
+    assert Capability.TEXT in connector.capabilities
+    assert Capability.AUDIO not in connector.capabilities
+    async with TestClient(TestServer(gw.web_app())) as client:
+        unsigned = await client.post(f"/webhooks/{CHANNEL}", json={"event_name": "follow"})
+        assert unsigned.status == 401
+        ready = await (await client.get("/readyz")).json()
+        assert ready["channels"][CHANNEL]["state"] == "CONNECTED"

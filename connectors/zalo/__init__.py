@@ -1,0 +1,1 @@
+"""Zalo Official Account connector."""

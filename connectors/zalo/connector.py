@@ -1,0 +1,595 @@
+"""The Zalo OA connector: webhook in (verify, parse, store, answer), CS messages out.
+
+Tokens (channels.md 2.5): the OA access token lives about 25 hours and the refresh token
+is single use. One refresh runs at a time; the new pair is written (encrypted) to the
+channel's state before it is used, so a restart, or another process reading the same
+store, continues with it. The configured pair is only the starting point: once a refresh
+has happened the stored pair wins, until the configured refresh token is changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+import httpx
+from aiohttp import web
+from pydantic import SecretStr
+
+from connectors.base import (
+    Capability,
+    HealthState,
+    InboundMessage,
+    OutboundMessage,
+    Sender,
+    SendReceipt,
+    Sink,
+    StatusUpdate,
+    WebhookConnector,
+)
+from connectors.degrade import as_text
+from connectors.errors import (
+    AuthError,
+    PermanentError,
+    RateLimited,
+    SendError,
+    TransientError,
+)
+from connectors.zalo import render
+from connectors.zalo.client import TokenPair, TokenRejected, ZaloClient
+from connectors.zalo.parse import (
+    SIGNATURE_HEADER,
+    Delivery,
+    Event,
+    OaMessage,
+    PayloadError,
+    Unhandled,
+    UserMessage,
+    decode,
+    event_of,
+    signature_fields,
+    signature_ok,
+)
+from connectors.zalo.settings import ZaloSettings
+from gateway.ids import ChannelId
+from gateway.models import ChannelType, Direction, MediaPart, MessageStatus, utcnow
+from gateway.secrets import SecretBox
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TOKENS_KEY = "tokens"
+CUSTOMERS_CACHED = 50_000
+OURS_REMEMBERED = 10_000
+FAILURES_REMEMBERED = 10_000
+# An event that fails this often (the store answered, the event did not fit) is kept raw
+# and acknowledged, so one poisoned event is not resent by Zalo for hours.
+MAX_EVENT_FAILURES = 3
+PROFILE_RETRY_SECONDS = 3600.0
+# An OA echo arriving while a send to the same user is under way waits this long for the
+# send to finish, so our own message is recognised and not stored twice. Zalo wants its
+# answer within 2 seconds.
+ECHO_WAIT_SECONDS = 1.5
+# After a refresh ahead of expiry failed, the next early try waits this long.
+EARLY_REFRESH_PAUSE = 300.0
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    access: SecretStr
+    refresh: SecretStr
+    expires_at: float | None  # epoch seconds; None when not known (the configured pair)
+
+    def __repr__(self) -> str:
+        return f"_Tokens(expires_at={self.expires_at})"
+
+
+class ZaloConnector(WebhookConnector):
+    type: ClassVar[ChannelType] = ChannelType.ZALO
+    # Images (jpg, png, gif) and files (PDF, DOC, DOCX, CSV) go as uploads; everything
+    # else (audio, video, stickers, locations, links) becomes text in the shared degrade
+    # step, since the CS message API has no way to send them by URL.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.TEXT, Capability.IMAGE, Capability.FILE}
+    )
+
+    def __init__(
+        self,
+        settings: ZaloSettings,
+        http: httpx.AsyncClient,
+        state_key: bytes,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        super().__init__(ChannelId(settings.id))
+        self.settings = settings
+        self._clock = clock
+        self.client = ZaloClient(http, settings.api_base, settings.oauth_base, now=clock)
+        self._box = SecretBox(state_key)
+        self._secret = settings.oa_secret_key.get_secret_value()
+        # Which configured refresh token the stored pair descends from.
+        self._seed = hashlib.sha256(settings.refresh_token.get_secret_value().encode()).hexdigest()
+        self._tokens = _Tokens(settings.access_token, settings.refresh_token, None)
+        self._refresh_lock = asyncio.Lock()
+        self._early_refresh_after = 0.0
+        self._ours: OrderedDict[str, None] = OrderedDict()  # message ids of our sends
+        self._sending: dict[str, int] = {}  # user id -> sends under way
+        self._sent = asyncio.Condition()
+        self._profile_wait: OrderedDict[str, float] = OrderedDict()
+        self._profile_busy: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._recheck: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"ZaloConnector({self.channel_id!r}, oa_id={self.settings.oa_id!r})"
+
+    async def start(self, sink: Sink) -> None:
+        await super().start(sink)
+        await self._load_tokens()
+        self.set_health(HealthState.CONNECTED)
+
+    async def aclose(self) -> None:
+        self._closing = True
+        tasks = [*self._tasks, *([self._recheck] if self._recheck else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.client.aclose()
+        await super().aclose()
+
+    def set_health(self, state: HealthState, detail: str | None = None) -> None:
+        super().set_health(state, detail)
+        # Nothing else brings a channel back from BAD_CREDENTIALS (the send path holds its
+        # messages without trying): try the tokens now and then until they work.
+        idle = self._recheck is None or self._recheck.done()
+        if state == HealthState.BAD_CREDENTIALS and not self._closing and idle:
+            try:
+                self._recheck = asyncio.get_running_loop().create_task(
+                    self._recheck_credentials(), name=f"zalo-recheck:{self.channel_id}"
+                )
+            except RuntimeError:  # no running loop: nothing is running to recheck for
+                self._recheck = None
+
+    # --- webhook ------------------------------------------------------------------------
+
+    async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            return _json_error(405, "method_not_allowed", "Zalo events are POSTed")
+        limit = self.settings.max_body_bytes
+        too_large = _json_error(413, "payload_too_large", f"the body is larger than {limit} bytes")
+        if request.content_length is not None and request.content_length > limit:
+            return too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                return too_large
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        header = request.headers.get(SIGNATURE_HEADER)
+        refused = _json_error(
+            401, "invalid_signature", f"{SIGNATURE_HEADER} is missing or does not match"
+        )
+        if not header:
+            log.warning("channel %s: webhook without %s", self.channel_id, SIGNATURE_HEADER)
+            return refused
+        # The signature covers fields of the body (app_id, timestamp): it is read first.
+        try:
+            data = decode(body)
+        except PayloadError as exc:
+            log.info("channel %s: refused a webhook body: %s", self.channel_id, exc.message)
+            return _json_error(400, exc.code, exc.message)
+        if not self._signed(body, header, data):
+            log.warning("channel %s: webhook with a wrong signature", self.channel_id)
+            return refused
+        try:
+            event = event_of(data)
+        except PayloadError as exc:
+            log.info("channel %s: refused a webhook body: %s", self.channel_id, exc.message)
+            return _json_error(400, exc.code, exc.message)
+        if not await self._handle_safely(event):
+            # Not stored: Zalo sends the event again, and it is deduplicated then.
+            return _json_error(503, "retry_later", "the event could not be stored")
+        return web.json_response({"received": 1})
+
+    def _signed(self, body: bytes, header: str, data: dict[str, Any]) -> bool:
+        app_id, timestamp = signature_fields(data)
+        if signature_ok(body, header, first=app_id, timestamp=timestamp, secret=self._secret):
+            return True
+        # Some code in the wild puts the OA id first (channels.md 2.2, unverified): it is
+        # accepted, and logged, so it shows whether Zalo ever signs that way.
+        if signature_ok(
+            body, header, first=self.settings.oa_id, timestamp=timestamp, secret=self._secret
+        ):
+            log.info("channel %s: webhook signature matched with oa_id first", self.channel_id)
+            return True
+        return False
+
+    async def _handle_safely(self, event: Event) -> bool:
+        """Handle one event; False when it must be retried (Zalo resends it)."""
+        try:
+            await self._handle(event)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            key = hashlib.sha256(event.raw.encode()).hexdigest()
+            count = self._failures.get(key, 0) + 1
+            log.exception(
+                "channel %s: a %s event failed (attempt %d)", self.channel_id, event.kind, count
+            )
+            if count < MAX_EVENT_FAILURES:
+                if len(self._failures) >= FAILURES_REMEMBERED:
+                    self._failures.clear()
+                self._failures[key] = count
+                return False
+            self._failures.pop(key, None)
+            try:
+                await self.sink.keep_raw(
+                    self.channel_id,
+                    event.kind,
+                    event.raw,
+                    f"could not be handled after {count} attempts ({type(exc).__name__})",
+                )
+            except Exception:
+                log.exception("channel %s: keeping an event raw failed too", self.channel_id)
+                return False
+            return True
+
+    async def _handle(self, event: Event) -> None:
+        if isinstance(event, UserMessage):
+            await self._user_message(event)
+        elif isinstance(event, OaMessage):
+            await self._oa_message(event)
+        elif isinstance(event, Delivery):
+            if event.oa_id != self.settings.oa_id:
+                await self._keep_raw(event.kind, event.raw, self._other_oa(event.oa_id))
+                return
+            status = MessageStatus.READ if event.status == "read" else MessageStatus.DELIVERED
+            await self.sink.update_status(
+                StatusUpdate(
+                    channel_id=self.channel_id, status=status, external_ids=list(event.msg_ids)
+                )
+            )
+        elif isinstance(event, Unhandled):
+            await self._keep_raw(event.kind, event.raw, event.reason)
+        else:
+            await self._keep_raw(event.kind, event.raw, f"invalid {event.kind}: {event.reason}")
+
+    def _other_oa(self, oa_id: str) -> str:
+        return f"OA {oa_id[:64]} is not the one configured on this channel"
+
+    async def _keep_raw(self, kind: str, raw: str, reason: str) -> None:
+        log.info("channel %s: %s event kept raw and skipped: %s", self.channel_id, kind, reason)
+        await self.sink.keep_raw(self.channel_id, kind, raw, reason)
+
+    async def _user_message(self, event: UserMessage) -> None:
+        if event.oa_id != self.settings.oa_id:
+            await self._keep_raw(event.kind, event.raw, self._other_oa(event.oa_id))
+            return
+        result = await self.sink.ingest(
+            InboundMessage(
+                channel_id=self.channel_id,
+                external_id=event.msg_id,
+                sender=Sender(external_id=event.user_id),
+                parts=list(event.parts),
+                reply_to_external_id=event.quote_msg_id,
+                sent_at=event.sent_at,
+            )
+        )
+        if not result.duplicate:
+            self._refresh_profile(event.user_id)
+
+    async def _oa_message(self, event: OaMessage) -> None:
+        """The OA sent a message: ours (already stored) or typed elsewhere (stored now as
+        an outbound message, so the history shows what the customer saw)."""
+        if event.oa_id != self.settings.oa_id:
+            await self._keep_raw(event.kind, event.raw, self._other_oa(event.oa_id))
+            return
+        if event.msg_id not in self._ours and self._sending.get(event.user_id):
+            async with self._sent:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._sent.wait_for(lambda: not self._sending.get(event.user_id)),
+                        ECHO_WAIT_SECONDS,
+                    )
+        if event.msg_id in self._ours or await self.sink.known(self.channel_id, event.msg_id):
+            log.debug("channel %s: echo of our own message skipped", self.channel_id)
+            return
+        await self.sink.ingest(
+            InboundMessage(
+                channel_id=self.channel_id,
+                external_id=event.msg_id,
+                sender=Sender(external_id=event.user_id),
+                parts=list(event.parts),
+                direction=Direction.OUTBOUND,
+                reply_to_external_id=event.quote_msg_id,
+                sent_at=event.sent_at,
+            )
+        )
+
+    # --- customers' profiles ------------------------------------------------------------
+
+    def _refresh_profile(self, user_id: str) -> None:
+        """Fetch the customer's name and avatar in the background when due."""
+        if user_id in self._profile_busy or self._closing:
+            return
+        if self._profile_wait.get(user_id, 0.0) > self._clock().timestamp():
+            return
+        self._profile_busy.add(user_id)
+        self._spawn(self._fetch_profile(user_id))
+
+    async def _fetch_profile(self, user_id: str) -> None:
+        now = self._clock().timestamp()
+        refresh = self.settings.profile_refresh_hours * 3600
+        wait = refresh
+        try:
+            profile = await self._api(lambda token: self.client.profile(token, user_id))
+            if profile.name or profile.avatar_url:
+                await self.sink.update_identity(
+                    self.channel_id,
+                    Sender(
+                        external_id=user_id,
+                        display_name=profile.name,
+                        avatar_url=profile.avatar_url,
+                    ),
+                )
+        except SendError as exc:
+            log.info("channel %s: profile not fetched: %s", self.channel_id, exc.code)
+            wait = min(refresh, PROFILE_RETRY_SECONDS)
+        except Exception:
+            log.exception("channel %s: profile fetch failed", self.channel_id)
+            wait = min(refresh, PROFILE_RETRY_SECONDS)
+        finally:
+            self._profile_busy.discard(user_id)
+            self._profile_wait[user_id] = now + wait
+            while len(self._profile_wait) > CUSTOMERS_CACHED:
+                self._profile_wait.popitem(last=False)
+
+    # --- outbound -----------------------------------------------------------------------
+
+    async def send(self, outbound: OutboundMessage) -> SendReceipt:
+        user_id = outbound.recipient.external_id
+        message_id = outbound.message.id
+        steps = render.plan(outbound.message.parts)
+        if not steps:
+            raise PermanentError("nothing in this message can be sent", code="empty_message")
+        # A reply that takes several requests: if a later one fails and is retried, the
+        # ones that already went out are not sent twice.
+        key = f"send:{message_id}"
+        progress = await self.sink.load_state(self.channel_id, key) if len(steps) > 1 else None
+        ids: list[str | None] = []
+        if isinstance(progress, dict) and isinstance(progress.get("ids"), list):
+            ids = [i if isinstance(i, str) else None for i in progress["ids"]][: len(steps)]
+        quote = outbound.reply_to_external_id
+        self._sending[user_id] = self._sending.get(user_id, 0) + 1
+        try:
+            for index in range(len(ids), len(steps)):
+                step = steps[index]
+                try:
+                    if isinstance(step, render.TextStep):
+                        body = render.text_body(
+                            user_id, step.text, quote=quote if index == 0 else None
+                        )
+                    else:
+                        body = await self._media_body(user_id, step.part)
+                    sent = await self._api(functools.partial(self._send_cs, body))
+                except SendError as exc:
+                    if ids and exc.retryable:
+                        await self.sink.save_state(self.channel_id, key, {"ids": ids})
+                    raise
+                if sent is not None:
+                    self._remember_ours(sent)
+                ids.append(sent)
+        finally:
+            self._sending[user_id] -= 1
+            if not self._sending[user_id]:
+                del self._sending[user_id]
+            async with self._sent:
+                self._sent.notify_all()
+        if progress is not None:
+            await self.sink.save_state(self.channel_id, key, None)
+        last = next((i for i in reversed(ids) if i), None)
+        if last is not None and await self.sink.known(self.channel_id, last):
+            # An echo of this message was stored before the send returned (another
+            # process took the webhook): that copy keeps the id.
+            last = None
+        return SendReceipt(external_id=last, status=MessageStatus.SENT)
+
+    async def _send_cs(self, body: dict[str, Any], token: SecretStr) -> str | None:
+        return await self.client.send_cs(token, body)
+
+    def _remember_ours(self, message_id: str) -> None:
+        self._ours[message_id] = None
+        while len(self._ours) > OURS_REMEMBERED:
+            self._ours.popitem(last=False)
+
+    async def _media_body(self, user_id: str, part: MediaPart) -> dict[str, Any]:
+        """The CS message for an image or file part: uploaded first when the gateway
+        keeps its bytes; an image elsewhere goes by URL; anything Zalo cannot take goes
+        as a text line naming it."""
+        limit = max(self.settings.max_image_bytes, self.settings.max_file_bytes)
+        content = await self.sink.read_attachment(part.url, limit) if part.url else None
+        if content is None:
+            if part.type == "image" and part.url and part.url.startswith("https://"):
+                return render.media_body(user_id, url=part.url)
+            return render.text_body(user_id, as_text(part))
+        upload = render.upload_for(part, content)
+        if upload is None:
+            return render.text_body(user_id, as_text(part))
+        most = (
+            self.settings.max_file_bytes if upload.kind == "file" else self.settings.max_image_bytes
+        )
+        if len(content) > most:
+            return render.text_body(user_id, as_text(part))
+        ident = await self._api(
+            lambda token: self.client.upload(
+                token, upload.kind, content, name=upload.name, mime=upload.mime
+            )
+        )
+        if upload.kind == "file":
+            return render.file_body(user_id, ident)
+        return render.media_body(
+            user_id,
+            attachment_id=ident,
+            gif=upload.kind == "gif",
+            width=upload.width,
+            height=upload.height,
+        )
+
+    # --- tokens -------------------------------------------------------------------------
+
+    async def _load_tokens(self) -> None:
+        stored = await self.sink.load_state(self.channel_id, TOKENS_KEY)
+        if not isinstance(stored, dict) or stored.get("seed") != self._seed:
+            return  # none yet, or the configured pair is newer than the stored one
+        try:
+            pair = json.loads(self._box.open(str(stored.get("sealed"))))
+            access, refresh = pair["access_token"], pair["refresh_token"]
+        except (ValueError, KeyError, TypeError):
+            log.warning(
+                "channel %s: the stored Zalo tokens cannot be read; using the configured ones",
+                self.channel_id,
+            )
+            return
+        expires = stored.get("expires_at")
+        self._tokens = _Tokens(
+            SecretStr(str(access)),
+            SecretStr(str(refresh)),
+            float(expires) if isinstance(expires, int | float) else None,
+        )
+
+    async def _save_tokens(self, tokens: _Tokens) -> None:
+        sealed = self._box.seal(
+            json.dumps(
+                {
+                    "access_token": tokens.access.get_secret_value(),
+                    "refresh_token": tokens.refresh.get_secret_value(),
+                }
+            )
+        )
+        await self.sink.save_state(
+            self.channel_id,
+            TOKENS_KEY,
+            {"seed": self._seed, "sealed": sealed, "expires_at": tokens.expires_at},
+        )
+
+    async def _token(self) -> SecretStr:
+        """The access token to call with, refreshed first when it is about to expire."""
+        tokens = self._tokens
+        now = self._clock().timestamp()
+        due = (
+            tokens.expires_at is not None
+            and now >= tokens.expires_at - self.settings.refresh_ahead_seconds
+        )
+        if due and now >= self._early_refresh_after:
+            try:
+                await self._refresh(tokens.access)
+            except SendError as exc:
+                # The current token may still work: the call decides.
+                self._early_refresh_after = now + EARLY_REFRESH_PAUSE
+                log.warning("channel %s: early token refresh failed: %s", self.channel_id, exc.code)
+        return self._tokens.access
+
+    async def _refresh(self, seen: SecretStr) -> None:
+        """Replace the access token ``seen`` with a new pair; one refresh at a time."""
+        async with self._refresh_lock:
+            if self._tokens.access.get_secret_value() != seen.get_secret_value():
+                return  # refreshed meanwhile
+            # Another process sharing the store may have refreshed already: its pair wins
+            # (the refresh token we hold would be spent).
+            await self._load_tokens()
+            if self._tokens.access.get_secret_value() != seen.get_secret_value():
+                return
+            pair: TokenPair = await self.client.refresh(
+                self.settings.app_id, self.settings.app_secret, self._tokens.refresh
+            )
+            tokens = _Tokens(
+                pair.access_token,
+                pair.refresh_token,
+                self._clock().timestamp() + pair.expires_in,
+            )
+            await self._save_tokens(tokens)  # durable before it is used
+            self._tokens = tokens
+            self._early_refresh_after = 0.0
+            log.info("channel %s: Zalo access token refreshed", self.channel_id)
+
+    async def _api(self, call: Callable[[SecretStr], Awaitable[T]]) -> T:
+        """Make a call with the access token, refreshing it once when Zalo refuses it,
+        and keep the channel's health in step with the outcome."""
+        try:
+            token = await self._token()
+            try:
+                result = await call(token)
+            except TokenRejected:
+                await self._refresh(token)
+                try:
+                    result = await call(self._tokens.access)
+                except TokenRejected as exc:
+                    raise AuthError(
+                        f"a fresh access token was refused too: {exc.reason}", code=exc.code
+                    ) from None
+        except AuthError as exc:
+            self.set_health(HealthState.BAD_CREDENTIALS, exc.reason)
+            raise
+        except RateLimited:
+            raise
+        except TransientError as exc:
+            if self.health.state == HealthState.CONNECTED and exc.code in ("network", "timeout"):
+                self.set_health(HealthState.TRANSIENT_DISCONNECT, exc.reason)
+            raise
+        except PermanentError as exc:
+            if exc.code.startswith("config:") and self._recoverable():
+                self.set_health(HealthState.BAD_CONFIG, exc.reason)
+            raise
+        if self._recoverable() and self.health.state != HealthState.CONNECTED:
+            self.set_health(HealthState.CONNECTED)
+        return result
+
+    def _recoverable(self) -> bool:
+        # BAD_CREDENTIALS ends only when a token works again (the recheck).
+        return self.health.state not in (HealthState.BAD_CREDENTIALS, HealthState.STOPPED)
+
+    async def _recheck_credentials(self) -> None:
+        while self.health.state == HealthState.BAD_CREDENTIALS:
+            await asyncio.sleep(self.settings.credentials_recheck_seconds)
+            try:
+                token = self._tokens.access
+                try:
+                    await self.client.check_token(token)
+                except TokenRejected:
+                    await self._refresh(token)
+                    await self.client.check_token(self._tokens.access)
+            except SendError as exc:
+                log.info("channel %s: credentials still failing: %s", self.channel_id, exc.code)
+                continue
+            except Exception:
+                log.exception("channel %s: checking the credentials failed", self.channel_id)
+                continue
+            self.set_health(HealthState.CONNECTED)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _json_error(status: int, code: str, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps({"error": {"code": code, "message": message, "details": None}}),
+        content_type="application/json",
+    )

@@ -1,0 +1,160 @@
+"""Pure rendering of Zalo customer-service ("tư vấn") message bodies (channels.md 2.3).
+
+Nothing here does I/O. :func:`plan` turns an agent's reply into ordered steps: text
+chunks, and attachments that the connector uploads before sending them. The ``*_body``
+functions build the JSON for ``POST /v3.0/oa/message/cs`` once an upload has given its
+attachment id or token.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from connectors.degrade import as_text
+from connectors.facebook.render import split_text
+from gateway.models import MediaPart, Part, TextPart
+from gateway.text import clean_text
+
+# Zalo's CS text limit is reported as 2,000 characters (channels.md 2.3). Counting UTF-16
+# units (never fewer than characters) stays under it whatever Zalo counts, after NFC.
+TEXT_LIMIT = 2000
+# What the upload endpoints take: jpg/png images, gifs, and PDF/DOC/DOCX/CSV files.
+FILE_TYPES = {
+    "pdf": "application/pdf",
+    "doc": "application/msword",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "csv": "text/csv",
+}
+
+UploadKind = Literal["image", "gif", "file"]
+
+
+@dataclass(frozen=True)
+class TextStep:
+    text: str
+
+
+@dataclass(frozen=True)
+class MediaStep:
+    """An image or file part that goes out as an attachment (uploaded first)."""
+
+    part: MediaPart
+
+
+Step = TextStep | MediaStep
+
+
+def plan(parts: Sequence[Part]) -> list[Step]:
+    """The steps that deliver one reply, in order. Adjacent texts are merged; text over
+    the limit becomes several steps; image and file parts become attachments."""
+    units: list[str | MediaPart] = []
+    for part in parts:
+        unit: str | MediaPart
+        if isinstance(part, MediaPart) and part.type in ("image", "file") and part.url:
+            unit = part
+        else:
+            unit = part.text if isinstance(part, TextPart) else as_text(part)
+            unit = clean_text(unit)
+        if isinstance(unit, str) and units and isinstance(units[-1], str):
+            units[-1] = units[-1] + "\n" + unit
+        else:
+            units.append(unit)
+    steps: list[Step] = []
+    for unit in units:
+        if isinstance(unit, MediaPart):
+            steps.append(MediaStep(unit))
+        else:
+            steps.extend(TextStep(chunk) for chunk in split_text(unit, TEXT_LIMIT))
+    return steps
+
+
+# --- what an attachment is ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upload:
+    kind: UploadKind
+    name: str
+    mime: str
+    width: int | None = None
+    height: int | None = None
+
+
+def upload_for(part: MediaPart, content: bytes) -> Upload | None:
+    """How Zalo takes these bytes, or None when no upload endpoint takes them."""
+    name = part.name or _name_from_url(part.url) or ("image" if part.type == "image" else "file")
+    if part.type == "image":
+        if content[:6] in (b"GIF87a", b"GIF89a") and len(content) >= 10:
+            width, height = struct.unpack("<HH", content[6:10])
+            return Upload("gif", name, "image/gif", width, height)
+        if content[:8] == b"\x89PNG\r\n\x1a\n":
+            return Upload("image", name, "image/png")
+        if content[:3] == b"\xff\xd8\xff":
+            return Upload("image", name, "image/jpeg")
+        return None
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if extension in FILE_TYPES:
+        return Upload("file", name, FILE_TYPES[extension])
+    return None
+
+
+def _name_from_url(url: str | None) -> str | None:
+    if not url:
+        return None
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1]).strip()
+    return name[:255] or None
+
+
+# --- request bodies -------------------------------------------------------------------------
+
+
+def _recipient(user_id: str) -> dict[str, str]:
+    return {"user_id": user_id}
+
+
+def text_body(user_id: str, text: str, *, quote: str | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"text": text}
+    if quote:
+        message["quote_message_id"] = quote
+    return {"recipient": _recipient(user_id), "message": message}
+
+
+def media_body(
+    user_id: str,
+    *,
+    attachment_id: str | None = None,
+    url: str | None = None,
+    gif: bool = False,
+    width: int | None = None,
+    height: int | None = None,
+) -> dict[str, Any]:
+    """An image (or gif) message: a ``media`` template with one element."""
+    element: dict[str, Any] = {"media_type": "gif" if gif else "image"}
+    if attachment_id is not None:
+        element["attachment_id"] = attachment_id
+    elif url is not None:
+        element["url"] = url
+    else:
+        raise ValueError("an image needs an attachment_id or a url")
+    if width is not None and height is not None:
+        element["width"], element["height"] = width, height
+    return {
+        "recipient": _recipient(user_id),
+        "message": {
+            "attachment": {
+                "type": "template",
+                "payload": {"template_type": "media", "elements": [element]},
+            }
+        },
+    }
+
+
+def file_body(user_id: str, token: str) -> dict[str, Any]:
+    return {
+        "recipient": _recipient(user_id),
+        "message": {"attachment": {"type": "file", "payload": {"token": token}}},
+    }

@@ -1,0 +1,77 @@
+"""Shared pieces of the Zalo tests: config, fixtures in Zalo's format, signing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from connectors.zalo.parse import sign
+from tests.facebook.helpers import db_counts, raw_events
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+CHANNEL = "zalo-shop"
+APP_ID = "1847265093412765431"
+OA_ID = "579745863508352884"
+USER = "6540812354921385103"
+APP_SECRET = "zalo-app-secret-for-tests"
+OA_SECRET = "zalo-oa-secret-key-for-tests"
+ACCESS = "zalo-access-token-ONE-0123456789"
+REFRESH = "zalo-refresh-token-ONE-0123456789"
+API = "https://openapi.zalo.test"
+OAUTH = "https://oauth.zalo.test"
+
+CONFIG = f"""
+[[channels]]
+id = "{CHANNEL}"
+type = "zalo"
+oa_id = "{OA_ID}"
+app_id = "{APP_ID}"
+app_secret = "{APP_SECRET}"
+oa_secret_key = "{OA_SECRET}"
+access_token = "{{access}}"
+refresh_token = "{{refresh}}"
+api_base = "{API}"
+oauth_base = "{OAUTH}"
+credentials_recheck_seconds = 0.1
+{{extra}}
+
+[[agents]]
+id = "lan"
+name = "Lan"
+presence = "online"
+capacity = {{ zalo = 5, total = 8 }}
+"""
+
+
+def config(access: str = ACCESS, refresh: str = REFRESH, **options: Any) -> str:
+    """The test config; keyword options are added to the channel (TOML values)."""
+    extra = "\n".join(f"{k} = {json.dumps(v)}" for k, v in options.items())
+    return (
+        CONFIG.replace("{access}", access).replace("{refresh}", refresh).replace("{extra}", extra)
+    )
+
+
+def fixture_names() -> list[str]:
+    return sorted(p.stem for p in FIXTURES.glob("*.json"))
+
+
+def load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_bytes())
+    return data
+
+
+def dump(payload: dict[str, Any]) -> bytes:
+    """As Zalo sends it: compact JSON, non-ASCII as UTF-8."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def signed(body: bytes, secret: str = OA_SECRET, *, first: str | None = None) -> dict[str, str]:
+    """X-ZEvent-Signature for a body, from the app_id and timestamp inside it."""
+    data = json.loads(body)
+    mac = sign(first or str(data["app_id"]), body, str(data["timestamp"]), secret)
+    return {"X-ZEvent-Signature": mac, "Content-Type": "application/json"}
+
+
+__all__ = ["db_counts", "raw_events"]
