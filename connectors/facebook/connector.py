@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import hmac
-import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -26,7 +23,6 @@ from connectors.base import (
     SendReceipt,
     Sink,
     StatusUpdate,
-    WebhookConnector,
 )
 from connectors.errors import (
     AuthError,
@@ -52,6 +48,7 @@ from connectors.facebook.parse import (
     signature_ok,
 )
 from connectors.facebook.settings import FacebookSettings, PageSettings
+from connectors.provider import ProviderConnector, json_error
 from gateway.ids import ChannelId, MessageId
 from gateway.models import ChannelType, Direction, Identity, MessageStatus, utcnow
 
@@ -62,14 +59,10 @@ T = TypeVar("T")
 CUSTOMERS_CACHED = 50_000
 STICKERS_REMEMBERED = 10_000
 THROTTLE_KEYS = 10_000
-FAILURES_REMEMBERED = 10_000
-# A webhook item that fails this often (the store answered, the item did not fit) is kept
-# raw and acknowledged, so one poisoned event cannot get the app unsubscribed by Meta.
-MAX_ITEM_FAILURES = 3
 PROFILE_RETRY_SECONDS = 3600.0
 
 
-class FacebookConnector(WebhookConnector):
+class FacebookConnector(ProviderConnector):
     type: ClassVar[ChannelType] = ChannelType.FACEBOOK
     # Stickers, links and locations cannot be sent through the Send API by URL: the shared
     # degrade step turns them into text (Messenger previews links in text itself).
@@ -111,39 +104,20 @@ class FacebookConnector(WebhookConnector):
         self._stickers: OrderedDict[tuple[str, str, str, str], str] = OrderedDict()
         self._throttle: dict[tuple[str, str], float] = {}
         self._typing: set[str] = set()
-        self._failures: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._recheck: asyncio.Task[None] | None = None
-        self._closing = False
 
     def __repr__(self) -> str:
         return f"FacebookConnector({self.channel_id!r}, pages={sorted(self._pages)})"
 
+    async def _close_client(self) -> None:
+        await self.graph.aclose()
+
+    async def _check_credentials(self) -> None:
+        for page in self.settings.pages:
+            await self.graph.check_token(page.access_token)
+
     async def start(self, sink: Sink) -> None:
         await super().start(sink)
         self.set_health(HealthState.CONNECTED)
-
-    async def aclose(self) -> None:
-        self._closing = True
-        tasks = [*self._tasks, *([self._recheck] if self._recheck else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self.graph.aclose()
-        await super().aclose()
-
-    def set_health(self, state: HealthState, detail: str | None = None) -> None:
-        super().set_health(state, detail)
-        # Nothing else brings a channel back from BAD_CREDENTIALS (the send path holds its
-        # messages without trying): try the tokens now and then until they work.
-        idle = self._recheck is None or self._recheck.done()
-        if state == HealthState.BAD_CREDENTIALS and not self._closing and idle:
-            try:
-                self._recheck = asyncio.get_running_loop().create_task(
-                    self._recheck_credentials(), name=f"facebook-recheck:{self.channel_id}"
-                )
-            except RuntimeError:  # no running loop: nothing is running to recheck for
-                self._recheck = None
 
     # --- webhook: GET verification ------------------------------------------------------
 
@@ -151,7 +125,7 @@ class FacebookConnector(WebhookConnector):
         if request.method == "GET":
             return self._verify_subscription(request)
         if request.method != "POST":
-            return _json_error(405, "method_not_allowed", "use GET or POST")
+            return json_error(405, "method_not_allowed", "use GET or POST")
         return await self._receive(request)
 
     def _verify_subscription(self, request: web.Request) -> web.StreamResponse:
@@ -164,17 +138,17 @@ class FacebookConnector(WebhookConnector):
             or not hmac.compare_digest(token.encode(), expected)
         ):
             log.info("channel %s: webhook verification refused", self.channel_id)
-            return _json_error(403, "verification_failed", "hub.mode or hub.verify_token is wrong")
+            return json_error(403, "verification_failed", "hub.mode or hub.verify_token is wrong")
         challenge = request.query.get("hub.challenge")
         if not challenge:
-            return _json_error(400, "missing_challenge", "hub.challenge is missing")
+            return json_error(400, "missing_challenge", "hub.challenge is missing")
         return web.Response(text=challenge, content_type="text/plain")
 
     # --- webhook: POST events -------------------------------------------------------------
 
     async def _receive(self, request: web.Request) -> web.StreamResponse:
         limit = self.settings.max_body_bytes
-        too_large = _json_error(413, "payload_too_large", f"the body is larger than {limit} bytes")
+        too_large = json_error(413, "payload_too_large", f"the body is larger than {limit} bytes")
         if request.content_length is not None and request.content_length > limit:
             return too_large
         chunks: list[bytes] = []
@@ -187,56 +161,25 @@ class FacebookConnector(WebhookConnector):
         body = b"".join(chunks)
         if not signature_ok(self._app_secret, body, request.headers.get(SIGNATURE_HEADER)):
             log.warning("channel %s: webhook with a missing or wrong signature", self.channel_id)
-            return _json_error(
+            return json_error(
                 401, "invalid_signature", f"{SIGNATURE_HEADER} is missing or does not match"
             )
         try:
             events = parse_batch(body)
         except PayloadError as exc:
             log.info("channel %s: refused a webhook body: %s", self.channel_id, exc.message)
-            return _json_error(400, exc.code, exc.message)
+            return json_error(400, exc.code, exc.message)
         failed = 0
         for event in events:
-            if not await self._handle_safely(event):
+            if not await self._handle_safely(event, _kind(event), event.raw):
                 failed += 1
         if failed:
             # Some items are not stored: Meta retries the whole batch, and the items that
             # were stored are deduplicated then.
-            return _json_error(
+            return json_error(
                 503, "retry_later", f"{failed} of {len(events)} events could not be stored"
             )
         return web.json_response({"received": len(events)})
-
-    async def _handle_safely(self, event: Event) -> bool:
-        """Handle one event; False when it must be retried (Meta resends the batch)."""
-        try:
-            await self._handle(event)
-            return True
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            key = hashlib.sha256(event.raw.encode()).hexdigest()
-            count = self._failures.get(key, 0) + 1
-            log.exception(
-                "channel %s: a %s event failed (attempt %d)", self.channel_id, _kind(event), count
-            )
-            if count < MAX_ITEM_FAILURES:
-                if len(self._failures) >= FAILURES_REMEMBERED:
-                    self._failures.clear()
-                self._failures[key] = count
-                return False
-            self._failures.pop(key, None)
-            try:
-                await self.sink.keep_raw(
-                    self.channel_id,
-                    _kind(event),
-                    event.raw,
-                    f"could not be handled after {count} attempts ({type(exc).__name__})",
-                )
-            except Exception:
-                log.exception("channel %s: keeping an event raw failed too", self.channel_id)
-                return False
-            return True
 
     async def _handle(self, event: Event) -> None:
         if isinstance(event, CustomerMessage):
@@ -271,10 +214,6 @@ class FacebookConnector(WebhookConnector):
             await self._keep_raw(event.kind, event.raw, event.reason)
         else:
             await self._keep_raw(event.kind, event.raw, f"invalid {event.kind}: {event.reason}")
-
-    async def _keep_raw(self, kind: str, raw: str, reason: str) -> None:
-        log.info("channel %s: %s event kept raw and skipped: %s", self.channel_id, kind, reason)
-        await self.sink.keep_raw(self.channel_id, kind, raw, reason)
 
     async def _status(self, status: MessageStatus, **fields: Any) -> None:
         await self.sink.update_status(
@@ -542,29 +481,6 @@ class FacebookConnector(WebhookConnector):
             self.set_health(HealthState.CONNECTED)
         return result
 
-    def _recoverable(self) -> bool:
-        # BAD_CREDENTIALS ends only when every page token works again (the recheck).
-        return self.health.state not in (HealthState.BAD_CREDENTIALS, HealthState.STOPPED)
-
-    async def _recheck_credentials(self) -> None:
-        while self.health.state == HealthState.BAD_CREDENTIALS:
-            await asyncio.sleep(self.settings.credentials_recheck_seconds)
-            try:
-                for page in self.settings.pages:
-                    await self.graph.check_token(page.access_token)
-            except SendError as exc:
-                log.info("channel %s: credentials still failing: %s", self.channel_id, exc.code)
-                continue
-            except Exception:
-                log.exception("channel %s: checking the credentials failed", self.channel_id)
-                continue
-            self.set_health(HealthState.CONNECTED)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
 
 def _state_key(psid: str) -> str:
     return f"customer:{psid}"
@@ -576,11 +492,3 @@ def _kind(event: Event) -> str:
     if isinstance(event, CustomerMessage):
         return event.kind
     return type(event).__name__.lower()
-
-
-def _json_error(status: int, code: str, message: str) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps({"error": {"code": code, "message": message, "details": None}}),
-        content_type="application/json",
-    )

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -34,7 +34,6 @@ from connectors.base import (
     SendReceipt,
     Sink,
     StatusUpdate,
-    WebhookConnector,
 )
 from connectors.degrade import as_text
 from connectors.errors import (
@@ -44,6 +43,7 @@ from connectors.errors import (
     SendError,
     TransientError,
 )
+from connectors.provider import ProviderConnector, json_error
 from connectors.zalo import render
 from connectors.zalo.client import TokenPair, TokenRejected, ZaloClient
 from connectors.zalo.parse import (
@@ -71,10 +71,6 @@ T = TypeVar("T")
 TOKENS_KEY = "tokens"
 CUSTOMERS_CACHED = 50_000
 OURS_REMEMBERED = 10_000
-FAILURES_REMEMBERED = 10_000
-# An event that fails this often (the store answered, the event did not fit) is kept raw
-# and acknowledged, so one poisoned event is not resent by Zalo for hours.
-MAX_EVENT_FAILURES = 3
 PROFILE_RETRY_SECONDS = 3600.0
 # An OA echo arriving while a send to the same user is under way waits this long for the
 # send to finish, so our own message is recognised and not stored twice. Zalo wants its
@@ -94,7 +90,7 @@ class _Tokens:
         return f"_Tokens(expires_at={self.expires_at})"
 
 
-class ZaloConnector(WebhookConnector):
+class ZaloConnector(ProviderConnector):
     type: ClassVar[ChannelType] = ChannelType.ZALO
     # Images (jpg, png, gif) and files (PDF, DOC, DOCX, CSV) go as uploads; everything
     # else (audio, video, stickers, locations, links) becomes text in the shared degrade
@@ -127,48 +123,33 @@ class ZaloConnector(WebhookConnector):
         self._sent = asyncio.Condition()
         self._profile_wait: OrderedDict[str, float] = OrderedDict()
         self._profile_busy: set[str] = set()
-        self._failures: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._recheck: asyncio.Task[None] | None = None
-        self._closing = False
 
     def __repr__(self) -> str:
         return f"ZaloConnector({self.channel_id!r}, oa_id={self.settings.oa_id!r})"
+
+    async def _close_client(self) -> None:
+        await self.client.aclose()
+
+    async def _check_credentials(self) -> None:
+        token = self._tokens.access
+        try:
+            await self.client.check_token(token)
+        except TokenRejected:
+            await self._refresh(token)
+            await self.client.check_token(self._tokens.access)
 
     async def start(self, sink: Sink) -> None:
         await super().start(sink)
         await self._load_tokens()
         self.set_health(HealthState.CONNECTED)
 
-    async def aclose(self) -> None:
-        self._closing = True
-        tasks = [*self._tasks, *([self._recheck] if self._recheck else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self.client.aclose()
-        await super().aclose()
-
-    def set_health(self, state: HealthState, detail: str | None = None) -> None:
-        super().set_health(state, detail)
-        # Nothing else brings a channel back from BAD_CREDENTIALS (the send path holds its
-        # messages without trying): try the tokens now and then until they work.
-        idle = self._recheck is None or self._recheck.done()
-        if state == HealthState.BAD_CREDENTIALS and not self._closing and idle:
-            try:
-                self._recheck = asyncio.get_running_loop().create_task(
-                    self._recheck_credentials(), name=f"zalo-recheck:{self.channel_id}"
-                )
-            except RuntimeError:  # no running loop: nothing is running to recheck for
-                self._recheck = None
-
     # --- webhook ------------------------------------------------------------------------
 
     async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
         if request.method != "POST":
-            return _json_error(405, "method_not_allowed", "Zalo events are POSTed")
+            return json_error(405, "method_not_allowed", "Zalo events are POSTed")
         limit = self.settings.max_body_bytes
-        too_large = _json_error(413, "payload_too_large", f"the body is larger than {limit} bytes")
+        too_large = json_error(413, "payload_too_large", f"the body is larger than {limit} bytes")
         if request.content_length is not None and request.content_length > limit:
             return too_large
         chunks: list[bytes] = []
@@ -180,7 +161,7 @@ class ZaloConnector(WebhookConnector):
             chunks.append(chunk)
         body = b"".join(chunks)
         header = request.headers.get(SIGNATURE_HEADER)
-        refused = _json_error(
+        refused = json_error(
             401, "invalid_signature", f"{SIGNATURE_HEADER} is missing or does not match"
         )
         if not header:
@@ -191,7 +172,7 @@ class ZaloConnector(WebhookConnector):
             data = decode(body)
         except PayloadError as exc:
             log.info("channel %s: refused a webhook body: %s", self.channel_id, exc.message)
-            return _json_error(400, exc.code, exc.message)
+            return json_error(400, exc.code, exc.message)
         if not self._signed(body, header, data):
             log.warning("channel %s: webhook with a wrong signature", self.channel_id)
             return refused
@@ -199,10 +180,10 @@ class ZaloConnector(WebhookConnector):
             event = event_of(data)
         except PayloadError as exc:
             log.info("channel %s: refused a webhook body: %s", self.channel_id, exc.message)
-            return _json_error(400, exc.code, exc.message)
-        if not await self._handle_safely(event):
+            return json_error(400, exc.code, exc.message)
+        if not await self._handle_safely(event, event.kind, event.raw):
             # Not stored: Zalo sends the event again, and it is deduplicated then.
-            return _json_error(503, "retry_later", "the event could not be stored")
+            return json_error(503, "retry_later", "the event could not be stored")
         return web.json_response({"received": 1})
 
     def _signed(self, body: bytes, header: str, data: dict[str, Any]) -> bool:
@@ -217,37 +198,6 @@ class ZaloConnector(WebhookConnector):
             log.info("channel %s: webhook signature matched with oa_id first", self.channel_id)
             return True
         return False
-
-    async def _handle_safely(self, event: Event) -> bool:
-        """Handle one event; False when it must be retried (Zalo resends it)."""
-        try:
-            await self._handle(event)
-            return True
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            key = hashlib.sha256(event.raw.encode()).hexdigest()
-            count = self._failures.get(key, 0) + 1
-            log.exception(
-                "channel %s: a %s event failed (attempt %d)", self.channel_id, event.kind, count
-            )
-            if count < MAX_EVENT_FAILURES:
-                if len(self._failures) >= FAILURES_REMEMBERED:
-                    self._failures.clear()
-                self._failures[key] = count
-                return False
-            self._failures.pop(key, None)
-            try:
-                await self.sink.keep_raw(
-                    self.channel_id,
-                    event.kind,
-                    event.raw,
-                    f"could not be handled after {count} attempts ({type(exc).__name__})",
-                )
-            except Exception:
-                log.exception("channel %s: keeping an event raw failed too", self.channel_id)
-                return False
-            return True
 
     async def _handle(self, event: Event) -> None:
         if isinstance(event, UserMessage):
@@ -271,10 +221,6 @@ class ZaloConnector(WebhookConnector):
 
     def _other_oa(self, oa_id: str) -> str:
         return f"OA {oa_id[:64]} is not the one configured on this channel"
-
-    async def _keep_raw(self, kind: str, raw: str, reason: str) -> None:
-        log.info("channel %s: %s event kept raw and skipped: %s", self.channel_id, kind, reason)
-        await self.sink.keep_raw(self.channel_id, kind, raw, reason)
 
     async def _user_message(self, event: UserMessage) -> None:
         if event.oa_id != self.settings.oa_id:
@@ -558,38 +504,3 @@ class ZaloConnector(WebhookConnector):
         if self._recoverable() and self.health.state != HealthState.CONNECTED:
             self.set_health(HealthState.CONNECTED)
         return result
-
-    def _recoverable(self) -> bool:
-        # BAD_CREDENTIALS ends only when a token works again (the recheck).
-        return self.health.state not in (HealthState.BAD_CREDENTIALS, HealthState.STOPPED)
-
-    async def _recheck_credentials(self) -> None:
-        while self.health.state == HealthState.BAD_CREDENTIALS:
-            await asyncio.sleep(self.settings.credentials_recheck_seconds)
-            try:
-                token = self._tokens.access
-                try:
-                    await self.client.check_token(token)
-                except TokenRejected:
-                    await self._refresh(token)
-                    await self.client.check_token(self._tokens.access)
-            except SendError as exc:
-                log.info("channel %s: credentials still failing: %s", self.channel_id, exc.code)
-                continue
-            except Exception:
-                log.exception("channel %s: checking the credentials failed", self.channel_id)
-                continue
-            self.set_health(HealthState.CONNECTED)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-
-def _json_error(status: int, code: str, message: str) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps({"error": {"code": code, "message": message, "details": None}}),
-        content_type="application/json",
-    )
