@@ -22,7 +22,6 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
-import json
 import logging
 import re
 import time
@@ -42,6 +41,7 @@ from connectors.errors import (
     TransientError,
     WindowClosed,
 )
+from connectors.wire import json_or_none as _json
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +162,6 @@ class GraphClient:
         error = classify(resp.status_code, resp.headers, resp.content, secrets=(secret,))
         log.warning("graph %s failed: %s (%s)", what, error.code, error.reason)
         raise error
-
-
-def _json(content: bytes) -> Any:
-    try:
-        return json.loads(content)
-    except (ValueError, RecursionError):
-        return None
 
 
 def _str(value: Any) -> str | None:

@@ -20,6 +20,10 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
+from connectors.wire import clean as _clean
+from connectors.wire import ident as _id
+from connectors.wire import obj as _obj
+from connectors.wire import text as _text
 from gateway.models import LinkPart, LocationPart, MediaPart, Part, TextPart
 from gateway.text import clean_text
 
@@ -29,10 +33,8 @@ MARKER_PREFIX = "omnigw:"
 # Meta's own inbox app: echoes with this app_id were typed by a human in the Page inbox.
 PAGE_INBOX_APP_ID = "263902037430900"
 
-MAX_ID = 512  # Sender.external_id
 MAX_MID = 998  # InboundMessage.external_id
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 Source = Literal["messaging", "standby"]
@@ -573,31 +575,6 @@ def read_marker(metadata: str) -> OurMarker | None:
 
 
 # --- small readers (every value from the wire goes through one of these) ------------------
-
-
-def _clean(value: str) -> str:
-    """Lone surrogates (valid in JSON, invalid in UTF-8) become U+FFFD."""
-    return _SURROGATE.sub("\ufffd", value)
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str:
-    return clean_text(_clean(value)) if isinstance(value, str) else ""
-
-
-def _id(value: Any) -> str | None:
-    """A Graph id: a non-empty string (or integer) of reasonable length."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) and value >= 0:
-        value = str(value)
-    if not isinstance(value, str):
-        return None
-    value = _clean(value).strip()
-    return value if 0 < len(value) <= MAX_ID else None
 
 
 def _mid(value: Any) -> str | None:

@@ -40,6 +40,7 @@ from connectors.errors import (
     TransientError,
     WindowClosed,
 )
+from connectors.wire import json_or_none as _json
 
 log = logging.getLogger(__name__)
 
@@ -298,13 +299,6 @@ def _redact(text: str, secrets: tuple[str, ...]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
-
-
-def _json(content: bytes) -> Any:
-    try:
-        return json.loads(content)
-    except (ValueError, RecursionError):
-        return None
 
 
 def _text(value: Any) -> str | None:
