@@ -1,16 +1,45 @@
-"""Readers for values from providers' JSON: every value from the wire goes through one
-of these, so a wrong type or a lone surrogate becomes a safe default, never an error."""
+"""What the connectors of providers with an HTTP API share on the wire: readers for
+values from providers' JSON (every value goes through one of these, so a wrong type or a
+lone surrogate becomes a safe default, never an error), the error a webhook body that is
+not the provider's gets, and how a request that never got an answer is told apart."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable
 from typing import Any
 
+import httpx
+
+from connectors.errors import TransientError
 from gateway.text import clean_text
 
 MAX_ID = 512  # Sender.external_id
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class PayloadError(Exception):
+    """The body is not a webhook payload of the provider; ``code`` is the API error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def reach(service: str, request: Awaitable[httpx.Response]) -> httpx.Response:
+    """The provider's answer; TransientError when there was none (timeout, network)."""
+    try:
+        return await request
+    except httpx.TimeoutException as exc:
+        raise TransientError(
+            f"{service} did not answer in time ({type(exc).__name__})", code="timeout"
+        ) from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise TransientError(
+            f"{service} could not be reached ({type(exc).__name__})", code="network"
+        ) from None
 
 
 def clean(value: str) -> str:

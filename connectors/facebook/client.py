@@ -42,6 +42,7 @@ from connectors.errors import (
     WindowClosed,
 )
 from connectors.wire import json_or_none as _json
+from connectors.wire import reach
 
 log = logging.getLogger(__name__)
 
@@ -141,21 +142,15 @@ class GraphClient:
         if self._app_secret is not None:
             key = self._app_secret.get_secret_value().encode()
             query["appsecret_proof"] = hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
-        try:
-            resp = await self._http.request(
+        resp = await reach(
+            "the Graph API",
+            self._http.request(
                 "GET" if json_body is None else "POST",
                 self.api_base + path,
                 params=query,
                 json=json_body,
-            )
-        except httpx.TimeoutException as exc:
-            raise TransientError(
-                f"the Graph API did not answer in time ({type(exc).__name__})", code="timeout"
-            ) from None
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise TransientError(
-                f"the Graph API could not be reached ({type(exc).__name__})", code="network"
-            ) from None
+            ),
+        )
         if resp.is_success:
             data = _json(resp.content)
             return data if isinstance(data, dict) else {}

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
+from connectors.wire import PayloadError as PayloadError
 from connectors.wire import clean as _clean
 from connectors.wire import ident as _id
 from connectors.wire import obj as _obj
@@ -39,15 +40,6 @@ _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 Source = Literal["messaging", "standby"]
 _SOURCES: tuple[Source, ...] = ("messaging", "standby")
-
-
-class PayloadError(Exception):
-    """The body is not a Messenger webhook batch; ``code`` is the API error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 # --- results ------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from connectors.errors import (
     WindowClosed,
 )
 from connectors.wire import json_or_none as _json
+from connectors.wire import reach
 
 log = logging.getLogger(__name__)
 
@@ -164,23 +165,17 @@ class ZaloClient:
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
     ) -> dict[str, Any]:
         secret = token.get_secret_value()
-        try:
-            resp = await self._http.request(
+        resp = await reach(
+            "Zalo",
+            self._http.request(
                 method,
                 self.api_base + path,
                 params=params,
                 json=json_body,
                 files=files,
                 headers={"access_token": secret},
-            )
-        except httpx.TimeoutException as exc:
-            raise TransientError(
-                f"Zalo did not answer in time ({type(exc).__name__})", code="timeout"
-            ) from None
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise TransientError(
-                f"Zalo could not be reached ({type(exc).__name__})", code="network"
-            ) from None
+            ),
+        )
         body = _json(resp.content)
         error = classify(resp.status_code, body, now=self._now(), secrets=(secret,))
         if error is not None:
@@ -200,8 +195,9 @@ class ZaloClient:
         TransientError when Zalo could not be asked.
         """
         secrets = (app_secret.get_secret_value(), refresh_token.get_secret_value())
-        try:
-            resp = await self._http.post(
+        resp = await reach(
+            "Zalo OAuth",
+            self._http.post(
                 self.oauth_base + TOKEN_PATH,
                 data={
                     "app_id": app_id,
@@ -209,15 +205,8 @@ class ZaloClient:
                     "refresh_token": refresh_token.get_secret_value(),
                 },
                 headers={"secret_key": app_secret.get_secret_value()},
-            )
-        except httpx.TimeoutException as exc:
-            raise TransientError(
-                f"Zalo OAuth did not answer in time ({type(exc).__name__})", code="timeout"
-            ) from None
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise TransientError(
-                f"Zalo OAuth could not be reached ({type(exc).__name__})", code="network"
-            ) from None
+            ),
+        )
         body = _json(resp.content)
         if resp.status_code == 429 or resp.status_code >= 500:
             raise TransientError(

@@ -170,13 +170,9 @@ class ZaloConnector(ProviderConnector):
         # The signature covers fields of the body (app_id, timestamp): it is read first.
         try:
             data = decode(body)
-        except PayloadError as exc:
-            log.info("channel %s: refused a webhook body: %s", self.channel_id, exc.message)
-            return json_error(400, exc.code, exc.message)
-        if not self._signed(body, header, data):
-            log.warning("channel %s: webhook with a wrong signature", self.channel_id)
-            return refused
-        try:
+            if not self._signed(body, header, data):
+                log.warning("channel %s: webhook with a wrong signature", self.channel_id)
+                return refused
             event = event_of(data)
         except PayloadError as exc:
             log.info("channel %s: refused a webhook body: %s", self.channel_id, exc.message)

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
+from connectors.wire import PayloadError as PayloadError
 from connectors.wire import clean as _clean
 from connectors.wire import ident as _id
 from connectors.wire import obj as _obj
@@ -38,15 +39,6 @@ _DECIMAL = re.compile(r"^[0-9]{1,20}$")
 
 USER_PREFIX = "user_send_"
 OA_PREFIX = "oa_send_"
-
-
-class PayloadError(Exception):
-    """The body is not a Zalo webhook event; ``code`` is the API error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 # --- results ------------------------------------------------------------------------------
