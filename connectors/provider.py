@@ -9,16 +9,18 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from connectors.base import HealthState, WebhookConnector
-from connectors.errors import SendError
+from connectors.errors import AuthError, PermanentError, RateLimited, SendError, TransientError
 from gateway.ids import ChannelId
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 FAILURES_REMEMBERED = 10_000
 # A webhook event that fails this often (the store answered, the event did not fit) is
@@ -100,6 +102,30 @@ class ProviderConnector(WebhookConnector):
     def _recoverable(self) -> bool:
         # BAD_CREDENTIALS ends only when the credentials work again (the recheck).
         return self.health.state not in (HealthState.BAD_CREDENTIALS, HealthState.STOPPED)
+
+    async def _tracked(self, call: Awaitable[T], *, config_prefix: str | None) -> T:
+        """Await a call to the provider and keep the channel's health in step with its
+        outcome. A permanent error whose code starts with ``config_prefix`` is the
+        channel's setup (BAD_CONFIG); None when the call's errors concern one customer."""
+        try:
+            result = await call
+        except AuthError as exc:
+            self.set_health(HealthState.BAD_CREDENTIALS, exc.reason)
+            raise
+        except RateLimited:
+            raise
+        except TransientError as exc:
+            if self.health.state == HealthState.CONNECTED and exc.code in ("network", "timeout"):
+                self.set_health(HealthState.TRANSIENT_DISCONNECT, exc.reason)
+            raise
+        except PermanentError as exc:
+            setup = config_prefix is not None and exc.code.startswith(config_prefix)
+            if setup and self._recoverable():
+                self.set_health(HealthState.BAD_CONFIG, exc.reason)
+            raise
+        if self._recoverable() and self.health.state != HealthState.CONNECTED:
+            self.set_health(HealthState.CONNECTED)
+        return result
 
     async def _keep_raw(self, kind: str, raw: str, reason: str) -> None:
         log.info("channel %s: %s event kept raw and skipped: %s", self.channel_id, kind, reason)

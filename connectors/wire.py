@@ -68,6 +68,16 @@ def ident(value: Any) -> str | None:
     return value if 0 < len(value) <= MAX_ID else None
 
 
+def url(value: Any) -> str | None:
+    """An http(s) URL of reasonable length."""
+    if not isinstance(value, str):
+        return None
+    found = clean(value).strip()
+    if not found.lower().startswith(("https://", "http://")) or len(found) > 8192:
+        return None
+    return found
+
+
 def json_or_none(content: bytes) -> Any:
     """An answer's JSON, or None when it is not JSON."""
     try:

@@ -25,11 +25,8 @@ from connectors.base import (
     StatusUpdate,
 )
 from connectors.errors import (
-    AuthError,
     PermanentError,
-    RateLimited,
     SendError,
-    TransientError,
 )
 from connectors.facebook import render
 from connectors.facebook.client import GraphClient
@@ -462,24 +459,9 @@ class FacebookConnector(ProviderConnector):
         ``config_errors=False`` for calls whose permission errors concern one customer
         (a profile Meta will not show) rather than the channel's setup.
         """
-        try:
-            result = await call
-        except AuthError as exc:
-            self.set_health(HealthState.BAD_CREDENTIALS, exc.reason)
-            raise
-        except RateLimited:
-            raise
-        except TransientError as exc:
-            if self.health.state == HealthState.CONNECTED and exc.code in ("network", "timeout"):
-                self.set_health(HealthState.TRANSIENT_DISCONNECT, exc.reason)
-            raise
-        except PermanentError as exc:
-            if config_errors and exc.code.startswith("permission_denied") and self._recoverable():
-                self.set_health(HealthState.BAD_CONFIG, exc.reason)
-            raise
-        if self._recoverable() and self.health.state != HealthState.CONNECTED:
-            self.set_health(HealthState.CONNECTED)
-        return result
+        return await self._tracked(
+            call, config_prefix="permission_denied" if config_errors else None
+        )
 
 
 def _state_key(psid: str) -> str:

@@ -25,6 +25,7 @@ from connectors.wire import clean as _clean
 from connectors.wire import ident as _id
 from connectors.wire import obj as _obj
 from connectors.wire import text as _text
+from connectors.wire import url as _url
 from gateway.models import LinkPart, LocationPart, MediaPart, Part, TextPart
 from gateway.text import clean_text
 
@@ -574,15 +575,6 @@ def _mid(value: Any) -> str | None:
         return None
     value = _clean(value).strip()
     return value if 0 < len(value) <= MAX_MID else None
-
-
-def _url(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
-    url = _clean(value).strip()
-    if not url.lower().startswith(("https://", "http://")) or len(url) > 8192:
-        return None
-    return url
 
 
 def _is_number(value: Any) -> bool:

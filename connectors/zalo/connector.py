@@ -39,9 +39,7 @@ from connectors.degrade import as_text
 from connectors.errors import (
     AuthError,
     PermanentError,
-    RateLimited,
     SendError,
-    TransientError,
 )
 from connectors.provider import ProviderConnector, json_error
 from connectors.zalo import render
@@ -472,31 +470,17 @@ class ZaloConnector(ProviderConnector):
     async def _api(self, call: Callable[[SecretStr], Awaitable[T]]) -> T:
         """Make a call with the access token, refreshing it once when Zalo refuses it,
         and keep the channel's health in step with the outcome."""
+        return await self._tracked(self._with_token(call), config_prefix="config:")
+
+    async def _with_token(self, call: Callable[[SecretStr], Awaitable[T]]) -> T:
+        token = await self._token()
         try:
-            token = await self._token()
+            return await call(token)
+        except TokenRejected:
+            await self._refresh(token)
             try:
-                result = await call(token)
-            except TokenRejected:
-                await self._refresh(token)
-                try:
-                    result = await call(self._tokens.access)
-                except TokenRejected as exc:
-                    raise AuthError(
-                        f"a fresh access token was refused too: {exc.reason}", code=exc.code
-                    ) from None
-        except AuthError as exc:
-            self.set_health(HealthState.BAD_CREDENTIALS, exc.reason)
-            raise
-        except RateLimited:
-            raise
-        except TransientError as exc:
-            if self.health.state == HealthState.CONNECTED and exc.code in ("network", "timeout"):
-                self.set_health(HealthState.TRANSIENT_DISCONNECT, exc.reason)
-            raise
-        except PermanentError as exc:
-            if exc.code.startswith("config:") and self._recoverable():
-                self.set_health(HealthState.BAD_CONFIG, exc.reason)
-            raise
-        if self._recoverable() and self.health.state != HealthState.CONNECTED:
-            self.set_health(HealthState.CONNECTED)
-        return result
+                return await call(self._tokens.access)
+            except TokenRejected as exc:
+                raise AuthError(
+                    f"a fresh access token was refused too: {exc.reason}", code=exc.code
+                ) from None
