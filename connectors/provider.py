@@ -36,6 +36,22 @@ def json_error(status: int, code: str, message: str) -> web.Response:
     )
 
 
+async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
+    """The request's body, or the 413 answer when it is larger than ``limit`` bytes
+    (told by Content-Length when given, else while reading, never buffering more)."""
+    too_large = json_error(413, "payload_too_large", f"the body is larger than {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        return too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class ProviderConnector(WebhookConnector):
     """Subclasses set `settings` (with `credentials_recheck_seconds`) and implement
     `_check_credentials`, `_close_client` and `_handle`."""

@@ -45,7 +45,7 @@ from connectors.facebook.parse import (
     signature_ok,
 )
 from connectors.facebook.settings import FacebookSettings, PageSettings
-from connectors.provider import ProviderConnector, json_error
+from connectors.provider import ProviderConnector, json_error, read_body
 from gateway.ids import ChannelId, MessageId
 from gateway.models import ChannelType, Direction, Identity, MessageStatus, utcnow
 
@@ -144,18 +144,9 @@ class FacebookConnector(ProviderConnector):
     # --- webhook: POST events -------------------------------------------------------------
 
     async def _receive(self, request: web.Request) -> web.StreamResponse:
-        limit = self.settings.max_body_bytes
-        too_large = json_error(413, "payload_too_large", f"the body is larger than {limit} bytes")
-        if request.content_length is not None and request.content_length > limit:
-            return too_large
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                return too_large
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        body = await read_body(request, self.settings.max_body_bytes)
+        if isinstance(body, web.Response):
+            return body
         if not signature_ok(self._app_secret, body, request.headers.get(SIGNATURE_HEADER)):
             log.warning("channel %s: webhook with a missing or wrong signature", self.channel_id)
             return json_error(

@@ -41,7 +41,7 @@ from connectors.errors import (
     PermanentError,
     SendError,
 )
-from connectors.provider import ProviderConnector, json_error
+from connectors.provider import ProviderConnector, json_error, read_body
 from connectors.zalo import render
 from connectors.zalo.client import TokenPair, TokenRejected, ZaloClient
 from connectors.zalo.parse import (
@@ -146,18 +146,9 @@ class ZaloConnector(ProviderConnector):
     async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
         if request.method != "POST":
             return json_error(405, "method_not_allowed", "Zalo events are POSTed")
-        limit = self.settings.max_body_bytes
-        too_large = json_error(413, "payload_too_large", f"the body is larger than {limit} bytes")
-        if request.content_length is not None and request.content_length > limit:
-            return too_large
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                return too_large
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        body = await read_body(request, self.settings.max_body_bytes)
+        if isinstance(body, web.Response):
+            return body
         header = request.headers.get(SIGNATURE_HEADER)
         refused = json_error(
             401, "invalid_signature", f"{SIGNATURE_HEADER} is missing or does not match"
