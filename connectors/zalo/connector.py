@@ -185,14 +185,16 @@ class ZaloConnector(ProviderConnector):
         return False
 
     async def _handle(self, event: Event) -> None:
-        if isinstance(event, UserMessage):
+        if isinstance(event, UserMessage | OaMessage | Delivery) and (
+            event.oa_id != self.settings.oa_id
+        ):
+            reason = f"OA {event.oa_id[:64]} is not the one configured on this channel"
+            await self._keep_raw(event.kind, event.raw, reason)
+        elif isinstance(event, UserMessage):
             await self._user_message(event)
         elif isinstance(event, OaMessage):
             await self._oa_message(event)
         elif isinstance(event, Delivery):
-            if event.oa_id != self.settings.oa_id:
-                await self._keep_raw(event.kind, event.raw, self._other_oa(event.oa_id))
-                return
             status = MessageStatus.READ if event.status == "read" else MessageStatus.DELIVERED
             await self.sink.update_status(
                 StatusUpdate(
@@ -204,13 +206,7 @@ class ZaloConnector(ProviderConnector):
         else:
             await self._keep_raw(event.kind, event.raw, f"invalid {event.kind}: {event.reason}")
 
-    def _other_oa(self, oa_id: str) -> str:
-        return f"OA {oa_id[:64]} is not the one configured on this channel"
-
     async def _user_message(self, event: UserMessage) -> None:
-        if event.oa_id != self.settings.oa_id:
-            await self._keep_raw(event.kind, event.raw, self._other_oa(event.oa_id))
-            return
         result = await self.sink.ingest(
             InboundMessage(
                 channel_id=self.channel_id,
@@ -227,9 +223,6 @@ class ZaloConnector(ProviderConnector):
     async def _oa_message(self, event: OaMessage) -> None:
         """The OA sent a message: ours (already stored) or typed elsewhere (stored now as
         an outbound message, so the history shows what the customer saw)."""
-        if event.oa_id != self.settings.oa_id:
-            await self._keep_raw(event.kind, event.raw, self._other_oa(event.oa_id))
-            return
         if event.msg_id not in self._ours and self._sending.get(event.user_id):
             async with self._sent:
                 with contextlib.suppress(TimeoutError):
