@@ -228,7 +228,7 @@ async def raw_run(spec: dict[str, Any], bodies: list[tuple[str, bytes]]) -> dict
     from yarl import URL
 
     from gateway import __version__
-    from gateway.webhooks import signing
+    from kernel import webhook_signing as signing
 
     keys = [signing.secret_key(SECRET)]
     url = URL(spec["url"])
@@ -420,9 +420,9 @@ class Producer:
         self.sent = 0
 
     def message(self) -> Any:
-        from connectors.base import InboundMessage, Sender
-        from gateway.ids import ChannelId
-        from gateway.models import TextPart
+        from kernel.envelope import InboundMessage, Sender
+        from kernel.ids import ChannelId
+        from kernel.models import TextPart
 
         round_, slot = divmod(self.sent, self.visitors)
         generation, n = divmod(round_ + slot, self.per_visitor)

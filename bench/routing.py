@@ -48,12 +48,12 @@ from typing import Any  # noqa: E402
 
 from _common import fs_type, machine_facts, percentiles, vi_text  # noqa: E402
 
-from connectors.base import InboundMessage, Sender  # noqa: E402
 from gateway.cli import tune_gc  # noqa: E402
-from gateway.ids import AgentId, ChannelId, ConversationId  # noqa: E402
-from gateway.models import Agent, ChannelType, ConversationStatus, Presence, TextPart  # noqa: E402
 from gateway.routing_service import RoutingService  # noqa: E402
 from gateway.store.base import Store, open_store  # noqa: E402
+from kernel.envelope import InboundMessage, Sender  # noqa: E402
+from kernel.ids import AgentId, ChannelId, ConversationId  # noqa: E402
+from kernel.models import Agent, ChannelType, ConversationStatus, Presence, TextPart  # noqa: E402
 from routing.engine import Engine, Need, ineligible  # noqa: E402
 from routing.index import TOTAL, AgentIndex, AgentState  # noqa: E402
 from routing.rules import EscalationStep, Match, Requirements, Rule, effective  # noqa: E402

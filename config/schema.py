@@ -7,12 +7,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.webhooks import DeliverySettings, WebhookSettings
 from connectors.email.settings import EmailSettings
 from connectors.facebook.settings import FacebookSettings
-from connectors.webchat.settings import ChannelIdStr, WebchatSettings
+from connectors.webchat.settings import WebchatSettings
 from connectors.zalo.settings import ZaloSettings
-from gateway.models import Presence
-from gateway.webhooks.settings import DeliverySettings, WebhookSettings
+from kernel.models import ChannelIdStr, Presence
 from routing.settings import RoutingSettings
 
 ChannelSettings = Annotated[

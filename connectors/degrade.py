@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from connectors.base import Capability
-from gateway.models import LinkPart, LocationPart, MediaPart, Part, TextPart
+from kernel.models import LinkPart, LocationPart, MediaPart, Part, TextPart
 
 _PART_CAPABILITY = {
     "text": Capability.TEXT,

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from connectors.base import HealthState, WebhookConnector
 from connectors.errors import AuthError, PermanentError, RateLimited, SendError, TransientError
-from gateway.ids import ChannelId
+from kernel.ids import ChannelId
 
 log = logging.getLogger(__name__)
 

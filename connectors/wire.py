@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from connectors.errors import TransientError
-from gateway.text import clean_text
+from kernel.text import clean_text
 
 MAX_ID = 512  # Sender.external_id
 _SURROGATE = re.compile(r"[\ud800-\udfff]")

@@ -25,16 +25,16 @@ from gateway.api.schemas import ChannelInfo
 from gateway.attachments import Attachments
 from gateway.channels import ChannelAdmin
 from gateway.events import EventBus
-from gateway.ids import AgentId, ChannelId
 from gateway.metrics import Metrics
-from gateway.models import Agent, ChannelType, Conversation
 from gateway.outbound import OutboundWorker
 from gateway.pipeline import Pipeline
-from gateway.ratelimit import RateLimiter
 from gateway.routing_service import RoutingService
-from gateway.secrets import SecretBox, derive, load_secret_key
 from gateway.store.base import Store, open_store
 from gateway.webhooks.service import Webhooks
+from kernel.ids import AgentId, ChannelId
+from kernel.models import Agent, ChannelType, Conversation
+from kernel.ratelimit import RateLimiter
+from kernel.secrets import SecretBox, derive, load_secret_key
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from gateway.ids import ChannelId, ulid
-from gateway.models import MediaPart
 from gateway.store.base import AttachmentRecord, Store
-from gateway.text import clean_text
+from kernel.ids import ChannelId, ulid
+from kernel.models import MediaPart
+from kernel.text import clean_text
 
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')

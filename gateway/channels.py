@@ -19,8 +19,8 @@ from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 from config.schema import ChannelSettings
 from connectors.base import Connector
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
-from gateway.secrets import SecretBox
 from gateway.store.base import Store
+from kernel.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from gateway.models import Event
+from kernel.events import Event
 
 Ephemeral = dict[str, Any]
 

@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 from connectors.base import Connector, HealthState
 from connectors.degrade import degrade
 from connectors.errors import AuthError, RateLimited, SendError, TransientError
-from gateway.ids import ChannelId
 from gateway.metrics import Metrics
-from gateway.models import MessageError, utcnow
 from gateway.store.base import OutboundJob, Store
+from kernel.ids import ChannelId
+from kernel.models import MessageError, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -11,20 +11,16 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from connectors.base import (
-    Health,
-    HealthState,
-    InboundMessage,
-    IngestResult,
-    Sender,
-    StatusUpdate,
-)
+from connectors.base import Health, HealthState
 from gateway.attachments import Attachments
 from gateway.errors import NotFound
 from gateway.events import EventBus
-from gateway.ids import ChannelId, ContactId, ConversationId, MessageId
 from gateway.metrics import Metrics
-from gateway.models import (
+from gateway.routing_service import RoutingService
+from gateway.store.base import Store
+from kernel.envelope import InboundMessage, IngestResult, Sender, StatusUpdate
+from kernel.ids import ChannelId, ContactId, ConversationId, MessageId
+from kernel.models import (
     Author,
     AuthorType,
     ChannelType,
@@ -34,8 +30,6 @@ from gateway.models import (
     Reaction,
     utcnow,
 )
-from gateway.routing_service import RoutingService
-from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
 

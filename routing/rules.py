@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from routing.durations import Duration
+from kernel.durations import Duration
 from routing.language import detect_language, strip_diacritics
 
 Level = Annotated[int, Field(ge=1, le=10)]

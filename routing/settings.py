@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from routing.durations import Duration
+from kernel.durations import Duration
 from routing.rules import EscalationStep, Rule, _check_ladder
 
 DEFAULT_QUEUE_TEXTS = {

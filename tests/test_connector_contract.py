@@ -10,20 +10,12 @@ from typing import Any, ClassVar
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors.base import (
-    Capability,
-    HealthState,
-    InboundMessage,
-    OutboundMessage,
-    PollingConnector,
-    Sender,
-    SendReceipt,
-    WebhookConnector,
-)
+from connectors.base import Capability, HealthState, PollingConnector, WebhookConnector
 from connectors.errors import AuthError, RateLimited, SendError, TransientError, WindowClosed
 from gateway.app import Gateway
-from gateway.ids import ChannelId
-from gateway.models import ChannelType, MediaPart, MessageStatus, TextPart
+from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt
+from kernel.ids import ChannelId
+from kernel.models import ChannelType, MediaPart, MessageStatus, TextPart
 from tests.api.helpers import eventually
 from tests.conftest import AUTH
 

@@ -21,17 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 
-from connectors.base import (
-    Capability,
-    HealthState,
-    InboundMessage,
-    OutboundMessage,
-    PollingConnector,
-    Sender,
-    SendReceipt,
-    StatusUpdate,
-    cancel_and_wait,
-)
+from connectors.base import Capability, HealthState, PollingConnector, cancel_and_wait
 from connectors.email import token
 from connectors.email.client import (
     ImapAuthError,
@@ -60,8 +50,9 @@ from connectors.errors import (
     SendError,
     TransientError,
 )
-from gateway.ids import ChannelId, ConversationId
-from gateway.models import (
+from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt, StatusUpdate
+from kernel.ids import ChannelId, ConversationId
+from kernel.models import (
     AuthorType,
     ChannelType,
     MediaPart,

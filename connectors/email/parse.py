@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import nh3
 
-from gateway.text import clean_text, normalize_email
+from kernel.text import clean_text, normalize_email
 
 HASH_DOMAIN = "no-message-id.omnigw.invalid"
 MAX_HEADER_CHARS = 16_384

@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from connectors.email.parse import HASH_DOMAIN
-from gateway.text import clean_text
+from kernel.text import clean_text
 
 # RFC 5322 suggests keeping the first and the most recent ids when References grows long.
 REFERENCES_MAX = 20

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from connectors.webchat.settings import ChannelIdStr
-from gateway.text import normalize_email
+from kernel.models import ChannelIdStr
+from kernel.text import normalize_email
 
 Security = Literal["tls", "starttls", "none"]
 Port = Annotated[int, Field(ge=1, le=65535)]

@@ -13,17 +13,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 from aiohttp import web
 
-from connectors.base import (
-    Capability,
-    HealthState,
-    InboundMessage,
-    IngestResult,
-    OutboundMessage,
-    Sender,
-    SendReceipt,
-    Sink,
-    StatusUpdate,
-)
+from connectors.base import Capability, HealthState, Sink
 from connectors.errors import (
     PermanentError,
     SendError,
@@ -46,8 +36,16 @@ from connectors.facebook.parse import (
 )
 from connectors.facebook.settings import FacebookSettings, PageSettings
 from connectors.provider import ProviderConnector, json_error, read_body
-from gateway.ids import ChannelId, MessageId
-from gateway.models import ChannelType, Direction, Identity, MessageStatus, utcnow
+from kernel.envelope import (
+    InboundMessage,
+    IngestResult,
+    OutboundMessage,
+    Sender,
+    SendReceipt,
+    StatusUpdate,
+)
+from kernel.ids import ChannelId, MessageId
+from kernel.models import ChannelType, Direction, Identity, MessageStatus, utcnow
 
 log = logging.getLogger(__name__)
 

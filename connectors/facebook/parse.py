@@ -26,8 +26,8 @@ from connectors.wire import ident as _id
 from connectors.wire import obj as _obj
 from connectors.wire import text as _text
 from connectors.wire import url as _url
-from gateway.models import LinkPart, LocationPart, MediaPart, Part, TextPart
-from gateway.text import clean_text
+from kernel.models import LinkPart, LocationPart, MediaPart, Part, TextPart
+from kernel.text import clean_text
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 # What our Send API requests put in `metadata`; echoes carry it back.

@@ -7,7 +7,6 @@ its position, so the echo Meta sends back can be matched to it.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +15,8 @@ from typing import Any, Literal
 from connectors.degrade import as_text
 from connectors.errors import WindowClosed
 from connectors.facebook.parse import MARKER_PREFIX
-from gateway.models import MediaPart, Part, TextPart
+from connectors.textsplit import split_text
+from kernel.models import MediaPart, Part, TextPart
 
 # Meta's Send API text limit is 2,000 characters. Whether it counts code points or UTF-16
 # code units is not documented; UTF-16 units are never fewer, so counting them is safe
@@ -67,74 +67,6 @@ def messaging_type(
     raise WindowClosed(f"window_closed: {why}")
 
 
-# --- text -----------------------------------------------------------------------------------
-
-
-def utf16_len(text: str) -> int:
-    """Length in UTF-16 code units (characters outside the BMP count twice)."""
-    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
-
-
-def _fit(text: str, limit: int) -> int:
-    """The largest n such that text[:n] is at most ``limit`` UTF-16 units."""
-    units = 0
-    for i, c in enumerate(text):
-        units += 2 if ord(c) > 0xFFFF else 1
-        if units > limit:
-            return i
-    return len(text)
-
-
-def _attaches(c: str) -> bool:
-    """Whether ``c`` belongs to the character before it (combining mark, ZWJ, selector)."""
-    return (
-        unicodedata.combining(c) != 0
-        or c == "\u200d"
-        or "\ufe00" <= c <= "\ufe0f"
-        or "\U0001f3fb" <= c <= "\U0001f3ff"  # skin tones
-    )
-
-
-def _break_at(window: str) -> int | None:
-    """Where to end a chunk inside ``window``: the last paragraph break or line break in
-    its second half, else the last whitespace; None when it has no whitespace."""
-    half = len(window) // 2
-    for sep in ("\n\n", "\n"):
-        at = window.rfind(sep)
-        if at >= half:
-            return at
-    for i in range(len(window) - 1, 0, -1):
-        if window[i].isspace():
-            return i
-    return None
-
-
-def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Text as chunks of at most ``limit`` UTF-16 units, cut between words, in order.
-
-    A word longer than the limit (a long URL) is cut inside, never inside a character
-    or between a character and the marks that belong to it.
-    """
-    if limit < 2:
-        raise ValueError("limit must leave room for one character")
-    chunks: list[str] = []
-    rest = text.strip()
-    while rest:
-        if utf16_len(rest) <= limit:
-            chunks.append(rest)
-            break
-        cut = _fit(rest, limit)
-        at = _break_at(rest[: cut + 1])  # a space right after the window is a fine break
-        if at is not None and at > 0:
-            head, rest = rest[:at].rstrip(), rest[at:].lstrip()
-        else:
-            while cut > 1 and (_attaches(rest[cut]) or rest[cut - 1] == "\u200d"):
-                cut -= 1
-            head, rest = rest[:cut], rest[cut:].lstrip()
-        chunks.append(head)
-    return chunks
-
-
 # --- Send API bodies ------------------------------------------------------------------------
 
 
@@ -179,7 +111,7 @@ def _message_bodies(parts: Sequence[Part]) -> list[dict[str, Any]]:
             kind = _ATTACHMENT_TYPES[unit.type]
             bodies.append({"attachment": {"type": kind, "payload": {"url": unit.url}}})
         else:
-            bodies.extend({"text": chunk} for chunk in split_text(unit))
+            bodies.extend({"text": chunk} for chunk in split_text(unit, TEXT_LIMIT))
     return bodies
 
 

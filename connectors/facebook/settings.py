@@ -13,7 +13,7 @@ from pydantic import (
     field_validator,
 )
 
-from connectors.webchat.settings import ChannelIdStr
+from kernel.models import ChannelIdStr
 
 
 def _id_text(value: object) -> object:

@@ -9,15 +9,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from connectors.base import (
-    Capability,
-    HealthState,
-    InboundMessage,
-    OutboundMessage,
-    Sender,
-    SendReceipt,
-    SocketConnector,
-)
+from connectors.base import Capability, HealthState, SocketConnector
 from connectors.webchat import render
 from connectors.webchat.client import Hub
 from connectors.webchat.parse import (
@@ -32,10 +24,11 @@ from connectors.webchat.parse import (
     verify_token,
 )
 from connectors.webchat.settings import WebchatSettings
-from gateway.ids import ChannelId, MessageId, new_visitor_id
-from gateway.models import ChannelType, Identity, MessageStatus, TextPart
-from gateway.ratelimit import TokenBucket
-from gateway.text import InvalidPhoneNumber, normalize_email, normalize_phone
+from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt
+from kernel.ids import ChannelId, MessageId, new_visitor_id
+from kernel.models import ChannelType, Identity, MessageStatus, TextPart
+from kernel.ratelimit import TokenBucket
+from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from gateway.ids import VisitorId
-from gateway.text import clean_text
+from kernel.ids import VisitorId
+from kernel.text import clean_text
 
 MAX_FRAME_BYTES = 64 * 1024
 TOKEN_VERSION = "v1"  # noqa: S105 (a format tag, not a secret)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.models import Message
+from kernel.models import Message
 
 
 def _dump(frame: dict[str, Any]) -> str:

@@ -25,16 +25,7 @@ import httpx
 from aiohttp import web
 from pydantic import SecretStr
 
-from connectors.base import (
-    Capability,
-    HealthState,
-    InboundMessage,
-    OutboundMessage,
-    Sender,
-    SendReceipt,
-    Sink,
-    StatusUpdate,
-)
+from connectors.base import Capability, HealthState, Sink
 from connectors.degrade import as_text
 from connectors.errors import (
     AuthError,
@@ -58,9 +49,10 @@ from connectors.zalo.parse import (
     signature_ok,
 )
 from connectors.zalo.settings import ZaloSettings
-from gateway.ids import ChannelId
-from gateway.models import ChannelType, Direction, MediaPart, MessageStatus, utcnow
-from gateway.secrets import SecretBox
+from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt, StatusUpdate
+from kernel.ids import ChannelId
+from kernel.models import ChannelType, Direction, MediaPart, MessageStatus, utcnow
+from kernel.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from connectors.degrade import as_text
-from connectors.facebook.render import split_text
-from gateway.models import MediaPart, Part, TextPart
-from gateway.text import clean_text
+from connectors.textsplit import split_text
+from kernel.models import MediaPart, Part, TextPart
+from kernel.text import clean_text
 
 # Zalo's CS text limit is reported as 2,000 characters (channels.md 2.3). Counting UTF-16
 # units (never fewer than characters) stays under it whatever Zalo counts, after NFC.

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
-from connectors.webchat.settings import ChannelIdStr
+from kernel.models import ChannelIdStr
 
 
 def _id_text(value: object) -> object:

@@ -9,9 +9,9 @@ from gateway.api.auth import MANAGE
 from gateway.api.schemas import AgentBody, PageQuery, PresenceBody
 from gateway.api.spec import Req, api
 from gateway.errors import BadRequest, Forbidden, NotFound, Unprocessable
-from gateway.ids import AgentId
-from gateway.models import Agent, Presence
 from gateway.store.base import Page
+from kernel.ids import AgentId
+from kernel.models import Agent, Presence
 
 TAG = "agents"
 _ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")

@@ -10,9 +10,9 @@ from aiohttp import web
 from gateway.api.schemas import ContactPatch, Merge, PageQuery, Unmerge
 from gateway.api.spec import Req, api
 from gateway.errors import NotFound
-from gateway.ids import ChannelId, ContactId
-from gateway.models import Contact, Message
 from gateway.store.base import Page
+from kernel.ids import ChannelId, ContactId
+from kernel.models import Contact, Message
 
 TAG = "contacts"
 

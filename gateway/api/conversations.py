@@ -20,9 +20,9 @@ from gateway.api.schemas import (
 )
 from gateway.api.spec import REPLAYED, Header, Req, api
 from gateway.errors import Forbidden, NotFound, Unprocessable
-from gateway.ids import AgentId, ChannelId, ConversationId, MessageId
-from gateway.models import Author, AuthorType, Conversation, Message, Part, TextPart
 from gateway.store.base import ConversationFilter, Page
+from kernel.ids import AgentId, ChannelId, ConversationId, MessageId
+from kernel.models import Author, AuthorType, Conversation, Message, Part, TextPart
 
 TAG = "conversations"
 

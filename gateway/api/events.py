@@ -15,7 +15,7 @@ from gateway.api.schemas import EventsQuery
 from gateway.api.spec import Header, Req, api
 from gateway.errors import BadRequest
 from gateway.events import filter_events, seq_of, type_matcher
-from gateway.models import Event
+from kernel.events import Event
 
 PAGE = 500
 log = logging.getLogger(__name__)

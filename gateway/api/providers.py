@@ -10,7 +10,7 @@ from aiohttp import web
 from connectors.base import SocketConnector, WebhookConnector
 from gateway.api.spec import Req, api
 from gateway.errors import NotFound
-from gateway.ids import ChannelId
+from kernel.ids import ChannelId
 
 TAG = "channels"
 

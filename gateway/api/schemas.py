@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.models import Conversation, Part, Presence, Text
+from kernel.models import Conversation, Part, Presence, Text
 
 SkillName = Annotated[str, Field(min_length=1, max_length=64)]
 SkillList = Annotated[list[SkillName], Field(min_length=1, max_length=20)]

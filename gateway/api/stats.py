@@ -11,8 +11,8 @@ from pydantic import AwareDatetime, Field, field_validator
 from gateway.api.schemas import Id, In
 from gateway.api.spec import Req, api
 from gateway.errors import NotFound, Unprocessable
-from gateway.models import rfc3339
 from gateway.stats import ChannelFigures, ChannelSamples, Stats, figures
+from kernel.models import rfc3339
 
 DEFAULT_WINDOW = timedelta(days=1)
 # An offset's "+" arrives as a space when a client leaves it unencoded in the query.

@@ -23,7 +23,7 @@ from gateway.api.schemas import (
 from gateway.api.spec import Req, api
 from gateway.channels import public_view
 from gateway.errors import NotFound, Unprocessable
-from gateway.ids import AgentId, TokenId, new_token_id
+from kernel.ids import AgentId, TokenId, new_token_id
 
 TAG = "system"
 

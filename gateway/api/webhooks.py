@@ -11,9 +11,10 @@ from gateway.api.auth import ADMIN_ONLY
 from gateway.api.schemas import In, Limit
 from gateway.api.spec import Req, api
 from gateway.errors import BadRequest
-from gateway.models import format_event_id, rfc3339
 from gateway.store.base import WebhookRecord, decode_cursor, encode_cursor
-from routing.durations import Duration
+from kernel.durations import Duration
+from kernel.events import format_event_id
+from kernel.models import rfc3339
 
 TAG = "webhooks"
 

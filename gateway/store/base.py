@@ -19,17 +19,18 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.base import InboundMessage, IngestResult, OutboundMessage, Sender, StatusUpdate
 from gateway.errors import BadRequest
-from gateway.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId, TokenId
-from gateway.models import (
+from gateway.stats import ChannelSamples
+from kernel.envelope import InboundMessage, IngestResult, OutboundMessage, Sender, StatusUpdate
+from kernel.events import Event
+from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId, TokenId
+from kernel.models import (
     Agent,
     Author,
     ChannelType,
     Contact,
     Conversation,
     ConversationStatus,
-    Event,
     Identity,
     Message,
     MessageError,
@@ -37,7 +38,6 @@ from gateway.models import (
     Presence,
     Reaction,
 )
-from gateway.stats import ChannelSamples
 from routing.engine import Decision
 from routing.settings import RoutingSettings
 

@@ -35,13 +35,13 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from config.webhooks import DeliverySettings
 from gateway import __version__
 from gateway.events import EventBus, type_matcher
-from gateway.models import Event
 from gateway.store.base import AttemptLog, DeliveryRow, Store, WebhookRecord
-from gateway.webhooks import signing
-from gateway.webhooks.settings import DeliverySettings
 from gateway.webhooks.ssrf import GuardedResolver
+from kernel import webhook_signing as signing
+from kernel.events import Event
 
 log = logging.getLogger(__name__)
 

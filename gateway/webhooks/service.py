@@ -10,15 +10,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from config.webhooks import DeliverySettings, WebhookSettings
 from gateway.errors import Conflict, NotFound, Unprocessable
 from gateway.events import EventBus
-from gateway.ids import ulid
-from gateway.secrets import SecretBox
 from gateway.store.base import Store, WebhookRecord
-from gateway.webhooks import signing
 from gateway.webhooks.dispatcher import Dispatcher
-from gateway.webhooks.settings import DeliverySettings, WebhookSettings
-from gateway.webhooks.ssrf import UnsafeUrl, check_resolves
+from gateway.webhooks.ssrf import check_resolves
+from kernel import webhook_signing as signing
+from kernel.ids import ulid
+from kernel.netguard import UnsafeUrl
+from kernel.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import Gateway
 from gateway.attachments import AttachmentTooLarge, safe_mime, safe_name
-from gateway.ids import ChannelId
+from kernel.ids import ChannelId
 from tests.conftest import AUTH
 
 Client = TestClient  # type: ignore[type-arg]

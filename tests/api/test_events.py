@@ -10,10 +10,10 @@ import socket
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors.base import InboundMessage, Sender
 from gateway.app import Gateway
-from gateway.ids import ChannelId
-from gateway.models import TextPart
+from kernel.envelope import InboundMessage, Sender
+from kernel.ids import ChannelId
+from kernel.models import TextPart
 from tests.api.helpers import eventually, open_visitor, say
 from tests.api.sse import SseEvent, read_event, read_events
 from tests.conftest import AUTH, GatewayFactory

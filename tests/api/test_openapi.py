@@ -9,7 +9,7 @@ from openapi_spec_validator import validate
 
 from gateway.api.schemas import SendMessage
 from gateway.app import Gateway
-from gateway.models import Conversation
+from kernel.models import Conversation
 
 Client = TestClient  # type: ignore[type-arg]
 

@@ -12,10 +12,10 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors.base import InboundMessage, Sender
 from gateway.app import Gateway
-from gateway.ids import ChannelId
-from gateway.models import TextPart
+from kernel.envelope import InboundMessage, Sender
+from kernel.ids import ChannelId
+from kernel.models import TextPart
 from tests.api.helpers import eventually, get_json, post_json
 from tests.conftest import GatewayFactory
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.webhooks.signing import new_secret
+from kernel.webhook_signing import new_secret
 from tests.e2e.server import AUTH, astart_gateway
 from tests.webhooks.receiver import Delivery, Receiver
 

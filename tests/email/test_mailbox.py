@@ -25,9 +25,9 @@ from config import load_settings
 from connectors.base import HealthState
 from connectors.email.connector import EmailConnector
 from gateway.app import Gateway
-from gateway.ids import ChannelId, ConversationId
-from gateway.models import Conversation, MediaPart, Message, MessageStatus, TextPart
 from gateway.store.base import ConversationFilter
+from kernel.ids import ChannelId, ConversationId
+from kernel.models import Conversation, MediaPart, Message, MessageStatus, TextPart
 from tests.api.helpers import eventually
 from tests.conftest import ADMIN, AUTH
 from tests.email.conftest import PASSWORD, Mailboxes, MailServer

@@ -27,7 +27,7 @@ from connectors.facebook.parse import (
     sign,
     signature_ok,
 )
-from gateway.models import LinkPart, LocationPart, MediaPart, TextPart
+from kernel.models import LinkPart, LocationPart, MediaPart, TextPart
 from tests.facebook.helpers import (
     APP_ID,
     PAGE,

@@ -18,10 +18,9 @@ from connectors.facebook.render import (
     messaging_type,
     requests_for,
     sender_action,
-    split_text,
-    utf16_len,
 )
-from gateway.models import LinkPart, LocationPart, MediaPart, TextPart
+from connectors.textsplit import split_text, utf16_len
+from kernel.models import LinkPart, LocationPart, MediaPart, TextPart
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RESPONSE = {"messaging_type": "RESPONSE"}
@@ -75,15 +74,15 @@ def test_window_unknown_lets_meta_decide() -> None:
 
 
 def test_short_text_is_one_chunk() -> None:
-    assert split_text("  xin chào  ") == ["xin chào"]
-    assert split_text("a" * TEXT_LIMIT) == ["a" * TEXT_LIMIT]
-    assert split_text("   ") == []
+    assert split_text("  xin chào  ", TEXT_LIMIT) == ["xin chào"]
+    assert split_text("a" * TEXT_LIMIT, TEXT_LIMIT) == ["a" * TEXT_LIMIT]
+    assert split_text("   ", TEXT_LIMIT) == []
 
 
 def test_split_on_word_boundaries_in_order() -> None:
     words = [f"từ{i}" for i in range(1000)]
     text = " ".join(words)
-    chunks = split_text(text)
+    chunks = split_text(text, TEXT_LIMIT)
     assert len(chunks) > 1
     assert all(utf16_len(c) <= TEXT_LIMIT for c in chunks)
     assert " ".join(chunks).split() == words
@@ -92,25 +91,25 @@ def test_split_on_word_boundaries_in_order() -> None:
 def test_split_prefers_paragraphs() -> None:
     first = "Đoạn một. " * 150  # 1,500 characters
     second = "Đoạn hai. " * 100
-    chunks = split_text(first.strip() + "\n\n" + second.strip())
+    chunks = split_text(first.strip() + "\n\n" + second.strip(), TEXT_LIMIT)
     assert chunks == [first.strip(), second.strip()]
 
 
 def test_emoji_count_twice() -> None:
     text = "😀" * 1500  # 1,500 characters, 3,000 UTF-16 units
-    chunks = split_text(text)
+    chunks = split_text(text, TEXT_LIMIT)
     assert [len(c) for c in chunks] == [1000, 500]
     assert "".join(chunks) == text
 
 
 def test_long_word_is_cut_without_splitting_a_character() -> None:
     url = "https://shop.example/" + "x" * 4500
-    chunks = split_text(f"Link: {url} nhé")
+    chunks = split_text(f"Link: {url} nhé", TEXT_LIMIT)
     assert all(utf16_len(c) <= TEXT_LIMIT for c in chunks)
     assert "".join(chunks).replace(" ", "") == f"Link:{url}nhé"
     # combining marks stay with their letter at a hard cut
     decomposed = "e\u0301" * 1500
-    parts = split_text(decomposed)
+    parts = split_text(decomposed, TEXT_LIMIT)
     assert all(p[0] != "\u0301" for p in parts)
     assert "".join(parts) == decomposed
 

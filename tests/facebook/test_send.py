@@ -15,11 +15,12 @@ import httpx
 import pytest
 
 import gateway.outbound as outbound_worker
-from connectors.base import HealthState, OutboundMessage
+from connectors.base import HealthState
 from connectors.errors import WindowClosed
 from connectors.facebook.connector import FacebookConnector
-from gateway.ids import ConversationId
-from gateway.models import utcnow
+from kernel.envelope import OutboundMessage
+from kernel.ids import ConversationId
+from kernel.models import utcnow
 from tests.api.helpers import eventually, get_json, post_json
 from tests.api.sse import read_events
 from tests.conftest import AUTH

@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors.base import InboundMessage, IngestResult
 from connectors.facebook.connector import FacebookConnector
 from connectors.facebook.parse import sign
 from connectors.facebook.settings import FacebookSettings
+from kernel.envelope import InboundMessage, IngestResult
 from tests.api.helpers import eventually, get_json
 from tests.facebook.conftest import PROFILE, Fb, FbFactory
 from tests.facebook.helpers import (

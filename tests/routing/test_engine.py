@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from routing.durations import parse_duration
+from kernel.durations import parse_duration
 from routing.engine import Engine, Need, ineligible, queue_order
 from routing.index import AgentIndex, AgentState
 from routing.language import detect_language

@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors.base import InboundMessage, Sender
 from gateway.app import Gateway
-from gateway.ids import AgentId, ChannelId
-from gateway.models import Presence, TextPart
 from gateway.store.sqlite.routing import DISPATCH_CHUNK
+from kernel.envelope import InboundMessage, Sender
+from kernel.ids import AgentId, ChannelId
+from kernel.models import Presence, TextPart
 from tests.api.helpers import eventually, get_json, post_json
 from tests.conftest import AUTH, GatewayFactory
 
@@ -184,7 +184,7 @@ async def test_unanswered_customers_are_reassigned_with_an_sla_event(
     # an agent reply stops the clock
     await gw.store.create_outbound(
         c,
-        __import__("gateway.models", fromlist=["Author"]).Author(type="agent", id=second),
+        __import__("kernel.models", fromlist=["Author"]).Author(type="agent", id=second),
         [TextPart(text="dạ")],
     )  # type: ignore[arg-type]
     await asyncio.sleep(0.6)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.models import Event
 from gateway.store.base import Store, open_store
+from kernel.events import Event
 from tests.store.backends import BACKENDS, SqliteBackend, make_backend
 
 

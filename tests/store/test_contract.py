@@ -7,10 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from connectors.base import InboundMessage, Sender, StatusUpdate
 from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
-from gateway.ids import AgentId, ChannelId, ContactId, ConversationId
-from gateway.models import (
+from gateway.store.base import ConversationFilter, Store, open_store
+from kernel.envelope import InboundMessage, Sender, StatusUpdate
+from kernel.ids import AgentId, ChannelId, ContactId, ConversationId
+from kernel.models import (
     Agent,
     Author,
     AuthorType,
@@ -23,7 +24,6 @@ from gateway.models import (
     TextPart,
     utcnow,
 )
-from gateway.store.base import ConversationFilter, Store, open_store
 from tests.store.backends import SqliteBackend
 from tests.store.conftest import Recorder
 
@@ -638,7 +638,7 @@ async def test_a_deferred_message_holds_back_the_rest_of_its_conversation(store:
 async def test_reactions_are_one_per_reactor_and_announced(
     store: Store, recorder: Recorder
 ) -> None:
-    from gateway.models import Reaction
+    from kernel.models import Reaction
 
     r = await ingest(store, inbound(WEB, "m1", "v1"))
     customer = Author(type=AuthorType.CONTACT, id=r.contact_id)

@@ -9,9 +9,9 @@ import sqlite3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.models import ConversationStatus
 from gateway.store.sqlite import rows
-from gateway.text import clean_text
+from kernel.models import ConversationStatus
+from kernel.text import clean_text
 
 COLUMNS = (
     "id, contact_id, channel_id, status, assignee_id, priority, skills, language, subject, "

@@ -4,7 +4,7 @@ import pytest
 
 from connectors.base import Capability
 from connectors.degrade import as_text, degrade
-from gateway.models import LinkPart, LocationPart, MediaPart, Part, TextPart
+from kernel.models import LinkPart, LocationPart, MediaPart, Part, TextPart
 
 TEXT_ONLY = frozenset({Capability.TEXT})
 RICH = frozenset({Capability.TEXT, Capability.IMAGE, Capability.LINK})

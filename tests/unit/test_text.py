@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.models import Message, TextPart
-from gateway.text import InvalidPhoneNumber, clean_text, nfc, normalize_email, normalize_phone
+from kernel.models import Message, TextPart
+from kernel.text import InvalidPhoneNumber, clean_text, nfc, normalize_email, normalize_phone
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_message_parts_round_trip_through_json() -> None:
 def test_invalid_parts_are_refused(part: dict[str, object]) -> None:
     from pydantic import TypeAdapter, ValidationError
 
-    from gateway.models import Part
+    from kernel.models import Part
 
     with pytest.raises(ValidationError):
         TypeAdapter(Part).validate_python(part)
@@ -132,13 +132,13 @@ def _reference_ulid_encoding(value: int) -> str:
 
 @given(st.integers(min_value=0, max_value=(1 << 128) - 1))
 def test_ulid_encoding_matches_the_reference(value: int) -> None:
-    from gateway.ids import _encode128
+    from kernel.ids import _encode128
 
     assert _encode128(value) == _reference_ulid_encoding(value)
 
 
 def test_ids_sort_by_creation() -> None:
-    from gateway.ids import new_message_id
+    from kernel.ids import new_message_id
 
     ids = [new_message_id() for _ in range(5000)]
     assert ids == sorted(ids)

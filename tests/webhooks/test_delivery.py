@@ -13,11 +13,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks import Webhook
 
-from connectors.base import InboundMessage, Sender
 from gateway.app import Gateway
-from gateway.ids import ChannelId
-from gateway.models import TextPart
-from gateway.webhooks.signing import new_secret
+from kernel.envelope import InboundMessage, Sender
+from kernel.ids import ChannelId
+from kernel.models import TextPart
+from kernel.webhook_signing import new_secret
 from tests.api.helpers import eventually, get_json, post_json
 from tests.conftest import AUTH, GatewayFactory
 from tests.webhooks.receiver import Delivery, Receiver

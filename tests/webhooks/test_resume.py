@@ -32,12 +32,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from connectors.base import InboundMessage, Sender
 from gateway.app import Gateway
-from gateway.ids import ChannelId
-from gateway.models import Event, TextPart
 from gateway.store.base import DeliveryRow, open_store
-from gateway.webhooks.signing import new_secret
+from kernel.envelope import InboundMessage, Sender
+from kernel.events import Event
+from kernel.ids import ChannelId
+from kernel.models import TextPart
+from kernel.webhook_signing import new_secret
 from tests.api.helpers import eventually
 from tests.conftest import GatewayFactory
 from tests.webhooks.receiver import Delivery, Receiver

@@ -11,23 +11,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from connectors.base import InboundMessage, IngestResult, Sender, StatusUpdate
 from gateway.errors import NotFound
-from gateway.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId, TokenId
-from gateway.models import (
-    Agent,
-    Author,
-    ChannelType,
-    Contact,
-    Conversation,
-    Event,
-    Identity,
-    Message,
-    MessageError,
-    Part,
-    Presence,
-    Reaction,
-)
 from gateway.stats import ChannelSamples
 from gateway.store.base import (
     AttachmentRecord,
@@ -56,6 +40,22 @@ from gateway.store.sqlite import (
 from gateway.store.sqlite.engine import Engine, Tx, connect, us_now
 from gateway.store.sqlite.routing import RoutingState
 from gateway.store.sqlite.schema import migrate
+from kernel.envelope import InboundMessage, IngestResult, Sender, StatusUpdate
+from kernel.events import Event
+from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId, TokenId
+from kernel.models import (
+    Agent,
+    Author,
+    ChannelType,
+    Contact,
+    Conversation,
+    Identity,
+    Message,
+    MessageError,
+    Part,
+    Presence,
+    Reaction,
+)
 from routing.settings import RoutingSettings
 
 SYNCHRONOUS = {"full", "normal", "extra", "off"}

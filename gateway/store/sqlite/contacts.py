@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 
-from connectors.base import Sender
 from gateway.errors import Conflict, NotFound, Unprocessable
-from gateway.ids import ChannelId, ContactId, new_contact_id
-from gateway.models import ChannelType, Contact
 from gateway.store.sqlite import rows
 from gateway.store.sqlite.engine import Tx
-from gateway.text import InvalidPhoneNumber, normalize_email, normalize_phone
+from kernel.envelope import Sender
+from kernel.ids import ChannelId, ContactId, new_contact_id
+from kernel.models import ChannelType, Contact
+from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from gateway.models import Event, compose_json
+from kernel.events import Event, compose_json
 
 log = logging.getLogger(__name__)
 

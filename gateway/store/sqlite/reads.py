@@ -7,9 +7,6 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.base import OutboundMessage
-from gateway.ids import AgentId, TokenId
-from gateway.models import Agent, Contact, Conversation, Event, Identity, Message
 from gateway.store.base import (
     AttachmentRecord,
     ConversationFilter,
@@ -19,6 +16,10 @@ from gateway.store.base import (
     encode_cursor,
 )
 from gateway.store.sqlite import rows
+from kernel.envelope import OutboundMessage
+from kernel.events import Event
+from kernel.ids import AgentId, TokenId
+from kernel.models import Agent, Contact, Conversation, Identity, Message
 
 THREAD_REFS_LIMIT = 30
 

@@ -16,8 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import Conflict, NotFound
-from gateway.ids import AgentId, ConversationId, new_message_id
-from gateway.models import (
+from gateway.store.base import DispatchResult
+from gateway.store.sqlite import rows
+from gateway.store.sqlite.engine import Tx
+from kernel.events import RawJSON
+from kernel.ids import AgentId, ConversationId, new_message_id
+from kernel.models import (
     Agent,
     Author,
     AuthorType,
@@ -27,12 +31,8 @@ from gateway.models import (
     Message,
     MessageStatus,
     Presence,
-    RawJSON,
     TextPart,
 )
-from gateway.store.base import DispatchResult
-from gateway.store.sqlite import rows
-from gateway.store.sqlite.engine import Tx
 from routing.engine import Decision, Engine, Need, queue_order
 from routing.index import AgentIndex, AgentState
 from routing.rules import Classification, Requirements, classify, effective, next_step_at

@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from gateway.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId
-from gateway.models import (
+from kernel.events import Event
+from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId
+from kernel.models import (
     Agent,
     Author,
     AuthorType,
@@ -20,7 +21,6 @@ from gateway.models import (
     Conversation,
     ConversationStatus,
     Direction,
-    Event,
     Identity,
     Message,
     MessageError,

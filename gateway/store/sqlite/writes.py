@@ -8,16 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import InboundMessage, IngestResult, StatusUpdate
 from gateway.errors import NotFound, Unprocessable
-from gateway.ids import (
-    ContactId,
-    ConversationId,
-    MessageId,
-    new_conversation_id,
-    new_message_id,
-)
-from gateway.models import (
+from gateway.store.base import AttachmentRecord
+from gateway.store.sqlite import contacts, rows
+from gateway.store.sqlite.engine import Tx
+from gateway.store.sqlite.routing import RoutingState, classify_new, served
+from kernel.envelope import InboundMessage, IngestResult, StatusUpdate
+from kernel.ids import ContactId, ConversationId, MessageId, new_conversation_id, new_message_id
+from kernel.models import (
     STATUS_RANK,
     Author,
     AuthorType,
@@ -32,10 +30,6 @@ from gateway.models import (
     Reaction,
     text_of,
 )
-from gateway.store.base import AttachmentRecord
-from gateway.store.sqlite import contacts, rows
-from gateway.store.sqlite.engine import Tx
-from gateway.store.sqlite.routing import RoutingState, classify_new, served
 
 QUEUE_SCAN_LIMIT = 500
 

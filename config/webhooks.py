@@ -6,9 +6,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from gateway.webhooks import signing
-from gateway.webhooks.ssrf import UnsafeUrl, check_url
-from routing.durations import Duration
+from kernel import webhook_signing as signing
+from kernel.durations import Duration
+from kernel.netguard import UnsafeUrl, check_url
 
 # Delays before attempts 1, 2, ...: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_SCHEDULE = [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
