@@ -18,8 +18,8 @@ from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from config.schema import ChannelSettings
 from connectors.base import Connector
-from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.store.base import Store
+from kernel.errors import Conflict, Invalid, Malformed, NotFound
 from kernel.secrets import SecretBox
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def validate(raw: dict[str, Any]) -> Any:
     try:
         return _SETTINGS.validate_python(raw)
     except ValidationError as exc:
-        raise BadRequest(
+        raise Malformed(
             "the channel settings are not valid",
             code="validation_error",
             details=[
@@ -146,9 +146,9 @@ class ChannelAdmin:
         old = self._changeable(channel_id)
         raw = merge_patch(revealed(old), patch)
         if raw.get("id") != channel_id:
-            raise Unprocessable("a channel's id cannot change", code="immutable_field")
+            raise Invalid("a channel's id cannot change", code="immutable_field")
         if raw.get("type") != old.type:
-            raise Unprocessable("a channel's type cannot change", code="immutable_field")
+            raise Invalid("a channel's type cannot change", code="immutable_field")
         settings = validate(raw)
         sealed = self.box.seal(json.dumps(revealed(settings)))
         await self.store.put_api_channel(channel_id, settings.type, sealed, new=False)

@@ -13,12 +13,12 @@ from typing import Any
 
 from connectors.base import Health, HealthState
 from gateway.attachments import Attachments
-from gateway.errors import NotFound
 from gateway.events import EventBus
 from gateway.metrics import Metrics
 from gateway.routing_service import RoutingService
 from gateway.store.base import Store
 from kernel.envelope import InboundMessage, IngestResult, Sender, StatusUpdate
+from kernel.errors import NotFound
 from kernel.ids import ChannelId, ContactId, ConversationId, MessageId
 from kernel.models import (
     Author,

@@ -21,8 +21,9 @@ from gateway.api import (  # noqa: F401
     system,
     webhooks,
 )
+from gateway.api.errors import ApiError, PayloadTooLarge
 from gateway.api.spec import MAX_BODY, REPLAYED, api, error_response
-from gateway.errors import ApiError, NotFound, PayloadTooLarge
+from kernel.errors import DomainError, NotFound
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -49,7 +50,7 @@ def _errors(gw: Gateway) -> Any:
         started = time.perf_counter()
         try:
             response = await handler(request)
-        except ApiError as exc:
+        except DomainError as exc:
             response = error_response(exc)
         except web.HTTPRequestEntityTooLarge:
             response = error_response(

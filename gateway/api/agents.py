@@ -6,10 +6,11 @@ import re
 from typing import cast
 
 from gateway.api.auth import MANAGE
+from gateway.api.errors import Forbidden
 from gateway.api.schemas import AgentBody, PageQuery, PresenceBody
 from gateway.api.spec import Req, api
-from gateway.errors import BadRequest, Forbidden, NotFound, Unprocessable
 from gateway.store.base import Page
+from kernel.errors import Invalid, Malformed, NotFound
 from kernel.ids import AgentId
 from kernel.models import Agent, Presence
 
@@ -20,7 +21,7 @@ _ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 def _agent_id(req: Req) -> AgentId:
     value = req.param("id")
     if not _ID_OK.match(value):
-        raise BadRequest(
+        raise Malformed(
             "agent ids are 1-128 letters, digits, '_', '.', '@' or '-'", code="invalid_id"
         )
     return AgentId(value)
@@ -59,9 +60,7 @@ async def put_agent(req: Req) -> tuple[Agent, int]:
     body = cast(AgentBody, req.body)
     agent_id = _agent_id(req)
     if body.id is not None and body.id != agent_id:
-        raise Unprocessable(
-            f"the body's id {body.id!r} does not match the path", code="id_mismatch"
-        )
+        raise Invalid(f"the body's id {body.id!r} does not match the path", code="id_mismatch")
     agent = Agent(
         id=agent_id,
         name=body.name,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from gateway.errors import Forbidden, Unauthorized
+from gateway.api.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
     from gateway.store.base import Store

@@ -9,8 +9,8 @@ from aiohttp import web
 
 from gateway.api.schemas import ContactPatch, Merge, PageQuery, Unmerge
 from gateway.api.spec import Req, api
-from gateway.errors import NotFound
 from gateway.store.base import Page
+from kernel.errors import NotFound
 from kernel.ids import ChannelId, ContactId
 from kernel.models import Contact, Message
 

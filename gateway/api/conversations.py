@@ -6,6 +6,7 @@ import hashlib
 from typing import cast
 
 from gateway.api.auth import MANAGE, Scope
+from gateway.api.errors import Forbidden
 from gateway.api.schemas import (
     Assign,
     ConversationQuery,
@@ -19,8 +20,8 @@ from gateway.api.schemas import (
     Typing,
 )
 from gateway.api.spec import REPLAYED, Header, Req, api
-from gateway.errors import Forbidden, NotFound, Unprocessable
 from gateway.store.base import ConversationFilter, Page
+from kernel.errors import Invalid, NotFound
 from kernel.ids import AgentId, ChannelId, ConversationId, MessageId
 from kernel.models import Author, AuthorType, Conversation, Message, Part, TextPart
 
@@ -101,9 +102,7 @@ async def send_message(req: Req) -> Message:
     assert principal is not None
     key = req.request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 255:
-        raise Unprocessable(
-            "Idempotency-Key must be 1 to 255 characters", code="bad_idempotency_key"
-        )
+        raise Invalid("Idempotency-Key must be 1 to 255 characters", code="bad_idempotency_key")
     if principal.agent_id is not None and not principal.is_admin:
         if body.agent_id not in (None, principal.agent_id):
             raise Forbidden("an agent token sends as its own agent", code="not_your_agent")
@@ -111,7 +110,7 @@ async def send_message(req: Req) -> Message:
     else:
         author_id = body.agent_id or conv.assignee_id
     if body.agent_id is not None and await req.gw.store.get_agent(AgentId(body.agent_id)) is None:
-        raise Unprocessable(f"agent {body.agent_id} not found", code="agent_not_found")
+        raise Invalid(f"agent {body.agent_id} not found", code="agent_not_found")
     parts: list[Part] = (
         list(body.parts) if body.parts is not None else [TextPart(text=body.text or "")]
     )

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from gateway.api.schemas import EventsQuery
 from gateway.api.spec import Header, Req, api
-from gateway.errors import BadRequest
 from gateway.events import filter_events, seq_of, type_matcher
+from kernel.errors import Malformed
 from kernel.events import Event
 
 PAGE = 500
@@ -36,11 +36,11 @@ def _start_after(req: Req, q: EventsQuery) -> int | None:
     try:
         value = int(raw.strip())
     except ValueError:
-        raise BadRequest(
+        raise Malformed(
             "Last-Event-ID must be an event id from this stream", code="invalid_event_id"
         ) from None
     if value < 0:
-        raise BadRequest("Last-Event-ID must not be negative", code="invalid_event_id")
+        raise Malformed("Last-Event-ID must not be negative", code="invalid_event_id")
     return value
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from connectors.base import SocketConnector, WebhookConnector
 from gateway.api.spec import Req, api
-from gateway.errors import NotFound
+from kernel.errors import NotFound
 from kernel.ids import ChannelId
 
 TAG = "channels"

@@ -15,7 +15,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from gateway.api.auth import ANY_SCOPE, Principal
-from gateway.errors import ApiError, BadRequest, PayloadTooLarge, TooManyRequests
+from gateway.api.errors import PayloadTooLarge, TooManyRequests, status_of
+from kernel.errors import DomainError, Malformed
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -264,19 +265,19 @@ async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
             f"the body is larger than {request.app[MAX_BODY]} bytes",
         ) from None
     if not raw.strip():
-        raise BadRequest("a JSON body is required", code="body_required")
+        raise Malformed("a JSON body is required", code="body_required")
     try:
         data = json.loads(raw)
     except UnicodeDecodeError:
-        raise BadRequest("the body is not UTF-8", code="invalid_json") from None
+        raise Malformed("the body is not UTF-8", code="invalid_json") from None
     except ValueError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+        raise Malformed(f"the body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object", code="invalid_json")
+        raise Malformed("the body must be a JSON object", code="invalid_json")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise BadRequest(
+        raise Malformed(
             "the body does not match the schema",
             code="validation_error",
             details=validation_details(exc),
@@ -305,7 +306,7 @@ def _wrap(op: Operation, gw: Gateway) -> Callable[[web.Request], Awaitable[web.S
                 given = {k: v for k, v in request.query.items() if v != ""}
                 req.query = op.query.model_validate(given)
             except ValidationError as exc:
-                raise BadRequest(
+                raise Malformed(
                     "invalid query parameters",
                     code="validation_error",
                     details=validation_details(exc),
@@ -326,16 +327,17 @@ def _wrap(op: Operation, gw: Gateway) -> Callable[[web.Request], Awaitable[web.S
     return handle
 
 
-def error_response(exc: ApiError) -> web.Response:
+def error_response(exc: DomainError) -> web.Response:
     body = {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
+    status = status_of(exc)
     headers = {}
-    if exc.status == 401:
+    if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="omnigw"'
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return web.Response(
-        status=exc.status,
+        status=status,
         text=json.dumps(body, ensure_ascii=False),
         content_type="application/json",
         headers=headers,

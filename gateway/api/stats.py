@@ -10,8 +10,8 @@ from pydantic import AwareDatetime, Field, field_validator
 
 from gateway.api.schemas import Id, In
 from gateway.api.spec import Req, api
-from gateway.errors import NotFound, Unprocessable
 from gateway.stats import ChannelFigures, ChannelSamples, Stats, figures
+from kernel.errors import Invalid, NotFound
 from kernel.models import rfc3339
 
 DEFAULT_WINDOW = timedelta(days=1)
@@ -57,7 +57,7 @@ async def get_stats(req: Req) -> Stats:
     until = (q.until or datetime.now(UTC)).astimezone(UTC)
     since = (q.since or until - DEFAULT_WINDOW).astimezone(UTC)
     if since >= until:
-        raise Unprocessable(
+        raise Invalid(
             "since must be before until",
             code="invalid_window",
             details={"since": rfc3339(since), "until": rfc3339(until)},

@@ -22,7 +22,7 @@ from gateway.api.schemas import (
 )
 from gateway.api.spec import Req, api
 from gateway.channels import public_view
-from gateway.errors import NotFound, Unprocessable
+from kernel.errors import Invalid, NotFound
 from kernel.ids import AgentId, TokenId, new_token_id
 
 TAG = "system"
@@ -192,9 +192,9 @@ async def create_token(req: Req) -> TokenCreated:
     body = cast(TokenBody, req.body)
     agent_id = AgentId(body.agent_id) if body.agent_id else None
     if agent_id is not None and await req.gw.store.get_agent(agent_id) is None:
-        raise Unprocessable(f"agent {agent_id} not found", code="agent_not_found")
+        raise Invalid(f"agent {agent_id} not found", code="agent_not_found")
     if "agent" in body.scopes and agent_id is None:
-        raise Unprocessable("agent tokens need agent_id", code="agent_id_required")
+        raise Invalid("agent tokens need agent_id", code="agent_id_required")
     token = new_token()
     record = await req.gw.store.create_token(
         new_token_id(), body.name, hash_token(token), sorted(set(body.scopes)), agent_id

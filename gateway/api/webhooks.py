@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field, model_validator
 from gateway.api.auth import ADMIN_ONLY
 from gateway.api.schemas import In, Limit
 from gateway.api.spec import Req, api
-from gateway.errors import BadRequest
 from gateway.store.base import WebhookRecord, decode_cursor, encode_cursor
 from kernel.durations import Duration
+from kernel.errors import Malformed
 from kernel.events import format_event_id
 from kernel.models import rfc3339
 
@@ -243,7 +243,7 @@ async def webhook_deliveries(req: Req) -> AttemptPage:
     await req.gw.webhooks.get(req.param("id"))
     before = decode_cursor(q.cursor)
     if before is not None and not before.isdigit():
-        raise BadRequest("invalid cursor", code="invalid_cursor")
+        raise Malformed("invalid cursor", code="invalid_cursor")
     rows = await req.gw.store.webhook_attempts(
         req.param("id"), int(before) if before else None, q.limit + 1, q.outcome
     )

@@ -4,7 +4,7 @@ Every write method is one transaction: the state change and the events announcin
 (the transactional outbox) commit together or not at all. Committed events are handed,
 in commit order, to the ``on_events`` callback given at open.
 
-Errors (in :mod:`gateway.errors`): ``NotFound``, ``Conflict``, ``Unprocessable``.
+Errors (in :mod:`kernel.errors`): ``NotFound``, ``Conflict``, ``Invalid``, ``Malformed``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.errors import BadRequest
 from gateway.stats import ChannelSamples
 from kernel.envelope import InboundMessage, IngestResult, OutboundMessage, Sender, StatusUpdate
+from kernel.errors import Malformed
 from kernel.events import Event
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId, TokenId
 from kernel.models import (
@@ -67,9 +67,9 @@ def decode_cursor(cursor: str | None) -> str | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = json.loads(raw)["k"]
     except (binascii.Error, ValueError, KeyError, TypeError):
-        raise BadRequest("invalid cursor", code="invalid_cursor") from None
+        raise Malformed("invalid cursor", code="invalid_cursor") from None
     if not isinstance(key, str):
-        raise BadRequest("invalid cursor", code="invalid_cursor")
+        raise Malformed("invalid cursor", code="invalid_cursor")
     return key
 
 

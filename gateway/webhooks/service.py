@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from config.webhooks import DeliverySettings, WebhookSettings
-from gateway.errors import Conflict, NotFound, Unprocessable
 from gateway.events import EventBus
 from gateway.store.base import Store, WebhookRecord
 from gateway.webhooks.dispatcher import Dispatcher
 from gateway.webhooks.ssrf import check_resolves
 from kernel import webhook_signing as signing
+from kernel.errors import Conflict, Invalid, NotFound
 from kernel.ids import ulid
 from kernel.netguard import UnsafeUrl
 from kernel.secrets import SecretBox
@@ -121,7 +121,7 @@ class Webhooks:
                 allow_loopback=self.settings.allow_loopback,
             )
         except UnsafeUrl as exc:
-            raise Unprocessable(str(exc), code="unsafe_url") from None
+            raise Invalid(str(exc), code="unsafe_url") from None
 
     async def create(
         self, url: str, events: list[str], description: str | None, secret: str | None
@@ -131,7 +131,7 @@ class Webhooks:
         try:
             signing.secret_key(secret)
         except ValueError as exc:
-            raise Unprocessable(str(exc), code="invalid_secret") from None
+            raise Invalid(str(exc), code="invalid_secret") from None
         record = await self.store.put_webhook(
             WebhookRecord(
                 id="wh_" + ulid(),

@@ -323,9 +323,9 @@ async def test_transfer_to_skills_and_manual_rules_over_http(make_gateway: Gatew
 async def test_racing_traffic_keeps_every_invariant(make_gateway: GatewayFactory) -> None:
     """Hundreds of conversations, resolves, presence changes and manual assignments race
     through the real service and store."""
-    from gateway.errors import ApiError
     from gateway.store.base import ConversationFilter
     from gateway.store.sqlite.routing import load_index
+    from kernel.errors import DomainError
 
     agents = "".join(agent(f"a{i}", capacity="{ webchat = 2, total = 3 }") for i in range(8))
     gw = await make_gateway(
@@ -361,7 +361,7 @@ async def test_racing_traffic_keeps_every_invariant(make_gateway: GatewayFactory
                     )
                 elif convs:
                     await gw.store.assign(local.choice(convs), AgentId(f"a{local.randrange(8)}"))  # type: ignore[arg-type]
-            except ApiError:
+            except DomainError:
                 pass  # at capacity, offline, already resolved: refused, as it must be
             gw.router.kick()
             if step % 25 == 0:

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.errors import BadRequest, Conflict, NotFound, Unprocessable
 from gateway.store.base import ConversationFilter, Store, open_store
 from kernel.envelope import InboundMessage, Sender, StatusUpdate
+from kernel.errors import Conflict, Invalid, Malformed, NotFound
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId
 from kernel.models import (
     Agent,
@@ -179,7 +179,7 @@ async def test_merge_and_unmerge(store: Store) -> None:
     assert {i.external_id for i in merged.identities} == {"v1", "zu1"}
     with pytest.raises(Conflict):
         await store.merge_contacts(a.contact_id, b.contact_id)
-    with pytest.raises(Unprocessable):
+    with pytest.raises(Invalid):
         await store.merge_contacts(a.contact_id, a.contact_id)
     with pytest.raises(NotFound):
         await store.merge_contacts(a.contact_id, ContactId("ct_missing"))
@@ -284,7 +284,7 @@ async def test_timeline_spans_channels_newest_first_and_paginates(store: Store) 
 
 async def test_bad_cursor_is_a_bad_request(store: Store) -> None:
     r = await ingest(store, inbound(WEB, "m1", "v1"))
-    with pytest.raises(BadRequest):
+    with pytest.raises(Malformed):
         await store.timeline(r.contact_id, "not-a-cursor!", 10)
     with pytest.raises(NotFound):
         await store.timeline(ContactId("ct_nobody"), None, 10)
@@ -397,7 +397,7 @@ async def test_outbound_lifecycle_and_idempotency(store: Store, recorder: Record
     )
     assert replayed
     assert again.id == msg.id
-    with pytest.raises(Unprocessable):
+    with pytest.raises(Invalid):
         await store.create_outbound(
             r.conversation_id,
             author,
@@ -405,7 +405,7 @@ async def test_outbound_lifecycle_and_idempotency(store: Store, recorder: Record
             idempotency_key="k1",
             request_hash="h2",
         )
-    with pytest.raises(Unprocessable):
+    with pytest.raises(Invalid):
         await store.create_outbound(
             r.conversation_id, author, [TextPart(text="x")], reply_to="msg_nope"
         )

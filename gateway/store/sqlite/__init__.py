@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gateway.errors import NotFound
 from gateway.stats import ChannelSamples
 from gateway.store.base import (
     AttachmentRecord,
@@ -41,6 +40,7 @@ from gateway.store.sqlite.engine import Engine, Tx, connect, us_now
 from gateway.store.sqlite.routing import RoutingState
 from gateway.store.sqlite.schema import migrate
 from kernel.envelope import InboundMessage, IngestResult, Sender, StatusUpdate
+from kernel.errors import NotFound
 from kernel.events import Event
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId, TokenId
 from kernel.models import (

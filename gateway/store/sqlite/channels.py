@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
-from gateway.errors import Conflict
 from gateway.store.base import StoredChannel
 from gateway.store.sqlite.engine import Tx
 from gateway.store.sqlite.rows import from_us
+from kernel.errors import Conflict
 
 
 def list_all(conn: sqlite3.Connection) -> list[StoredChannel]:

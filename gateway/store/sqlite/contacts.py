@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 
-from gateway.errors import Conflict, NotFound, Unprocessable
 from gateway.store.sqlite import rows
 from gateway.store.sqlite.engine import Tx
 from kernel.envelope import Sender
+from kernel.errors import Conflict, Invalid, NotFound
 from kernel.ids import ChannelId, ContactId, new_contact_id
 from kernel.models import ChannelType, Contact
 from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
@@ -203,7 +203,7 @@ def _link_verified(
 def merge(tx: Tx, survivor: ContactId, other: ContactId) -> None:
     """Fold ``other`` (and whatever was merged into it) into ``survivor``."""
     if survivor == other:
-        raise Unprocessable("cannot merge a contact into itself", code="same_contact")
+        raise Invalid("cannot merge a contact into itself", code="same_contact")
     rows_ = {
         r["id"]: r
         for r in tx.execute("SELECT * FROM contacts WHERE id IN (?, ?)", (survivor, other))
@@ -295,7 +295,7 @@ def update(
     if email is not None:
         normalized = normalize_email(email)
         if normalized is None:
-            raise Unprocessable("email is not an e-mail address", code="invalid_email")
+            raise Invalid("email is not an e-mail address", code="invalid_email")
         if normalized != row["email"]:
             updates["email"] = normalized
             updates["email_verified"] = 0
@@ -303,7 +303,7 @@ def update(
         try:
             normalized = normalize_phone(phone)
         except InvalidPhoneNumber as exc:
-            raise Unprocessable(f"phone: {exc}", code="invalid_phone") from None
+            raise Invalid(f"phone: {exc}", code="invalid_phone") from None
         if normalized != row["phone"]:
             updates["phone"] = normalized
             updates["phone_verified"] = 0

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import Conflict, NotFound
 from gateway.store.base import DispatchResult
 from gateway.store.sqlite import rows
 from gateway.store.sqlite.engine import Tx
+from kernel.errors import Conflict, NotFound
 from kernel.events import RawJSON
 from kernel.ids import AgentId, ConversationId, new_message_id
 from kernel.models import (

@@ -13,10 +13,10 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.errors import NotFound
 from gateway.store.base import AttemptLog, DeliveryRow, WebhookRecord
 from gateway.store.sqlite import rows
 from gateway.store.sqlite.engine import Tx
+from kernel.errors import NotFound
 
 
 def _record(row: sqlite3.Row) -> WebhookRecord:

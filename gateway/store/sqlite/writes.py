@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import NotFound, Unprocessable
 from gateway.store.base import AttachmentRecord
 from gateway.store.sqlite import contacts, rows
 from gateway.store.sqlite.engine import Tx
 from gateway.store.sqlite.routing import RoutingState, classify_new, served
 from kernel.envelope import InboundMessage, IngestResult, StatusUpdate
+from kernel.errors import Invalid, NotFound
 from kernel.ids import ContactId, ConversationId, MessageId, new_conversation_id, new_message_id
 from kernel.models import (
     STATUS_RANK,
@@ -398,7 +398,7 @@ def create_outbound(
         )
         if row is not None:
             if row["request_hash"] != request_hash:
-                raise Unprocessable(
+                raise Invalid(
                     "this Idempotency-Key was already used with a different request",
                     code="idempotency_key_reused",
                 )
@@ -409,7 +409,7 @@ def create_outbound(
             (reply_to, conversation_id),
         )
         if r is None:
-            raise Unprocessable(
+            raise Invalid(
                 f"reply_to {reply_to} is not a message of this conversation",
                 code="invalid_reply_to",
             )
