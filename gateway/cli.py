@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         return check_config(args.file)
     if args.command == "simulate":
-        from routing.simulator import run_command
+        from routing.simulation_report import run_command
 
         text, status = run_command(
             args.scenario,
