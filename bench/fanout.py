@@ -307,7 +307,7 @@ async def live_run(spec: dict[str, Any]) -> dict[str, Any]:
     await gw.start()
     tune_gc()
     endpoint = spec["endpoint"]
-    start = await gw.store.last_event_seq()
+    start = await gw.store.events.last_seq()
     # The backlog's customers go on writing (their conversations exist; new ones arrive at
     # the same turnover as in the backlog), numbered on from where the backlog stopped.
     producer = Producer(gw, spec["visitors"], spec["per_visitor"], spec["seed"], "v")
@@ -332,9 +332,9 @@ async def live_run(spec: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(tick)
         await asyncio.gather(*pending)
         t_produced = time.monotonic()
-        await gw.router.settle()
+        await gw.queue.settle()
         match = type_matcher(EVENT_TYPES)
-        expected = sum(1 for e in await gw.store.events_after(start, 10**9) if match(e.type))
+        expected = sum(1 for e in await gw.store.events.after(start, 10**9) if match(e.type))
         async with (
             aiohttp.ClientSession() as http,
             http.get(
@@ -475,7 +475,7 @@ async def build_backlog(args: argparse.Namespace, work: Path, receiver_url: str)
             async with http.patch(f"{api}/v1/webhooks/{endpoint}", json={"enabled": False}) as resp:
                 if resp.status != 200:
                     raise RuntimeError(f"PATCH /v1/webhooks: {resp.status} {await resp.text()}")
-        record = await gw.store.get_webhook(endpoint)
+        record = await gw.store.webhooks.get(endpoint)
         assert record is not None
         cursor = record.cursor
         match = type_matcher(EVENT_TYPES)
@@ -484,8 +484,8 @@ async def build_backlog(args: argparse.Namespace, work: Path, receiver_url: str)
             await producer.send(args.visitors)
             if gw.bus.last_seq - cursor >= args.events:
                 break
-        await gw.router.settle()
-        events = [e for e in await gw.store.events_after(cursor, 10**9) if match(e.type)]
+        await gw.queue.settle()
+        events = [e for e in await gw.store.events.after(cursor, 10**9) if match(e.type)]
     finally:
         await runner.cleanup()
         await gw.close_connections()

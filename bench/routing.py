@@ -7,7 +7,7 @@ against a floor measured in the same run (an empty function called with the same
 arguments) and against a naive scan over every agent, which also checks every decision.
 
 Part 2, service throughput: customers open conversations through the store's ingest,
-the real RoutingService dispatches the queue, and each conversation is resolved as soon
+the real QueueRunner dispatches the queue, and each conversation is resolved as soon
 as it is assigned so that capacity keeps freeing; assignments per second are counted
 over a window and set against a raw SQLite floor (the same row writes per assignment
 and the same number of commits, as plain statements) measured in the same run. When the
@@ -49,8 +49,12 @@ from typing import Any  # noqa: E402
 from _common import fs_type, machine_facts, percentiles, vi_text  # noqa: E402
 
 from gateway.cli import tune_gc  # noqa: E402
-from gateway.routing_service import RoutingService  # noqa: E402
-from gateway.store.base import Store, open_store  # noqa: E402
+from gateway.domain.assignments import Assignments  # noqa: E402
+from gateway.domain.inbox import Inbox  # noqa: E402
+from gateway.domain.state import RoutingState  # noqa: E402
+from gateway.queue_runner import QueueRunner  # noqa: E402
+from gateway.store import open_store  # noqa: E402
+from gateway.store.protocols import Store  # noqa: E402
 from kernel.envelope import InboundMessage, Sender  # noqa: E402
 from kernel.ids import AgentId, ChannelId, ConversationId  # noqa: E402
 from kernel.models import Agent, ChannelType, ConversationStatus, Presence, TextPart  # noqa: E402
@@ -396,17 +400,17 @@ RETURNING_SHARE = 0.3
 
 
 class Counting:
-    """What the RoutingService dispatches through: the store's dispatch, counted, and
-    each waiting customer told that its conversation got an agent."""
+    """What the QueueRunner dispatches through: the domain's dispatch, counted, and each
+    waiting customer told that its conversation got an agent."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, assignments: Assignments) -> None:
+        self.assignments = assignments
         self.waiters: dict[str, asyncio.Future[str]] = {}
         self.early: set[str] = set()
         self.log: list[tuple[float, int, int]] = []  # (time, assigned, decisions)
 
     async def dispatch(self) -> Any:
-        result = await self.store.dispatch()
+        result = await self.assignments.dispatch()
         assigned = 0
         for d in result.decisions:
             if d.agent_id is None:
@@ -430,8 +434,16 @@ class Workload:
     resolved, and starts again. Agents have more slots than there are customers, so
     nobody ever waits for capacity: what is measured is the service's own cost."""
 
-    def __init__(self, store: Store, router: RoutingService, counting: Counting, seed: int) -> None:
-        self.store = store
+    def __init__(
+        self,
+        inbox: Inbox,
+        assignments: Assignments,
+        router: QueueRunner,
+        counting: Counting,
+        seed: int,
+    ) -> None:
+        self.inbox = inbox
+        self.assignments = assignments
         self.router = router
         self.counting = counting
         self.rng = random.Random(seed)
@@ -460,7 +472,7 @@ class Workload:
                 sender=Sender(external_id=sender),
                 parts=[TextPart(text=self.texts[seq % TEXT_POOL])],
             )
-            res = await self.store.ingest(msg, SERVICE_CHANNELS[channel])
+            res = await self.inbox.ingest(msg, SERVICE_CHANNELS[channel])
             self.ingested.append(time.perf_counter())
             if res.conversation_status == ConversationStatus.QUEUED:
                 self.router.kick()
@@ -471,7 +483,7 @@ class Workload:
                 fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
                 self.counting.waiters[cid] = fut
                 await fut
-            await self.store.resolve(ConversationId(cid))
+            await self.assignments.resolve(ConversationId(cid))
             self.router.kick()  # capacity freed, as the API does after a resolve
             self.resolved.append(time.perf_counter())
             self.cycle_ns.append(time.perf_counter_ns() - t0)
@@ -479,8 +491,16 @@ class Workload:
 
 
 def writer_conn(store: Store) -> sqlite3.Connection:
-    conn: sqlite3.Connection = store._engine._conn  # type: ignore[attr-defined]
+    conn: sqlite3.Connection = store.database._conn  # type: ignore[attr-defined]
     return conn
+
+
+async def open_routed(path: Path, settings: RoutingSettings) -> tuple[Store, Inbox, Assignments]:
+    """A SQLite store with the domain's inbox and routing over it, as the gateway wires
+    them."""
+    store = await open_store(f"sqlite:///{path}")
+    state = RoutingState(settings, [t.value for t in ChannelType])
+    return store, Inbox(store, state), Assignments(store, state)
 
 
 async def service_run(args: argparse.Namespace, agents: int, workdir: Path) -> dict[str, Any]:
@@ -488,13 +508,11 @@ async def service_run(args: argparse.Namespace, agents: int, workdir: Path) -> d
     settings = RoutingSettings(
         sticky_window=STICKY_WINDOW, rules=SERVICE_RULES, escalation=list(LADDER)
     )
-    store = await open_store(
-        f"sqlite:///{path}", routing=settings, channel_types=[t.value for t in ChannelType]
-    )
+    store, inbox, assignments = await open_routed(path, settings)
     per_agent = max(2, math.ceil(2 * args.customers / agents))
     await asyncio.gather(
         *(
-            store.put_agent(
+            assignments.put_agent(
                 Agent(
                     id=AgentId(f"agent-{i:04d}"),
                     skills={"billing": 1 + i % 3, "orders": 1 + i % 2, "returns": 1 + i % 4},
@@ -507,9 +525,9 @@ async def service_run(args: argparse.Namespace, agents: int, workdir: Path) -> d
             for i in range(agents)
         )
     )
-    counting = Counting(store)
-    router = RoutingService(counting, interval=3600.0)  # type: ignore[arg-type]
-    work = Workload(store, router, counting, args.seed)
+    counting = Counting(assignments)
+    router = QueueRunner(counting, interval=3600.0)  # type: ignore[arg-type]
+    work = Workload(inbox, assignments, router, counting, args.seed)
     conn = writer_conn(store)
     tune_gc()
     router.start()
@@ -577,7 +595,7 @@ async def service_run(args: argparse.Namespace, agents: int, workdir: Path) -> d
         router.kick()
         await asyncio.wait_for(asyncio.gather(*customers), timeout=30)
         await router.stop()
-        out["dispatch_only"] = await dispatch_only(store, work, agents * per_agent)
+        out["dispatch_only"] = await dispatch_only(inbox, assignments, work, agents * per_agent)
     finally:
         work.running = False
         for task in customers:
@@ -594,10 +612,10 @@ async def service_run(args: argparse.Namespace, agents: int, workdir: Path) -> d
 
 
 async def dispatch_only(
-    store: Store, work: Workload, slots: int, rounds: int = 4
+    inbox: Inbox, assignments: Assignments, work: Workload, slots: int, rounds: int = 4
 ) -> dict[str, Any]:
     """The routing write alone: conversations ingested with nobody dispatching, then
-    store.dispatch() until it has no more (its transactions and commits included)."""
+    dispatch() until it has no more (its transactions and commits included)."""
     size = min(slots, 1000)
     assigned = 0
     spent = 0.0
@@ -605,7 +623,7 @@ async def dispatch_only(
         base = 10_000_000 + r * size
         results = await asyncio.gather(
             *(
-                store.ingest(
+                inbox.ingest(
                     InboundMessage(
                         channel_id=ChannelId("webchat"),
                         external_id=f"d-{base + i}",
@@ -619,13 +637,13 @@ async def dispatch_only(
         )
         t0 = time.perf_counter()
         while True:
-            result = await store.dispatch()
+            result = await assignments.dispatch()
             assigned += sum(1 for d in result.decisions if d.agent_id is not None)
             if not result.more:
                 break
         spent += time.perf_counter() - t0
         # everything back to resolved, so the next round starts with every slot free
-        await asyncio.gather(*(store.resolve(r.conversation_id) for r in results))
+        await asyncio.gather(*(assignments.resolve(r.conversation_id) for r in results))
     return {
         "batch": size,
         "assigned": assigned,
@@ -638,7 +656,7 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
     """Sustained assignments: a backlog meets free capacity, as when a support team logs in
     on Monday morning. The backlog is ingested first (its cost is ingest's, measured by
     bench/ingest.py); then every agent comes online through the store (one presence write
-    each, as PUT /v1/agents/{id}/presence does, with a kick of the real RoutingService),
+    each, as PUT /v1/agents/{id}/presence does, with a kick of the real QueueRunner),
     and the service assigns until the queue is empty. Meanwhile a probe customer writes
     every 10 ms and the time its message takes to be acknowledged (durable) is recorded:
     serving the queue must not hold other writes up."""
@@ -646,9 +664,7 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
     settings = RoutingSettings(
         sticky_window=STICKY_WINDOW, rules=SERVICE_RULES, escalation=list(LADDER)
     )
-    store = await open_store(
-        f"sqlite:///{path}", routing=settings, channel_types=[t.value for t in ChannelType]
-    )
+    store, inbox, assignments = await open_routed(path, settings)
     backlog = args.backlog
     # spare slots: the queue, not capacity, runs out first
     per_agent = math.ceil(backlog * 1.25 / agents) + 2
@@ -658,7 +674,7 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
         for start in range(0, agents, 500):
             await asyncio.gather(
                 *(
-                    store.put_agent(
+                    assignments.put_agent(
                         Agent(
                             id=ids[i],
                             skills={
@@ -682,7 +698,7 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
         for start in range(0, backlog, 1000):
             await asyncio.gather(
                 *(
-                    store.ingest(
+                    inbox.ingest(
                         InboundMessage(
                             channel_id=channels[i % len(channels)],
                             external_id=f"b-{i}",
@@ -695,8 +711,8 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
                 )
             )
         out["fill_seconds"] = round(time.perf_counter() - t_fill, 1)
-        counting = Counting(store)
-        router = RoutingService(counting, interval=3600.0)  # type: ignore[arg-type]
+        counting = Counting(assignments)
+        router = QueueRunner(counting, interval=3600.0)  # type: ignore[arg-type]
         router.start()
         await router.settle()  # nobody online: the front of the queue is announced
         conn = writer_conn(store)
@@ -711,7 +727,7 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
             while not done.is_set():
                 k += 1
                 t = time.perf_counter_ns()
-                await store.ingest(
+                await inbox.ingest(
                     InboundMessage(
                         channel_id=ChannelId("webchat"),
                         external_id=f"p-{k}",
@@ -725,7 +741,7 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
                 await asyncio.sleep(0.01)
 
         async def login(agent_id: AgentId) -> None:
-            await store.set_presence(agent_id, Presence.ONLINE)
+            await assignments.set_presence(agent_id, Presence.ONLINE)
             router.kick()
 
         marks: dict[float, float] = {}
@@ -986,10 +1002,10 @@ def print_decisions(r: dict[str, Any]) -> None:
 
 
 def print_drain(runs: list[dict[str, Any]], fs: str) -> None:
-    print(f"\n== Sustained assignments: a backlog served by the RoutingService (SQLite, {fs})")
+    print(f"\n== Sustained assignments: a backlog served by the QueueRunner (SQLite, {fs})")
     print(
         "the backlog is ingested first; then every agent comes online (a presence write "
-        "each) and the real RoutingService assigns until the queue is empty, at most "
+        "each) and the real QueueRunner assigns until the queue is empty, at most "
         "256 assignments per transaction, each with its event and its kept explanation; "
         "a probe customer writes every 10 ms meanwhile (its acknowledgement time below)"
     )
@@ -1046,12 +1062,12 @@ def print_drain(runs: list[dict[str, Any]], fs: str) -> None:
 def print_service(runs: list[dict[str, Any]], fs: str) -> None:
     print(f"\n== Service throughput through the SQLite store (synchronous=full, {fs})")
     print(
-        "counted: assignments = decisions naming an agent returned by store.dispatch() "
-        "(called by the real RoutingService) that completed inside the window; each one "
+        "counted: assignments = decisions naming an agent returned by dispatch() "
+        "(called by the real QueueRunner) that completed inside the window; each one "
         "needed an ingest (new conversation) before and a resolve after, all inside the "
         "same process and event loop, so the rate is the whole cycle's. "
         "dispatch alone: conversations ingested with nobody dispatching, then "
-        "store.dispatch() until it has no more (its transactions and commits timed)"
+        "dispatch() until it has no more (its transactions and commits timed)"
     )
     rows = []
     for r in runs:

@@ -73,7 +73,7 @@ class HealthState(StrEnum):
 
 
 @dataclass(frozen=True)
-class Health:
+class ChannelHealth:
     state: HealthState
     detail: str | None = None
     since: datetime = field(default_factory=utcnow)
@@ -160,7 +160,7 @@ class Sink(Protocol):
     def typing(self, channel_id: ChannelId, external_id: str, on: bool) -> None:
         """The customer is typing (ephemeral, never stored)."""
 
-    def health_changed(self, channel_id: ChannelId, health: Health) -> None:
+    def health_changed(self, channel_id: ChannelId, health: ChannelHealth) -> None:
         """The connector's health moved to a new state."""
 
 
@@ -173,7 +173,7 @@ class Connector(abc.ABC):
     def __init__(self, channel_id: ChannelId) -> None:
         self.channel_id = channel_id
         self._sink: Sink | None = None
-        self._health = Health(HealthState.CONNECTING)
+        self._health = ChannelHealth(HealthState.CONNECTING)
 
     @property
     def sink(self) -> Sink:
@@ -182,14 +182,14 @@ class Connector(abc.ABC):
         return self._sink
 
     @property
-    def health(self) -> Health:
+    def health(self) -> ChannelHealth:
         return self._health
 
     def set_health(self, state: HealthState, detail: str | None = None) -> None:
         """Move to a new health state; the gateway announces changes as events."""
         if state == self._health.state and detail == self._health.detail:
             return
-        self._health = Health(state, detail)
+        self._health = ChannelHealth(state, detail)
         log.info("channel %s is %s%s", self.channel_id, state, f": {detail}" if detail else "")
         if self._sink is not None:
             self._sink.health_changed(self.channel_id, self._health)
@@ -227,6 +227,14 @@ class SocketConnector(Connector):
     @abc.abstractmethod
     async def handle_socket(self, request: web.Request) -> web.StreamResponse:
         """Serve one customer's WebSocket from handshake to close."""
+
+    @abc.abstractmethod
+    def open_sockets(self) -> int:
+        """How many customers' sockets are open."""
+
+    @abc.abstractmethod
+    async def close_sockets(self) -> None:
+        """Close every customer's socket (the gateway is stopping)."""
 
 
 class PollingConnector(Connector):

@@ -1,10 +1,10 @@
-"""The gateway: wires store, event bus, routing, pipeline, outbound worker, connectors
-and the HTTP API together, and starts and stops them in order."""
+"""The gateway: wires the store, the domain, the services that run it (ingest pipeline,
+queue runner, send path, webhook delivery), the connectors and the HTTP API together,
+and starts and stops them in order."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -14,25 +14,30 @@ import httpx
 from aiohttp import web
 
 from config.schema import Settings
-from connectors.base import Connector, HealthState
+from connectors.base import Connector
 from connectors.registry import BuildContext
 from connectors.registry import build as build_connector
-from connectors.webchat.connector import WebchatConnector
 from gateway import __version__
 from gateway.api import build_app
 from gateway.api.auth import Authenticator
-from gateway.api.schemas import ChannelInfo
+from gateway.api.context import ApiContext, Lifecycle
 from gateway.attachments import Attachments
-from gateway.channels import ChannelAdmin
+from gateway.channels import ChannelAdmin, LiveChannels
+from gateway.commands import Commands
+from gateway.domain.assignments import Assignments
+from gateway.domain.contacts import Contacts
+from gateway.domain.inbox import Inbox
+from gateway.domain.outbox import Outbox
+from gateway.domain.state import RoutingState
 from gateway.events import EventBus
 from gateway.metrics import Metrics
 from gateway.outbound import OutboundWorker
 from gateway.pipeline import Pipeline
-from gateway.routing_service import RoutingService
-from gateway.store.base import Store, open_store
+from gateway.queue_runner import QueueRunner
+from gateway.store import Store, open_store
 from gateway.webhooks.service import Webhooks
 from kernel.ids import AgentId, ChannelId
-from kernel.models import Agent, ChannelType, Conversation
+from kernel.models import Agent
 from kernel.ratelimit import RateLimiter
 from kernel.secrets import SecretBox, derive, load_secret_key
 
@@ -57,11 +62,9 @@ class Gateway:
             self.admin_token = "ogw_admin_" + secrets.token_urlsafe(24)
         self.metrics = Metrics()
         self.bus = EventBus(settings.events.ring_size)
-        self.connectors: dict[ChannelId, Connector] = {}
-        self._config_channels = {c.id for c in settings.channels}
-        self.started = False
-        self.sse_clients = 0
-        self.closing = asyncio.Event()
+        self.lifecycle = Lifecycle()
+        self.channels = LiveChannels(settings.channels, self._launch)
+        self.connectors: dict[ChannelId, Connector] = self.channels.connectors
         self._store: Store | None = None
         self._stopped = False
 
@@ -72,41 +75,63 @@ class Gateway:
             raise RuntimeError("the gateway is not started")
         return self._store
 
+    @property
+    def started(self) -> bool:
+        return self.lifecycle.started
+
     async def start(self) -> None:
         s = self.settings
-        self._store = await open_store(
-            s.store_url,
-            on_events=self.bus.publish,
-            routing=s.routing,
-            channel_types={c.type for c in s.channels},
-        )
-        self.bus.start_at(await self.store.last_event_seq())
-        self.auth = Authenticator(self.store, self.admin_token)
+        self._store = store = await open_store(s.store_url, on_events=self.bus.publish)
+        self.bus.start_at(await store.events.last_seq())
+        routing = RoutingState(s.routing, {c.type for c in s.channels})
+        self.inbox = Inbox(store, routing)
+        self.outbox = Outbox(store)
+        self.assignments = Assignments(store, routing)
+        self.contacts = Contacts(store)
+        self.auth = Authenticator(store.tokens, self.admin_token)
         self.api_limits = RateLimiter(s.server.api_rate_per_second, s.server.api_rate_burst)
-        self.router = RoutingService(
-            self.store,
+        self.outbound = OutboundWorker(
+            store.outbound, self.outbox, lambda: self.channels.connectors, self.metrics
+        )
+        self.queue = QueueRunner(
+            self.assignments,
             interval=s.routing.dispatch_interval,
-            on_customer_messages=lambda: self.outbound.wake(),
+            on_customer_messages=self.outbound.wake,
+        )
+        self.commands = Commands(
+            store,
+            self.assignments,
+            self.outbox,
+            self.contacts,
+            self.channels,
+            wake_queue=self.queue.kick,
+            wake_sender=self.outbound.wake,
         )
         self.attachments = Attachments(
             s.server.data_dir / "attachments",
-            self.store,
+            store.attachments,
             max_bytes=s.server.max_attachment_bytes,
             public_url=s.server.public_url or None,
         )
         self.pipeline = Pipeline(
-            self.store, self.router, self.bus, self.channel_types, self.metrics, self.attachments
+            store,
+            self.inbox,
+            self.outbox,
+            self.queue,
+            self.bus,
+            self.channels.types,
+            self.metrics,
+            self.attachments,
         )
-        self.outbound = OutboundWorker(self.store, lambda: self.connectors, self.metrics)
         self.pipeline.on_connected = self.outbound.channel_recovered
         key = await asyncio.to_thread(
             load_secret_key, s.server.data_dir, os.environ.get("OMNIGW_SECRET_KEY")
         )
         box = SecretBox(key)
-        self.webhooks = Webhooks(self.store, self.bus, s.webhook_delivery, box)
+        self.webhooks = Webhooks(store, self.bus, s.webhook_delivery, box)
         await self.webhooks.configure(s.webhooks)
         for agent in s.agents:
-            await self.store.put_agent(
+            await self.assignments.put_agent(
                 Agent(
                     id=AgentId(agent.id),
                     name=agent.name,
@@ -122,98 +147,56 @@ class Gateway:
             data_dir=s.server.data_dir,
             http_client=provider_client,
         )
-        for channel in s.channels:
-            self.connectors[ChannelId(channel.id)] = await self._launch(channel)
-        self.channel_admin = ChannelAdmin(
-            self.store,
-            box,
-            self.connectors,
-            from_config=self._config_channels,
-            launch=self._launch,
-        )
+        await self.channels.start_configured()
+        self.channel_admin = ChannelAdmin(store.channels, box, self.channels)
         await self.channel_admin.load()  # channels added through the admin API
         await self.pipeline.drain()  # their first state changes are in the log before we serve
-        self.metrics.gauge("omnigw_webchat_sockets", self._socket_count)
-        self.metrics.gauge("omnigw_sse_clients", lambda: float(self.sse_clients))
+        self.metrics.gauge("omnigw_webchat_sockets", lambda: float(self.channels.sockets()))
+        self.metrics.gauge("omnigw_sse_clients", lambda: float(self.lifecycle.streams))
         self.metrics.gauge("omnigw_event_log_last_id", lambda: float(self.bus.last_seq))
         await self.webhooks.start()
         self.outbound.start()
-        self.router.start()  # whatever waited in the queue while we were down
-        self.started = True
+        self.queue.start()  # whatever waited in the queue while we were down
+        self.lifecycle.started = True
 
     async def _launch(self, settings: Any) -> Connector:
         connector = build_connector(settings, self._build_context)
         await connector.start(self.pipeline)
         return connector
 
-    def _socket_count(self) -> float:
-        return float(
-            sum(c.hub.count() for c in self.connectors.values() if isinstance(c, WebchatConnector))
-        )
-
     async def close_connections(self) -> None:
         """Close customers' sockets and end event streams before the server stops."""
-        self.closing.set()
-        for connector in self.connectors.values():
-            if isinstance(connector, WebchatConnector):
-                await connector.hub.close_all()
+        self.lifecycle.closing.set()
+        await self.channels.close_sockets()
 
     async def stop(self) -> None:
-        self.started = False
+        self.lifecycle.started = False
         if self._store is None or self._stopped:
             return
         self._stopped = True
-        await self.router.stop()
+        await self.queue.stop()
         await self.webhooks.stop()
         await self.outbound.stop()
-        for connector in self.connectors.values():
-            with contextlib.suppress(Exception):
-                await connector.aclose()
-        await self.router.settle()
+        await self.channels.aclose()
+        await self.queue.settle()
         await self.pipeline.drain()
         await self.store.close()
 
-    # --- views -------------------------------------------------------------------------
-
-    def channel_types(self) -> dict[ChannelId, ChannelType]:
-        return {cid: c.type for cid, c in self.connectors.items()}
-
-    def channel_infos(self) -> list[ChannelInfo]:
-        return [
-            ChannelInfo(
-                id=cid,
-                type=c.type.value,
-                state=c.health.state.value,
-                detail=c.health.detail,
-                since=c.health.since,
-                capabilities=sorted(c.capabilities),
-                source="config" if cid in self._config_channels else "api",
-            )
-            for cid, c in self.connectors.items()
-        ]
-
-    def demo_channel(self) -> str | None:
-        for cid, c in self.connectors.items():
-            if c.type == ChannelType.WEBCHAT:
-                return cid
-        return None
-
-    async def send_typing(self, conversation: Conversation, on: bool) -> None:
-        connector = self.connectors.get(conversation.channel_id)
-        if connector is None or connector.health.state != HealthState.CONNECTED:
-            return
-        recipient = await self.store.conversation_recipient(conversation.id)
-        if recipient is not None:
-            await connector.send_typing(recipient, on)
-
-    async def mark_read(self, conversation: Conversation) -> None:
-        connector = self.connectors.get(conversation.channel_id)
-        if connector is None or connector.health.state != HealthState.CONNECTED:
-            return
-        recipient = await self.store.conversation_recipient(conversation.id)
-        if recipient is not None:
-            await connector.mark_read(recipient)
-
     def web_app(self) -> web.Application:
-        app = build_app(self)
-        return app
+        return build_app(
+            ApiContext(
+                settings=self.settings,
+                store=self.store,
+                commands=self.commands,
+                assignments=self.assignments,
+                channels=self.channels,
+                channel_admin=self.channel_admin,
+                webhooks=self.webhooks,
+                bus=self.bus,
+                auth=self.auth,
+                limits=self.api_limits,
+                metrics=self.metrics,
+                attachments=self.attachments,
+                lifecycle=self.lifecycle,
+            )
+        )

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from gateway.store.base import AttachmentRecord, Store
+from gateway.store.protocols import AttachmentRecords
+from gateway.store.records import AttachmentRecord
 from kernel.ids import ChannelId, ulid
 from kernel.models import MediaPart
 from kernel.text import clean_text
@@ -53,10 +54,15 @@ def kind_of(mime: str) -> Literal["image", "audio", "video", "file"]:
 
 class Attachments:
     def __init__(
-        self, root: Path, store: Store, *, max_bytes: int, public_url: str | None = None
+        self,
+        root: Path,
+        records: AttachmentRecords,
+        *,
+        max_bytes: int,
+        public_url: str | None = None,
     ) -> None:
         self.root = root
-        self.store = store
+        self.records = records
         self.max_bytes = max_bytes
         self.public_url = (public_url or "").rstrip("/")
 
@@ -83,7 +89,7 @@ class Attachments:
             sha256=hashlib.sha256(data).hexdigest(),
             path=relative,
         )
-        await self.store.add_attachment(record)
+        await self.records.add(record)
         return MediaPart(
             type=kind_of(record.mime),
             url=self.url(attachment_id),
@@ -114,7 +120,7 @@ class Attachments:
         found = _OWN_URL.search(urlsplit(url).path)
         if found is None:
             return None
-        record = await self.store.get_attachment(found.group(1))
+        record = await self.records.get(found.group(1))
         if record is None or record.size > limit:
             return None
         try:

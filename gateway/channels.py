@@ -9,17 +9,22 @@ Credentials are write-only: answers name the ones that are set, never their valu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from config.schema import ChannelSettings
-from connectors.base import Connector
-from gateway.store.base import Store
+from connectors.base import Connector, SocketConnector
+from gateway.store.protocols import ChannelRecords
 from kernel.errors import Conflict, Invalid, Malformed, NotFound
+from kernel.ids import ChannelId
+from kernel.models import ChannelType
 from kernel.secrets import SecretBox
 
 log = logging.getLogger(__name__)
@@ -91,28 +96,94 @@ def validate(raw: dict[str, Any]) -> Any:
         ) from None
 
 
-class ChannelAdmin:
-    """What the admin API does to channels; `connectors` is the gateway's live map."""
+@dataclass(frozen=True)
+class ChannelStatus:
+    """A running channel as the API lists it."""
+
+    id: str
+    type: str
+    state: str
+    detail: str | None
+    since: datetime
+    capabilities: list[str]
+    source: str  # "config" or "api"
+
+
+class LiveChannels:
+    """The channels running now: their connectors, by id, and where each is defined."""
 
     def __init__(
         self,
-        store: Store,
-        box: SecretBox,
-        connectors: dict[Any, Connector],
-        *,
-        from_config: set[str],
+        config: Sequence[Any],
         launch: Callable[[Any], Awaitable[Connector]],
     ) -> None:
-        self.store = store
-        self.box = box
-        self.connectors = connectors
-        self.from_config = from_config
+        self.connectors: dict[ChannelId, Connector] = {}
+        self.from_config = {c.id: c for c in config}
         self.launch = launch  # builds and starts a connector for settings
+
+    async def start_configured(self) -> None:
+        for settings in self.from_config.values():
+            self.connectors[ChannelId(settings.id)] = await self.launch(settings)
+
+    def get(self, channel_id: str) -> Connector | None:
+        return self.connectors.get(ChannelId(channel_id))
+
+    def types(self) -> dict[ChannelId, ChannelType]:
+        return {cid: c.type for cid, c in self.connectors.items()}
+
+    def statuses(self) -> list[ChannelStatus]:
+        return [
+            ChannelStatus(
+                id=cid,
+                type=c.type.value,
+                state=c.health.state.value,
+                detail=c.health.detail,
+                since=c.health.since,
+                capabilities=sorted(c.capabilities),
+                source="config" if cid in self.from_config else "api",
+            )
+            for cid, c in self.connectors.items()
+        ]
+
+    def demo_channel(self) -> str | None:
+        """The first webchat channel (the demo page chats on it)."""
+        for cid, c in self.connectors.items():
+            if c.type == ChannelType.WEBCHAT:
+                return cid
+        return None
+
+    def sockets(self) -> int:
+        return sum(
+            c.open_sockets() for c in self.connectors.values() if isinstance(c, SocketConnector)
+        )
+
+    async def close_sockets(self) -> None:
+        """Close customers' sockets (before the server stops)."""
+        for connector in self.connectors.values():
+            if isinstance(connector, SocketConnector):
+                await connector.close_sockets()
+
+    async def aclose(self) -> None:
+        for connector in self.connectors.values():
+            with contextlib.suppress(Exception):
+                await connector.aclose()
+
+
+class ChannelAdmin:
+    """What the admin API does to channels: the running ones are in ``live``."""
+
+    def __init__(self, records: ChannelRecords, box: SecretBox, live: LiveChannels) -> None:
+        self.records = records
+        self.box = box
+        self.live = live
+        self.connectors = live.connectors
+        self.from_config = live.from_config
+        self.launch = live.launch
         self.settings: dict[str, Any] = {}  # API channels' current settings, by id
 
     async def load(self) -> None:
         """Start every channel kept in the store (at the gateway's start)."""
-        for stored in await self.store.list_api_channels():
+        for stored in await self.records.all():
             if stored.id in self.from_config:
                 log.warning(
                     "channel %s is in the config file and was also added through the API; "
@@ -129,14 +200,15 @@ class ChannelAdmin:
             self.connectors[settings.id] = await self.launch(settings)
 
     def current(self, channel_id: str) -> Any:
-        return self.settings.get(channel_id)
+        """A channel's settings, wherever it is defined; None for an unknown channel."""
+        return self.settings.get(channel_id) or self.from_config.get(channel_id)
 
     async def create(self, raw: dict[str, Any]) -> Any:
         settings = validate(raw)
         if settings.id in self.connectors or settings.id in self.from_config:
             raise Conflict(f"channel {settings.id} already exists", code="channel_exists")
         sealed = self.box.seal(json.dumps(revealed(settings)))
-        await self.store.put_api_channel(settings.id, settings.type, sealed, new=True)
+        await self.records.put(settings.id, settings.type, sealed, new=True)
         self.settings[settings.id] = settings
         self.connectors[settings.id] = await self.launch(settings)
         log.info("channel %s (%s) added", settings.id, settings.type)
@@ -151,20 +223,20 @@ class ChannelAdmin:
             raise Invalid("a channel's type cannot change", code="immutable_field")
         settings = validate(raw)
         sealed = self.box.seal(json.dumps(revealed(settings)))
-        await self.store.put_api_channel(channel_id, settings.type, sealed, new=False)
-        previous = self.connectors.pop(channel_id, None)
+        await self.records.put(channel_id, settings.type, sealed, new=False)
+        previous = self.connectors.pop(ChannelId(channel_id), None)
         if previous is not None:
             await previous.aclose()
         self.settings[channel_id] = settings
-        self.connectors[channel_id] = await self.launch(settings)
+        self.connectors[ChannelId(channel_id)] = await self.launch(settings)
         log.info("channel %s changed", channel_id)
         return settings
 
     async def delete(self, channel_id: str) -> None:
         self._changeable(channel_id)
-        await self.store.delete_api_channel(channel_id)
+        await self.records.delete(channel_id)
         self.settings.pop(channel_id, None)
-        connector = self.connectors.pop(channel_id, None)
+        connector = self.connectors.pop(ChannelId(channel_id), None)
         if connector is not None:
             await connector.aclose()
         log.info("channel %s removed", channel_id)

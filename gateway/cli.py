@@ -146,7 +146,7 @@ async def _serve(settings: Settings) -> None:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
     url = f"http://{shown}:{port}"
     print(f"omnigw {__version__} listening on {url}", flush=True)
-    if gw.demo_channel() and settings.server.demo_page:
+    if gw.channels.demo_channel() and settings.server.demo_page:
         print(f"  webchat demo page: {url}/", flush=True)
     print(f"  API: {url}/v1/openapi.json   events: {url}/v1/events", flush=True)
     print(f"  data: {settings.store_url}", flush=True)

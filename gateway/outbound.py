@@ -19,8 +19,10 @@ from datetime import datetime, timedelta
 from connectors.base import Connector, HealthState
 from connectors.degrade import degrade
 from connectors.errors import AuthError, RateLimited, SendError, TransientError
+from gateway.domain.outbox import Outbox
 from gateway.metrics import Metrics
-from gateway.store.base import OutboundJob, Store
+from gateway.store.protocols import OutboundQueue
+from gateway.store.records import OutboundJob
 from kernel.ids import ChannelId
 from kernel.models import MessageError, utcnow
 
@@ -43,12 +45,14 @@ def backoff(attempts: int) -> float:
 class OutboundWorker:
     def __init__(
         self,
-        store: Store,
+        queue: OutboundQueue,
+        outbox: Outbox,
         connectors: Callable[[], Mapping[ChannelId, Connector]],
         metrics: Metrics,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.store = store
+        self.queue = queue
+        self.outbox = outbox
         self._connectors = connectors
         self.metrics = metrics
         self._clock = clock
@@ -66,7 +70,7 @@ class OutboundWorker:
     async def channel_recovered(self, channel_id: ChannelId) -> None:
         """The channel works again: what waited for it goes out now, not at its next
         scheduled look."""
-        released = await self.store.release_held(channel_id, self._clock())
+        released = await self.queue.release_held(channel_id, self._clock())
         if released:
             log.info("channel %s is back: %d waiting message(s) released", channel_id, released)
             self._wake.set()
@@ -84,7 +88,7 @@ class OutboundWorker:
             # are sent by the time it returns: skip those conversations this round.
             busy_before = set(self._busy)
             try:
-                jobs = await self.store.due_outbound(self._clock(), BATCH)
+                jobs = await self.queue.due(self._clock(), BATCH)
             except Exception:
                 log.exception("reading pending messages failed")
                 jobs = []
@@ -108,7 +112,7 @@ class OutboundWorker:
             return
         timeout = IDLE_POLL
         with contextlib.suppress(Exception):
-            due = await self.store.next_outbound_due()
+            due = await self.queue.next_due()
             if due is not None:
                 timeout = min(max((due - self._clock()).total_seconds(), 0.05), IDLE_POLL)
         with contextlib.suppress(TimeoutError):
@@ -158,7 +162,7 @@ class OutboundWorker:
             log.exception("connector %s crashed while sending", message.channel_id)
             await self._retry_or_fail(job, TransientError(f"{type(exc).__name__}"), None)
             return False
-        await self.store.mark_sent(message.id, receipt.external_id)
+        await self.outbox.mark_sent(message.id, receipt.external_id)
         self.metrics.inc("omnigw_outbound_sent_total", channel=message.channel_id)
         return True
 
@@ -178,9 +182,9 @@ class OutboundWorker:
         self.metrics.inc("omnigw_outbound_deferred_total", channel=job.outbound.message.channel_id)
         error = MessageError(code=exc.code, reason=exc.reason, retryable=True)
         until = self._clock() + timedelta(seconds=seconds)
-        await self.store.defer_outbound(job.outbound.message.id, until, error)
+        await self.queue.defer(job.outbound.message.id, until, error)
 
     async def _fail(self, job: OutboundJob, code: str, reason: str, retryable: bool) -> None:
         self.metrics.inc("omnigw_outbound_failed_total", channel=job.outbound.message.channel_id)
         error = MessageError(code=code, reason=reason, retryable=retryable)
-        await self.store.mark_failed(job.outbound.message.id, error)
+        await self.outbox.mark_failed(job.outbound.message.id, error)

@@ -11,12 +11,14 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from connectors.base import Health, HealthState
+from connectors.base import ChannelHealth, HealthState
 from gateway.attachments import Attachments
+from gateway.domain.inbox import Inbox
+from gateway.domain.outbox import Outbox
 from gateway.events import EventBus
 from gateway.metrics import Metrics
-from gateway.routing_service import RoutingService
-from gateway.store.base import Store
+from gateway.queue_runner import QueueRunner
+from gateway.store.protocols import Store
 from kernel.envelope import InboundMessage, IngestResult, Sender, StatusUpdate
 from kernel.errors import NotFound
 from kernel.ids import ChannelId, ContactId, ConversationId, MessageId
@@ -40,15 +42,19 @@ class Pipeline:
     def __init__(
         self,
         store: Store,
-        router: RoutingService,
+        inbox: Inbox,
+        outbox: Outbox,
+        queue: QueueRunner,
         bus: EventBus,
         channel_types: Callable[[], Mapping[ChannelId, ChannelType]],
         metrics: Metrics,
         attachments: Attachments,
     ) -> None:
         self.store = store
+        self.inbox = inbox
+        self.outbox = outbox
         self.attachments = attachments
-        self.router = router
+        self.queue = queue
         self.bus = bus
         self._channel_types = channel_types
         self.metrics = metrics
@@ -63,23 +69,23 @@ class Pipeline:
             raise NotFound(f"channel {channel_id} not found", code="channel_not_found") from None
 
     async def ingest(self, message: InboundMessage) -> IngestResult:
-        result = await self.store.ingest(message, self._type(message.channel_id))
+        result = await self.inbox.ingest(message, self._type(message.channel_id))
         if result.duplicate:
             self.metrics.inc("omnigw_inbound_duplicates_total", channel=message.channel_id)
             return result
         self.metrics.inc("omnigw_inbound_messages_total", channel=message.channel_id)
         if result.conversation_status == ConversationStatus.QUEUED:
-            self.router.kick()
+            self.queue.kick()
         return result
 
     async def update_status(self, update: StatusUpdate) -> list[MessageId]:
-        changed = await self.store.update_status(update)
+        changed = await self.inbox.update_status(update)
         return [m.id for m in changed]
 
     async def update_identity(
         self, channel_id: ChannelId, sender: Sender, link_to: Sender | None = None
     ) -> ContactId:
-        return await self.store.update_identity(
+        return await self.inbox.link_identity(
             channel_id, self._type(channel_id), sender, link_to=link_to
         )
 
@@ -92,14 +98,14 @@ class Pipeline:
         after: MessageId | None = None,
         limit: int = 50,
     ) -> list[Message]:
-        return await self.store.channel_history(
+        return await self.store.messages.history(
             channel_id, external_id, before=before, after=after, limit=limit
         )
 
     async def open_conversation(
         self, channel_id: ChannelId, external_id: str
     ) -> ConversationId | None:
-        return await self.store.open_conversation(channel_id, external_id)
+        return await self.store.conversations.open_for(channel_id, external_id)
 
     async def react(
         self,
@@ -111,14 +117,14 @@ class Pipeline:
         reaction: str | None = None,
         on: bool = True,
     ) -> MessageId | None:
-        contact = await self.store.identity_contact(channel_id, reactor_external_id)
+        contact = await self.store.contacts.of_identity(channel_id, reactor_external_id)
         reactor = (
             Author(type=AuthorType.CONTACT, id=contact)
             if contact is not None
             else Author(type=AuthorType.AGENT, id=None)  # the business side, e.g. the Page
         )
         value = Reaction(emoji=emoji, reaction=reaction, by=reactor, at=utcnow()) if on else None
-        updated = await self.store.react(channel_id, message_external_id, value, reactor)
+        updated = await self.inbox.react(channel_id, message_external_id, value, reactor)
         return None if updated is None else updated.id
 
     async def keep_raw(
@@ -126,13 +132,13 @@ class Pipeline:
     ) -> None:
         text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
         log.warning("channel %s: kept a %s event raw: %s", channel_id, kind, reason)
-        await self.store.keep_raw(channel_id, kind, text, reason)
+        await self.store.raw_events.keep(channel_id, kind, text, reason)
 
     async def confirm_sent(
         self, channel_id: ChannelId, message_id: MessageId, external_id: str
     ) -> bool:
         try:
-            await self.store.mark_sent(message_id, external_id)
+            await self.outbox.mark_sent(message_id, external_id)
         except NotFound:
             return False
         return True
@@ -143,20 +149,20 @@ class Pipeline:
         return await self.attachments.save(channel_id, data, name=name, mime=mime)
 
     async def known(self, channel_id: ChannelId, external_id: str) -> bool:
-        return await self.store.message_known(channel_id, external_id)
+        return await self.store.messages.known(channel_id, external_id)
 
     async def read_attachment(self, url: str, limit: int) -> bytes | None:
         return await self.attachments.read(url, limit)
 
     async def load_state(self, channel_id: ChannelId, key: str) -> Any:
-        return await self.store.load_state(channel_id, key)
+        return await self.store.channel_state.load(channel_id, key)
 
     async def save_state(self, channel_id: ChannelId, key: str, value: Any) -> None:
-        await self.store.save_state(channel_id, key, value)
+        await self.store.channel_state.save(channel_id, key, value)
 
     def typing(self, channel_id: ChannelId, external_id: str, on: bool) -> None:
         async def announce() -> None:
-            conversation_id = await self.store.open_conversation(channel_id, external_id)
+            conversation_id = await self.store.conversations.open_for(channel_id, external_id)
             if conversation_id is not None:
                 self.bus.signal(
                     {
@@ -171,11 +177,11 @@ class Pipeline:
 
         self._spawn(announce())
 
-    def health_changed(self, channel_id: ChannelId, health: Health) -> None:
+    def health_changed(self, channel_id: ChannelId, health: ChannelHealth) -> None:
         if health.state == HealthState.CONNECTED and self.on_connected is not None:
             self._spawn(self.on_connected(channel_id))
         self._spawn(
-            self.store.emit(
+            self.store.events.emit(
                 "channel.state_changed",
                 {
                     "channel_id": channel_id,

@@ -18,38 +18,10 @@ Definitions, over a window [since, until):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
-
-@dataclass
-class ChannelSamples:
-    """What the store found for one channel: counts and every duration, in seconds."""
-
-    created: int = 0
-    unanswered: int = 0
-    first_response: list[float] = field(default_factory=list)
-    resolution: list[float] = field(default_factory=list)
-    first_contact: int = 0
-    sla_breaches: int = 0
-    sla_breached_conversations: int = 0
-    queue_wait: list[float] = field(default_factory=list)
-    queue_length: int = 0
-    oldest_waiting: float | None = None
-
-    def add(self, other: ChannelSamples) -> None:
-        self.created += other.created
-        self.unanswered += other.unanswered
-        self.first_response += other.first_response
-        self.resolution += other.resolution
-        self.first_contact += other.first_contact
-        self.sla_breaches += other.sla_breaches
-        self.sla_breached_conversations += other.sla_breached_conversations
-        self.queue_wait += other.queue_wait
-        self.queue_length += other.queue_length
-        if other.oldest_waiting is not None:
-            self.oldest_waiting = max(self.oldest_waiting or 0.0, other.oldest_waiting)
+from gateway.store.records import ChannelSamples
 
 
 class Durations(BaseModel):

@@ -273,13 +273,53 @@ class Engine:
         the assignments before it. ``explain``: conversations whose decision will be kept.
         ``limit``: stop after this many assignments (the needs after are not looked at).
         ``ordered``: the needs already come in queue order (and may be produced lazily)."""
-        decisions = []
-        assigned = 0
-        reasons = ReasonCache() if len(index.agents) <= FULL_EXPLAIN else None
+        run = DispatchRun(self, index, now, explain=explain, limit=limit)
+        run.offer(needs if ordered else queue_order(list(needs)))
+        return run.decisions
+
+
+class DispatchRun:
+    """One dispatch of a queue, fed in queue order (in pages, if the queue is read in
+    pages): each decision sees the assignments before it, and the run stops taking needs
+    once ``limit`` conversations were assigned."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        index: AgentIndex,
+        now: float,
+        *,
+        explain: set[str] | None = None,
+        limit: int | None = None,
+    ) -> None:
+        self.engine = engine
+        self.index = index
+        self.now = now
+        # Conversations whose decision will be kept (None: every one). Read as each need
+        # is decided, so it may grow while the run goes on.
+        self.explain = explain
+        self.limit = limit
+        self.decisions: list[Decision] = []
+        self.assigned = 0
+        self._reasons = ReasonCache() if len(index.agents) <= FULL_EXPLAIN else None
         # Needs that find nobody while nothing changes get the same explanation: a long
         # queue during a rush is explained once, not once per waiting conversation.
-        unchanged: dict[tuple[object, ...], Decision] = {}
-        for need in needs if ordered else queue_order(list(needs)):
+        self._unchanged: dict[tuple[object, ...], Decision] = {}
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.assigned >= self.limit
+
+    def offer(self, needs: Iterable[Need]) -> int:
+        """Decide for these needs, in the order given, until the run is full; returns how
+        many were decided (the rest were not looked at)."""
+        index, now, explain = self.index, self.now, self.explain
+        unchanged, reasons = self._unchanged, self._reasons
+        decided = 0
+        for need in needs:
+            if self.full:
+                break
+            decided += 1
             wanted = explain is None or need.conversation_id in explain
             key: tuple[object, ...] | None = None
             same = None
@@ -289,19 +329,17 @@ class Engine:
             if same is not None:
                 decision = replace(same, conversation_id=need.conversation_id)
             else:
-                decision = self.decide(index, need, now, explain=wanted, reasons=reasons)
-            decisions.append(decision)
+                decision = self.engine.decide(index, need, now, explain=wanted, reasons=reasons)
+            self.decisions.append(decision)
             if decision.agent_id is not None:
                 index.assign(decision.agent_id, need.channel_type, now)
                 unchanged.clear()
                 if reasons is not None:
                     reasons.changed.append(decision.agent_id)
-                assigned += 1
-                if limit is not None and assigned >= limit:
-                    break
+                self.assigned += 1
             elif need.sticky_at is None or need.sticky_agent is None:
                 unchanged[key or _same_need(need, now, wanted)] = decision
-        return decisions
+        return decided
 
 
 def _same_need(need: Need, now: float, explained: bool) -> tuple[object, ...]:

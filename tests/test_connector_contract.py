@@ -80,7 +80,7 @@ async def reply(client: TestClient, conv_id: str, body: dict[str, object]) -> st
 
 def status_of(gw: Gateway, message_id: str) -> Callable[[], object]:
     async def check() -> object:
-        msg = await gw.store.get_message(message_id)  # type: ignore[arg-type]
+        msg = await gw.store.messages.get(message_id)  # type: ignore[arg-type]
         return msg if msg is not None and msg.status != MessageStatus.PENDING else None
 
     return check
@@ -107,7 +107,7 @@ async def test_sent_with_degraded_parts_and_the_external_id(gw: Gateway) -> None
     sent = scripted.sent[0]
     assert sent.recipient.external_id == "zalo-user"
     assert sent.message.parts == [TextPart(text="Ảnh đây\n[Image] https://x/a.png")]
-    stored = await gw.store.get_message(msg_id)  # type: ignore[arg-type]
+    stored = await gw.store.messages.get(msg_id)  # type: ignore[arg-type]
     assert stored is not None
     assert isinstance(stored.parts[1], MediaPart)  # the store keeps what the agent wrote
 
@@ -122,7 +122,7 @@ async def test_permanent_errors_fail_at_once_with_their_reason(gw: Gateway) -> N
     assert msg.status == MessageStatus.FAILED
     assert (msg.error.code, msg.error.retryable) == ("window_closed", False)
     assert len(scripted.sent) == 1
-    events = await gw.store.events_after(0, 1000, types=["message.failed"])
+    events = await gw.store.events.after(0, 1000, types=["message.failed"])
     assert events[-1].data["message"]["error"]["reason"] == "outside the 24h window"
 
 
@@ -141,7 +141,7 @@ async def test_transient_errors_retry_and_keep_order(gw: Gateway) -> None:
             first = await reply(client, conv_id, {"text": "một"})
             second = await reply(client, conv_id, {"text": "hai"})
             await eventually(status_of(gw, second), within=10)
-            msg1 = await gw.store.get_message(first)  # type: ignore[arg-type]
+            msg1 = await gw.store.messages.get(first)  # type: ignore[arg-type]
     finally:
         outbound.BACKOFF = original
     assert msg1 is not None and msg1.status == MessageStatus.SENT
@@ -163,10 +163,10 @@ async def test_broken_credentials_hold_messages_and_mark_the_channel(gw: Gateway
         await eventually(broken)
         ready = await (await client.get("/readyz")).json()
         assert ready["channels"]["zalo"]["state"] == "BAD_CREDENTIALS"
-        msg = await gw.store.get_message(msg_id)  # type: ignore[arg-type]
+        msg = await gw.store.messages.get(msg_id)  # type: ignore[arg-type]
         assert msg is not None and msg.status == MessageStatus.PENDING
         assert msg.error is not None and msg.error.code == "auth_failed"
-    events = await gw.store.events_after(0, 1000, types=["channel.state_changed"])
+    events = await gw.store.events.after(0, 1000, types=["channel.state_changed"])
     assert events[-1].data["state"] == "BAD_CREDENTIALS"
 
 
@@ -178,11 +178,11 @@ async def test_unexpected_connector_crash_is_retried_not_lost(gw: Gateway) -> No
         msg_id = await reply(client, conv_id, {"text": "vẫn gửi"})
 
         async def deferred() -> bool:
-            msg = await gw.store.get_message(msg_id)  # type: ignore[arg-type]
+            msg = await gw.store.messages.get(msg_id)  # type: ignore[arg-type]
             return msg is not None and msg.error is not None
 
         await eventually(deferred)
-    msg = await gw.store.get_message(msg_id)  # type: ignore[arg-type]
+    msg = await gw.store.messages.get(msg_id)  # type: ignore[arg-type]
     assert msg is not None and msg.status == MessageStatus.PENDING
     assert msg.error is not None and msg.error.retryable
     assert "bug in a connector" not in msg.error.reason  # internals stay in the log
@@ -205,7 +205,7 @@ async def test_webhook_route_reaches_the_channel_and_404s_others(gw: Gateway) ->
         )
         assert ok.status == 200
         stored = (await ok.json())["stored"]
-        assert (await gw.store.get_message(stored)) is not None
+        assert (await gw.store.messages.get(stored)) is not None
         missing = await client.post("/webhooks/nope", json={})
         assert missing.status == 404
         socket_channel = await client.post("/webhooks/webchat", json={})
@@ -242,7 +242,7 @@ async def test_poller_reconnects_with_backoff_and_reports_health(gw: Gateway) ->
     await gw.pipeline.drain()
     states = [
         e.data["state"]
-        for e in await gw.store.events_after(0, 1000, types=["channel.state_changed"])
+        for e in await gw.store.events.after(0, 1000, types=["channel.state_changed"])
         if e.data["channel_id"] == "mailbox"
     ]
     assert states == [

@@ -11,7 +11,7 @@ from aiohttp import WSMsgType, web
 
 from connectors.base import Capability, HealthState, SocketConnector
 from connectors.webchat import render
-from connectors.webchat.client import Hub
+from connectors.webchat.hub import Hub
 from connectors.webchat.parse import (
     FrameError,
     HistoryFrame,
@@ -67,6 +67,12 @@ class WebchatConnector(SocketConnector):
     async def aclose(self) -> None:
         await self.hub.close_all()
         await super().aclose()
+
+    def open_sockets(self) -> int:
+        return self.hub.count()
+
+    async def close_sockets(self) -> None:
+        await self.hub.close_all()
 
     # --- handshake -------------------------------------------------------------------
 

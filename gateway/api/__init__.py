@@ -6,44 +6,56 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-# Importing the handler modules registers their routes on `api`.
-from gateway.api import (  # noqa: F401
+from gateway.api import (
     agents,
     contacts,
     conversations,
     events,
-    providers,
+    intake,
     stats,
     system,
     webhooks,
 )
+from gateway.api.context import ApiContext
 from gateway.api.errors import ApiError, PayloadTooLarge
-from gateway.api.spec import MAX_BODY, REPLAYED, api, error_response
+from gateway.api.spec import API, MAX_BODY, REPLAYED, Operations, error_response
 from kernel.errors import DomainError, NotFound
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 log = logging.getLogger("gateway.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(gw: Gateway) -> web.Application:
+# Every part of the API, in the order the OpenAPI document lists them.
+PARTS = (
+    agents.operations,
+    contacts.operations,
+    conversations.operations,
+    events.operations,
+    intake.operations,
+    stats.operations,
+    system.operations,
+    webhooks.operations,
+)
+
+
+def build_app(ctx: ApiContext) -> web.Application:
     app = web.Application(
-        client_max_size=gw.settings.server.max_body_bytes,
-        middlewares=[_errors(gw)],
+        client_max_size=ctx.settings.server.max_body_bytes,
+        middlewares=[_errors(ctx)],
     )
-    app[MAX_BODY] = gw.settings.server.max_body_bytes
-    api.install(app, gw)
+    app[MAX_BODY] = ctx.settings.server.max_body_bytes
+    api = Operations.joined(*PARTS)
+    app[API] = api
+    api.install(app, ctx)
     return app
 
 
-def _errors(gw: Gateway) -> Any:
+def _errors(ctx: ApiContext) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
@@ -85,7 +97,7 @@ def _errors(gw: Gateway) -> Any:
             response.headers["X-Request-Id"] = request_id
             if request.get(REPLAYED):
                 response.headers["Idempotent-Replayed"] = "true"
-        gw.metrics.inc("omnigw_http_requests_total", code=f"{response.status // 100}xx")
+        ctx.metrics.inc("omnigw_http_requests_total", code=f"{response.status // 100}xx")
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s %s -> %s in %.1f ms",

@@ -8,13 +8,14 @@ from typing import cast
 from gateway.api.auth import MANAGE
 from gateway.api.errors import Forbidden
 from gateway.api.schemas import AgentBody, PageQuery, PresenceBody
-from gateway.api.spec import Req, api
-from gateway.store.base import Page
+from gateway.api.spec import Operations, Req
 from kernel.errors import Invalid, Malformed, NotFound
 from kernel.ids import AgentId
 from kernel.models import Agent, Presence
+from kernel.pages import Page
 
 TAG = "agents"
+operations = Operations()
 _ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 
 
@@ -27,25 +28,25 @@ def _agent_id(req: Req) -> AgentId:
     return AgentId(value)
 
 
-@api.route(
+@operations.add(
     "GET", "/v1/agents", summary="List agents", tag=TAG, query=PageQuery, response=Page[Agent]
 )
 async def list_agents(req: Req) -> Page[Agent]:
     q = cast(PageQuery, req.query)
-    return await req.gw.store.list_agents(q.cursor, q.limit)
+    return await req.ctx.store.agents.page(q.cursor, q.limit)
 
 
-@api.route(
+@operations.add(
     "GET", "/v1/agents/{id}", summary="Get an agent", tag=TAG, response=Agent, errors=(400, 404)
 )
 async def get_agent(req: Req) -> Agent:
-    agent = await req.gw.store.get_agent(_agent_id(req))
+    agent = await req.ctx.store.agents.get(_agent_id(req))
     if agent is None:
         raise NotFound(f"agent {req.param('id')} not found", code="agent_not_found")
     return agent
 
 
-@api.route(
+@operations.add(
     "PUT",
     "/v1/agents/{id}",
     summary="Create or replace an agent (201 when created)",
@@ -69,12 +70,11 @@ async def put_agent(req: Req) -> tuple[Agent, int]:
         capacity=body.capacity,
         presence=body.presence or Presence.OFFLINE,
     )
-    stored, created = await req.gw.store.put_agent(agent, keep_presence=body.presence is None)
-    req.gw.router.kick()
+    stored, created = await req.ctx.commands.put_agent(agent, keep_presence=body.presence is None)
     return stored, 201 if created else 200
 
 
-@api.route(
+@operations.add(
     "PUT",
     "/v1/agents/{id}/presence",
     summary="Set an agent's presence (agent tokens: their own only)",
@@ -90,7 +90,4 @@ async def put_presence(req: Req) -> Agent:
     assert principal is not None
     if not principal.scopes & MANAGE and principal.agent_id != agent_id:
         raise Forbidden("agent tokens may only set their own presence", code="not_your_agent")
-    agent = await req.gw.store.set_presence(agent_id, body.status)
-    if body.status == Presence.ONLINE:
-        req.gw.router.kick()
-    return agent
+    return await req.ctx.commands.set_presence(agent_id, body.status)

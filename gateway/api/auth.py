@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from gateway.api.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
-    from gateway.store.base import Store
+    from gateway.store.protocols import Tokens
 
 
 class Scope(StrEnum):
@@ -58,8 +58,8 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, store: Store, admin_token: str) -> None:
-        self._store = store
+    def __init__(self, tokens: Tokens, admin_token: str) -> None:
+        self._tokens = tokens
         self._admin_hash = hash_token(admin_token)
         self._cache: dict[str, tuple[float, Principal | None]] = {}
 
@@ -83,7 +83,7 @@ class Authenticator:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
-        record = await self._store.find_token(digest)
+        record = await self._tokens.find(digest)
         principal = (
             None
             if record is None

@@ -8,26 +8,27 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gateway.api.schemas import ContactPatch, Merge, PageQuery, Unmerge
-from gateway.api.spec import Req, api
-from gateway.store.base import Page
+from gateway.api.spec import Operations, Req
 from kernel.errors import NotFound
 from kernel.ids import ChannelId, ContactId
 from kernel.models import Contact, Message
+from kernel.pages import Page
 
 TAG = "contacts"
+operations = Operations()
 
 
-@api.route(
+@operations.add(
     "GET", "/v1/contacts/{id}", summary="Get a contact", tag=TAG, response=Contact, errors=(404,)
 )
 async def get_contact(req: Req) -> Contact:
-    contact = await req.gw.store.get_contact(ContactId(req.param("id")))
+    contact = await req.ctx.store.contacts.get(ContactId(req.param("id")))
     if contact is None:
         raise NotFound(f"contact {req.param('id')} not found", code="contact_not_found")
     return contact
 
 
-@api.route(
+@operations.add(
     "PATCH",
     "/v1/contacts/{id}",
     summary="Update a contact's name, e-mail, phone or attributes",
@@ -40,7 +41,7 @@ async def get_contact(req: Req) -> Contact:
 )
 async def patch_contact(req: Req) -> Contact:
     body = cast(ContactPatch, req.body)
-    return await req.gw.store.update_contact(
+    return await req.ctx.commands.update_contact(
         ContactId(req.param("id")),
         display_name=body.display_name,
         email=body.email,
@@ -49,7 +50,7 @@ async def patch_contact(req: Req) -> Contact:
     )
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/contacts/{id}/timeline",
     summary="Every message of the contact across channels, newest first",
@@ -60,10 +61,10 @@ async def patch_contact(req: Req) -> Contact:
 )
 async def timeline(req: Req) -> Page[Message]:
     q = cast(PageQuery, req.query)
-    return await req.gw.store.timeline(ContactId(req.param("id")), q.cursor, q.limit)
+    return await req.ctx.store.messages.timeline(ContactId(req.param("id")), q.cursor, q.limit)
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/contacts/{id}/merge",
     summary="Merge another contact into this one",
@@ -74,10 +75,10 @@ async def timeline(req: Req) -> Page[Message]:
 )
 async def merge(req: Req) -> Contact:
     body = cast(Merge, req.body)
-    return await req.gw.store.merge_contacts(ContactId(req.param("id")), ContactId(body.other_id))
+    return await req.ctx.commands.merge(ContactId(req.param("id")), ContactId(body.other_id))
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/contacts/{id}/unmerge",
     summary="Detach an identity; answers the contact it belongs to afterwards",
@@ -88,14 +89,14 @@ async def merge(req: Req) -> Contact:
 )
 async def unmerge(req: Req) -> Contact:
     body = cast(Unmerge, req.body)
-    return await req.gw.store.unmerge_identity(
+    return await req.ctx.commands.unmerge(
         ContactId(req.param("id")),
         ChannelId(body.identity.channel_id),
         body.identity.external_id,
     )
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/attachments/{id}",
     summary="A file received on a channel",
@@ -108,7 +109,7 @@ async def unmerge(req: Req) -> Contact:
     errors=(404,),
 )
 async def get_attachment(req: Req) -> web.StreamResponse:
-    record = await req.gw.store.get_attachment(req.param("id"))
+    record = await req.ctx.store.attachments.get(req.param("id"))
     if record is None:
         raise NotFound(f"attachment {req.param('id')} not found", code="attachment_not_found")
     inline = (
@@ -117,7 +118,7 @@ async def get_attachment(req: Req) -> web.StreamResponse:
     name = record.name or record.id
     disposition = "inline" if inline else "attachment"
     return web.FileResponse(
-        req.gw.attachments.path_of(record),
+        req.ctx.attachments.path_of(record),
         headers={
             "Content-Type": record.mime,
             "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name)}",

@@ -19,24 +19,26 @@ from gateway.api.schemas import (
     Transfer,
     Typing,
 )
-from gateway.api.spec import REPLAYED, Header, Req, api
-from gateway.store.base import ConversationFilter, Page
+from gateway.api.spec import REPLAYED, Header, Operations, Req
+from gateway.store.records import ConversationFilter
 from kernel.errors import Invalid, NotFound
 from kernel.ids import AgentId, ChannelId, ConversationId, MessageId
-from kernel.models import Author, AuthorType, Conversation, Message, Part, TextPart
+from kernel.models import Conversation, Message, Part, TextPart
+from kernel.pages import Page
 
 TAG = "conversations"
+operations = Operations()
 
 
 async def _conversation(req: Req) -> Conversation:
     conv_id = ConversationId(req.param("id"))
-    conv = await req.gw.store.get_conversation(conv_id)
+    conv = await req.ctx.store.conversations.get(conv_id)
     if conv is None:
         raise NotFound(f"conversation {conv_id} not found", code="conversation_not_found")
     return conv
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/conversations",
     summary="List conversations, newest first",
@@ -52,10 +54,10 @@ async def list_conversations(req: Req) -> Page[Conversation]:
         channel_id=q.channel_id,
         contact_id=q.contact_id,
     )
-    return await req.gw.store.list_conversations(filters, q.cursor, q.limit)
+    return await req.ctx.store.conversations.page(filters, q.cursor, q.limit)
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/conversations/{id}",
     summary="Get a conversation",
@@ -67,7 +69,7 @@ async def get_conversation(req: Req) -> Conversation:
     return await _conversation(req)
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/conversations/{id}/messages",
     summary="List a conversation's messages, oldest first",
@@ -78,10 +80,10 @@ async def get_conversation(req: Req) -> Conversation:
 )
 async def list_messages(req: Req) -> Page[Message]:
     q = cast(PageQuery, req.query)
-    return await req.gw.store.list_messages(ConversationId(req.param("id")), q.cursor, q.limit)
+    return await req.ctx.store.messages.page(ConversationId(req.param("id")), q.cursor, q.limit)
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/conversations/{id}/messages",
     summary="Send a reply to the customer",
@@ -103,34 +105,28 @@ async def send_message(req: Req) -> Message:
     key = req.request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 255:
         raise Invalid("Idempotency-Key must be 1 to 255 characters", code="bad_idempotency_key")
+    author = body.agent_id
     if principal.agent_id is not None and not principal.is_admin:
         if body.agent_id not in (None, principal.agent_id):
             raise Forbidden("an agent token sends as its own agent", code="not_your_agent")
-        author_id: str | None = principal.agent_id
-    else:
-        author_id = body.agent_id or conv.assignee_id
-    if body.agent_id is not None and await req.gw.store.get_agent(AgentId(body.agent_id)) is None:
-        raise Invalid(f"agent {body.agent_id} not found", code="agent_not_found")
+        author = principal.agent_id
     parts: list[Part] = (
         list(body.parts) if body.parts is not None else [TextPart(text=body.text or "")]
     )
-    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    message, replayed = await req.gw.store.create_outbound(
-        conv.id,
-        Author(type=AuthorType.AGENT, id=author_id),
+    message, replayed = await req.ctx.commands.send(
+        conv,
         parts,
+        agent_id=AgentId(author) if author is not None else None,
         reply_to=MessageId(body.reply_to) if body.reply_to else None,
         idempotency_key=key,
-        request_hash=request_hash,
+        request_hash=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
     )
     if replayed:
         req.request[REPLAYED] = True
-    else:
-        req.gw.outbound.wake()
     return message
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/messages/{id}",
     summary="Get one message (e.g. to follow its delivery status)",
@@ -139,13 +135,13 @@ async def send_message(req: Req) -> Message:
     errors=(404,),
 )
 async def get_message(req: Req) -> Message:
-    message = await req.gw.store.get_message(MessageId(req.param("id")))
+    message = await req.ctx.store.messages.get(MessageId(req.param("id")))
     if message is None:
         raise NotFound(f"message {req.param('id')} not found", code="message_not_found")
     return message
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/conversations/{id}/assign",
     summary="Assign to an agent",
@@ -160,14 +156,12 @@ async def assign(req: Req) -> Conversation:
     assert principal is not None
     if body.force and not principal.is_admin:
         raise Forbidden("only admin tokens may force an assignment", code="force_needs_admin")
-    conv = await req.gw.store.assign(
+    return await req.ctx.commands.assign(
         ConversationId(req.param("id")), AgentId(body.agent_id), force=body.force
     )
-    req.gw.router.kick()
-    return conv
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/conversations/{id}/transfer",
     summary="Transfer to another agent, or back to the queue with new skills",
@@ -182,20 +176,16 @@ async def transfer(req: Req) -> Conversation:
     assert principal is not None
     if body.force and not principal.is_admin:
         raise Forbidden("only admin tokens may force a transfer", code="force_needs_admin")
-    conv_id = ConversationId(req.param("id"))
-    if body.agent_id is not None:
-        conv = await req.gw.store.assign(conv_id, AgentId(body.agent_id), force=body.force)
-    else:
-        skills = body.skills
-        wanted: dict[str, int] = (
-            dict.fromkeys(skills, 1) if isinstance(skills, list) else dict(skills or {})
-        )
-        conv = await req.gw.store.transfer_to_skills(conv_id, wanted)
-    req.gw.router.kick()
-    return conv
+    skills = body.skills
+    return await req.ctx.commands.transfer(
+        ConversationId(req.param("id")),
+        agent_id=AgentId(body.agent_id) if body.agent_id is not None else None,
+        skills=dict.fromkeys(skills, 1) if isinstance(skills, list) else dict(skills or {}),
+        force=body.force,
+    )
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/conversations/{id}/resolve",
     summary="Resolve",
@@ -204,12 +194,10 @@ async def transfer(req: Req) -> Conversation:
     errors=(404, 409),
 )
 async def resolve(req: Req) -> Conversation:
-    conv = await req.gw.store.resolve(ConversationId(req.param("id")))
-    req.gw.router.kick()  # capacity freed
-    return conv
+    return await req.ctx.commands.resolve(ConversationId(req.param("id")))
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/conversations/{id}/reopen",
     summary="Reopen a resolved conversation (it is routed again)",
@@ -218,12 +206,10 @@ async def resolve(req: Req) -> Conversation:
     errors=(404, 409),
 )
 async def reopen(req: Req) -> Conversation:
-    conv = await req.gw.store.reopen(ConversationId(req.param("id")))
-    req.gw.router.kick()
-    return conv
+    return await req.ctx.commands.reopen(ConversationId(req.param("id")))
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/conversations/{id}/typing",
     summary="Show the customer that an agent is typing (where the channel can)",
@@ -235,10 +221,10 @@ async def reopen(req: Req) -> Conversation:
 async def typing(req: Req) -> None:
     body = cast(Typing, req.body)
     conv = await _conversation(req)
-    await req.gw.send_typing(conv, body.state == "on")
+    await req.ctx.commands.typing(conv, body.state == "on")
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/conversations/{id}/read",
     summary="The agent has read the conversation: the customer sees it (where the channel can)",
@@ -248,10 +234,10 @@ async def typing(req: Req) -> None:
 )
 async def mark_read(req: Req) -> None:
     conv = await _conversation(req)
-    await req.gw.mark_read(conv)
+    await req.ctx.commands.mark_read(conv)
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/conversations/{id}/routing",
     summary="Why the conversation went where it went",
@@ -262,17 +248,17 @@ async def mark_read(req: Req) -> None:
 )
 async def routing_log(req: Req) -> RoutingLog:
     conv = await _conversation(req)
-    decisions = await req.gw.store.routing_decisions(conv.id)
+    decisions = await req.ctx.store.conversations.decisions(conv.id)
     entry = None
     if conv.status == "queued":
-        for item in await req.gw.store.queue(None, 1000):
+        for item in await req.ctx.assignments.queue(None, 1000):
             if item["conversation"].id == conv.id:
                 entry = QueueEntry(**item)
                 break
     return RoutingLog(conversation_id=conv.id, decisions=decisions, queue=entry)
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/queue",
     summary="Queued conversations in the order they will be served, with places and "
@@ -283,5 +269,6 @@ async def routing_log(req: Req) -> RoutingLog:
 )
 async def queue(req: Req) -> QueueList:
     q = cast(QueueQuery, req.query)
-    items = await req.gw.store.queue(ChannelId(q.channel_id) if q.channel_id else None, q.limit)
+    channel = ChannelId(q.channel_id) if q.channel_id else None
+    items = await req.ctx.assignments.queue(channel, q.limit)
     return QueueList(items=[QueueEntry(**i) for i in items])

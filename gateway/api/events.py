@@ -12,13 +12,14 @@ from typing import Any, cast
 from aiohttp import web
 
 from gateway.api.schemas import EventsQuery
-from gateway.api.spec import Header, Req, api
+from gateway.api.spec import Header, Operations, Req
 from gateway.events import filter_events, seq_of, type_matcher
 from kernel.errors import Malformed
 from kernel.events import Event
 
 PAGE = 500
 log = logging.getLogger(__name__)
+operations = Operations()
 EPHEMERAL_QUEUE = 256
 # Events are written in pieces of about this size, so a client that stops reading holds
 # at most this much (plus the kernel's socket buffers) before it is cut off.
@@ -44,7 +45,7 @@ def _start_after(req: Req, q: EventsQuery) -> int | None:
     return value
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/events",
     summary="Live stream of events (Server-Sent Events)",
@@ -60,12 +61,12 @@ def _start_after(req: Req, q: EventsQuery) -> int | None:
 )
 async def stream_events(req: Req) -> web.StreamResponse:
     q = cast(EventsQuery, req.query)
-    gw = req.gw
+    ctx = req.ctx
     after = _start_after(req, q)
-    last = gw.bus.last_seq if after is None else after
+    last = ctx.bus.last_seq if after is None else after
     types = [t.strip() for t in q.types.split(",") if t.strip()] if q.types else None
     match = type_matcher(types)
-    heartbeat = gw.settings.events.sse_heartbeat_seconds
+    heartbeat = ctx.settings.events.sse_heartbeat_seconds
 
     resp = web.StreamResponse(
         headers={
@@ -88,9 +89,9 @@ async def stream_events(req: Req) -> web.StreamResponse:
                 pending.append(payload)
                 nudge.set()
 
-        unsubscribe = gw.bus.subscribe_ephemeral(on_signal)
+        unsubscribe = ctx.bus.subscribe_ephemeral(on_signal)
 
-    slow = gw.settings.events.slow_consumer_seconds
+    slow = ctx.settings.events.slow_consumer_seconds
 
     async def write(data: bytes) -> None:
         # aiohttp waits for the socket to drain above its buffer limit: a reader that stops
@@ -98,12 +99,12 @@ async def stream_events(req: Req) -> web.StreamResponse:
         async with asyncio.timeout(slow):
             await resp.write(data)
 
-    gw.sse_clients += 1
+    ctx.lifecycle.streams += 1
     try:
         while True:
-            batch = gw.bus.from_ring(last, PAGE)
+            batch = ctx.bus.from_ring(last, PAGE)
             if batch is None:
-                batch = await gw.store.events_after(last, PAGE)
+                batch = await ctx.store.events.after(last, PAGE)
             if batch:
                 chunk = bytearray()
                 for event in filter_events(batch, match, q.conversation_id):
@@ -121,9 +122,9 @@ async def stream_events(req: Req) -> web.StreamResponse:
                 data = json.dumps(payload, ensure_ascii=False)
                 await write(f"event: {payload['type']}\ndata: {data}\n\n".encode())
             nudge.clear()
-            waiter = asyncio.ensure_future(gw.bus.wait(last))
+            waiter = asyncio.ensure_future(ctx.bus.wait(last))
             nudger = asyncio.ensure_future(nudge.wait())
-            closing = asyncio.ensure_future(gw.closing.wait())
+            closing = asyncio.ensure_future(ctx.lifecycle.closing.wait())
             try:
                 done, _ = await asyncio.wait(
                     {waiter, nudger, closing},
@@ -133,7 +134,7 @@ async def stream_events(req: Req) -> web.StreamResponse:
             finally:
                 for task in (waiter, nudger, closing):
                     task.cancel()
-            if gw.closing.is_set():
+            if ctx.lifecycle.closing.is_set():
                 break
             if not done:
                 await write(b": heartbeat\n\n")
@@ -147,7 +148,7 @@ async def stream_events(req: Req) -> web.StreamResponse:
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        gw.sse_clients -= 1
+        ctx.lifecycle.streams -= 1
         if unsubscribe is not None:
             unsubscribe()
     with contextlib.suppress(Exception):

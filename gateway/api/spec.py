@@ -19,7 +19,7 @@ from gateway.api.errors import PayloadTooLarge, TooManyRequests, status_of
 from kernel.errors import DomainError, Malformed
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.api.context import ApiContext
 
 
 MAX_BODY = web.AppKey("max_body_bytes", int)
@@ -29,10 +29,11 @@ REPLAYED = web.RequestKey("idempotent_replay", bool)
 
 @dataclass
 class Req:
-    """What a handler gets: the request, the gateway, who asked, and the parsed inputs."""
+    """What a handler gets: the request, what the API works with, who asked, and the
+    parsed inputs."""
 
     request: web.Request
-    gw: Gateway
+    ctx: ApiContext
     principal: Principal | None
     body: Any = None
     query: Any = None
@@ -76,11 +77,14 @@ class Operation:
         return self._adapter.dump_json(value)
 
 
-class Api:
+class Operations:
+    """The operations of one part of the API, declared with their models."""
+
     def __init__(self) -> None:
         self.operations: list[Operation] = []
+        self._document: str | None = None
 
-    def route(
+    def add(
         self,
         method: str,
         path: str,
@@ -99,7 +103,7 @@ class Api:
         description: str = "",
         also: tuple[int, ...] = (),
     ) -> Callable[[Handler], Handler]:
-        """Declare a route. ``also``: other success statuses with the same answer body."""
+        """Declare an operation. ``also``: other success statuses with the same answer body."""
 
         def register(fn: Handler) -> Handler:
             self.operations.append(
@@ -126,11 +130,24 @@ class Api:
 
         return register
 
-    def install(self, app: web.Application, gw: Gateway) -> None:
+    def install(self, app: web.Application, ctx: ApiContext) -> None:
         for op in self.operations:
-            app.router.add_route(op.method, op.path, _wrap(op, gw))
+            app.router.add_route(op.method, op.path, _wrap(op, ctx))
+
+    @classmethod
+    def joined(cls, *parts: Operations) -> Operations:
+        whole = cls()
+        for part in parts:
+            whole.operations.extend(part.operations)
+        return whole
 
     # --- OpenAPI -------------------------------------------------------------------------
+
+    def document(self, version: str) -> str:
+        """The OpenAPI document as JSON text (made once)."""
+        if self._document is None:
+            self._document = json.dumps(self.openapi(version), ensure_ascii=False)
+        return self._document
 
     def openapi(self, version: str) -> dict[str, Any]:
         from gateway.api.schemas import ErrorBody
@@ -162,6 +179,9 @@ class Api:
             },
         }
 
+
+# The whole API, as installed (the OpenAPI document is made from it).
+API = web.AppKey("api", Operations)
 
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
 _STATUS_TEXT = {
@@ -284,14 +304,14 @@ async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         ) from None
 
 
-def _wrap(op: Operation, gw: Gateway) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _wrap(op: Operation, ctx: ApiContext) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         principal = None
         if op.scopes is not None:
-            principal = await gw.auth.authenticate(request.headers.get("Authorization"))
-            wait = gw.api_limits.wait(principal.token_id)
+            principal = await ctx.auth.authenticate(request.headers.get("Authorization"))
+            wait = ctx.limits.wait(principal.token_id)
             if wait:
-                limits = gw.api_limits
+                limits = ctx.limits
                 raise TooManyRequests(
                     f"too many requests with this token: {limits.burst} at once, then "
                     f"{limits.rate:g} per second",
@@ -299,7 +319,7 @@ def _wrap(op: Operation, gw: Gateway) -> Callable[[web.Request], Awaitable[web.S
                     details={"retry_after_seconds": round(wait, 3)},
                 )
             principal.require(op.scopes)
-        req = Req(request, gw, principal)
+        req = Req(request, ctx, principal)
         if op.query is not None:
             try:
                 # `?status=&assignee_id=` means "no filter": empty values are absent.
@@ -342,6 +362,3 @@ def error_response(exc: DomainError) -> web.Response:
         content_type="application/json",
         headers=headers,
     )
-
-
-api = Api()

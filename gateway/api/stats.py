@@ -9,12 +9,14 @@ from typing import Any, cast
 from pydantic import AwareDatetime, Field, field_validator
 
 from gateway.api.schemas import Id, In
-from gateway.api.spec import Req, api
-from gateway.stats import ChannelFigures, ChannelSamples, Stats, figures
+from gateway.api.spec import Operations, Req
+from gateway.stats import ChannelFigures, Stats, figures
+from gateway.store.records import ChannelSamples
 from kernel.errors import Invalid, NotFound
 from kernel.models import rfc3339
 
 DEFAULT_WINDOW = timedelta(days=1)
+operations = Operations()
 # An offset's "+" arrives as a space when a client leaves it unencoded in the query.
 _SPACED_OFFSET = re.compile(r" (\d\d(:?\d\d)?)$")
 
@@ -34,7 +36,7 @@ class StatsQuery(In):
         return value
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/stats",
     summary="FRT, ART, FCR, SLA breaches, queue length and wait, per channel",
@@ -62,11 +64,11 @@ async def get_stats(req: Req) -> Stats:
             code="invalid_window",
             details={"since": rfc3339(since), "until": rfc3339(until)},
         )
-    types = {info.id: info.type for info in req.gw.channel_infos()}
+    types = {status.id: status.type for status in req.ctx.channels.statuses()}
     if q.channel_id is not None and q.channel_id not in types:
         raise NotFound(f"channel {q.channel_id} not found", code="channel_not_found")
     wanted = None if q.channel_id is None else [q.channel_id]
-    found = await req.gw.store.stats_samples(since, until, wanted)
+    found = await req.ctx.store.stats.samples(since, until, wanted)
     # Every configured channel answers, with zeros when quiet; a channel that is no longer
     # configured appears while its conversations are in the window.
     ids = wanted or sorted(set(types) | set(found))

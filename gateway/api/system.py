@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import cast
 
 from aiohttp import web
@@ -12,6 +11,7 @@ from gateway.api.auth import ADMIN_ONLY, hash_token, new_token
 from gateway.api.schemas import (
     ChannelDetail,
     ChannelFields,
+    ChannelInfo,
     ChannelList,
     Health,
     Readiness,
@@ -20,20 +20,23 @@ from gateway.api.schemas import (
     TokenInfo,
     TokenList,
 )
-from gateway.api.spec import Req, api
+from gateway.api.spec import API, Operations, Req
 from gateway.channels import public_view
 from kernel.errors import Invalid, NotFound
 from kernel.ids import AgentId, TokenId, new_token_id
 
 TAG = "system"
+operations = Operations()
 
 
-@api.route("GET", "/healthz", summary="The process is up", tag=TAG, scopes=None, response=Health)
+@operations.add(
+    "GET", "/healthz", summary="The process is up", tag=TAG, scopes=None, response=Health
+)
 async def healthz(req: Req) -> Health:
     return Health(status="ok", version=__version__)
 
 
-@api.route(
+@operations.add(
     "GET",
     "/readyz",
     summary="The store answers; each channel's state",
@@ -48,19 +51,19 @@ async def healthz(req: Req) -> Health:
 async def readyz(req: Req) -> tuple[Readiness, int]:
     store_state = "ok"
     try:
-        await req.gw.store.ping()
+        await req.ctx.store.ping()
     except Exception as exc:
         store_state = f"unreachable: {type(exc).__name__}"
-    ready = store_state == "ok" and req.gw.started
+    ready = store_state == "ok" and req.ctx.lifecycle.started
     body = Readiness(
         status="ready" if ready else "not_ready",
         store=store_state,
-        channels={c.id: c for c in req.gw.channel_infos()},
+        channels={c.id: c for c in channel_infos(req)},
     )
     return body, 200 if ready else 503
 
 
-@api.route(
+@operations.add(
     "GET",
     "/metrics",
     summary="Prometheus metrics",
@@ -70,10 +73,10 @@ async def readyz(req: Req) -> tuple[Readiness, int]:
     content_type="text/plain",
 )
 async def metrics(req: Req) -> web.Response:
-    return web.Response(text=req.gw.metrics.render(), content_type="text/plain", charset="utf-8")
+    return web.Response(text=req.ctx.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/openapi.json",
     summary="This document",
@@ -82,16 +85,15 @@ async def metrics(req: Req) -> web.Response:
     raw=True,
 )
 async def openapi(req: Req) -> web.Response:
-    global _openapi_body
-    if _openapi_body is None:
-        _openapi_body = json.dumps(api.openapi(__version__), ensure_ascii=False)
-    return web.Response(text=_openapi_body, content_type="application/json")
+    body = req.request.app[API].document(__version__)
+    return web.Response(text=body, content_type="application/json")
 
 
-_openapi_body: str | None = None
+def channel_infos(req: Req) -> list[ChannelInfo]:
+    return [ChannelInfo(**vars(status)) for status in req.ctx.channels.statuses()]
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/channels",
     summary="Configured channels and their state (credentials are never shown)",
@@ -100,23 +102,21 @@ _openapi_body: str | None = None
     response=ChannelList,
 )
 async def list_channels(req: Req) -> ChannelList:
-    return ChannelList(items=req.gw.channel_infos())
+    return ChannelList(items=channel_infos(req))
 
 
 def _detail(req: Req, channel_id: str) -> ChannelDetail:
-    for info in req.gw.channel_infos():
+    for info in channel_infos(req):
         if info.id == channel_id:
             break
     else:
         raise NotFound(f"channel {channel_id} not found", code="channel_not_found")
-    settings = req.gw.channel_admin.current(channel_id) or next(
-        c for c in req.gw.settings.channels if c.id == channel_id
-    )
+    settings = req.ctx.channel_admin.current(channel_id)
     shown, secrets = public_view(settings)
     return ChannelDetail(**info.model_dump(), settings=shown, secrets=secrets)
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/channels/{id}",
     summary="One channel: its state and settings (credentials: only which are set)",
@@ -129,7 +129,7 @@ async def get_channel(req: Req) -> ChannelDetail:
     return _detail(req, req.param("id"))
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/channels",
     summary="Add a channel; it starts at once and at every start (credentials are "
@@ -143,11 +143,11 @@ async def get_channel(req: Req) -> ChannelDetail:
 )
 async def create_channel(req: Req) -> ChannelDetail:
     body = cast(ChannelFields, req.body)
-    settings = await req.gw.channel_admin.create(body.model_dump())
+    settings = await req.ctx.channel_admin.create(body.model_dump())
     return _detail(req, settings.id)
 
 
-@api.route(
+@operations.add(
     "PATCH",
     "/v1/channels/{id}",
     summary="Change a channel added through the API (JSON merge patch); it restarts "
@@ -160,11 +160,11 @@ async def create_channel(req: Req) -> ChannelDetail:
 )
 async def update_channel(req: Req) -> ChannelDetail:
     body = cast(ChannelFields, req.body)
-    await req.gw.channel_admin.update(req.param("id"), body.model_dump())
+    await req.ctx.channel_admin.update(req.param("id"), body.model_dump())
     return _detail(req, req.param("id"))
 
 
-@api.route(
+@operations.add(
     "DELETE",
     "/v1/channels/{id}",
     summary="Remove a channel added through the API (its conversations and messages stay)",
@@ -174,10 +174,10 @@ async def update_channel(req: Req) -> ChannelDetail:
     errors=(404, 409),
 )
 async def delete_channel(req: Req) -> None:
-    await req.gw.channel_admin.delete(req.param("id"))
+    await req.ctx.channel_admin.delete(req.param("id"))
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/tokens",
     summary="Create an API token (its value is shown only in this answer)",
@@ -191,19 +191,19 @@ async def delete_channel(req: Req) -> None:
 async def create_token(req: Req) -> TokenCreated:
     body = cast(TokenBody, req.body)
     agent_id = AgentId(body.agent_id) if body.agent_id else None
-    if agent_id is not None and await req.gw.store.get_agent(agent_id) is None:
+    if agent_id is not None and await req.ctx.store.agents.get(agent_id) is None:
         raise Invalid(f"agent {agent_id} not found", code="agent_not_found")
     if "agent" in body.scopes and agent_id is None:
         raise Invalid("agent tokens need agent_id", code="agent_id_required")
     token = new_token()
-    record = await req.gw.store.create_token(
+    record = await req.ctx.store.tokens.create(
         new_token_id(), body.name, hash_token(token), sorted(set(body.scopes)), agent_id
     )
-    req.gw.auth.forget()
+    req.ctx.auth.forget()
     return TokenCreated(**record.model_dump(exclude={"last_used_at"}), token=token)
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/tokens",
     summary="List API tokens",
@@ -212,11 +212,11 @@ async def create_token(req: Req) -> TokenCreated:
     response=TokenList,
 )
 async def list_tokens(req: Req) -> TokenList:
-    records = await req.gw.store.list_tokens()
+    records = await req.ctx.store.tokens.all()
     return TokenList(items=[TokenInfo(**r.model_dump(exclude={"last_used_at"})) for r in records])
 
 
-@api.route(
+@operations.add(
     "DELETE",
     "/v1/tokens/{id}",
     summary="Revoke an API token",
@@ -226,5 +226,5 @@ async def list_tokens(req: Req) -> TokenList:
     errors=(404,),
 )
 async def revoke_token(req: Req) -> None:
-    await req.gw.store.revoke_token(TokenId(req.param("id")))
-    req.gw.auth.forget()
+    await req.ctx.store.tokens.revoke(TokenId(req.param("id")))
+    req.ctx.auth.forget()

@@ -9,14 +9,16 @@ from pydantic import BaseModel, Field, model_validator
 
 from gateway.api.auth import ADMIN_ONLY
 from gateway.api.schemas import In, Limit
-from gateway.api.spec import Req, api
-from gateway.store.base import WebhookRecord, decode_cursor, encode_cursor
+from gateway.api.spec import Operations, Req
+from gateway.store.records import WebhookRecord
 from kernel.durations import Duration
 from kernel.errors import Malformed
 from kernel.events import format_event_id
 from kernel.models import rfc3339
+from kernel.pages import decode_cursor, encode_cursor
 
 TAG = "webhooks"
+operations = Operations()
 
 EventPattern = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z_.*]+$")]
 
@@ -128,7 +130,7 @@ def _info(record: WebhookRecord) -> dict[str, Any]:
     }
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/webhooks",
     summary="Subscribe an endpoint to events (its secret is shown once)",
@@ -145,13 +147,13 @@ def _info(record: WebhookRecord) -> dict[str, Any]:
 )
 async def create_webhook(req: Req) -> WebhookCreated:
     body = cast(WebhookBody, req.body)
-    record, secret = await req.gw.webhooks.create(
+    record, secret = await req.ctx.webhooks.create(
         body.url, body.events, body.description, body.secret
     )
     return WebhookCreated(**_info(record), secret=secret)
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/webhooks",
     summary="Webhook endpoints",
@@ -160,11 +162,11 @@ async def create_webhook(req: Req) -> WebhookCreated:
     response=WebhookList,
 )
 async def list_webhooks(req: Req) -> WebhookList:
-    records = await req.gw.store.list_webhooks()
+    records = await req.ctx.store.webhooks.all()
     return WebhookList(items=[WebhookInfo(**_info(r)) for r in records])
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/webhooks/{id}",
     summary="One webhook endpoint",
@@ -174,10 +176,10 @@ async def list_webhooks(req: Req) -> WebhookList:
     errors=(404,),
 )
 async def get_webhook(req: Req) -> WebhookInfo:
-    return WebhookInfo(**_info(await req.gw.webhooks.get(req.param("id"))))
+    return WebhookInfo(**_info(await req.ctx.webhooks.get(req.param("id"))))
 
 
-@api.route(
+@operations.add(
     "PATCH",
     "/v1/webhooks/{id}",
     summary="Change an endpoint, or enable / disable it",
@@ -189,7 +191,7 @@ async def get_webhook(req: Req) -> WebhookInfo:
 )
 async def patch_webhook(req: Req) -> WebhookInfo:
     body = cast(WebhookPatch, req.body)
-    record = await req.gw.webhooks.update(
+    record = await req.ctx.webhooks.update(
         req.param("id"),
         url=body.url,
         events=body.events,
@@ -199,7 +201,7 @@ async def patch_webhook(req: Req) -> WebhookInfo:
     return WebhookInfo(**_info(record))
 
 
-@api.route(
+@operations.add(
     "DELETE",
     "/v1/webhooks/{id}",
     summary="Remove an endpoint",
@@ -209,10 +211,10 @@ async def patch_webhook(req: Req) -> WebhookInfo:
     errors=(404, 409),
 )
 async def delete_webhook(req: Req) -> None:
-    await req.gw.webhooks.delete(req.param("id"))
+    await req.ctx.webhooks.delete(req.param("id"))
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/webhooks/{id}/rotate",
     summary="New secret; the previous one keeps signing beside it during the overlap",
@@ -224,11 +226,11 @@ async def delete_webhook(req: Req) -> None:
 )
 async def rotate_webhook(req: Req) -> Rotated:
     body = cast(RotateBody, req.body)
-    secret, until = await req.gw.webhooks.rotate(req.param("id"), body.overlap)
+    secret, until = await req.ctx.webhooks.rotate(req.param("id"), body.overlap)
     return Rotated(secret=secret, previous_valid_until=datetime.fromtimestamp(until, UTC))
 
 
-@api.route(
+@operations.add(
     "GET",
     "/v1/webhooks/{id}/deliveries",
     summary="The delivery log: every attempt, newest first",
@@ -240,11 +242,11 @@ async def rotate_webhook(req: Req) -> Rotated:
 )
 async def webhook_deliveries(req: Req) -> AttemptPage:
     q = cast(DeliveriesQuery, req.query)
-    await req.gw.webhooks.get(req.param("id"))
+    await req.ctx.webhooks.get(req.param("id"))
     before = decode_cursor(q.cursor)
     if before is not None and not before.isdigit():
         raise Malformed("invalid cursor", code="invalid_cursor")
-    rows = await req.gw.store.webhook_attempts(
+    rows = await req.ctx.store.webhooks.attempts(
         req.param("id"), int(before) if before else None, q.limit + 1, q.outcome
     )
     items = [
@@ -265,7 +267,7 @@ async def webhook_deliveries(req: Req) -> AttemptPage:
     return AttemptPage(items=items, next_cursor=cursor)
 
 
-@api.route(
+@operations.add(
     "POST",
     "/v1/webhooks/{id}/replay",
     summary="Send again: dead deliveries, or everything since an event id or a time",
@@ -281,7 +283,7 @@ async def replay_webhook(req: Req) -> Replayed:
     if body.since_event_id is not None:
         since_seq = int(body.since_event_id)
     elif body.since is not None:
-        first = await req.gw.store.first_event_at(body.since)
-        since_seq = (first - 1) if first is not None else await req.gw.store.last_event_seq()
-    count = await req.gw.webhooks.replay(req.param("id"), since_seq=since_seq, dead=body.dead)
+        first = await req.ctx.store.events.first_at(body.since)
+        since_seq = (first - 1) if first is not None else await req.ctx.store.events.last_seq()
+    count = await req.ctx.webhooks.replay(req.param("id"), since_seq=since_seq, dead=body.dead)
     return Replayed(replayed=count)

@@ -38,7 +38,8 @@ from yarl import URL
 from config.webhooks import DeliverySettings
 from gateway import __version__
 from gateway.events import EventBus, type_matcher
-from gateway.store.base import AttemptLog, DeliveryRow, Store, WebhookRecord
+from gateway.store.protocols import Store
+from gateway.store.records import AttemptLog, DeliveryRow, WebhookRecord
 from gateway.webhooks.ssrf import GuardedResolver
 from kernel import webhook_signing as signing
 from kernel.events import Event
@@ -217,7 +218,7 @@ class EndpointWorker:
 
     async def _resume(self) -> None:
         """Rows left by an earlier run: retries to schedule, conversations to hold."""
-        rows = await self.d.store.webhook_open_rows(self.record.id)
+        rows = await self.d.store.webhooks.open_rows(self.record.id)
         events = await self._events_by_seq([r.event_seq for r in rows])
         heads: set[str] = set()
         for row in rows:
@@ -256,7 +257,7 @@ class EndpointWorker:
         for seq in sorted(seqs):
             if seq in found:
                 continue
-            for event in await self.d.store.events_after(seq - 1, PAGE):
+            for event in await self.d.store.events.after(seq - 1, PAGE):
                 found.setdefault(event.seq, event)
         return found
 
@@ -281,7 +282,7 @@ class EndpointWorker:
         ):
             events = self.d.bus.from_ring(self.read_seq, PAGE)
             if events is None:
-                self.reading = asyncio.create_task(self.d.store.events_after(self.read_seq, PAGE))
+                self.reading = asyncio.create_task(self.d.store.events.after(self.read_seq, PAGE))
                 self.reading.add_done_callback(self._read_done)
                 return
             if not events:
@@ -549,7 +550,7 @@ class EndpointWorker:
         if not len(batch) and not moved:
             return
         try:
-            await self.d.store.record_webhook_progress(
+            await self.d.store.webhooks.record_progress(
                 self.record.id,
                 cursor=cursor if moved else None,
                 attempts=batch.attempts,
@@ -606,7 +607,7 @@ class Dispatcher:
             headers={"User-Agent": f"omnichannel-gateway/{__version__} (webhooks)"},
             auto_decompress=False,
         )
-        for record in await self.store.list_webhooks():
+        for record in await self.store.webhooks.all():
             self._start(record)
 
     def _start(self, record: WebhookRecord) -> None:
@@ -630,7 +631,7 @@ class Dispatcher:
         worker = self.workers.pop(endpoint_id, None)
         if worker is not None:
             await worker.stop()
-        record = await self.store.get_webhook(endpoint_id)
+        record = await self.store.webhooks.get(endpoint_id)
         if record is not None:
             self._start(record)
 
@@ -649,7 +650,7 @@ class Dispatcher:
         worker = self.workers.pop(endpoint_id, None)
         if worker is not None:
             await worker.stop()
-        await self.store.set_webhook_enabled(endpoint_id, False, reason)
+        await self.store.webhooks.set_enabled(endpoint_id, False, reason)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

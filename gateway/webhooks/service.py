@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from config.webhooks import DeliverySettings, WebhookSettings
 from gateway.events import EventBus
-from gateway.store.base import Store, WebhookRecord
+from gateway.store.protocols import Store
+from gateway.store.records import WebhookRecord
 from gateway.webhooks.dispatcher import Dispatcher
 from gateway.webhooks.ssrf import check_resolves
 from kernel import webhook_signing as signing
@@ -71,10 +72,10 @@ class Webhooks:
         kept = {await self._apply_config(item) for item in configured}
         # An endpoint taken out of the config file stops receiving: it is removed, with
         # whatever was still waiting for it.
-        for record in await self.store.list_webhooks():
+        for record in await self.store.webhooks.all():
             if record.source == "config" and record.id not in kept:
                 log.info("webhook %s is no longer in the config file: removed", record.id)
-                await self.store.delete_webhook(record.id)
+                await self.store.webhooks.delete(record.id)
 
     async def start(self) -> None:
         await self.dispatcher.start()
@@ -85,9 +86,9 @@ class Webhooks:
     async def _apply_config(self, item: WebhookSettings) -> str:
         endpoint_id = item.id or "cfg-" + hashlib.sha256(item.url.encode()).hexdigest()[:12]
         secret = item.secret.get_secret_value()
-        existing = await self.store.get_webhook(endpoint_id)
+        existing = await self.store.webhooks.get(endpoint_id)
         secrets = [StoredSecret(secret)]
-        cursor = await self.store.last_event_seq()
+        cursor = await self.store.events.last_seq()
         if existing is not None:
             stored = self._secrets(existing)
             current = [s for s in stored if s.expires_at is None]
@@ -97,7 +98,7 @@ class Webhooks:
                 secrets.append(StoredSecret(current[0].secret, until))
             elif current:
                 secrets = stored
-        await self.store.put_webhook(
+        await self.store.webhooks.put(
             WebhookRecord(
                 id=endpoint_id,
                 url=item.url,
@@ -132,13 +133,13 @@ class Webhooks:
             signing.secret_key(secret)
         except ValueError as exc:
             raise Invalid(str(exc), code="invalid_secret") from None
-        record = await self.store.put_webhook(
+        record = await self.store.webhooks.put(
             WebhookRecord(
                 id="wh_" + ulid(),
                 url=url,
                 description=description,
                 events=events,
-                cursor=await self.store.last_event_seq(),  # from now on
+                cursor=await self.store.events.last_seq(),  # from now on
                 sealed_secrets=self._seal([StoredSecret(secret)]),
             ),
             keep_cursor=False,
@@ -147,7 +148,7 @@ class Webhooks:
         return record, secret
 
     async def get(self, endpoint_id: str) -> WebhookRecord:
-        record = await self.store.get_webhook(endpoint_id)
+        record = await self.store.webhooks.get(endpoint_id)
         if record is None:
             raise NotFound(f"webhook {endpoint_id} not found", code="webhook_not_found")
         return record
@@ -173,7 +174,7 @@ class Webhooks:
             self._managed(record)
             if url is not None:
                 await self.check_url(url)
-            record = await self.store.put_webhook(
+            record = await self.store.webhooks.put(
                 record.model_copy(
                     update={
                         "url": url or record.url,
@@ -186,7 +187,7 @@ class Webhooks:
                 keep_cursor=True,
             )
         if enabled is not None:
-            record = await self.store.set_webhook_enabled(
+            record = await self.store.webhooks.set_enabled(
                 endpoint_id, enabled, None if enabled else "disabled through the API"
             )
         await self.dispatcher.reload(endpoint_id)
@@ -196,7 +197,7 @@ class Webhooks:
         self._managed(await self.get(endpoint_id))
         await self.dispatcher.pause(endpoint_id)  # its last outcomes land before the rows go
         try:
-            await self.store.delete_webhook(endpoint_id)
+            await self.store.webhooks.delete(endpoint_id)
         finally:
             await self.dispatcher.reload(endpoint_id)
 
@@ -212,7 +213,7 @@ class Webhooks:
         ]
         secret = signing.new_secret()
         sealed = self._seal([StoredSecret(secret), *kept])
-        await self.store.put_webhook(
+        await self.store.webhooks.put(
             record.model_copy(update={"sealed_secrets": sealed}), keep_cursor=True
         )
         await self.dispatcher.reload(endpoint_id)
@@ -224,7 +225,7 @@ class Webhooks:
         # again over what the replay just moved it back from.
         await self.dispatcher.pause(endpoint_id)
         try:
-            count = await self.store.replay_webhook(endpoint_id, since_seq=since_seq, dead=dead)
+            count = await self.store.webhooks.replay(endpoint_id, since_seq=since_seq, dead=dead)
         finally:
             await self.dispatcher.reload(endpoint_id)
         return count

@@ -24,8 +24,8 @@ Client = TestClient  # type: ignore[type-arg]
 async def test_stream_replays_from_an_id_then_goes_live(client: Client, gw: Gateway) -> None:
     ws, _ = await open_visitor(client)
     await say(ws, "một", "c1")
-    await gw.router.settle()
-    everything = await gw.store.events_after(0, 1000)
+    await gw.queue.settle()
+    everything = await gw.store.events.after(0, 1000)
     assert len(everything) >= 5
     resp = await client.get("/v1/events", headers={**AUTH, "Last-Event-ID": everything[1].id})
     assert resp.headers["Content-Type"].startswith("text/event-stream")
@@ -44,7 +44,7 @@ async def test_stream_replays_from_an_id_then_goes_live(client: Client, gw: Gate
 async def test_without_last_event_id_only_new_events(client: Client, gw: Gateway) -> None:
     ws, _ = await open_visitor(client)
     await say(ws, "cũ", "c1")
-    await gw.router.settle()
+    await gw.queue.settle()
     resp = await client.get("/v1/events?types=message.received", headers=AUTH)
     assert await read_event(resp) == "connected"
     await say(ws, "mới", "c2")
@@ -57,10 +57,10 @@ async def test_query_parameter_resume_and_filters(client: Client, gw: Gateway) -
     ws2, _ = await open_visitor(client)
     await say(ws1, "khách 1", "a")
     await say(ws2, "khách 2", "b")
-    await gw.router.settle()
+    await gw.queue.settle()
     convs = {
         e.data["conversation"]["id"]
-        for e in await gw.store.events_after(0, 100)
+        for e in await gw.store.events.after(0, 100)
         if e.type == "conversation.created"
     }
     target = sorted(convs)[0]
@@ -110,8 +110,8 @@ async def test_a_reader_far_behind_the_memory_ring_reads_the_store(
             ws, _ = await open_visitor(client)
             for i in range(15):
                 assert (await say(ws, f"tin {i}", f"c{i}"))["type"] == "ack"
-        await gw.router.settle()
-        stored = await gw.store.events_after(0, 10_000)
+        await gw.queue.settle()
+        stored = await gw.store.events.after(0, 10_000)
         assert len(stored) > 100
         resp = await client.get("/v1/events?last_event_id=0", headers=AUTH)
         streamed = await read_events(resp, len(stored))
@@ -136,8 +136,8 @@ async def test_a_reader_that_stops_reading_is_cut_off_and_resumes_without_a_gap(
                 parts=[TextPart(text=text)],
             )
         )
-    await gw.router.settle()
-    stored = [e.id for e in await gw.store.events_after(0, 100_000)]
+    await gw.queue.settle()
+    stored = [e.id for e in await gw.store.events.after(0, 100_000)]
     async with TestClient(TestServer(gw.web_app())) as client:
         port = client.server.port
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -170,4 +170,4 @@ async def test_a_reader_that_stops_reading_is_cut_off_and_resumes_without_a_gap(
 
 
 async def _sse_clients(gw: Gateway, n: int) -> bool:
-    return gw.sse_clients == n
+    return gw.lifecycle.streams == n

@@ -186,7 +186,7 @@ async def test_the_queue_now(make_gateway: GatewayFactory) -> None:
     gw = await make_gateway(CHANNELS + agent("lan", presence="offline"))
     async with TestClient(TestServer(gw.web_app())) as client:
         waiting = [await customer(gw, "shop", f"v{i}") for i in range(3)]
-        await gw.router.settle()
+        await gw.queue.settle()
         await asyncio.sleep(0.05)
         shop = by_channel(await get_json(client, "/v1/stats"))["shop"]
         assert shop["queue_length"] == 3

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from connectors.base import Health, HealthState
+from connectors.base import ChannelHealth, HealthState
 from connectors.email.connector import EmailConnector
 from connectors.email.settings import EmailSettings
 
@@ -25,7 +25,7 @@ class QuietSink:
     def __init__(self) -> None:
         self.states: list[HealthState] = []
 
-    def health_changed(self, channel_id: str, health: Health) -> None:
+    def health_changed(self, channel_id: str, health: ChannelHealth) -> None:
         self.states.append(health.state)
 
 

@@ -25,7 +25,7 @@ from config import load_settings
 from connectors.base import HealthState
 from connectors.email.connector import EmailConnector
 from gateway.app import Gateway
-from gateway.store.base import ConversationFilter
+from gateway.store.records import ConversationFilter
 from kernel.ids import ChannelId, ConversationId
 from kernel.models import Conversation, MediaPart, Message, MessageStatus, TextPart
 from tests.api.helpers import eventually
@@ -82,12 +82,12 @@ async def connected(gw: Gateway, within: float = 10) -> None:
 
 
 async def conversations(gw: Gateway) -> list[Conversation]:
-    page = await gw.store.list_conversations(ConversationFilter(channel_id=CHANNEL), None, 100)
+    page = await gw.store.conversations.page(ConversationFilter(channel_id=CHANNEL), None, 100)
     return sorted(page.items, key=lambda c: c.id)
 
 
 async def messages(gw: Gateway, conv_id: str) -> list[Message]:
-    page = await gw.store.list_messages(ConversationId(conv_id), None, 100)
+    page = await gw.store.messages.page(ConversationId(conv_id), None, 100)
     return sorted(page.items, key=lambda m: m.id)
 
 
@@ -149,7 +149,7 @@ async def reply_as_agent(client: TestClient, conv_id: str, text: str) -> str:  #
 
 async def sent(gw: Gateway, message_id: str, within: float = 10) -> Message:
     async def check() -> Message | None:
-        msg = await gw.store.get_message(message_id)  # type: ignore[arg-type]
+        msg = await gw.store.messages.get(message_id)  # type: ignore[arg-type]
         return msg if msg is not None and msg.status != MessageStatus.PENDING else None
 
     msg: Message = await eventually(check, within=within)
@@ -194,7 +194,7 @@ async def test_mail_round_trip_threaded_and_restart_safe(
     assert inbound.external_id == ident(first)
     assert inbound.parts[0] == TextPart(text="Chào shop, đơn #42 của mình chưa tới.")
     assert [getattr(p, "name", None) for p in inbound.parts[1:]] == ["original.eml"]
-    contact = await gw.store.get_contact(conv.contact_id)
+    contact = await gw.store.contacts.get(conv.contact_id)
     assert contact is not None and contact.email == mailboxes.customer
     assert contact.display_name == "Nguyễn Văn An"
 
@@ -222,7 +222,7 @@ async def test_mail_round_trip_threaded_and_restart_safe(
     await asyncio.sleep(1.0)  # a resync, if there wrongly were one, would be done by now
     assert len(await all_messages(gw)) == 2
     # The conversation is closed meanwhile: only threading can bring the answer back to it.
-    await gw.store.resolve(ConversationId(conv.id))
+    await gw.assignments.resolve(ConversationId(conv.id))
 
     # 4. The customer answers our reply from their client (quoting it).
     answer = customer_mail(
@@ -243,11 +243,11 @@ async def test_mail_round_trip_threaded_and_restart_safe(
     assert thread[2].external_id == ident(answer)
     assert thread[2].parts[0] == TextPart(text="Cảm ơn shop nhiều!")  # quote cut off
     assert thread[2].reply_to == out.id
-    again = await gw.store.get_conversation(ConversationId(conv.id))
+    again = await gw.store.conversations.get(ConversationId(conv.id))
     assert again is not None and again.status != "resolved"  # reopened
 
     # 5. The same subject without threading headers is a new conversation.
-    await gw.store.resolve(ConversationId(conv.id))
+    await gw.assignments.resolve(ConversationId(conv.id))
     lookalike = customer_mail(mailboxes, "Re: Đơn hàng #42 chưa tới", "Một câu hỏi khác.")
     await mail_server.send(lookalike, mailboxes.customer, mailboxes.support)
 
@@ -312,7 +312,7 @@ async def test_a_bounce_marks_the_reply_failed(
     await mail_server.send(dsn, "mailer-daemon@mx.shop.example", mailboxes.support)
 
     async def failed() -> Message | None:
-        msg = await gw.store.get_message(out.id)
+        msg = await gw.store.messages.get(out.id)
         return msg if msg is not None and msg.status == MessageStatus.FAILED else None
 
     bounced = await eventually(failed, within=8)
@@ -339,12 +339,12 @@ async def test_uidvalidity_change_resyncs_without_duplicates(
     key = connector(gw).checkpoint_key
 
     async def advanced() -> dict[str, int] | None:  # the checkpoint moves after the store
-        state = await gw.store.load_state(CHANNEL, key)
+        state = await gw.store.channel_state.load(CHANNEL, key)
         return state if state and state["last_uid"] >= 1 else None
 
     real = await eventually(advanced, within=5)
     # The server renumbered the folder (a restore, a migration): the saved UIDs mean nothing.
-    await gw.store.save_state(
+    await gw.store.channel_state.save(
         CHANNEL, key, {"uidvalidity": real["uidvalidity"] - 7, "last_uid": 99}
     )
     await gateways.stop(gw)
@@ -360,7 +360,7 @@ async def test_uidvalidity_change_resyncs_without_duplicates(
 
     found = await eventually(both, within=8)
     assert sorted(m.external_id or "" for m in found) == sorted([ident(first), ident(second)])
-    assert await gw.store.load_state(CHANNEL, key) == {
+    assert await gw.store.channel_state.load(CHANNEL, key) == {
         "uidvalidity": real["uidvalidity"],
         "last_uid": real["last_uid"] + 1,
     }
@@ -486,7 +486,7 @@ async def test_smtp_auth_failure_holds_messages_until_the_login_works(
         await eventually(refused, within=8)
         ready = await (await client.get("/readyz")).json()
     assert ready["channels"]["mail"]["state"] == "BAD_CREDENTIALS"
-    held = await gw.store.get_message(reply_id)  # type: ignore[arg-type]
+    held = await gw.store.messages.get(reply_id)  # type: ignore[arg-type]
     assert held is not None and held.status == MessageStatus.PENDING
     assert held.error is not None and held.error.code == "auth_failed"
     assert wrong not in held.error.reason
@@ -513,7 +513,7 @@ async def test_plus_address_reply_to_joins_without_threading_headers(
     [delivered] = await inbox(mail_server, mailboxes.customer, 1)
     reply_to = delivered["Reply-To"].addresses[0].addr_spec
     assert reply_to.startswith(mailboxes.support.split("@")[0] + "+ogw.")
-    await gw.store.resolve(ConversationId(conv.id))
+    await gw.assignments.resolve(ConversationId(conv.id))
     # A client that drops In-Reply-To/References but answers to Reply-To.
     answer = customer_mail(mailboxes, "hỏi lại", "vẫn chưa rõ", to=reply_to)
     await mail_server.send(answer, mailboxes.customer, reply_to)

@@ -160,7 +160,7 @@ async def test_reactions_on_our_message(fb: Fb) -> None:
     await fb.deliver(unreact)
     assert (await get_json(fb.client, f"/v1/messages/{message_id}"))["reactions"] == []
     actions = [
-        e.data["action"] for e in await fb.gw.store.events_after(0, 1000, types=["message.reacted"])
+        e.data["action"] for e in await fb.gw.store.events.after(0, 1000, types=["message.reacted"])
     ]
     assert actions == ["react", "unreact"]
 
@@ -182,7 +182,7 @@ async def test_our_echo_before_the_send_returns(fb: Fb) -> None:
     msg = await settled(fb, message_id)
     assert echoed == [200]
     assert (msg["status"], msg["external_id"]) == ("sent", "m_out-echo-first")
-    sent_events = await fb.gw.store.events_after(0, 1000, types=["message.sent"])
+    sent_events = await fb.gw.store.events.after(0, 1000, types=["message.sent"])
     assert len(sent_events) == 1
 
 
@@ -202,8 +202,8 @@ async def test_watermarks_move_every_message_up_to_them(fb: Fb) -> None:
     await fb.deliver(read)
     for message_id in (first, second):
         assert (await get_json(fb.client, f"/v1/messages/{message_id}"))["status"] == "read"
-    assert len(await fb.gw.store.events_after(0, 1000, types=["message.delivered"])) == 2
-    assert len(await fb.gw.store.events_after(0, 1000, types=["message.read"])) == 2
+    assert len(await fb.gw.store.events.after(0, 1000, types=["message.delivered"])) == 2
+    assert len(await fb.gw.store.events.after(0, 1000, types=["message.read"])) == 2
 
 
 async def test_a_read_watermark_before_a_message_leaves_it_alone(fb: Fb) -> None:
@@ -233,7 +233,7 @@ async def test_echo_of_an_earlier_part_does_not_settle_the_message(fb: Fb) -> No
     message_id = await reply(fb, conv_id, {"text": "chữ " * 600})  # two requests
     msg = await settled(fb, message_id)
     assert msg["external_id"] == "m_out-0002-sent-by-graph-fake"
-    assert len(await fb.gw.store.events_after(0, 1000, types=["message.sent"])) == 1
+    assert len(await fb.gw.store.events.after(0, 1000, types=["message.sent"])) == 1
 
 
 # --- long texts and attachments -----------------------------------------------------------------
@@ -346,17 +346,17 @@ async def test_closed_window_fails_at_once_without_a_call(
     assert msg["error"]["reason"].startswith("window_closed: ")
     assert msg["error"]["retryable"] is False
     assert fb.graph.messages() == []
-    (failed,) = await fb.gw.store.events_after(0, 1000, types=["message.failed"])
+    (failed,) = await fb.gw.store.events.after(0, 1000, types=["message.failed"])
     assert failed.data["message"]["error"] == msg["error"]
 
 
 async def test_window_closed_raised_directly(fb: Fb) -> None:
     conv_id = await customer_writes(fb)
     connector = await attach_with_clock(fb, days=2)
-    conv = await fb.gw.store.get_conversation(ConversationId(conv_id))
-    recipient = await fb.gw.store.conversation_recipient(ConversationId(conv_id))
+    conv = await fb.gw.store.conversations.get(ConversationId(conv_id))
+    recipient = await fb.gw.store.conversations.recipient(ConversationId(conv_id))
     assert conv is not None and recipient is not None
-    (inbound,) = (await fb.gw.store.list_messages(conv.id, None, 10)).items
+    (inbound,) = (await fb.gw.store.messages.page(conv.id, None, 10)).items
     with pytest.raises(WindowClosed):
         await connector.send(
             OutboundMessage(
@@ -399,7 +399,7 @@ async def test_table_1_8_through_the_gateway(
         assert msg["error"]["code"] == code_string
         assert message in msg["error"]["reason"]
         assert msg["error"]["retryable"] is False
-        (event,) = await fb.gw.store.events_after(0, 1000, types=["message.failed"])
+        (event,) = await fb.gw.store.events.after(0, 1000, types=["message.failed"])
         assert event.data["message"]["error"] == msg["error"]
         assert fb.graph.send.call_count == 1
         return
@@ -419,11 +419,11 @@ async def test_table_1_8_through_the_gateway(
     msg = await settled(fb, message_id, within=10)  # transient / rate limited: retried
     assert msg["status"] == "sent"
     assert fb.graph.send.call_count == 2
-    assert await fb.gw.store.events_after(0, 1000, types=["message.failed"]) == []
+    assert await fb.gw.store.events.after(0, 1000, types=["message.failed"]) == []
     if code == 190:
         states = [
             e.data["state"]
-            for e in await fb.gw.store.events_after(0, 1000, types=["channel.state_changed"])
+            for e in await fb.gw.store.events.after(0, 1000, types=["channel.state_changed"])
         ]
         assert states[-2:] == ["BAD_CREDENTIALS", "CONNECTED"]
 

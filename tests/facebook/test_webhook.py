@@ -61,7 +61,7 @@ async def all_messages(fb: Fb) -> list[Json]:
 
 
 async def events(fb: Fb, type_: str) -> list[Json]:
-    return [e.data for e in await fb.gw.store.events_after(0, 10_000, types=[type_])]
+    return [e.data for e in await fb.gw.store.events.after(0, 10_000, types=[type_])]
 
 
 # --- GET verification -------------------------------------------------------------------------

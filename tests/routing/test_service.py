@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import Gateway
-from gateway.store.sqlite.routing import DISPATCH_CHUNK
+from gateway.domain.dispatch import DISPATCH_CHUNK
 from kernel.envelope import InboundMessage, Sender
 from kernel.ids import AgentId, ChannelId
 from kernel.models import Presence, TextPart
@@ -55,18 +55,18 @@ async def customer(gw: Gateway, visitor: str, text: str, n: int = 0) -> str:
 
 
 async def conv(gw: Gateway, conv_id: str) -> Any:
-    c = await gw.store.get_conversation(conv_id)  # type: ignore[arg-type]
+    c = await gw.store.conversations.get(conv_id)  # type: ignore[arg-type]
     assert c is not None
     return c
 
 
 async def assigned_to(gw: Gateway, conv_id: str) -> str | None:
-    await gw.router.settle()
+    await gw.queue.settle()
     return (await conv(gw, conv_id)).assignee_id  # type: ignore[no-any-return]
 
 
 async def events(gw: Gateway, type_: str) -> list[Any]:
-    return [e for e in await gw.store.events_after(0, 100_000) if e.type == type_]
+    return [e for e in await gw.store.events.after(0, 100_000) if e.type == type_]
 
 
 async def test_rules_set_skills_priority_and_language(make_gateway: GatewayFactory) -> None:
@@ -88,12 +88,12 @@ priority = 7
     c = await conv(gw, c1)
     assert (c.priority, c.skills, c.language) == (7, ["billing"], "vi")
     c2 = await customer(gw, "v2", "Where is my invoice?")
-    await gw.router.settle()
+    await gw.queue.settle()
     # English: lan speaks only Vietnamese, minh lacks the level -> waits
     assert (await conv(gw, c2)).status == "queued"
     queued = await events(gw, "conversation.queued")
     assert queued[-1].data["routing"]["skipped_counts"] == {"language": 1, "skill_level": 1}
-    log = await gw.store.routing_decisions(c2)  # type: ignore[arg-type]
+    log = await gw.store.conversations.decisions(c2)  # type: ignore[arg-type]
     assert log[-1]["skipped"] == {"language": ["lan"], "skill_level": ["minh"]}
 
 
@@ -104,13 +104,13 @@ async def test_stickiness_brings_a_returning_customer_back(make_gateway: Gateway
     other = "minh" if served_by == "lan" else "lan"
     # load the first agent more than the other, then bring the customer back
     extra = await customer(gw, "v2", "khách khác")
-    await gw.router.settle()
-    await gw.store.assign(extra, AgentId(served_by), force=True)  # type: ignore[arg-type]
-    await gw.store.resolve(first)  # type: ignore[arg-type]
+    await gw.queue.settle()
+    await gw.assignments.assign(extra, AgentId(served_by), force=True)  # type: ignore[arg-type]
+    await gw.assignments.resolve(first)  # type: ignore[arg-type]
     again = await customer(gw, "v1", "lại là mình đây", n=1)
     assert again != first
     assert await eventually(lambda: assigned_to(gw, again)) == served_by
-    log = await gw.store.routing_decisions(again)  # type: ignore[arg-type]
+    log = await gw.store.conversations.decisions(again)  # type: ignore[arg-type]
     assert log[-1]["why"].startswith("sticky")
     assert other != served_by
 
@@ -129,10 +129,10 @@ skills = { expert = 3 }
         + agent("junior", skills="{ expert = 2 }")
     )
     c = await customer(gw, "v1", "việc khẩn")
-    await gw.router.settle()
+    await gw.queue.settle()
     assert (await conv(gw, c)).status == "queued"
     assert await eventually(lambda: assigned_to(gw, c), within=5) == "junior"
-    log = await gw.store.routing_decisions(c)  # type: ignore[arg-type]
+    log = await gw.store.conversations.decisions(c)  # type: ignore[arg-type]
     assert log[-1]["escalation_step"] == 1
     assert log[-1]["requirements"]["skills"] == {"expert": 2}
 
@@ -145,7 +145,7 @@ async def test_the_reassign_deadline_of_a_new_assignment_is_kept_without_other_d
     gw = await make_gateway(
         BASE + "[routing]\nreassign_after = { webchat = 0.3 }\n" + agent("lan") + agent("minh")
     )
-    await gw.router.settle()  # the start-up dispatch is over: nothing else will come
+    await gw.queue.settle()  # the start-up dispatch is over: nothing else will come
     c = await customer(gw, "v1", "alo")
     first = await eventually(lambda: assigned_to(gw, c))
 
@@ -182,7 +182,7 @@ async def test_unanswered_customers_are_reassigned_with_an_sla_event(
     current = await conv(gw, c)
     assert current.assignee_id == second
     # an agent reply stops the clock
-    await gw.store.create_outbound(
+    await gw.outbox.create(
         c,
         __import__("kernel.models", fromlist=["Author"]).Author(type="agent", id=second),
         [TextPart(text="dạ")],
@@ -195,12 +195,12 @@ async def test_going_offline_requeues_and_away_keeps(make_gateway: GatewayFactor
     gw = await make_gateway(BASE + agent("lan") + agent("minh", presence="offline"))
     c = await customer(gw, "v1", "xin chào")
     assert await eventually(lambda: assigned_to(gw, c)) == "lan"
-    await gw.store.set_presence(AgentId("lan"), Presence.AWAY)
-    gw.router.kick()
+    await gw.assignments.set_presence(AgentId("lan"), Presence.AWAY)
+    gw.queue.kick()
     assert await assigned_to(gw, c) == "lan"  # away keeps by default
-    await gw.store.set_presence(AgentId("minh"), Presence.ONLINE)
-    await gw.store.set_presence(AgentId("lan"), Presence.OFFLINE)
-    gw.router.kick()
+    await gw.assignments.set_presence(AgentId("minh"), Presence.ONLINE)
+    await gw.assignments.set_presence(AgentId("lan"), Presence.OFFLINE)
+    gw.queue.kick()
     assert await eventually(lambda: assigned_to(gw, c)) == "minh"
 
 
@@ -218,7 +218,7 @@ queue_message = { enabled = true, min_wait = 0 }
         ws = await client.ws_connect("/webchat/webchat/ws")
         await ws.receive_json()
         convs = [await customer(gw, f"v{i}", "xin chào") for i in range(3)]
-        await gw.router.settle()
+        await gw.queue.settle()
         queue = await get_json(client, "/v1/queue")
         assert [i["position"] for i in queue["items"]] == [1, 2]
         assert [i["conversation"]["id"] for i in queue["items"]] == convs[1:]
@@ -245,12 +245,12 @@ async def test_priority_beats_waiting_time(make_gateway: GatewayFactory) -> None
     early = await customer(gw, "v1", "đến trước")
     late = await customer(gw, "v2", "đến sau")
     contact = (await conv(gw, late)).contact_id
-    await gw.store.update_contact(contact, attributes={"vip": True})
+    await gw.contacts.update(contact, attributes={"vip": True})
     # rules apply when a conversation starts: a VIP's next conversation is prioritised
-    await gw.store.resolve(late)  # type: ignore[arg-type]
+    await gw.assignments.resolve(late)  # type: ignore[arg-type]
     vip = await customer(gw, "v2", "VIP đây", n=1)
-    await gw.store.set_presence(AgentId("lan"), Presence.ONLINE)
-    gw.router.kick()
+    await gw.assignments.set_presence(AgentId("lan"), Presence.ONLINE)
+    gw.queue.kick()
     assert await eventually(lambda: assigned_to(gw, vip)) == "lan"
     assert (await conv(gw, early)).status == "queued"
 
@@ -265,17 +265,17 @@ async def test_a_long_queue_is_served_in_short_transactions_in_order(
         + agent("minh", presence="offline", capacity="{ total = 10 }")
     )
     convs = [await customer(gw, f"v{i}", "xin chào") for i in range(total + 5)]
-    await gw.router.settle()
+    await gw.queue.settle()
     # one dispatch assigns at most a chunk, the first in queue order, and says there is more
-    await gw.store.set_presence(AgentId("lan"), Presence.ONLINE)
-    first = await gw.store.dispatch()
+    await gw.assignments.set_presence(AgentId("lan"), Presence.ONLINE)
+    first = await gw.assignments.dispatch()
     chosen = [d.conversation_id for d in first.decisions if d.agent_id is not None]
     assert chosen == convs[:DISPATCH_CHUNK]
     assert first.more
     # the service runs again until the queue is served or capacity is used up
-    await gw.store.set_presence(AgentId("minh"), Presence.ONLINE)
-    gw.router.kick()
-    await gw.router.settle()
+    await gw.assignments.set_presence(AgentId("minh"), Presence.ONLINE)
+    gw.queue.kick()
+    await gw.queue.settle()
     owners = [(await conv(gw, c)).assignee_id for c in convs]
     assert None not in owners
     assert owners.count("lan") <= total and 0 < owners.count("minh") <= 10
@@ -283,7 +283,7 @@ async def test_a_long_queue_is_served_in_short_transactions_in_order(
     assert len(assigned) == len(convs)
     assert len({e.data["conversation"]["id"] for e in assigned}) == len(convs)
     # nobody left: the last dispatch did not ask for another
-    last = await gw.store.dispatch()
+    last = await gw.assignments.dispatch()
     assert not last.more and last.decisions == []
 
 
@@ -323,8 +323,8 @@ async def test_transfer_to_skills_and_manual_rules_over_http(make_gateway: Gatew
 async def test_racing_traffic_keeps_every_invariant(make_gateway: GatewayFactory) -> None:
     """Hundreds of conversations, resolves, presence changes and manual assignments race
     through the real service and store."""
-    from gateway.store.base import ConversationFilter
-    from gateway.store.sqlite.routing import load_index
+    from gateway.domain.state import load_index
+    from gateway.store.records import ConversationFilter
     from kernel.errors import DomainError
 
     agents = "".join(agent(f"a{i}", capacity="{ webchat = 2, total = 3 }") for i in range(8))
@@ -335,7 +335,7 @@ async def test_racing_traffic_keeps_every_invariant(make_gateway: GatewayFactory
     violations: list[str] = []
 
     async def loads_within_capacity() -> None:
-        page = await gw.store.list_conversations(ConversationFilter(status="assigned"), None, 200)
+        page = await gw.store.conversations.page(ConversationFilter(status="assigned"), None, 200)
         count: dict[str, int] = {}
         for c in page.items:
             count[c.assignee_id] = count.get(c.assignee_id, 0) + 1
@@ -354,30 +354,32 @@ async def test_racing_traffic_keeps_every_invariant(make_gateway: GatewayFactory
             roll = local.random()
             try:
                 if roll < 0.4 and convs:
-                    await gw.store.resolve(local.choice(convs))  # type: ignore[arg-type]
+                    await gw.assignments.resolve(local.choice(convs))  # type: ignore[arg-type]
                 elif roll < 0.7:
-                    await gw.store.set_presence(
+                    await gw.assignments.set_presence(
                         AgentId(f"a{local.randrange(8)}"), local.choice(list(Presence))
                     )
                 elif convs:
-                    await gw.store.assign(local.choice(convs), AgentId(f"a{local.randrange(8)}"))  # type: ignore[arg-type]
+                    await gw.assignments.assign(
+                        local.choice(convs), AgentId(f"a{local.randrange(8)}")
+                    )  # type: ignore[arg-type]
             except DomainError:
                 pass  # at capacity, offline, already resolved: refused, as it must be
-            gw.router.kick()
+            gw.queue.kick()
             if step % 25 == 0:
                 await loads_within_capacity()
 
     await asyncio.gather(arrivals(), churn(1), churn(2))
     for i in range(8):  # everyone back, so the queue can drain as far as capacity allows
-        await gw.store.set_presence(AgentId(f"a{i}"), Presence.ONLINE)
-    gw.router.kick()
-    await gw.router.settle()
+        await gw.assignments.set_presence(AgentId(f"a{i}"), Presence.ONLINE)
+    gw.queue.kick()
+    await gw.queue.settle()
     await loads_within_capacity()
     assert violations == []
 
-    agents_now = {a.id: a for a in (await gw.store.list_agents(None, 100)).items}
-    assigned = await gw.store.list_conversations(ConversationFilter(status="assigned"), None, 200)
-    queued = await gw.store.list_conversations(ConversationFilter(status="queued"), None, 200)
+    agents_now = {a.id: a for a in (await gw.store.agents.page(None, 100)).items}
+    assigned = await gw.store.conversations.page(ConversationFilter(status="assigned"), None, 200)
+    queued = await gw.store.conversations.page(ConversationFilter(status="queued"), None, 200)
     load: dict[str, int] = {}
     for c in assigned.items:
         load[c.assignee_id] = load.get(c.assignee_id, 0) + 1
@@ -386,7 +388,7 @@ async def test_racing_traffic_keeps_every_invariant(make_gateway: GatewayFactory
     if queued.items:
         assert all(n == 2 for n in load.values()) and len(load) == 8
     # the event log tells one consistent story: never assigned while already assigned
-    log = await gw.store.events_after(0, 100_000)
+    log = await gw.store.events.after(0, 100_000)
     kinds = [e.type for e in log]
     assert kinds.count("conversation.assigned") > 60  # 16 slots, freed again and again
     assert kinds.count("conversation.resolved") > 50
@@ -408,8 +410,8 @@ async def test_racing_traffic_keeps_every_invariant(make_gateway: GatewayFactory
     for cid, status in final.items():
         assert state[cid] == status
     # and the in-memory index agrees with the database
-    fresh = await gw.store._engine.write(lambda tx: load_index(tx, {"webchat"}))  # type: ignore[attr-defined]
-    live = await gw.store._engine.write(lambda tx: gw.store._routing.index(tx))  # type: ignore[attr-defined]
+    fresh = await gw.store.transact(lambda tx: load_index(tx, {"webchat"}))
+    live = await gw.store.transact(gw.assignments.state.index)
     assert {a: s.load for a, s in fresh.agents.items()} == {
         a: s.load for a, s in live.agents.items()
     }

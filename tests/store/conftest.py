@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from gateway.store.base import Store, open_store
+from gateway.domain.assignments import Assignments
+from gateway.domain.contacts import Contacts
+from gateway.domain.inbox import Inbox
+from gateway.domain.outbox import Outbox
+from gateway.domain.state import RoutingState
+from gateway.store import Store, open_store
 from kernel.events import Event
+from routing.settings import RoutingSettings
 from tests.store.backends import BACKENDS, SqliteBackend, make_backend
 
 
@@ -21,6 +28,24 @@ class Recorder:
 
     def types(self) -> list[str]:
         return [e.type for e in self.events]
+
+
+@dataclass
+class Domain:
+    """The domain's services over one store, as the gateway wires them."""
+
+    store: Store
+    inbox: Inbox
+    outbox: Outbox
+    assignments: Assignments
+    contacts: Contacts
+
+    @classmethod
+    def over(cls, store: Store, routing: RoutingSettings | None = None) -> Domain:
+        state = RoutingState(routing or RoutingSettings())
+        return cls(
+            store, Inbox(store, state), Outbox(store), Assignments(store, state), Contacts(store)
+        )
 
 
 @pytest.fixture(params=BACKENDS)
@@ -38,3 +63,8 @@ async def store(backend: SqliteBackend, recorder: Recorder) -> AsyncIterator[Sto
     s = await open_store(backend.url, on_events=recorder)
     yield s
     await s.close()
+
+
+@pytest.fixture
+def domain(store: Store) -> Domain:
+    return Domain.over(store)

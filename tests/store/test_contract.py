@@ -7,7 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.store.base import ConversationFilter, Store, open_store
+from gateway.store import open_store
+from gateway.store.protocols import Store
+from gateway.store.records import ConversationFilter
 from kernel.envelope import InboundMessage, Sender, StatusUpdate
 from kernel.errors import Conflict, Invalid, Malformed, NotFound
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId
@@ -25,7 +27,7 @@ from kernel.models import (
     utcnow,
 )
 from tests.store.backends import SqliteBackend
-from tests.store.conftest import Recorder
+from tests.store.conftest import Domain, Recorder
 
 WEB = ChannelId("webchat")
 ZALO = ChannelId("zalo-oa")
@@ -62,34 +64,40 @@ def inbound(
     )
 
 
-async def ingest(store: Store, msg: InboundMessage):  # type: ignore[no-untyped-def]
-    return await store.ingest(msg, TYPES[msg.channel_id])
+async def ingest(domain: Domain, msg: InboundMessage):  # type: ignore[no-untyped-def]
+    return await domain.inbox.ingest(msg, TYPES[msg.channel_id])
 
 
 # --- idempotent ingest --------------------------------------------------------------------
 
 
-async def test_same_external_id_is_stored_once(store: Store, recorder: Recorder) -> None:
-    first = await ingest(store, inbound(WEB, "m1", "v1"))
-    again = await ingest(store, inbound(WEB, "m1", "v1", text="a different body"))
+async def test_same_external_id_is_stored_once(
+    domain: Domain, store: Store, recorder: Recorder
+) -> None:
+    first = await ingest(domain, inbound(WEB, "m1", "v1"))
+    again = await ingest(domain, inbound(WEB, "m1", "v1", text="a different body"))
     assert not first.duplicate
     assert again.duplicate
     assert again.message.id == first.message.id
     assert again.message.parts == first.message.parts  # the first copy wins
-    page = await store.list_messages(first.conversation_id, None, 50)
+    page = await store.messages.page(first.conversation_id, None, 50)
     assert [m.id for m in page.items] == [first.message.id]
     assert recorder.types().count("message.received") == 1
 
 
-async def test_same_external_id_on_two_channels_is_two_messages(store: Store) -> None:
-    a = await ingest(store, inbound(WEB, "same", "v1"))
-    b = await ingest(store, inbound(ZALO, "same", "z1"))
+async def test_same_external_id_on_two_channels_is_two_messages(
+    domain: Domain, store: Store
+) -> None:
+    a = await ingest(domain, inbound(WEB, "same", "v1"))
+    b = await ingest(domain, inbound(ZALO, "same", "z1"))
     assert a.message.id != b.message.id
     assert not b.duplicate
 
 
-async def test_concurrent_duplicates_store_one_message(store: Store, recorder: Recorder) -> None:
-    results = await asyncio.gather(*(ingest(store, inbound(WEB, "race", "v1")) for _ in range(20)))
+async def test_concurrent_duplicates_store_one_message(
+    domain: Domain, store: Store, recorder: Recorder
+) -> None:
+    results = await asyncio.gather(*(ingest(domain, inbound(WEB, "race", "v1")) for _ in range(20)))
     assert len({r.message.id for r in results}) == 1
     assert sum(not r.duplicate for r in results) == 1
     assert recorder.types().count("message.received") == 1
@@ -98,32 +106,34 @@ async def test_concurrent_duplicates_store_one_message(store: Store, recorder: R
 # --- identity resolution ------------------------------------------------------------------
 
 
-async def test_same_identity_is_always_the_same_contact(store: Store) -> None:
-    a = await ingest(store, inbound(WEB, "m1", "v1"))
-    b = await ingest(store, inbound(WEB, "m2", "v1", name="Nguyễn Văn An"))
+async def test_same_identity_is_always_the_same_contact(domain: Domain, store: Store) -> None:
+    a = await ingest(domain, inbound(WEB, "m1", "v1"))
+    b = await ingest(domain, inbound(WEB, "m2", "v1", name="Nguyễn Văn An"))
     assert a.contact_id == b.contact_id
-    contact = await store.get_contact(a.contact_id)
+    contact = await store.contacts.get(a.contact_id)
     assert contact is not None
     assert contact.display_name == "Nguyễn Văn An"
     assert [i.external_id for i in contact.identities] == ["v1"]
     assert contact.identities[0].display_name == "Nguyễn Văn An"
 
 
-async def test_different_identities_are_different_contacts(store: Store) -> None:
-    a = await ingest(store, inbound(WEB, "m1", "v1"))
-    b = await ingest(store, inbound(WEB, "m2", "v2"))
+async def test_different_identities_are_different_contacts(domain: Domain, store: Store) -> None:
+    a = await ingest(domain, inbound(WEB, "m1", "v1"))
+    b = await ingest(domain, inbound(WEB, "m2", "v2"))
     assert a.contact_id != b.contact_id
 
 
-async def test_verified_email_links_identities_across_channels(store: Store) -> None:
+async def test_verified_email_links_identities_across_channels(
+    domain: Domain, store: Store
+) -> None:
     a = await ingest(
-        store, inbound(MAIL, "<1@x>", "an@example.vn", email="An@Example.vn", verified=True)
+        domain, inbound(MAIL, "<1@x>", "an@example.vn", email="An@Example.vn", verified=True)
     )
     b = await ingest(
-        store, inbound(ZALO, "z-1", "zalo-user-1", email="an@example.vn", verified=True)
+        domain, inbound(ZALO, "z-1", "zalo-user-1", email="an@example.vn", verified=True)
     )
     assert a.contact_id == b.contact_id
-    contact = await store.get_contact(a.contact_id)
+    contact = await store.contacts.get(a.contact_id)
     assert contact is not None
     assert contact.email == "an@example.vn"
     assert {(i.channel_id, i.external_id) for i in contact.identities} == {
@@ -132,121 +142,125 @@ async def test_verified_email_links_identities_across_channels(store: Store) -> 
     }
 
 
-async def test_unverified_email_does_not_link(store: Store) -> None:
+async def test_unverified_email_does_not_link(domain: Domain, store: Store) -> None:
     a = await ingest(
-        store, inbound(MAIL, "<1@x>", "an@example.vn", email="an@example.vn", verified=True)
+        domain, inbound(MAIL, "<1@x>", "an@example.vn", email="an@example.vn", verified=True)
     )
-    b = await ingest(store, inbound(WEB, "w-1", "v9", email="an@example.vn", verified=False))
+    b = await ingest(domain, inbound(WEB, "w-1", "v9", email="an@example.vn", verified=False))
     assert a.contact_id != b.contact_id
 
 
 @pytest.mark.parametrize("second", ["0912 345 678", "84912345678", "+84 91 234 5678"])
-async def test_verified_phone_links_in_any_vietnamese_form(store: Store, second: str) -> None:
-    a = await ingest(store, inbound(ZALO, "z-1", "zu1", phone="0912345678", verified=True))
-    b = await ingest(store, inbound(WEB, "w-1", "v1", phone=second, verified=True))
+async def test_verified_phone_links_in_any_vietnamese_form(
+    domain: Domain, store: Store, second: str
+) -> None:
+    a = await ingest(domain, inbound(ZALO, "z-1", "zu1", phone="0912345678", verified=True))
+    b = await ingest(domain, inbound(WEB, "w-1", "v1", phone=second, verified=True))
     assert a.contact_id == b.contact_id
-    contact = await store.get_contact(a.contact_id)
+    contact = await store.contacts.get(a.contact_id)
     assert contact is not None
     assert contact.phone == "+84912345678"
 
 
-async def test_verification_merges_existing_contacts(store: Store, recorder: Recorder) -> None:
-    older = await ingest(store, inbound(ZALO, "z-1", "zu1"))
-    newer = await ingest(store, inbound(WEB, "w-1", "v1"))
+async def test_verification_merges_existing_contacts(
+    domain: Domain, store: Store, recorder: Recorder
+) -> None:
+    older = await ingest(domain, inbound(ZALO, "z-1", "zu1"))
+    newer = await ingest(domain, inbound(WEB, "w-1", "v1"))
     assert older.contact_id != newer.contact_id
-    await store.update_identity(
+    await domain.inbox.link_identity(
         ZALO, ChannelType.ZALO, Sender(external_id="zu1", phone="0912345678", verified=True)
     )
-    survivor = await store.update_identity(
+    survivor = await domain.inbox.link_identity(
         WEB, ChannelType.WEBCHAT, Sender(external_id="v1", phone="+84912345678", verified=True)
     )
     assert survivor == older.contact_id
-    merged = await store.get_contact(newer.contact_id)
+    merged = await store.contacts.get(newer.contact_id)
     assert merged is not None
     assert merged.merged_into == older.contact_id
     assert "contact.merged" in recorder.types()
-    timeline = await store.timeline(older.contact_id, None, 50)
+    timeline = await store.messages.timeline(older.contact_id, None, 50)
     assert {m.id for m in timeline.items} == {older.message.id, newer.message.id}
     # new traffic from the merged identity lands on the survivor
-    later = await ingest(store, inbound(WEB, "w-2", "v1"))
+    later = await ingest(domain, inbound(WEB, "w-2", "v1"))
     assert later.contact_id == older.contact_id
 
 
-async def test_merge_and_unmerge(store: Store) -> None:
-    a = await ingest(store, inbound(WEB, "w-1", "v1"))
-    b = await ingest(store, inbound(ZALO, "z-1", "zu1"))
-    merged = await store.merge_contacts(a.contact_id, b.contact_id)
+async def test_merge_and_unmerge(domain: Domain, store: Store) -> None:
+    a = await ingest(domain, inbound(WEB, "w-1", "v1"))
+    b = await ingest(domain, inbound(ZALO, "z-1", "zu1"))
+    merged = await domain.contacts.merge(a.contact_id, b.contact_id)
     assert {i.external_id for i in merged.identities} == {"v1", "zu1"}
     with pytest.raises(Conflict):
-        await store.merge_contacts(a.contact_id, b.contact_id)
+        await domain.contacts.merge(a.contact_id, b.contact_id)
     with pytest.raises(Invalid):
-        await store.merge_contacts(a.contact_id, a.contact_id)
+        await domain.contacts.merge(a.contact_id, a.contact_id)
     with pytest.raises(NotFound):
-        await store.merge_contacts(a.contact_id, ContactId("ct_missing"))
-    restored = await store.unmerge_identity(a.contact_id, ZALO, "zu1")
+        await domain.contacts.merge(a.contact_id, ContactId("ct_missing"))
+    restored = await domain.contacts.unmerge(a.contact_id, ZALO, "zu1")
     assert restored.id == b.contact_id
     assert restored.merged_into is None
     assert [i.external_id for i in restored.identities] == ["zu1"]
-    remaining = await store.get_contact(a.contact_id)
+    remaining = await store.contacts.get(a.contact_id)
     assert remaining is not None
     assert [i.external_id for i in remaining.identities] == ["v1"]
     with pytest.raises(Conflict):
-        await store.unmerge_identity(a.contact_id, WEB, "v1")  # the last identity stays
+        await domain.contacts.unmerge(a.contact_id, WEB, "v1")  # the last identity stays
     with pytest.raises(NotFound):
-        await store.unmerge_identity(a.contact_id, ZALO, "zu1")
+        await domain.contacts.unmerge(a.contact_id, ZALO, "zu1")
 
 
 # --- threading ----------------------------------------------------------------------------
 
 
 async def test_inbound_joins_open_conversation_else_opens_one(
-    store: Store, recorder: Recorder
+    domain: Domain, store: Store, recorder: Recorder
 ) -> None:
-    a = await ingest(store, inbound(WEB, "m1", "v1"))
-    b = await ingest(store, inbound(WEB, "m2", "v1"))
+    a = await ingest(domain, inbound(WEB, "m1", "v1"))
+    b = await ingest(domain, inbound(WEB, "m2", "v1"))
     assert a.conversation_id == b.conversation_id
     assert recorder.types().count("conversation.created") == 1
-    await store.resolve(a.conversation_id)
-    c = await ingest(store, inbound(WEB, "m3", "v1"))
+    await domain.assignments.resolve(a.conversation_id)
+    c = await ingest(domain, inbound(WEB, "m3", "v1"))
     assert c.conversation_id != a.conversation_id
     assert c.conversation_status == ConversationStatus.QUEUED
     assert recorder.types().count("conversation.created") == 2
 
 
-async def test_each_channel_has_its_own_conversation(store: Store) -> None:
+async def test_each_channel_has_its_own_conversation(domain: Domain, store: Store) -> None:
     a = await ingest(
-        store, inbound(MAIL, "<1@x>", "an@example.vn", email="an@example.vn", verified=True)
+        domain, inbound(MAIL, "<1@x>", "an@example.vn", email="an@example.vn", verified=True)
     )
-    b = await ingest(store, inbound(ZALO, "z1", "zu1", email="an@example.vn", verified=True))
+    b = await ingest(domain, inbound(ZALO, "z1", "zu1", email="an@example.vn", verified=True))
     assert a.contact_id == b.contact_id
     assert a.conversation_id != b.conversation_id
-    conv_b = await store.get_conversation(b.conversation_id)
+    conv_b = await store.conversations.get(b.conversation_id)
     assert conv_b is not None
     assert conv_b.channel_id == ZALO
 
 
 async def test_references_join_and_reopen_the_referenced_conversation(
-    store: Store, recorder: Recorder
+    domain: Domain, store: Store, recorder: Recorder
 ) -> None:
-    first = await ingest(store, inbound(MAIL, "<a@x>", "an@example.vn"))
-    await store.resolve(first.conversation_id)
-    reply = await ingest(store, inbound(MAIL, "<b@x>", "an@example.vn", refs=["<zzz@x>", "<a@x>"]))
+    first = await ingest(domain, inbound(MAIL, "<a@x>", "an@example.vn"))
+    await domain.assignments.resolve(first.conversation_id)
+    reply = await ingest(domain, inbound(MAIL, "<b@x>", "an@example.vn", refs=["<zzz@x>", "<a@x>"]))
     assert reply.conversation_id == first.conversation_id
     assert reply.conversation_status == ConversationStatus.QUEUED
     assert "conversation.reopened" in recorder.types()
 
 
 async def test_message_sent_outside_the_gateway_is_stored_outbound(
-    store: Store, recorder: Recorder
+    domain: Domain, store: Store, recorder: Recorder
 ) -> None:
-    await ingest(store, inbound(WEB, "m1", "v1"))
+    await ingest(domain, inbound(WEB, "m1", "v1"))
     echo = await ingest(
-        store, inbound(WEB, "page-reply", "v1", text="trả lời", direction=Direction.OUTBOUND)
+        domain, inbound(WEB, "page-reply", "v1", text="trả lời", direction=Direction.OUTBOUND)
     )
     assert echo.message.direction == Direction.OUTBOUND
     assert echo.message.author.type == AuthorType.AGENT
     assert echo.message.status == MessageStatus.SENT
-    conv = await store.get_conversation(echo.conversation_id)
+    conv = await store.conversations.get(echo.conversation_id)
     assert conv is not None
     assert conv.first_response_at is not None
     assert recorder.types()[-1] == "message.sent"
@@ -255,113 +269,122 @@ async def test_message_sent_outside_the_gateway_is_stored_outbound(
 # --- timeline -----------------------------------------------------------------------------
 
 
-async def test_timeline_spans_channels_newest_first_and_paginates(store: Store) -> None:
+async def test_timeline_spans_channels_newest_first_and_paginates(
+    domain: Domain, store: Store
+) -> None:
     ids = []
     for i in range(4):
         r = await ingest(
-            store,
+            domain,
             inbound(
                 MAIL, f"<{i}@x>", "an@example.vn", f"mail {i}", email="an@example.vn", verified=True
             ),
         )
         ids.append(r.message.id)
         r = await ingest(
-            store, inbound(ZALO, f"z{i}", "zu1", f"zalo {i}", email="an@example.vn", verified=True)
+            domain, inbound(ZALO, f"z{i}", "zu1", f"zalo {i}", email="an@example.vn", verified=True)
         )
         ids.append(r.message.id)
     contact = r.contact_id
     seen, cursor = [], None
     for _ in range(10):
-        page = await store.timeline(contact, cursor, 3)
+        page = await store.messages.timeline(contact, cursor, 3)
         assert len(page.items) <= 3
         seen.extend(m.id for m in page.items)
         cursor = page.next_cursor
         if cursor is None:
             break
     assert seen == list(reversed(ids))
-    assert {m.channel_id for m in (await store.timeline(contact, None, 50)).items} == {MAIL, ZALO}
+    assert {m.channel_id for m in (await store.messages.timeline(contact, None, 50)).items} == {
+        MAIL,
+        ZALO,
+    }
 
 
-async def test_bad_cursor_is_a_bad_request(store: Store) -> None:
-    r = await ingest(store, inbound(WEB, "m1", "v1"))
+async def test_bad_cursor_is_a_bad_request(domain: Domain, store: Store) -> None:
+    r = await ingest(domain, inbound(WEB, "m1", "v1"))
     with pytest.raises(Malformed):
-        await store.timeline(r.contact_id, "not-a-cursor!", 10)
+        await store.messages.timeline(r.contact_id, "not-a-cursor!", 10)
     with pytest.raises(NotFound):
-        await store.timeline(ContactId("ct_nobody"), None, 10)
+        await store.messages.timeline(ContactId("ct_nobody"), None, 10)
 
 
-async def test_conversation_list_filters_and_paginates(store: Store) -> None:
+async def test_conversation_list_filters_and_paginates(domain: Domain, store: Store) -> None:
     convs = []
     for i in range(5):
-        convs.append((await ingest(store, inbound(WEB, f"m{i}", f"v{i}"))).conversation_id)
-    await store.resolve(convs[0])
+        convs.append((await ingest(domain, inbound(WEB, f"m{i}", f"v{i}"))).conversation_id)
+    await domain.assignments.resolve(convs[0])
     everything, cursor = [], None
     while True:
-        page = await store.list_conversations(ConversationFilter(), cursor, 2)
+        page = await store.conversations.page(ConversationFilter(), cursor, 2)
         everything.extend(c.id for c in page.items)
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
     assert everything == list(reversed(convs))
-    resolved = await store.list_conversations(
+    resolved = await store.conversations.page(
         ConversationFilter(status=ConversationStatus.RESOLVED), None, 10
     )
     assert [c.id for c in resolved.items] == [convs[0]]
 
 
-async def test_channel_history_pages_both_ways(store: Store) -> None:
-    ids = [(await ingest(store, inbound(WEB, f"m{i}", "v1", f"t{i}"))).message.id for i in range(7)]
-    latest = await store.channel_history(WEB, "v1", before=None, after=None, limit=3)
+async def test_channel_history_pages_both_ways(domain: Domain, store: Store) -> None:
+    ids = [
+        (await ingest(domain, inbound(WEB, f"m{i}", "v1", f"t{i}"))).message.id for i in range(7)
+    ]
+    latest = await store.messages.history(WEB, "v1", before=None, after=None, limit=3)
     assert [m.id for m in latest] == ids[-3:]
-    older = await store.channel_history(WEB, "v1", before=ids[4], after=None, limit=3)
+    older = await store.messages.history(WEB, "v1", before=ids[4], after=None, limit=3)
     assert [m.id for m in older] == ids[1:4]
-    newer = await store.channel_history(WEB, "v1", before=None, after=ids[1], limit=3)
+    newer = await store.messages.history(WEB, "v1", before=None, after=ids[1], limit=3)
     assert [m.id for m in newer] == ids[2:5]
-    assert await store.channel_history(WEB, "nobody", before=None, after=None, limit=3) == []
+    assert await store.messages.history(WEB, "nobody", before=None, after=None, limit=3) == []
 
 
 # --- transactional outbox -----------------------------------------------------------------
 
 
-async def test_every_change_is_announced_in_commit_order(store: Store, recorder: Recorder) -> None:
-    r = await ingest(store, inbound(WEB, "m1", "v1"))
+async def test_every_change_is_announced_in_commit_order(
+    domain: Domain, store: Store, recorder: Recorder
+) -> None:
+    r = await ingest(domain, inbound(WEB, "m1", "v1"))
     assert recorder.types() == ["contact.created", "conversation.created", "message.received"]
-    from_log = await store.events_after(0, 100)
+    from_log = await store.events.after(0, 100)
     assert [e.id for e in from_log] == [e.id for e in recorder.events]
     assert [int(e.id) for e in from_log] == sorted({int(e.id) for e in from_log})
     assert from_log[-1].data["message"]["id"] == r.message.id
-    assert await store.last_event_seq() == int(from_log[-1].id)
+    assert await store.events.last_seq() == int(from_log[-1].id)
 
 
 async def test_a_failed_event_write_leaves_neither_change_nor_event(
-    store: Store, recorder: Recorder, backend: SqliteBackend
+    domain: Domain, store: Store, recorder: Recorder, backend: SqliteBackend
 ) -> None:
     backend.fail_event_inserts("message.received")
     with pytest.raises(Exception, match="injected"):
-        await ingest(store, inbound(WEB, "m1", "v1"))
+        await ingest(domain, inbound(WEB, "m1", "v1"))
     assert recorder.events == []
-    assert await store.events_after(0, 100) == []
-    assert await store.channel_history(WEB, "v1", before=None, after=None, limit=10) == []
-    assert (await store.list_conversations(ConversationFilter(), None, 10)).items == []
+    assert await store.events.after(0, 100) == []
+    assert await store.messages.history(WEB, "v1", before=None, after=None, limit=10) == []
+    assert (await store.conversations.page(ConversationFilter(), None, 10)).items == []
     backend.heal()
-    ok = await ingest(store, inbound(WEB, "m1", "v1"))
+    ok = await ingest(domain, inbound(WEB, "m1", "v1"))
     assert not ok.duplicate
     assert recorder.types() == ["contact.created", "conversation.created", "message.received"]
 
 
 async def test_one_failing_write_does_not_sink_concurrent_ones(
-    store: Store, recorder: Recorder, backend: SqliteBackend
+    domain: Domain, store: Store, recorder: Recorder, backend: SqliteBackend
 ) -> None:
-    first = await ingest(store, inbound(WEB, "m0", "v1"))
+    first = await ingest(domain, inbound(WEB, "m0", "v1"))
     backend.fail_event_inserts("conversation.resolved")
     results = await asyncio.gather(
-        store.resolve(first.conversation_id),
-        *(ingest(store, inbound(WEB, f"n{i}", f"other{i}")) for i in range(10)),
+        domain.assignments.resolve(first.conversation_id),
+        *(ingest(domain, inbound(WEB, f"n{i}", f"other{i}")) for i in range(10)),
         return_exceptions=True,
     )
     assert isinstance(results[0], Exception)
     assert all(not isinstance(r, Exception) for r in results[1:])
-    conv = await store.get_conversation(first.conversation_id)
+    conv = await store.conversations.get(first.conversation_id)
     assert conv is not None
     assert conv.status != ConversationStatus.RESOLVED
     assert recorder.types().count("message.received") == 11
@@ -369,14 +392,14 @@ async def test_one_failing_write_does_not_sink_concurrent_ones(
 
 async def test_data_survives_reopening_the_store(backend: SqliteBackend) -> None:
     s = await open_store(backend.url)
-    r = await ingest(s, inbound(WEB, "m1", "v1", "còn đó không?"))
+    r = await ingest(Domain.over(s), inbound(WEB, "m1", "v1", "còn đó không?"))
     await s.close()
     s = await open_store(backend.url)
     try:
-        page = await s.list_messages(r.conversation_id, None, 10)
+        page = await s.messages.page(r.conversation_id, None, 10)
         assert [m.parts for m in page.items] == [r.message.parts]
-        assert (await ingest(s, inbound(WEB, "m1", "v1"))).duplicate
-        assert await s.last_event_seq() == 3
+        assert (await ingest(Domain.over(s), inbound(WEB, "m1", "v1"))).duplicate
+        assert await s.events.last_seq() == 3
     finally:
         await s.close()
 
@@ -384,21 +407,23 @@ async def test_data_survives_reopening_the_store(backend: SqliteBackend) -> None
 # --- outbound -----------------------------------------------------------------------------
 
 
-async def test_outbound_lifecycle_and_idempotency(store: Store, recorder: Recorder) -> None:
-    r = await ingest(store, inbound(WEB, "m1", "v1"))
+async def test_outbound_lifecycle_and_idempotency(
+    domain: Domain, store: Store, recorder: Recorder
+) -> None:
+    r = await ingest(domain, inbound(WEB, "m1", "v1"))
     author = Author(type=AuthorType.AGENT, id="lan")
-    msg, replayed = await store.create_outbound(
+    msg, replayed = await domain.outbox.create(
         r.conversation_id, author, [TextPart(text="Dạ")], idempotency_key="k1", request_hash="h1"
     )
     assert msg.status == MessageStatus.PENDING
     assert not replayed
-    again, replayed = await store.create_outbound(
+    again, replayed = await domain.outbox.create(
         r.conversation_id, author, [TextPart(text="Dạ")], idempotency_key="k1", request_hash="h1"
     )
     assert replayed
     assert again.id == msg.id
     with pytest.raises(Invalid):
-        await store.create_outbound(
+        await domain.outbox.create(
             r.conversation_id,
             author,
             [TextPart(text="khác")],
@@ -406,74 +431,76 @@ async def test_outbound_lifecycle_and_idempotency(store: Store, recorder: Record
             request_hash="h2",
         )
     with pytest.raises(Invalid):
-        await store.create_outbound(
+        await domain.outbox.create(
             r.conversation_id, author, [TextPart(text="x")], reply_to="msg_nope"
         )
     with pytest.raises(NotFound):
-        await store.create_outbound(ConversationId("cv_nope"), author, [TextPart(text="x")])
-    due = await store.due_outbound(utcnow(), 10)
+        await domain.outbox.create(ConversationId("cv_nope"), author, [TextPart(text="x")])
+    due = await store.outbound.due(utcnow(), 10)
     assert [j.outbound.message.id for j in due] == [msg.id]
     assert due[0].outbound.recipient.external_id == "v1"
-    conv = await store.get_conversation(r.conversation_id)
+    conv = await store.conversations.get(r.conversation_id)
     assert conv is not None
     assert conv.first_response_at is not None
 
     error = MessageError(code="transient", reason="timeout", retryable=True)
-    await store.defer_outbound(msg.id, utcnow() + timedelta(seconds=60), error)
-    assert await store.due_outbound(utcnow(), 10) == []
-    later = await store.due_outbound(utcnow() + timedelta(seconds=61), 10)
+    await store.outbound.defer(msg.id, utcnow() + timedelta(seconds=60), error)
+    assert await store.outbound.due(utcnow(), 10) == []
+    later = await store.outbound.due(utcnow() + timedelta(seconds=61), 10)
     assert later[0].attempts == 1
     # The channel came back: what waited for it is due at once (other channels untouched).
-    assert await store.release_held(ChannelId("other"), utcnow()) == 0
-    assert await store.due_outbound(utcnow(), 10) == []
-    assert await store.release_held(msg.channel_id, utcnow()) == 1
-    assert [j.outbound.message.id for j in await store.due_outbound(utcnow(), 10)] == [msg.id]
+    assert await store.outbound.release_held(ChannelId("other"), utcnow()) == 0
+    assert await store.outbound.due(utcnow(), 10) == []
+    assert await store.outbound.release_held(msg.channel_id, utcnow()) == 1
+    assert [j.outbound.message.id for j in await store.outbound.due(utcnow(), 10)] == [msg.id]
 
-    sent = await store.mark_sent(msg.id, "ext-1")
+    sent = await domain.outbox.mark_sent(msg.id, "ext-1")
     assert sent.status == MessageStatus.SENT
     assert sent.external_id == "ext-1"
     assert sent.error is None
     assert recorder.types()[-1] == "message.sent"
-    read = await store.update_status(
+    read = await domain.inbox.update_status(
         StatusUpdate(channel_id=WEB, status=MessageStatus.READ, external_ids=["ext-1"])
     )
     assert [m.status for m in read] == [MessageStatus.READ]
-    late = await store.update_status(
+    late = await domain.inbox.update_status(
         StatusUpdate(channel_id=WEB, status=MessageStatus.DELIVERED, external_ids=["ext-1"])
     )
     assert late == []  # a late "delivered" never undoes "read"
     assert recorder.types()[-1] == "message.read"
 
 
-async def test_failure_is_recorded_with_its_reason(store: Store, recorder: Recorder) -> None:
-    r = await ingest(store, inbound(WEB, "m1", "v1"))
-    msg, _ = await store.create_outbound(
+async def test_failure_is_recorded_with_its_reason(
+    domain: Domain, store: Store, recorder: Recorder
+) -> None:
+    r = await ingest(domain, inbound(WEB, "m1", "v1"))
+    msg, _ = await domain.outbox.create(
         r.conversation_id, Author(type=AuthorType.AGENT), [TextPart(text="x")]
     )
-    failed = await store.mark_failed(
+    failed = await domain.outbox.mark_failed(
         msg.id, MessageError(code="window_closed", reason="24h", retryable=False)
     )
     assert failed.status == MessageStatus.FAILED
     assert failed.error == MessageError(code="window_closed", reason="24h", retryable=False)
     assert recorder.events[-1].type == "message.failed"
     assert recorder.events[-1].data["message"]["error"]["code"] == "window_closed"
-    assert (await store.mark_sent(msg.id, "late")).status == MessageStatus.FAILED
+    assert (await domain.outbox.mark_sent(msg.id, "late")).status == MessageStatus.FAILED
 
 
-async def test_watermark_marks_everything_up_to_it(store: Store) -> None:
-    r = await ingest(store, inbound(WEB, "m1", "v1"))
+async def test_watermark_marks_everything_up_to_it(domain: Domain, store: Store) -> None:
+    r = await ingest(domain, inbound(WEB, "m1", "v1"))
     sent = []
     cut = None
     for i in range(3):
-        m, _ = await store.create_outbound(
+        m, _ = await domain.outbox.create(
             r.conversation_id, Author(type=AuthorType.AGENT), [TextPart(text=str(i))]
         )
-        sent.append(await store.mark_sent(m.id, f"e{i}"))
+        sent.append(await domain.outbox.mark_sent(m.id, f"e{i}"))
         if i == 1:
             cut = utcnow()  # the watermark: after the second went out
             await asyncio.sleep(0.002)
     assert cut is not None
-    changed = await store.update_status(
+    changed = await domain.inbox.update_status(
         StatusUpdate(
             channel_id=WEB,
             status=MessageStatus.DELIVERED,
@@ -488,23 +515,23 @@ async def test_watermark_marks_everything_up_to_it(store: Store) -> None:
 
 
 async def _agent(
-    store: Store, agent_id: str, presence: Presence = Presence.ONLINE, total: int = 2
+    domain: Domain, agent_id: str, presence: Presence = Presence.ONLINE, total: int = 2
 ) -> None:
-    await store.put_agent(
+    await domain.assignments.put_agent(
         Agent(id=AgentId(agent_id), capacity={"total": total}, presence=presence),
         keep_presence=False,
     )
 
 
 async def test_dispatch_assigns_queues_and_honours_capacity(
-    store: Store, recorder: Recorder
+    domain: Domain, store: Store, recorder: Recorder
 ) -> None:
-    await _agent(store, "lan", total=1)
-    a = await ingest(store, inbound(WEB, "m1", "v1"))
-    b = await ingest(store, inbound(WEB, "m2", "v2"))
-    await store.dispatch()
-    conv_a = await store.get_conversation(a.conversation_id)
-    conv_b = await store.get_conversation(b.conversation_id)
+    await _agent(domain, "lan", total=1)
+    a = await ingest(domain, inbound(WEB, "m1", "v1"))
+    b = await ingest(domain, inbound(WEB, "m2", "v2"))
+    await domain.assignments.dispatch()
+    conv_a = await store.conversations.get(a.conversation_id)
+    conv_b = await store.conversations.get(b.conversation_id)
     assert conv_a is not None
     assert conv_b is not None
     assert (conv_a.status, conv_a.assignee_id) == (ConversationStatus.ASSIGNED, "lan")
@@ -512,161 +539,163 @@ async def test_dispatch_assigns_queues_and_honours_capacity(
     queued = [e for e in recorder.events if e.type == "conversation.queued"]
     assert len(queued) == 1
     assert queued[0].data["position"] == 1
-    await store.dispatch()  # nothing changed: no new announcements
+    await domain.assignments.dispatch()  # nothing changed: no new announcements
     assert recorder.types().count("conversation.queued") == 1
-    await store.resolve(a.conversation_id)
-    await store.dispatch()
-    conv_b = await store.get_conversation(b.conversation_id)
+    await domain.assignments.resolve(a.conversation_id)
+    await domain.assignments.dispatch()
+    conv_b = await store.conversations.get(b.conversation_id)
     assert conv_b is not None
     assert conv_b.assignee_id == "lan"
-    log = await store.routing_decisions(b.conversation_id)
+    log = await store.conversations.decisions(b.conversation_id)
     assert [d["agent_id"] for d in log] == [None, "lan"]
 
 
-async def test_queue_is_served_by_priority_then_age(store: Store) -> None:
-    await _agent(store, "lan", presence=Presence.OFFLINE, total=1)
-    first = await ingest(store, inbound(WEB, "m1", "v1"))
-    second = await ingest(store, inbound(WEB, "m2", "v2"))
-    await store.dispatch()
-    await store.set_presence(AgentId("lan"), Presence.ONLINE)
-    await store.dispatch()
-    c1 = await store.get_conversation(first.conversation_id)
-    c2 = await store.get_conversation(second.conversation_id)
+async def test_queue_is_served_by_priority_then_age(domain: Domain, store: Store) -> None:
+    await _agent(domain, "lan", presence=Presence.OFFLINE, total=1)
+    first = await ingest(domain, inbound(WEB, "m1", "v1"))
+    second = await ingest(domain, inbound(WEB, "m2", "v2"))
+    await domain.assignments.dispatch()
+    await domain.assignments.set_presence(AgentId("lan"), Presence.ONLINE)
+    await domain.assignments.dispatch()
+    c1 = await store.conversations.get(first.conversation_id)
+    c2 = await store.conversations.get(second.conversation_id)
     assert c1 is not None
     assert c2 is not None
     assert c1.assignee_id == "lan"
     assert c2.status == ConversationStatus.QUEUED
 
 
-async def test_manual_assignment_rules(store: Store, recorder: Recorder) -> None:
-    await _agent(store, "lan", total=1)
-    await _agent(store, "minh", presence=Presence.OFFLINE)
-    a = await ingest(store, inbound(WEB, "m1", "v1"))
-    b = await ingest(store, inbound(WEB, "m2", "v2"))
-    await store.assign(a.conversation_id, AgentId("lan"))
+async def test_manual_assignment_rules(domain: Domain, store: Store, recorder: Recorder) -> None:
+    await _agent(domain, "lan", total=1)
+    await _agent(domain, "minh", presence=Presence.OFFLINE)
+    a = await ingest(domain, inbound(WEB, "m1", "v1"))
+    b = await ingest(domain, inbound(WEB, "m2", "v2"))
+    await domain.assignments.assign(a.conversation_id, AgentId("lan"))
     with pytest.raises(Conflict) as full:
-        await store.assign(b.conversation_id, AgentId("lan"))
+        await domain.assignments.assign(b.conversation_id, AgentId("lan"))
     assert full.value.code == "agent_at_capacity"
     with pytest.raises(Conflict) as away:
-        await store.assign(b.conversation_id, AgentId("minh"))
+        await domain.assignments.assign(b.conversation_id, AgentId("minh"))
     assert away.value.code == "agent_unavailable"
     with pytest.raises(NotFound):
-        await store.assign(b.conversation_id, AgentId("nobody"))
-    forced = await store.assign(b.conversation_id, AgentId("lan"), force=True)
+        await domain.assignments.assign(b.conversation_id, AgentId("nobody"))
+    forced = await domain.assignments.assign(b.conversation_id, AgentId("lan"), force=True)
     assert forced.assignee_id == "lan"
-    moved = await store.assign(a.conversation_id, AgentId("minh"), force=True)
+    moved = await domain.assignments.assign(a.conversation_id, AgentId("minh"), force=True)
     assert moved.assignee_id == "minh"
     assert recorder.events[-1].type == "conversation.transferred"
     assert recorder.events[-1].data["from_agent_id"] == "lan"
-    requeued = await store.transfer_to_skills(a.conversation_id, {"billing": 2})
+    requeued = await domain.assignments.transfer_to_skills(a.conversation_id, {"billing": 2})
     assert requeued.status == ConversationStatus.QUEUED
     assert requeued.skills == ["billing"]
 
 
-async def test_resolve_and_reopen_state_rules(store: Store) -> None:
-    r = await ingest(store, inbound(WEB, "m1", "v1"))
-    await store.resolve(r.conversation_id)
+async def test_resolve_and_reopen_state_rules(domain: Domain, store: Store) -> None:
+    r = await ingest(domain, inbound(WEB, "m1", "v1"))
+    await domain.assignments.resolve(r.conversation_id)
     with pytest.raises(Conflict):
-        await store.resolve(r.conversation_id)
-    reopened = await store.reopen(r.conversation_id)
+        await domain.assignments.resolve(r.conversation_id)
+    reopened = await domain.assignments.reopen(r.conversation_id)
     assert reopened.status == ConversationStatus.QUEUED
     assert reopened.resolved_at is None
     with pytest.raises(Conflict):
-        await store.reopen(r.conversation_id)
-    await store.resolve(r.conversation_id)
-    await ingest(store, inbound(WEB, "m2", "v1"))  # a new conversation opens
+        await domain.assignments.reopen(r.conversation_id)
+    await domain.assignments.resolve(r.conversation_id)
+    await ingest(domain, inbound(WEB, "m2", "v1"))  # a new conversation opens
     with pytest.raises(Conflict) as exc:
-        await store.reopen(r.conversation_id)
+        await domain.assignments.reopen(r.conversation_id)
     assert exc.value.code == "open_conversation_exists"
     with pytest.raises(NotFound):
-        await store.resolve(ConversationId("cv_missing"))
+        await domain.assignments.resolve(ConversationId("cv_missing"))
 
 
 # --- agents and tokens --------------------------------------------------------------------
 
 
-async def test_agents_and_presence_events(store: Store, recorder: Recorder) -> None:
-    created, is_new = await store.put_agent(
+async def test_agents_and_presence_events(domain: Domain, store: Store, recorder: Recorder) -> None:
+    created, is_new = await domain.assignments.put_agent(
         Agent(id=AgentId("lan"), name="Lan", skills={"billing": 3})
     )
     assert is_new
     assert created.presence == Presence.OFFLINE
-    await store.set_presence(AgentId("lan"), Presence.ONLINE)
-    await store.set_presence(AgentId("lan"), Presence.ONLINE)  # no change, no event
+    await domain.assignments.set_presence(AgentId("lan"), Presence.ONLINE)
+    await domain.assignments.set_presence(AgentId("lan"), Presence.ONLINE)  # no change, no event
     assert recorder.types().count("agent.presence_changed") == 1
-    updated, is_new = await store.put_agent(
+    updated, is_new = await domain.assignments.put_agent(
         Agent(id=AgentId("lan"), name="Lan B", presence=Presence.OFFLINE)
     )
     assert not is_new
     assert updated.presence == Presence.ONLINE
-    page = await store.list_agents(None, 10)
+    page = await store.agents.page(None, 10)
     assert [a.id for a in page.items] == ["lan"]
     with pytest.raises(NotFound):
-        await store.set_presence(AgentId("ghost"), Presence.ONLINE)
+        await domain.assignments.set_presence(AgentId("ghost"), Presence.ONLINE)
 
 
 async def test_tokens_are_found_by_hash_until_revoked(store: Store) -> None:
-    record = await store.create_token("tok_1", "helpdesk", "a" * 64, ["integration"], None)  # type: ignore[arg-type]
+    record = await store.tokens.create("tok_1", "helpdesk", "a" * 64, ["integration"], None)  # type: ignore[arg-type]
     assert record.scopes == ["integration"]
-    found = await store.find_token("a" * 64)
+    found = await store.tokens.find("a" * 64)
     assert found is not None
     assert found.id == "tok_1"
-    await store.revoke_token("tok_1")  # type: ignore[arg-type]
-    assert await store.find_token("a" * 64) is None
+    await store.tokens.revoke("tok_1")  # type: ignore[arg-type]
+    assert await store.tokens.find("a" * 64) is None
     with pytest.raises(NotFound):
-        await store.revoke_token("tok_1")  # type: ignore[arg-type]
+        await store.tokens.revoke("tok_1")  # type: ignore[arg-type]
 
 
-async def test_a_deferred_message_holds_back_the_rest_of_its_conversation(store: Store) -> None:
-    a = await ingest(store, inbound(WEB, "m1", "v1"))
-    b = await ingest(store, inbound(WEB, "m2", "v2"))
+async def test_a_deferred_message_holds_back_the_rest_of_its_conversation(
+    domain: Domain, store: Store
+) -> None:
+    a = await ingest(domain, inbound(WEB, "m1", "v1"))
+    b = await ingest(domain, inbound(WEB, "m2", "v2"))
     agent = Author(type=AuthorType.AGENT)
-    first, _ = await store.create_outbound(a.conversation_id, agent, [TextPart(text="1")])
-    second, _ = await store.create_outbound(a.conversation_id, agent, [TextPart(text="2")])
-    other, _ = await store.create_outbound(b.conversation_id, agent, [TextPart(text="x")])
-    due = await store.due_outbound(utcnow(), 10)
+    first, _ = await domain.outbox.create(a.conversation_id, agent, [TextPart(text="1")])
+    second, _ = await domain.outbox.create(a.conversation_id, agent, [TextPart(text="2")])
+    other, _ = await domain.outbox.create(b.conversation_id, agent, [TextPart(text="x")])
+    due = await store.outbound.due(utcnow(), 10)
     assert [j.outbound.message.id for j in due] == [first.id, second.id, other.id]
     error = MessageError(code="transient", reason="later", retryable=True)
-    await store.defer_outbound(first.id, utcnow() + timedelta(seconds=30), error)
-    due = await store.due_outbound(utcnow(), 10)
+    await store.outbound.defer(first.id, utcnow() + timedelta(seconds=30), error)
+    due = await store.outbound.due(utcnow(), 10)
     assert [j.outbound.message.id for j in due] == [other.id]
-    later = await store.due_outbound(utcnow() + timedelta(seconds=31), 10)
+    later = await store.outbound.due(utcnow() + timedelta(seconds=31), 10)
     assert [j.outbound.message.id for j in later] == [first.id, second.id, other.id]
-    assert await store.next_outbound_due() is not None
+    assert await store.outbound.next_due() is not None
 
 
 async def test_reactions_are_one_per_reactor_and_announced(
-    store: Store, recorder: Recorder
+    domain: Domain, store: Store, recorder: Recorder
 ) -> None:
     from kernel.models import Reaction
 
-    r = await ingest(store, inbound(WEB, "m1", "v1"))
+    r = await ingest(domain, inbound(WEB, "m1", "v1"))
     customer = Author(type=AuthorType.CONTACT, id=r.contact_id)
     page = Author(type=AuthorType.AGENT)
     now = utcnow()
-    liked = await store.react(
+    liked = await domain.inbox.react(
         WEB, "m1", Reaction(reaction="like", emoji="👍", by=customer, at=now), customer
     )
     assert liked is not None
     assert [x.emoji for x in liked.reactions] == ["👍"]
-    loved = await store.react(
+    loved = await domain.inbox.react(
         WEB, "m1", Reaction(reaction="love", emoji="❤", by=customer, at=now), customer
     )
     assert loved is not None
     assert [x.reaction for x in loved.reactions] == ["love"]  # replaced, not added
-    both = await store.react(WEB, "m1", Reaction(emoji="😮", by=page, at=now), page)
+    both = await domain.inbox.react(WEB, "m1", Reaction(emoji="😮", by=page, at=now), page)
     assert both is not None
     assert len(both.reactions) == 2
-    removed = await store.react(WEB, "m1", None, customer)
+    removed = await domain.inbox.react(WEB, "m1", None, customer)
     assert removed is not None
     assert [x.by for x in removed.reactions] == [page]
     assert recorder.types().count("message.reacted") == 4
     assert recorder.events[-1].data["action"] == "unreact"
-    again = await store.react(WEB, "m1", None, customer)  # nothing left to remove
+    again = await domain.inbox.react(WEB, "m1", None, customer)  # nothing left to remove
     assert again is not None
     assert recorder.types().count("message.reacted") == 4
-    assert await store.react(WEB, "unknown", None, customer) is None
-    stored = await store.get_message(r.message.id)
+    assert await domain.inbox.react(WEB, "unknown", None, customer) is None
+    stored = await store.messages.get(r.message.id)
     assert stored is not None
     assert stored.reactions == removed.reactions
 
@@ -674,16 +703,18 @@ async def test_reactions_are_one_per_reactor_and_announced(
 async def test_raw_events_are_kept(store: Store, backend: SqliteBackend) -> None:
     import sqlite3
 
-    await store.keep_raw(WEB, "pass_thread_control", '{"x": "ữ"}', "not handled")
-    await store.keep_raw(WEB, "pass_thread_control", '{"x": "ữ"}', "not handled")  # resent
+    await store.raw_events.keep(WEB, "pass_thread_control", '{"x": "ữ"}', "not handled")
+    await store.raw_events.keep(WEB, "pass_thread_control", '{"x": "ữ"}', "not handled")  # resent
     with sqlite3.connect(backend.path) as conn:
         rows = conn.execute("SELECT channel_id, kind, reason, payload FROM raw_events").fetchall()
     assert rows == [("webchat", "pass_thread_control", "not handled", '{"x": "ữ"}')]
 
 
-async def test_a_conversation_hint_joins_and_reopens_its_conversation(store: Store) -> None:
-    first = await ingest(store, inbound(MAIL, "<a@x>", "an@example.vn"))
-    await store.resolve(first.conversation_id)
+async def test_a_conversation_hint_joins_and_reopens_its_conversation(
+    domain: Domain, store: Store
+) -> None:
+    first = await ingest(domain, inbound(MAIL, "<a@x>", "an@example.vn"))
+    await domain.assignments.resolve(first.conversation_id)
     hinted = InboundMessage(
         channel_id=MAIL,
         external_id="<b@x>",
@@ -691,45 +722,45 @@ async def test_a_conversation_hint_joins_and_reopens_its_conversation(store: Sto
         parts=[TextPart(text="trả lời qua địa chỉ có mã")],
         conversation_hint=first.conversation_id,
     )
-    joined = await ingest(store, hinted)
+    joined = await ingest(domain, hinted)
     assert joined.conversation_id == first.conversation_id
     assert joined.conversation_status == ConversationStatus.QUEUED
     elsewhere = hinted.model_copy(
         update={"external_id": "<c@x>", "conversation_hint": "cv_unknown"}
     )
-    other = await ingest(store, elsewhere)
+    other = await ingest(domain, elsewhere)
     # an unknown hint is ignored: this sender has no conversation of their own yet
     assert other.conversation_id != first.conversation_id
 
 
 async def test_channel_state_survives_and_is_per_channel(store: Store) -> None:
-    assert await store.load_state(MAIL, "imap:INBOX") is None
-    await store.save_state(MAIL, "imap:INBOX", {"uidvalidity": 7, "last_uid": 42})
-    await store.save_state(MAIL, "imap:INBOX", {"uidvalidity": 7, "last_uid": 43})
-    await store.save_state(ZALO, "imap:INBOX", "other")
-    assert await store.load_state(MAIL, "imap:INBOX") == {"uidvalidity": 7, "last_uid": 43}
-    assert await store.load_state(ZALO, "imap:INBOX") == "other"
+    assert await store.channel_state.load(MAIL, "imap:INBOX") is None
+    await store.channel_state.save(MAIL, "imap:INBOX", {"uidvalidity": 7, "last_uid": 42})
+    await store.channel_state.save(MAIL, "imap:INBOX", {"uidvalidity": 7, "last_uid": 43})
+    await store.channel_state.save(ZALO, "imap:INBOX", "other")
+    assert await store.channel_state.load(MAIL, "imap:INBOX") == {"uidvalidity": 7, "last_uid": 43}
+    assert await store.channel_state.load(ZALO, "imap:INBOX") == "other"
 
 
-async def test_outbound_jobs_carry_the_last_inbound_time(store: Store) -> None:
-    r = await ingest(store, inbound(WEB, "m1", "v1"))
-    await store.create_outbound(
+async def test_outbound_jobs_carry_the_last_inbound_time(domain: Domain, store: Store) -> None:
+    r = await ingest(domain, inbound(WEB, "m1", "v1"))
+    await domain.outbox.create(
         r.conversation_id, Author(type=AuthorType.AGENT), [TextPart(text="x")]
     )
-    (job,) = await store.due_outbound(utcnow(), 10)
+    (job,) = await store.outbound.due(utcnow(), 10)
     assert job.outbound.last_inbound_at is not None
     assert abs((job.outbound.last_inbound_at - r.message.created_at).total_seconds()) < 1
 
 
-async def test_watermarks_count_from_when_a_message_went_out(store: Store) -> None:
-    r = await ingest(store, inbound(WEB, "m1", "v1"))
-    early, _ = await store.create_outbound(
+async def test_watermarks_count_from_when_a_message_went_out(domain: Domain, store: Store) -> None:
+    r = await ingest(domain, inbound(WEB, "m1", "v1"))
+    early, _ = await domain.outbox.create(
         r.conversation_id, Author(type=AuthorType.AGENT), [TextPart(text="1")]
     )
     watermark = utcnow()
     await asyncio.sleep(0.01)
-    await store.mark_sent(early.id, "e1")  # written before the watermark, sent after it
-    changed = await store.update_status(
+    await domain.outbox.mark_sent(early.id, "e1")  # written before the watermark, sent after it
+    changed = await domain.inbox.update_status(
         StatusUpdate(
             channel_id=WEB,
             status=MessageStatus.READ,
@@ -740,7 +771,7 @@ async def test_watermarks_count_from_when_a_message_went_out(store: Store) -> No
     assert changed == []
 
 
-async def test_reply_windows_start_at_the_providers_time(store: Store) -> None:
+async def test_reply_windows_start_at_the_providers_time(domain: Domain, store: Store) -> None:
     from datetime import timedelta
 
     wrote = utcnow() - timedelta(hours=3)
@@ -751,10 +782,10 @@ async def test_reply_windows_start_at_the_providers_time(store: Store) -> None:
         parts=[TextPart(text="gửi từ 3 giờ trước")],
         sent_at=wrote,
     )
-    r = await ingest(store, late)
-    await store.create_outbound(
+    r = await ingest(domain, late)
+    await domain.outbox.create(
         r.conversation_id, Author(type=AuthorType.AGENT), [TextPart(text="x")]
     )
-    (job,) = await store.due_outbound(utcnow(), 10)
+    (job,) = await store.outbound.due(utcnow(), 10)
     assert job.outbound.last_inbound_at is not None
     assert abs((job.outbound.last_inbound_at - wrote).total_seconds()) < 0.01

@@ -1,19 +1,30 @@
-"""SQLite-only: versioned migrations."""
+"""SQLite-only: versioned migrations, and how the database runs units of work."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gateway.store.base import open_store
+from gateway.store import open_store
 from gateway.store.sqlite import schema
-from gateway.store.sqlite.engine import Engine, Tx
+from gateway.store.sqlite.database import Database
+from gateway.store.sqlite.tx import SqliteTx
 from tests.api.helpers import eventually
+
+
+def unit(fn: Callable[[SqliteTx], Any]) -> Callable[[SqliteTx], Awaitable[Any]]:
+    """A unit of work doing ``fn``."""
+
+    async def work(tx: SqliteTx) -> Any:
+        return fn(tx)
+
+    return work
 
 
 def _versions(path: Path) -> list[int]:
@@ -60,18 +71,18 @@ async def test_a_long_write_alone_does_not_hold_up_short_ones_queued_before_it(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "w.db"
-    engine = Engine(str(path), synchronous="FULL", on_events=None)
+    engine = Database(str(path), synchronous="FULL", on_events=None)
     try:
-        await engine.write(lambda tx: tx.execute("CREATE TABLE t (n INTEGER)"))
+        await engine.write(unit(lambda tx: tx.execute("CREATE TABLE t (n INTEGER)")))
         committed_before: list[int] = []
 
-        def short(n: int) -> Callable[[Tx], None]:
-            def write(tx: Tx) -> None:
+        def short(n: int) -> Callable[[SqliteTx], Awaitable[None]]:
+            async def write(tx: SqliteTx) -> None:
                 tx.execute("INSERT INTO t VALUES (?)", (n,))
 
             return write
 
-        def long(tx: Tx) -> int:
+        async def long(tx: SqliteTx) -> int:
             # what another connection sees: the short writes queued before this one are
             # committed already (in one transaction together, they would not be)
             with closing(sqlite3.connect(path)) as other:
@@ -96,13 +107,13 @@ async def test_the_log_is_copied_into_the_database_beside_the_writer(tmp_path: P
     # enough was written: the database file grows while the gateway runs, not only at
     # the end.
     path = tmp_path / "c.db"
-    engine = Engine(str(path), synchronous="FULL", on_events=None)
+    engine = Database(str(path), synchronous="FULL", on_events=None)
     try:
-        await engine.write(lambda tx: tx.execute("CREATE TABLE t (n INTEGER, v TEXT)"))
+        await engine.write(unit(lambda tx: tx.execute("CREATE TABLE t (n INTEGER, v TEXT)")))
         empty = path.stat().st_size
 
-        def many(start: int) -> Callable[[Tx], None]:
-            def write(tx: Tx) -> None:
+        def many(start: int) -> Callable[[SqliteTx], Awaitable[None]]:
+            async def write(tx: SqliteTx) -> None:
                 tx.conn.executemany(
                     "INSERT INTO t VALUES (?, ?)",
                     ((n, "x" * 200) for n in range(start, start + 1000)),
@@ -121,3 +132,24 @@ async def test_the_log_is_copied_into_the_database_beside_the_writer(tmp_path: P
         assert count[0] == 20_000
     finally:
         await engine.close()
+
+
+async def test_a_unit_of_work_that_waits_for_something_else_is_refused(tmp_path: Path) -> None:
+    # SQLite runs a unit of work to its end without the event loop: one that awaited
+    # anything but its transaction would hold the write transaction open across the loop.
+    path = tmp_path / "u.db"
+    database = Database(str(path), synchronous="FULL", on_events=None)
+    try:
+        await database.write(unit(lambda tx: tx.execute("CREATE TABLE t (n INTEGER)")))
+
+        async def waits(tx: SqliteTx) -> None:
+            tx.execute("INSERT INTO t VALUES (1)")
+            await asyncio.sleep(0)
+
+        with pytest.raises(RuntimeError, match="waited for something other"):
+            await database.write(waits)
+        await database.write(unit(lambda tx: tx.execute("INSERT INTO t VALUES (2)")))
+        rows = await database.read(lambda conn: conn.execute("SELECT n FROM t").fetchall())
+        assert [r[0] for r in rows] == [2]  # the refused unit left nothing behind
+    finally:
+        await database.close()

@@ -188,7 +188,7 @@ async def test_visitor_typing_is_streamed_but_never_stored(client: Client, gw: G
     ws, _ = await open_visitor(client)
     await say(ws, "xin chào", "c1")
     await eventually(lambda: _all_convs(client, 1, status="assigned"))
-    before = await gw.store.last_event_seq()
+    before = await gw.store.events.last_seq()
     sse = await client.get("/v1/events?ephemeral=typing", headers=AUTH)
     await sse.content.readuntil(b": connected\n\n")
     await ws.send_json({"type": "typing", "state": "on"})
@@ -197,7 +197,7 @@ async def test_visitor_typing_is_streamed_but_never_stored(client: Client, gw: G
         line = await sse.content.readline()
     data = json.loads((await sse.content.readline()).decode().removeprefix("data: "))
     assert data["data"]["state"] == "on"
-    assert await gw.store.last_event_seq() == before
+    assert await gw.store.events.last_seq() == before
     sse.close()
 
 

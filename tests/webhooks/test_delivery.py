@@ -71,7 +71,7 @@ async def subscribe(
 async def expected(gw: Gateway, after: int, types: tuple[str, ...] = ()) -> list[str]:
     return [
         e.id
-        for e in await gw.store.events_after(after, 100_000)
+        for e in await gw.store.events.after(after, 100_000)
         if not types or e.type.startswith(types)
     ]
 
@@ -81,7 +81,7 @@ async def test_deliveries_are_signed_filtered_and_complete(
 ) -> None:
     gw = await make_gateway(FAST)
     async with TestClient(TestServer(gw.web_app())) as client:
-        start = await gw.store.last_event_seq()
+        start = await gw.store.events.last_seq()
         created = await subscribe(client, receiver.url, ["message.*", "conversation.assigned"])
         assert created["secret"].startswith("whsec_")
         listed = await get_json(client, "/v1/webhooks")
@@ -89,7 +89,7 @@ async def test_deliveries_are_signed_filtered_and_complete(
         for v in range(5):
             for n in range(3):
                 await say(gw, f"v{v}", n, "Tôi cần hỗ trợ đơn hàng")
-        await gw.router.settle()
+        await gw.queue.settle()
         wanted = await expected(gw, start, ("message.", "conversation.assigned"))
         assert len(wanted) == 20
         await eventually(lambda: _has(receiver, wanted))
@@ -137,7 +137,7 @@ async def test_flaky_endpoint_gets_everything_in_order_per_conversation(
         )
     )
     async with TestClient(TestServer(gw.web_app())) as client:
-        start = await gw.store.last_event_seq()
+        start = await gw.store.events.last_seq()
         created = await subscribe(client, receiver.url, ["message.received"])
         for n in range(8):
             for v in range(4):
@@ -213,7 +213,7 @@ async def test_410_disables_the_endpoint_with_an_event(
             return info["enabled"] is False
 
         await eventually(disabled)
-        events = [e for e in await gw.store.events_after(0, 10_000) if e.type == "webhook.disabled"]
+        events = [e for e in await gw.store.events.after(0, 10_000) if e.type == "webhook.disabled"]
         assert events[-1].data == {
             "webhook_id": created["id"],
             "reason": "the endpoint answered 410 Gone",
@@ -229,7 +229,7 @@ async def test_410_disables_the_endpoint_with_an_event(
         )
         assert (await resp.json())["enabled"] is True
         wanted = [
-            e.id for e in await gw.store.events_after(0, 10_000) if e.type == "message.received"
+            e.id for e in await gw.store.events.after(0, 10_000) if e.type == "message.received"
         ]
         await eventually(lambda: _has(receiver, wanted))
 
@@ -302,7 +302,7 @@ async def test_a_dead_endpoint_never_delays_another(
         async with TestClient(TestServer(gw.web_app())) as client:
             await subscribe(client, hung.url, ["message.received"])
             await subscribe(client, receiver.url, ["message.received"])
-            start = await gw.store.last_event_seq()
+            start = await gw.store.events.last_seq()
             for n in range(20):
                 await say(gw, f"v{n}", 0)
             wanted = await expected(gw, start, ("message.received",))
@@ -484,6 +484,6 @@ async def test_an_endpoint_taken_out_of_the_config_file_is_removed(
         assert (await client.get("/v1/webhooks/helpdesk", headers=AUTH)).status == 404
         assert (await get_json(client, "/v1/webhooks"))["items"] == []
         await say(gw, "v1", 1)
-        await gw.router.settle()
+        await gw.queue.settle()
         await asyncio.sleep(0.3)
         assert receiver.deliveries == []

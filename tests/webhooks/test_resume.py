@@ -33,7 +33,8 @@ import pytest
 from aiohttp import web
 
 from gateway.app import Gateway
-from gateway.store.base import DeliveryRow, open_store
+from gateway.store import open_store
+from gateway.store.records import DeliveryRow
 from kernel.envelope import InboundMessage, Sender
 from kernel.events import Event
 from kernel.ids import ChannelId
@@ -141,14 +142,14 @@ async def messages(gw: Gateway) -> dict[str, Event]:
     """message.received events by their text."""
     return {
         e.data["message"]["parts"][0]["text"]: e
-        for e in await gw.store.events_after(0, 100_000)
+        for e in await gw.store.events.after(0, 100_000)
         if e.type == "message.received"
     }
 
 
 async def rows_by_text(gw: Gateway) -> dict[str, DeliveryRow]:
     texts = {e.seq: text for text, e in (await messages(gw)).items()}
-    return {texts[r.event_seq]: r for r in await gw.store.webhook_open_rows(ENDPOINT)}
+    return {texts[r.event_seq]: r for r in await gw.store.webhooks.open_rows(ENDPOINT)}
 
 
 def statuses(rows: dict[str, DeliveryRow]) -> dict[str, str]:
@@ -205,10 +206,10 @@ async def test_open_rows_resume_in_order_after_a_restart(
     # --- what the restart finds ----------------------------------------------------------
     store = await open_store(gw.settings.store_url)
     try:
-        events = await store.events_after(0, 100_000)
-        at_stop = await store.webhook_open_rows(ENDPOINT)
-        record = await store.get_webhook(ENDPOINT)
-        log_at_stop = await store.webhook_attempts(ENDPOINT, None, 10_000, None)
+        events = await store.events.after(0, 100_000)
+        at_stop = await store.webhooks.open_rows(ENDPOINT)
+        record = await store.webhooks.get(ENDPOINT)
+        log_at_stop = await store.webhooks.attempts(ENDPOINT, None, 10_000, None)
     finally:
         await store.close()
     assert record is not None
@@ -238,7 +239,7 @@ async def test_open_rows_resume_in_order_after_a_restart(
     left: dict[str, Any] = {}
 
     async def finished() -> bool:
-        open_rows = await gw.store.webhook_open_rows(ENDPOINT)
+        open_rows = await gw.store.webhooks.open_rows(ENDPOINT)
         for r in open_rows:
             text = text_by_seq[r.event_seq]
             # A pending row stays a retry (never turned into a waiting one, its attempts
@@ -247,14 +248,14 @@ async def test_open_rows_resume_in_order_after_a_restart(
                 pytest.fail(f"A1's pending row (attempts {pending.attempts}) became {r!r}")
             if text in waiting and r.status != "waiting":
                 pytest.fail(f"{text}'s waiting row became {r!r}")
-        current = await gw.store.get_webhook(ENDPOINT)
+        current = await gw.store.webhooks.get(ENDPOINT)
         assert current is not None
         left.update(
             not_accepted=sorted(
                 text_by_seq[int(i)] for i in all_ids - {d.id for d in receiver.accepted()}
             ),
             open_rows=[(text_by_seq[r.event_seq], r.status) for r in open_rows],
-            cursor_behind=await gw.store.last_event_seq() - current.cursor,
+            cursor_behind=await gw.store.events.last_seq() - current.cursor,
         )
         return not left["not_accepted"] and not left["open_rows"] and not left["cursor_behind"]
 
@@ -303,7 +304,7 @@ async def test_open_rows_resume_in_order_after_a_restart(
     # the stored attempts.
     assert len(script.a1_healthy_at) == 1
     assert script.a1_healthy_at[0] >= pending.next_attempt_at / 1_000_000
-    log = await gw.store.webhook_attempts(ENDPOINT, None, 10_000, None)
+    log = await gw.store.webhooks.attempts(ENDPOINT, None, 10_000, None)
     a1 = sorted((a for a in log if a["event_seq"] == seq_of["A1"]), key=lambda a: a["id"])
     assert [a["attempt"] for a in a1] == list(range(1, pending.attempts + 2))
     assert [a["outcome"] for a in a1] == ["retry"] * pending.attempts + ["succeeded"]

@@ -1,15 +1,20 @@
-"""Row <-> model conversion for the SQLite backend."""
+"""Row <-> model and record conversion for the SQLite backend."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import UTC, datetime
-from json.encoder import encode_basestring
 from typing import Any
 
 from pydantic import TypeAdapter
 
+from gateway.store.records import (
+    ContactRecord,
+    ConversationRecord,
+    IdentityRecord,
+    from_us,
+    opt_dt,
+)
 from kernel.events import Event
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId
 from kernel.models import (
@@ -18,8 +23,6 @@ from kernel.models import (
     AuthorType,
     ChannelType,
     Contact,
-    Conversation,
-    ConversationStatus,
     Direction,
     Identity,
     Message,
@@ -32,22 +35,6 @@ from kernel.models import (
 
 _parts = TypeAdapter(list[Part])
 _reactions = TypeAdapter(list[Reaction])
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def to_us(dt: datetime) -> int:
-    return int(dt.timestamp() * 1_000_000)
-
-
-def from_us(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1_000_000, UTC)
-
-
-def opt_dt(value: int | None) -> datetime | None:
-    return None if value is None else from_us(value)
 
 
 def reactions_json(reactions: list[Reaction]) -> str:
@@ -77,70 +64,56 @@ def message(row: sqlite3.Row) -> Message:
     )
 
 
-def conversation(row: sqlite3.Row) -> Conversation:
-    return Conversation(
-        id=ConversationId(row["id"]),
-        contact_id=ContactId(row["contact_id"]),
-        channel_id=ChannelId(row["channel_id"]),
-        status=ConversationStatus(row["status"]),
-        assignee_id=row["assignee_id"],
-        priority=row["priority"],
-        skills=json.loads(row["skills"]),
-        language=row["language"],
-        subject=row["subject"],
-        created_at=from_us(row["created_at"]),
-        first_response_at=opt_dt(row["first_response_at"]),
-        resolved_at=opt_dt(row["resolved_at"]),
-        last_message_at=opt_dt(row["last_message_at"]),
-    )
-
-
-def _json_str(value: str | None) -> str:
-    return "null" if value is None else encode_basestring(value)
-
-
-def _json_time(value: int | None) -> str:
-    if value is None:
-        return "null"
-    # what pydantic writes for an aware UTC datetime
-    return '"' + from_us(value).isoformat().replace("+00:00", "Z") + '"'
-
-
-def conversation_json(row: sqlite3.Row, **changed: Any) -> str:
-    """``conversation(row).model_dump_json()`` with some columns changed, written without
-    building the model: for events written in bulk (routing assigns hundreds at a time).
-    The text is the same, byte for byte (tests compare the two)."""
-    value = {k: changed[k] if k in changed else row[k] for k in _CONVERSATION}
-    skills = value["skills"]
-    skills_json = "[]" if skills in ("[]", None) else dumps(json.loads(skills))
-    return (
-        f'{{"id":{_json_str(value["id"])},"contact_id":{_json_str(value["contact_id"])},'
-        f'"channel_id":{_json_str(value["channel_id"])},"status":{_json_str(value["status"])},'
-        f'"assignee_id":{_json_str(value["assignee_id"])},"priority":{int(value["priority"])},'
-        f'"skills":{skills_json},"language":{_json_str(value["language"])},'
-        f'"subject":{_json_str(value["subject"])},'
-        f'"created_at":{_json_time(value["created_at"])},'
-        f'"first_response_at":{_json_time(value["first_response_at"])},'
-        f'"resolved_at":{_json_time(value["resolved_at"])},'
-        f'"last_message_at":{_json_time(value["last_message_at"])}}}'
-    )
-
-
-_CONVERSATION = (
-    "id",
-    "contact_id",
-    "channel_id",
-    "status",
-    "assignee_id",
-    "priority",
-    "skills",
-    "language",
-    "subject",
-    "created_at",
-    "first_response_at",
-    "resolved_at",
-    "last_message_at",
+# Columns in the order of ConversationRecord's fields.
+CONVERSATION_COLUMNS = (
+    "id, contact_id, channel_id, channel_type, recipient_id, status, assignee_id, priority, "
+    "skills, language, subject, created_at, first_response_at, resolved_at, last_message_at, "
+    "last_inbound_at, queued_at, queue_announced, excluded_agents, required_skills, "
+    "routing_rule, assigned_at, awaiting_since"
 )
+# ConversationRecord's fields that are stored under another column name.
+CONVERSATION_COLUMN = {
+    "skills_json": "skills",
+    "excluded_agents_json": "excluded_agents",
+    "required_skills_json": "required_skills",
+}
+
+
+def conversation(row: sqlite3.Row | tuple[Any, ...]) -> ConversationRecord:
+    """A row read with CONVERSATION_COLUMNS (and, for the queue, the contact's last agent
+    and when it served)."""
+    return ConversationRecord(*row)
+
+
+CONTACT_COLUMNS = (
+    "id, display_name, phone, email, created_at, phone_verified, email_verified, merged_into, "
+    "attributes"
+)
+CONTACT_COLUMN = {"attributes_json": "attributes"}
+
+
+def contact_record(row: sqlite3.Row) -> ContactRecord:
+    """A row read with CONTACT_COLUMNS."""
+    return ContactRecord(*row)
+
+
+def identity_record(row: sqlite3.Row) -> IdentityRecord:
+    return IdentityRecord(
+        channel_id=row["channel_id"],
+        external_id=row["external_id"],
+        channel_type=ChannelType(row["channel_type"]),
+        contact_id=row["contact_id"],
+        original_contact_id=row["original_contact_id"],
+        display_name=row["display_name"],
+        avatar_url=row["avatar_url"],
+        created_at=row["created_at"],
+    )
+
+
+def assignments(fields: dict[str, Any], column: dict[str, str]) -> tuple[str, tuple[Any, ...]]:
+    """``a = ?, b = ?`` for an UPDATE of these fields (record names to columns), and the
+    values."""
+    return ", ".join(f"{column.get(k, k)} = ?" for k in fields), tuple(fields.values())
 
 
 def identity(row: sqlite3.Row) -> Identity:

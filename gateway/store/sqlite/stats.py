@@ -8,9 +8,12 @@ time order), so a window costs the same whether the log holds a day or a year.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
-from gateway.stats import ChannelSamples
+from gateway.store.records import ChannelSamples, to_us
+from gateway.store.sqlite.reading import Reader
 
 US = 1_000_000
 
@@ -144,3 +147,16 @@ def samples(
             if row["oldest"] is not None:
                 s.oldest_waiting = max(0, now_us - row["oldest"]) / US
     return out
+
+
+class StatsReads:
+    def __init__(self, reader: Reader) -> None:
+        self._read = reader
+
+    async def samples(
+        self, since: datetime, until: datetime, channel_ids: Sequence[str] | None
+    ) -> dict[str, ChannelSamples]:
+        found: dict[str, ChannelSamples] = await self._read(
+            samples, to_us(since), to_us(until), time.time_ns() // 1000, channel_ids
+        )
+        return found

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from gateway.store.base import AttemptLog, DeliveryRow, WebhookRecord
-from gateway.store.sqlite import rows
-from gateway.store.sqlite.engine import Tx
+from gateway.store.records import AttemptLog, DeliveryRow, WebhookRecord, from_us, opt_dt
+from gateway.store.sqlite.reading import Reader, Write
 from kernel.errors import NotFound
+
+if TYPE_CHECKING:
+    from gateway.store.sqlite.tx import SqliteTx
 
 
 def _record(row: sqlite3.Row) -> WebhookRecord:
@@ -26,22 +28,22 @@ def _record(row: sqlite3.Row) -> WebhookRecord:
         description=row["description"],
         events=json.loads(row["events"]),
         source=row["source"],
-        created_at=rows.from_us(row["created_at"]),
-        disabled_at=rows.opt_dt(row["disabled_at"]),
+        created_at=from_us(row["created_at"]),
+        disabled_at=opt_dt(row["disabled_at"]),
         disabled_reason=row["disabled_reason"],
-        failing_since=rows.opt_dt(row["failing_since"]),
-        last_success_at=rows.opt_dt(row["last_success_at"]),
+        failing_since=opt_dt(row["failing_since"]),
+        last_success_at=opt_dt(row["last_success_at"]),
         cursor=row["cursor"],
         sealed_secrets=row["secrets"],
     )
 
 
-def get(conn: sqlite3.Connection | Tx, endpoint_id: str) -> WebhookRecord | None:
+def get(conn: sqlite3.Connection | SqliteTx, endpoint_id: str) -> WebhookRecord | None:
     row = conn.execute("SELECT * FROM webhook_endpoints WHERE id = ?", (endpoint_id,)).fetchone()
     return None if row is None else _record(row)
 
 
-def must_get(tx: Tx, endpoint_id: str) -> WebhookRecord:
+def must_get(tx: SqliteTx, endpoint_id: str) -> WebhookRecord:
     found = get(tx, endpoint_id)
     if found is None:
         raise NotFound(f"webhook {endpoint_id} not found", code="webhook_not_found")
@@ -52,7 +54,7 @@ def list_all(conn: sqlite3.Connection) -> list[WebhookRecord]:
     return [_record(r) for r in conn.execute("SELECT * FROM webhook_endpoints ORDER BY id")]
 
 
-def upsert(tx: Tx, record: WebhookRecord, *, keep_cursor: bool) -> WebhookRecord:
+def upsert(tx: SqliteTx, record: WebhookRecord, *, keep_cursor: bool) -> WebhookRecord:
     existing = get(tx, record.id)
     if existing is None:
         tx.execute(
@@ -88,7 +90,7 @@ def upsert(tx: Tx, record: WebhookRecord, *, keep_cursor: bool) -> WebhookRecord
     return must_get(tx, record.id)
 
 
-def set_enabled(tx: Tx, endpoint_id: str, enabled: bool, reason: str | None) -> WebhookRecord:
+def set_enabled(tx: SqliteTx, endpoint_id: str, enabled: bool, reason: str | None) -> WebhookRecord:
     current = must_get(tx, endpoint_id)
     if enabled and current.disabled_at is not None:
         tx.execute(
@@ -96,18 +98,18 @@ def set_enabled(tx: Tx, endpoint_id: str, enabled: bool, reason: str | None) -> 
             "failing_since = NULL, updated_at = ? WHERE id = ?",
             (tx.now, endpoint_id),
         )
-        tx.emit("webhook.enabled", {"webhook_id": endpoint_id})
+        tx.append_event("webhook.enabled", {"webhook_id": endpoint_id})
     elif not enabled and current.disabled_at is None:
         tx.execute(
             "UPDATE webhook_endpoints SET disabled_at = ?, disabled_reason = ?, updated_at = ? "
             "WHERE id = ?",
             (tx.now, reason, tx.now, endpoint_id),
         )
-        tx.emit("webhook.disabled", {"webhook_id": endpoint_id, "reason": reason})
+        tx.append_event("webhook.disabled", {"webhook_id": endpoint_id, "reason": reason})
     return must_get(tx, endpoint_id)
 
 
-def delete(tx: Tx, endpoint_id: str) -> None:
+def delete(tx: SqliteTx, endpoint_id: str) -> None:
     must_get(tx, endpoint_id)
     for table in ("webhook_attempts", "webhook_deliveries"):
         tx.execute(f"DELETE FROM {table} WHERE endpoint_id = ?", (endpoint_id,))
@@ -115,7 +117,7 @@ def delete(tx: Tx, endpoint_id: str) -> None:
 
 
 def record_progress(
-    tx: Tx,
+    tx: SqliteTx,
     endpoint_id: str,
     *,
     cursor: int | None,
@@ -218,7 +220,7 @@ def attempts_page(
     return [dict(r) for r in conn.execute(sql, params)]
 
 
-def replay(tx: Tx, endpoint_id: str, *, since_seq: int | None, dead: bool) -> int:
+def replay(tx: SqliteTx, endpoint_id: str, *, since_seq: int | None, dead: bool) -> int:
     """Dead deliveries back to pending, or the cursor back to just after ``since_seq``."""
     must_get(tx, endpoint_id)
     count = 0
@@ -239,6 +241,72 @@ def replay(tx: Tx, endpoint_id: str, *, since_seq: int | None, dead: bool) -> in
     return count
 
 
-def first_event_at_or_after(conn: sqlite3.Connection, at_us: int) -> int | None:
-    row = conn.execute("SELECT MIN(seq) FROM events WHERE created_at >= ?", (at_us,)).fetchone()
-    return None if row is None or row[0] is None else int(row[0])
+class WebhookLog:
+    def __init__(self, reader: Reader, write: Write) -> None:
+        self._read = reader
+        self._write = write
+
+    async def _do(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        async def work(tx: SqliteTx) -> Any:
+            return fn(tx, *args, **kwargs)
+
+        return await self._write(work)
+
+    async def put(self, record: WebhookRecord, *, keep_cursor: bool) -> WebhookRecord:
+        found: WebhookRecord = await self._do(upsert, record, keep_cursor=keep_cursor)
+        return found
+
+    async def get(self, endpoint_id: str) -> WebhookRecord | None:
+        found: WebhookRecord | None = await self._read(get, endpoint_id)
+        return found
+
+    async def all(self) -> list[WebhookRecord]:
+        found: list[WebhookRecord] = await self._read(list_all)
+        return found
+
+    async def delete(self, endpoint_id: str) -> None:
+        await self._do(delete, endpoint_id)
+
+    async def set_enabled(
+        self, endpoint_id: str, enabled: bool, reason: str | None = None
+    ) -> WebhookRecord:
+        found: WebhookRecord = await self._do(set_enabled, endpoint_id, enabled, reason)
+        return found
+
+    async def record_progress(
+        self,
+        endpoint_id: str,
+        *,
+        cursor: int | None,
+        attempts: Sequence[AttemptLog],
+        rows: Sequence[DeliveryRow],
+        settled: Sequence[int],
+        success_at: int | None,
+        failed_at: int | None,
+    ) -> None:
+        await self._do(
+            record_progress,
+            endpoint_id,
+            cursor=cursor,
+            attempts=attempts,
+            rows_=rows,
+            settled=settled,
+            success_at=success_at,
+            failed_at=failed_at,
+        )
+
+    async def open_rows(self, endpoint_id: str) -> list[DeliveryRow]:
+        found: list[DeliveryRow] = await self._read(open_rows, endpoint_id)
+        return found
+
+    async def attempts(
+        self, endpoint_id: str, before: int | None, limit: int, outcome: str | None
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await self._read(
+            attempts_page, endpoint_id, before, limit, outcome
+        )
+        return found
+
+    async def replay(self, endpoint_id: str, *, since_seq: int | None, dead: bool) -> int:
+        found: int = await self._do(replay, endpoint_id, since_seq=since_seq, dead=dead)
+        return found

@@ -1,11 +1,13 @@
-"""SQLite plumbing: batched writes with group commit, and a small pool of readers.
+"""SQLite plumbing: units of work batched under group commit, and a few readers.
 
-Writes are functions ``fn(tx) -> result``. Whatever is queued runs as one batch on the
-event loop's own thread, each write in its own SAVEPOINT of one ``BEGIN IMMEDIATE``
-transaction, and only the COMMIT (with its fsync) goes to a thread: a burst of
-messages costs one fsync, a write that fails is rolled back alone (its change and its
-events together), and the SQL never has to hand the GIL back and forth with the loop.
-Futures resolve only after the COMMIT, so "acknowledged" means "durable".
+A unit of work is ``async def work(tx)`` (gateway.store.protocols). Whatever is queued
+runs as one batch on the event loop's own thread, each unit in its own SAVEPOINT of one
+``BEGIN IMMEDIATE`` transaction, and only the COMMIT (with its fsync) goes to a thread:
+a burst of messages costs one fsync, a unit that fails is rolled back alone (its change
+and its events together), and the SQL never has to hand the GIL back and forth with the
+loop. SQLite answers at once, so a unit never has to wait: its coroutine is driven to
+the end in one step, without the event loop (one that tried to wait would be a bug, and
+is refused). Futures resolve only after the COMMIT, so "acknowledged" means "durable".
 
 Readers are separate connections on threads (WAL lets them read during writes).
 """
@@ -18,13 +20,13 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from kernel.events import Event, compose_json
+from gateway.store.sqlite.tx import SqliteTx
+from kernel.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -54,68 +56,41 @@ def connect(path: str, *, synchronous: str, readonly: bool = False) -> sqlite3.C
     return conn
 
 
-@dataclass
-class Tx:
-    """What a write function gets: the connection and a place to put its events."""
-
-    conn: sqlite3.Connection
-    now: int
-    events: list[Event] = field(default_factory=list)
-    _now_dt: datetime | None = None
-
-    def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
-        return self.conn.execute(sql, params)
-
-    def one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
-        return row
-
-    def emit(self, type_: str, fields: dict[str, Any], conversation_id: str | None = None) -> Event:
-        """Append an event to the outbox, in this write's transaction."""
-        data_json = compose_json(fields)
-        cur = self.conn.execute(
-            "INSERT INTO events (type, created_at, conversation_id, data) VALUES (?, ?, ?, ?)",
-            (type_, self.now, conversation_id, data_json),
-        )
-        seq = cur.lastrowid
-        assert seq is not None
-        event = Event(seq, type_, self.now_dt, data_json, conversation_id)
-        self.events.append(event)
-        return event
-
-    @property
-    def now_dt(self) -> datetime:
-        if self._now_dt is None:
-            self._now_dt = datetime.fromtimestamp(self.now / 1_000_000, UTC)
-        return self._now_dt
+def run_to_end(step: Coroutine[Any, Any, T]) -> T:
+    """Drive a unit of work that never has to wait (SQLite answers at once)."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    step.close()
+    raise RuntimeError(
+        "a unit of work waited for something other than its transaction; SQLite runs "
+        "units of work to the end without the event loop"
+    )
 
 
 @dataclass
 class _Op:
-    fn: Callable[[Tx], Any]
+    work: Callable[[SqliteTx], Coroutine[Any, Any, Any]]
     future: asyncio.Future[Any]
     alone: bool = False
 
 
-_Outcome = tuple[_Op, Any, BaseException | None, Tx | None]
+_Outcome = tuple[_Op, Any, BaseException | None, "SqliteTx | None"]
 
 
-class Engine:
+class Database:
     def __init__(
         self,
         path: str,
         *,
         synchronous: str,
         on_events: Callable[[list[Event]], None] | None,
-        on_failure: Callable[[], None] | None = None,
         readers: int = 2,
     ) -> None:
         self.path = path
         self.synchronous = synchronous
         self._on_events = on_events
-        # Called whenever a write or a commit failed: state kept beside the database
-        # (the routing index) must then be reloaded from it.
-        self._on_failure = on_failure
         self._loop = asyncio.get_running_loop()
         self._conn = connect(path, synchronous=synchronous)
         self._conn.execute("PRAGMA journal_mode = WAL")
@@ -140,14 +115,16 @@ class Engine:
 
     # --- writes --------------------------------------------------------------------
 
-    async def write(self, fn: Callable[[Tx], T], *, alone: bool = False) -> T:
-        """Run ``fn`` in a write transaction; resolves once it is committed. ``alone``: a
-        long write (routing a queue) gets a transaction of its own, so that short writes
-        queued beside it are committed, and acknowledged, without waiting for it."""
+    async def write(
+        self, work: Callable[[SqliteTx], Coroutine[Any, Any, T]], *, alone: bool = False
+    ) -> T:
+        """Run a unit of work in a write transaction; resolves once it is committed.
+        ``alone``: a long unit (routing a queue) gets a transaction of its own, so that
+        short ones queued beside it are committed, and acknowledged, without waiting."""
         if self._closed:
             raise RuntimeError("store is closed")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._pending.append(_Op(fn, future, alone))
+        self._pending.append(_Op(work, future, alone))
         if self._flusher is None or self._flusher.done():
             self._flusher = self._loop.create_task(self._flush(), name="sqlite-flush")
         return await future
@@ -227,9 +204,9 @@ class Engine:
         if len(batch) == 1:
             # Alone in its transaction: a failure rolls the whole transaction back instead.
             op = batch[0]
-            tx = Tx(conn, now)
+            tx = SqliteTx(conn, now)
             try:
-                result = op.fn(tx)
+                result = run_to_end(op.work(tx))
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -237,10 +214,10 @@ class Engine:
             return [(op, result, None, tx)], True
         outcomes: list[_Outcome] = []
         for op in batch:
-            tx = Tx(conn, now)
+            tx = SqliteTx(conn, now)
             conn.execute("SAVEPOINT op")
             try:
-                result = op.fn(tx)
+                result = run_to_end(op.work(tx))
             except BaseException as exc:  # the op's own failure: undo only this op
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
@@ -251,8 +228,6 @@ class Engine:
         return outcomes, True
 
     def _complete(self, outcomes: list[_Outcome]) -> None:
-        if self._on_failure is not None and any(exc is not None for _, _, exc, _ in outcomes):
-            self._on_failure()
         # Events first, in commit order, so anyone woken by a future sees them published.
         events = [e for _, _, _, tx in outcomes if tx is not None for e in tx.events]
         if events and self._on_events is not None:

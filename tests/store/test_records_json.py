@@ -4,19 +4,13 @@ the very text pydantic writes for the model."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.store.sqlite import rows
+from gateway.store.records import ConversationRecord
 from kernel.models import ConversationStatus
 from kernel.text import clean_text
-
-COLUMNS = (
-    "id, contact_id, channel_id, status, assignee_id, priority, skills, language, subject, "
-    "created_at, first_response_at, resolved_at, last_message_at"
-)
 
 # stored subjects went through the model: cleaned text
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=30).map(clean_text)
@@ -47,15 +41,9 @@ row_st = st.fixed_dictionaries(
 )
 
 
-def as_row(values: dict[str, object]) -> sqlite3.Row:
-    conn = sqlite3.connect(":memory:")
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"CREATE TABLE c ({COLUMNS})")
-    names = [c.strip() for c in COLUMNS.split(",")]
-    conn.execute(f"INSERT INTO c VALUES ({', '.join('?' * 13)})", [values[n] for n in names])
-    row: sqlite3.Row = conn.execute(f"SELECT {COLUMNS} FROM c").fetchone()
-    conn.close()
-    return row
+def as_record(values: dict[str, object]) -> ConversationRecord:
+    fields = {("skills_json" if k == "skills" else k): v for k, v in values.items()}
+    return ConversationRecord(channel_type="webchat", recipient_id="v1", **fields)  # type: ignore[arg-type]
 
 
 @settings(max_examples=300, deadline=None, database=None)
@@ -63,11 +51,9 @@ def as_row(values: dict[str, object]) -> sqlite3.Row:
 def test_conversation_json_is_what_pydantic_writes(
     values: dict[str, object], agent: str | None
 ) -> None:
-    row = as_row(values)
-    assert rows.conversation_json(row) == rows.conversation(row).model_dump_json()
-    changed = rows.conversation(row).model_copy(
+    record = as_record(values)
+    assert record.model_json() == record.model().model_dump_json()
+    changed = record.model().model_copy(
         update={"status": ConversationStatus.ASSIGNED, "assignee_id": agent}
     )
-    assert rows.conversation_json(row, status="assigned", assignee_id=agent) == (
-        changed.model_dump_json()
-    )
+    assert record.model_json(status="assigned", assignee_id=agent) == (changed.model_dump_json())

@@ -8,18 +8,18 @@ from importlib import resources
 from aiohttp import web
 
 from connectors.base import SocketConnector, WebhookConnector
-from gateway.api.spec import Req, api
+from gateway.api.spec import Operations, Req
 from kernel.errors import NotFound
-from kernel.ids import ChannelId
 
 TAG = "channels"
+operations = Operations()
 
 
 def _static(name: str) -> str:
     return resources.files("connectors.webchat").joinpath("static", name).read_text("utf-8")
 
 
-@api.route(
+@operations.add(
     "GET",
     "/webhooks/{channel_id}",
     summary="Provider webhook verification (e.g. Facebook's hub.challenge)",
@@ -32,7 +32,7 @@ async def webhook_get(req: Req) -> web.StreamResponse:
     return await _webhook(req)
 
 
-@api.route(
+@operations.add(
     "POST",
     "/webhooks/{channel_id}",
     summary="Provider webhook events (signature-checked by the channel)",
@@ -46,13 +46,13 @@ async def webhook_post(req: Req) -> web.StreamResponse:
 
 
 async def _webhook(req: Req) -> web.StreamResponse:
-    connector = req.gw.connectors.get(ChannelId(req.param("channel_id")))
+    connector = req.ctx.channels.get(req.param("channel_id"))
     if not isinstance(connector, WebhookConnector):
         raise NotFound(f"no webhook channel {req.param('channel_id')}", code="channel_not_found")
     return await connector.handle_webhook(req.request)
 
 
-@api.route(
+@operations.add(
     "GET",
     "/webchat/{channel_id}/ws",
     summary="Webchat WebSocket (JSON text frames; see the webchat protocol)",
@@ -62,13 +62,13 @@ async def _webhook(req: Req) -> web.StreamResponse:
     errors=(400, 403, 404),
 )
 async def webchat_socket(req: Req) -> web.StreamResponse:
-    connector = req.gw.connectors.get(ChannelId(req.param("channel_id")))
+    connector = req.ctx.channels.get(req.param("channel_id"))
     if not isinstance(connector, SocketConnector):
         raise NotFound(f"no webchat channel {req.param('channel_id')}", code="channel_not_found")
     return await connector.handle_socket(req.request)
 
 
-@api.route(
+@operations.add(
     "GET",
     "/webchat/widget.js",
     summary="The embeddable webchat widget",
@@ -86,7 +86,7 @@ async def widget_js(req: Req) -> web.Response:
     )
 
 
-@api.route(
+@operations.add(
     "GET",
     "/",
     summary="Webchat demo page",
@@ -97,8 +97,8 @@ async def widget_js(req: Req) -> web.Response:
     errors=(404,),
 )
 async def demo_page(req: Req) -> web.Response:
-    channel = req.gw.demo_channel()
-    if channel is None or not req.gw.settings.server.demo_page:
+    channel = req.ctx.channels.demo_channel()
+    if channel is None or not req.ctx.settings.server.demo_page:
         raise NotFound("no demo page: no webchat channel is configured", code="no_demo_page")
     page = _static("demo.html").replace(
         'data-channel="webchat"', f'data-channel="{html.escape(channel, quote=True)}"'

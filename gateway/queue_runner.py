@@ -1,4 +1,4 @@
-"""The service around routing decisions: when to dispatch the queue.
+"""When the queue is dispatched (gateway.domain.dispatch runs the dispatch itself).
 
 A dispatch runs whenever demand or capacity changed (a new or reopened conversation, a
 resolve, a transfer, an agent coming online or getting more capacity), when a waiting
@@ -13,20 +13,20 @@ import logging
 import time
 from collections.abc import Callable
 
-from gateway.store.base import Store
+from gateway.domain.assignments import Assignments
 
 log = logging.getLogger(__name__)
 
 
-class RoutingService:
+class QueueRunner:
     def __init__(
         self,
-        store: Store,
+        assignments: Assignments,
         *,
         interval: float,
         on_customer_messages: Callable[[], None] | None = None,
     ) -> None:
-        self.store = store
+        self.assignments = assignments
         self.interval = interval
         self._on_messages = on_customer_messages
         self._task: asyncio.Task[None] | None = None
@@ -49,7 +49,7 @@ class RoutingService:
         while True:
             self._again = False
             try:
-                result = await self.store.dispatch()
+                result = await self.assignments.dispatch()
             except Exception:
                 log.exception("routing dispatch failed; retried on the next change or tick")
             else:

@@ -1,0 +1,44 @@
+"""What the HTTP API works with: handlers get this, never the whole gateway."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from config.schema import Settings
+from gateway.api.auth import Authenticator
+from gateway.attachments import Attachments
+from gateway.channels import ChannelAdmin, LiveChannels
+from gateway.commands import Commands
+from gateway.domain.assignments import Assignments
+from gateway.events import EventBus
+from gateway.metrics import Metrics
+from gateway.store.protocols import Store
+from gateway.webhooks.service import Webhooks
+from kernel.ratelimit import RateLimiter
+
+
+@dataclass
+class Lifecycle:
+    """Whether the gateway serves, and the long-lived answers (event streams) it has open."""
+
+    started: bool = False
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    streams: int = 0
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    store: Store  # reads
+    commands: Commands  # changes
+    assignments: Assignments  # the queue's view
+    channels: LiveChannels
+    channel_admin: ChannelAdmin
+    webhooks: Webhooks
+    bus: EventBus
+    auth: Authenticator
+    limits: RateLimiter
+    metrics: Metrics
+    attachments: Attachments
+    lifecycle: Lifecycle

@@ -1,0 +1,167 @@
+"""What an agent or a helpdesk does: reply, assign, transfer, resolve, reopen, agents and
+their presence, contacts. Each command carries the change out through the domain and
+wakes whatever has to act on it at once (the send path for a new reply, the queue for
+freed or new capacity), so no caller can forget a wake-up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from connectors.base import HealthState
+from gateway.channels import LiveChannels
+from gateway.domain.assignments import Assignments
+from gateway.domain.contacts import Contacts
+from gateway.domain.outbox import Outbox
+from gateway.store.protocols import Store
+from kernel.errors import Invalid
+from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId
+from kernel.models import (
+    Agent,
+    Author,
+    AuthorType,
+    Contact,
+    Conversation,
+    Message,
+    Part,
+    Presence,
+)
+
+
+class Commands:
+    def __init__(
+        self,
+        store: Store,
+        assignments: Assignments,
+        outbox: Outbox,
+        contacts: Contacts,
+        channels: LiveChannels,
+        *,
+        wake_queue: Callable[[], None],
+        wake_sender: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.assignments = assignments
+        self.outbox = outbox
+        self.contacts = contacts
+        self.channels = channels
+        self._wake_queue = wake_queue
+        self._wake_sender = wake_sender
+
+    # --- replies ------------------------------------------------------------------------
+
+    async def send(
+        self,
+        conversation: Conversation,
+        parts: Sequence[Part],
+        *,
+        agent_id: AgentId | None,
+        reply_to: MessageId | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> tuple[Message, bool]:
+        """Store a reply as pending and wake the send path; returns (message, replayed).
+        ``agent_id``: the author (None: the conversation's assignee, if any)."""
+        if agent_id is not None and await self.store.agents.get(agent_id) is None:
+            raise Invalid(f"agent {agent_id} not found", code="agent_not_found")
+        author = agent_id if agent_id is not None else conversation.assignee_id
+        message, replayed = await self.outbox.create(
+            conversation.id,
+            Author(type=AuthorType.AGENT, id=author),
+            parts,
+            reply_to=reply_to,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+        if not replayed:
+            self._wake_sender()
+        return message, replayed
+
+    async def typing(self, conversation: Conversation, on: bool) -> None:
+        """Show the customer that an agent is typing, where the channel can."""
+        connector = self.channels.get(conversation.channel_id)
+        if connector is None or connector.health.state != HealthState.CONNECTED:
+            return
+        recipient = await self.store.conversations.recipient(conversation.id)
+        if recipient is not None:
+            await connector.send_typing(recipient, on)
+
+    async def mark_read(self, conversation: Conversation) -> None:
+        """Tell the customer their messages were seen, where the channel can."""
+        connector = self.channels.get(conversation.channel_id)
+        if connector is None or connector.health.state != HealthState.CONNECTED:
+            return
+        recipient = await self.store.conversations.recipient(conversation.id)
+        if recipient is not None:
+            await connector.mark_read(recipient)
+
+    # --- who handles what ---------------------------------------------------------------
+
+    async def assign(
+        self, conversation_id: ConversationId, agent_id: AgentId, *, force: bool = False
+    ) -> Conversation:
+        conversation = await self.assignments.assign(conversation_id, agent_id, force=force)
+        self._wake_queue()
+        return conversation
+
+    async def transfer(
+        self,
+        conversation_id: ConversationId,
+        *,
+        agent_id: AgentId | None = None,
+        skills: Mapping[str, int] | None = None,
+        force: bool = False,
+    ) -> Conversation:
+        """To another agent, or back to the queue needing these skills."""
+        if agent_id is not None:
+            conversation = await self.assignments.assign(conversation_id, agent_id, force=force)
+        else:
+            conversation = await self.assignments.transfer_to_skills(
+                conversation_id, dict(skills or {})
+            )
+        self._wake_queue()
+        return conversation
+
+    async def resolve(self, conversation_id: ConversationId) -> Conversation:
+        conversation = await self.assignments.resolve(conversation_id)
+        self._wake_queue()  # capacity freed
+        return conversation
+
+    async def reopen(self, conversation_id: ConversationId) -> Conversation:
+        conversation = await self.assignments.reopen(conversation_id)
+        self._wake_queue()
+        return conversation
+
+    async def put_agent(self, agent: Agent, *, keep_presence: bool) -> tuple[Agent, bool]:
+        """Create or replace an agent; returns (agent, created)."""
+        stored = await self.assignments.put_agent(agent, keep_presence=keep_presence)
+        self._wake_queue()
+        return stored
+
+    async def set_presence(self, agent_id: AgentId, presence: Presence) -> Agent:
+        agent = await self.assignments.set_presence(agent_id, presence)
+        if presence == Presence.ONLINE:
+            self._wake_queue()
+        return agent
+
+    # --- contacts -----------------------------------------------------------------------
+
+    async def update_contact(
+        self,
+        contact_id: ContactId,
+        *,
+        display_name: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+        attributes: dict[str, object] | None = None,
+    ) -> Contact:
+        return await self.contacts.update(
+            contact_id, display_name=display_name, email=email, phone=phone, attributes=attributes
+        )
+
+    async def merge(self, contact_id: ContactId, other_id: ContactId) -> Contact:
+        return await self.contacts.merge(contact_id, other_id)
+
+    async def unmerge(
+        self, contact_id: ContactId, channel_id: ChannelId, external_id: str
+    ) -> Contact:
+        return await self.contacts.unmerge(contact_id, channel_id, external_id)

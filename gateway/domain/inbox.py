@@ -1,0 +1,211 @@
+"""What channels bring in: messages (deduplicated, linked to their contact, threaded and
+stored with their events in one unit of work), delivery news, reactions, identities."""
+
+from __future__ import annotations
+
+from gateway.domain import contacts
+from gateway.domain.state import RoutingState
+from gateway.domain.threads import thread_for
+from gateway.store.protocols import Store, Tx
+from gateway.store.records import to_us
+from kernel.envelope import InboundMessage, IngestResult, Sender, StatusUpdate
+from kernel.ids import ChannelId, ContactId, new_message_id
+from kernel.models import (
+    STATUS_RANK,
+    Author,
+    AuthorType,
+    ChannelType,
+    ConversationStatus,
+    Direction,
+    Message,
+    MessageError,
+    MessageStatus,
+    Reaction,
+)
+
+
+async def ingest(
+    tx: Tx, msg: InboundMessage, channel_type: ChannelType, routing: RoutingState
+) -> IngestResult:
+    dup = await tx.messages.by_external(msg.channel_id, msg.external_id)
+    if dup is not None:
+        joined = await tx.conversations.get(dup.message.conversation_id)
+        return IngestResult(
+            message=dup.message,
+            conversation_id=dup.message.conversation_id,
+            conversation_status=joined.status if joined else ConversationStatus.RESOLVED,
+            contact_id=ContactId(dup.contact_id),
+            duplicate=True,
+        )
+    contact_id = await contacts.resolve(tx, msg.channel_id, channel_type, msg.sender)
+    conv = await thread_for(tx, msg, contact_id, channel_type, routing)
+
+    inbound = msg.direction == Direction.INBOUND
+    reply_to = None
+    if msg.reply_to_external_id:
+        earlier = await tx.messages.by_external(msg.channel_id, msg.reply_to_external_id)
+        reply_to = earlier.message.id if earlier else None
+    stored = Message(
+        id=new_message_id(),
+        conversation_id=conv.id,
+        channel_id=msg.channel_id,
+        direction=msg.direction,
+        author=Author(
+            type=AuthorType.CONTACT if inbound else AuthorType.AGENT,
+            id=contact_id if inbound else None,
+        ),
+        external_id=msg.external_id,
+        parts=msg.parts,
+        reply_to=reply_to,
+        created_at=tx.now_dt,
+        status=MessageStatus.RECEIVED if inbound else MessageStatus.SENT,
+    )
+    await tx.messages.insert(stored, conv.contact_id)
+    if inbound:
+        # The provider's own time, when it gives one, starts reply windows (a webhook it
+        # retried late must not stretch them); never later than now.
+        wrote_at = tx.now if msg.sent_at is None else min(tx.now, to_us(msg.sent_at))
+        # awaiting_since: when the customer started waiting for an answer (reassign_after).
+        await tx.conversations.update(
+            conv.id,
+            last_message_at=tx.now,
+            last_inbound_at=wrote_at,
+            recipient_id=msg.sender.external_id,
+            awaiting_since=conv.awaiting_since if conv.awaiting_since is not None else tx.now,
+        )
+    else:
+        await tx.conversations.update(
+            conv.id,
+            last_message_at=tx.now,
+            awaiting_since=None,
+            first_response_at=conv.first_response_at
+            if conv.first_response_at is not None
+            else tx.now,
+        )
+    await tx.emit(
+        "message.received" if inbound else "message.sent",
+        {"message": stored},
+        stored.conversation_id,
+    )
+    return IngestResult(
+        message=stored,
+        conversation_id=conv.id,
+        conversation_status=conv.status,
+        contact_id=contact_id,
+    )
+
+
+async def update_status(tx: Tx, update: StatusUpdate) -> list[Message]:
+    if update.external_ids:
+        found = await tx.messages.outbound_by_external(update.channel_id, update.external_ids)
+    elif update.watermark is not None and update.recipient_external_id:
+        # compared with when it went out: a message still pending at the watermark was
+        # not yet delivered or read, however early it was written
+        found = await tx.messages.outbound_up_to(
+            update.channel_id, update.recipient_external_id, to_us(update.watermark)
+        )
+    else:
+        return []
+    changed: list[Message] = []
+    for message in found:
+        current = message.status
+        if update.status == MessageStatus.FAILED:
+            if current == MessageStatus.FAILED:
+                continue
+            error = update.error or MessageError(
+                code="provider_failed", reason="the channel reported a failure", retryable=False
+            )
+            await tx.messages.set_status(message.id, MessageStatus.FAILED, error)
+        elif current == MessageStatus.FAILED or current not in STATUS_RANK:
+            continue
+        elif STATUS_RANK.get(update.status, -1) <= STATUS_RANK[current]:
+            continue  # a status only moves forward: a late "delivered" never undoes "read"
+        else:
+            await tx.messages.set_status(message.id, update.status)
+        updated = await tx.messages.get(message.id)
+        assert updated is not None
+        await tx.emit(
+            f"message.{update.status.value}", {"message": updated}, updated.conversation_id
+        )
+        changed.append(updated)
+    return changed
+
+
+async def react(
+    tx: Tx,
+    channel_id: str,
+    message_external_id: str,
+    reaction: Reaction | None,
+    reactor: Author,
+) -> Message | None:
+    """Set (or with None, remove) one reactor's reaction on a message; one per reactor."""
+    found = await tx.messages.by_external(channel_id, message_external_id)
+    if found is None:
+        return None
+    current = found.message
+    kept = [r for r in current.reactions if r.by != reactor]
+    if reaction is None and len(kept) == len(current.reactions):
+        return current  # nothing to remove: no change, no event
+    reactions = [*kept, reaction] if reaction is not None else kept
+    await tx.messages.set_reactions(current.id, reactions)
+    updated = current.model_copy(update={"reactions": reactions})
+    await tx.emit(
+        "message.reacted",
+        {
+            "message": updated,
+            "action": "react" if reaction is not None else "unreact",
+            "by": reactor,
+        },
+        updated.conversation_id,
+    )
+    return updated
+
+
+class Inbox:
+    """Channels' traffic in, each call one unit of work."""
+
+    def __init__(self, store: Store, routing: RoutingState) -> None:
+        self.store = store
+        self.routing = routing
+
+    async def ingest(self, message: InboundMessage, channel_type: ChannelType) -> IngestResult:
+        routing = self.routing
+
+        async def work(tx: Tx) -> IngestResult:
+            return await ingest(tx, message, channel_type, routing)
+
+        return await self.store.transact(work)
+
+    async def update_status(self, update: StatusUpdate) -> list[Message]:
+        async def work(tx: Tx) -> list[Message]:
+            return await update_status(tx, update)
+
+        return await self.store.transact(work)
+
+    async def react(
+        self,
+        channel_id: ChannelId,
+        message_external_id: str,
+        reaction: Reaction | None,
+        reactor: Author,
+    ) -> Message | None:
+        async def work(tx: Tx) -> Message | None:
+            return await react(tx, channel_id, message_external_id, reaction, reactor)
+
+        return await self.store.transact(work)
+
+    async def link_identity(
+        self,
+        channel_id: ChannelId,
+        channel_type: ChannelType,
+        sender: Sender,
+        *,
+        link_to: Sender | None = None,
+    ) -> ContactId:
+        """Create or update the contact behind a channel identity; with ``link_to``, the
+        two identities' contacts become one (the older survives)."""
+
+        async def work(tx: Tx) -> ContactId:
+            return await contacts.resolve_linked(tx, channel_id, channel_type, sender, link_to)
+
+        return await self.store.transact(work)

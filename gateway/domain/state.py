@@ -1,0 +1,122 @@
+"""What routing keeps beside the store: its settings and the agent index.
+
+The index is loaded from the store on first use and changed by every unit of work that
+changes agents or assignments, inside that unit. When a unit that may have changed it
+fails (itself, or the commit it was part of), the index is dropped and loaded again by
+the next one, so it never drifts from what was committed. Units of work run one at a
+time, so two decisions can never hand out the same conversation or the same free slot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from gateway.store.protocols import Store, Tx
+from routing.engine import Engine
+from routing.index import AgentIndex, AgentState
+from routing.rules import Classification, EscalationStep, Requirements, classify
+from routing.settings import RoutingSettings
+
+T = TypeVar("T")
+US = 1_000_000
+
+
+class RoutingState:
+    """Routing configuration and the agent index of one store."""
+
+    def __init__(self, settings: RoutingSettings, channel_types: Iterable[str] = ()) -> None:
+        self.settings = settings
+        self.engine = Engine(sticky_window=settings.sticky_window)
+        self.rules = {r.name: r for r in settings.rules}
+        self.channel_types = set(channel_types)
+        self._index: AgentIndex | None = None
+        self._ladders: dict[str | None, tuple[EscalationStep, ...]] = {}
+        self._requirements: dict[tuple[str | None, str | None], Requirements] = {}
+
+    def invalidate(self) -> None:
+        self._index = None
+
+    async def index(self, tx: Tx) -> AgentIndex:
+        if self._index is None:
+            self._index = await load_index(tx, self.channel_types)
+        return self._index
+
+    async def run(
+        self, store: Store, work: Callable[[Tx], Awaitable[T]], *, alone: bool = False
+    ) -> T:
+        """Run a unit of work that may change the index; a failure drops the index."""
+        try:
+            return await store.transact(work, alone=alone)
+        except BaseException:
+            self.invalidate()
+            raise
+
+    def ladder(self, rule: str | None) -> tuple[EscalationStep, ...]:
+        found = self._ladders.get(rule)
+        if found is None:
+            matched = self.rules.get(rule) if rule else None
+            if matched is not None and matched.escalation is not None:
+                found = tuple(matched.escalation)
+            else:
+                found = tuple(self.settings.escalation)
+            self._ladders[rule] = found
+        return found
+
+    def requirements(self, skills_json: str | None, language: str | None) -> Requirements:
+        """The base requirements stored with a conversation (few distinct ones: shared)."""
+        key = (skills_json, language)
+        found = self._requirements.get(key)
+        if found is None:
+            skills = json.loads(skills_json) if skills_json else {}
+            found = Requirements(skills=tuple(sorted(skills.items())), language=language)
+            if len(self._requirements) < 10_000:
+                self._requirements[key] = found
+        return found
+
+    async def classify_new(
+        self,
+        tx: Tx,
+        *,
+        channel_id: str,
+        channel_type: str,
+        text: str,
+        declared_language: str | None,
+        contact_id: str,
+    ) -> Classification:
+        """What a new conversation needs, by the routing rules."""
+        attributes: dict[str, Any] = json.loads(await tx.contacts.root_attributes_json(contact_id))
+        return classify(
+            self.settings.rules,
+            self.settings.escalation,
+            channel_id=channel_id,
+            channel_type=channel_type,
+            text=text,
+            declared_language=declared_language,
+            attributes=attributes,
+        )
+
+
+async def load_index(tx: Tx, channel_types: Iterable[str]) -> AgentIndex:
+    loads: dict[str, dict[str, int]] = {}
+    types = set(channel_types)
+    for agent_id, channel_type, count in await tx.conversations.loads():
+        loads.setdefault(agent_id, {})[channel_type] = count
+        types.add(channel_type)
+    types |= await tx.conversations.channel_types()
+    index = AgentIndex(types)
+    for record in await tx.agents.all():
+        agent = record.agent
+        index.put(
+            AgentState(
+                id=agent.id,
+                presence=agent.presence.value,
+                skills={k: v for k, v in agent.skills.items() if v >= 1},
+                languages=frozenset(agent.languages),
+                capacity=dict(agent.capacity),
+                load=loads.get(agent.id, {}),
+                last_assigned_at=record.last_assigned_at / US,
+            )
+        )
+    return index

@@ -1,0 +1,115 @@
+"""Which conversation an inbound message joins.
+
+In order: the conversation the channel names (a verified threading token), the one
+holding a message it replies to or refers to (e-mail In-Reply-To / References), the
+contact's open conversation on the channel; otherwise a new one, classified by the
+routing rules. A resolved conversation that a reply names is reopened, unless the contact
+already has another one open there.
+"""
+
+from __future__ import annotations
+
+import json
+
+from gateway.domain.state import RoutingState
+from gateway.store.protocols import Tx
+from gateway.store.records import ConversationRecord, OpenConversation
+from kernel.envelope import InboundMessage
+from kernel.ids import ConversationId, new_conversation_id
+from kernel.models import ChannelType, ConversationStatus, text_of
+
+
+async def open_for(tx: Tx, contact_id: str, channel_id: str) -> OpenConversation | None:
+    """The newest open conversation on a channel of a contact or anyone merged into it."""
+    # One lookup per member of the merge group (almost always one): each is served by an
+    # index on (contact, channel) of open conversations.
+    newest = None
+    for member in await tx.contacts.members(contact_id):
+        found = await tx.conversations.open_of(member, channel_id)
+        if found is not None and (newest is None or found.id > newest.id):
+            newest = found
+    return newest
+
+
+def _open(record: ConversationRecord) -> OpenConversation:
+    return OpenConversation(
+        ConversationId(record.id),
+        record.contact_id,
+        ConversationStatus(record.status),
+        record.awaiting_since,
+        record.first_response_at,
+    )
+
+
+async def thread_for(
+    tx: Tx,
+    msg: InboundMessage,
+    contact_id: str,
+    channel_type: ChannelType,
+    routing: RoutingState,
+) -> OpenConversation:
+    """The conversation an inbound message joins (opening one if needed)."""
+    refs = [r for r in [msg.reply_to_external_id, *msg.thread_refs] if r]
+    named = None
+    if msg.conversation_hint:
+        named = await tx.conversations.on_channel(msg.conversation_hint, msg.channel_id)
+    if named is None and refs:
+        named = await tx.conversations.holding(msg.channel_id, refs)
+    if named is not None:
+        if named.status != ConversationStatus.RESOLVED:
+            return _open(named)
+        other = await open_for(tx, named.contact_id, msg.channel_id)
+        if other is not None:
+            return other
+        await reopen_record(tx, named)
+        return _open(named)
+    found = await open_for(tx, contact_id, msg.channel_id)
+    if found is not None:
+        return found
+    needs = await routing.classify_new(
+        tx,
+        channel_id=msg.channel_id,
+        channel_type=channel_type.value,
+        text=text_of(msg.parts) or (msg.subject or ""),
+        declared_language=msg.language,
+        contact_id=contact_id,
+    )
+    skills = dict(needs.requirements.skills)
+    created = ConversationRecord(
+        id=new_conversation_id(),
+        contact_id=contact_id,
+        channel_id=msg.channel_id,
+        channel_type=channel_type.value,
+        recipient_id=msg.sender.external_id,
+        status=ConversationStatus.QUEUED.value,
+        assignee_id=None,
+        priority=needs.priority,
+        skills_json=json.dumps(sorted(skills)),
+        language=needs.language,
+        subject=msg.subject,
+        created_at=tx.now,
+        queued_at=tx.now,
+        required_skills_json=json.dumps(skills),
+        routing_rule=needs.rule,
+    )
+    await tx.conversations.insert(created)
+    await tx.emit("conversation.created", {"conversation": created.model()}, created.id)
+    return _open(created)
+
+
+async def reopen_record(tx: Tx, record: ConversationRecord) -> None:
+    """Put a resolved conversation back in the queue (the record is changed to match)."""
+    record.status = ConversationStatus.QUEUED.value
+    record.assignee_id = None
+    record.resolved_at = None
+    record.queued_at = tx.now
+    record.queue_announced = False
+    await tx.conversations.update(
+        record.id,
+        status=record.status,
+        assignee_id=None,
+        resolved_at=None,
+        queued_at=tx.now,
+        queue_announced=False,
+    )
+    await tx.emit("conversation.reopened", {"conversation": record.model()}, record.id)

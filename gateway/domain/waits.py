@@ -1,0 +1,181 @@
+"""Places in the queue and estimated waits, the queue as agents' tools see it, and the
+notice that tells a waiting customer where they stand.
+
+A conversation's place is among those needing the same kind of agent (channel type and
+requirements); its estimated wait is that place x the channel type's average handle time
+/ the slots of online agents who could take it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.domain.state import US, RoutingState
+from gateway.store.protocols import Tx
+from gateway.store.records import ConversationRecord
+from kernel.ids import new_message_id
+from kernel.models import (
+    Author,
+    AuthorType,
+    Conversation,
+    Direction,
+    Message,
+    MessageStatus,
+    TextPart,
+)
+from routing.engine import Decision, Need, queue_order
+from routing.index import AgentIndex
+from routing.rules import Requirements, effective
+
+# The queue is looked at this far (a dispatch, the queue's view).
+QUEUE_SCAN_LIMIT = 2000
+# Resolved conversations an average handle time is measured over.
+AHT_SAMPLE = 200
+
+_NONE_EXCLUDED: frozenset[str] = frozenset()
+
+
+def need_of(record: ConversationRecord, state: RoutingState) -> Need:
+    """What a queued conversation (read with the queue) needs."""
+    excluded = record.excluded_agents_json
+    last_at = record.last_served_at
+    return Need(
+        conversation_id=record.id,
+        channel_type=record.channel_type,
+        base=state.requirements(record.required_skills_json, record.language),
+        ladder=state.ladder(record.routing_rule),
+        priority=record.priority,
+        queued_at=(record.queued_at or record.created_at) / US,
+        excluded=_NONE_EXCLUDED if excluded == "[]" else frozenset(json.loads(excluded)),
+        sticky_agent=record.last_agent_id,
+        sticky_at=None if last_at is None else last_at / US,
+    )
+
+
+@dataclass
+class Estimator:
+    """Queue positions and estimated waits, per group of conversations that need the same
+    kind of agent: position in that group x average handle time / the group's slots."""
+
+    state: RoutingState
+    index: AgentIndex
+    tx: Tx
+    _aht: dict[str, float] = field(default_factory=dict)
+    _slots: dict[tuple[str, Requirements], int] = field(default_factory=dict)
+
+    async def aht(self, channel_type: str) -> float:
+        if channel_type not in self._aht:
+            measured = await self.tx.conversations.handle_time(channel_type, AHT_SAMPLE)
+            self._aht[channel_type] = (
+                measured / US if measured else self.state.settings.average_handle_time
+            )
+        return self._aht[channel_type]
+
+    def slots(self, channel_type: str, req: Requirements) -> int:
+        key = (channel_type, req)
+        if key not in self._slots:
+            total = 0
+            for agent in self.index.agents.values():
+                if agent.presence != "online":
+                    continue
+                if not req.any_agent:
+                    if any(agent.skills.get(s, 0) < lvl for s, lvl in req.skills):
+                        continue
+                    if not agent.speaks(req.language):
+                        continue
+                limits = [v for k, v in agent.capacity.items() if k in (channel_type, "total")]
+                total += min(limits) if limits else 1
+            self._slots[key] = total
+        return self._slots[key]
+
+    async def estimate(self, channel_type: str, req: Requirements, position: int) -> float | None:
+        slots = self.slots(channel_type, req)
+        if slots <= 0:
+            return None  # nobody online could ever take it: no honest estimate
+        return round(position * await self.aht(channel_type) / slots, 1)
+
+
+def positions(needs: list[Need], decisions: Mapping[str, Decision]) -> dict[str, int]:
+    """1-based place of each still-queued conversation among those needing the same."""
+    counters: dict[tuple[str, Requirements], int] = {}
+    out: dict[str, int] = {}
+    for need in queue_order(needs):
+        decision = decisions.get(need.conversation_id)
+        if decision is not None and decision.agent_id is not None:
+            continue
+        req = decision.requirements if decision is not None else need.base
+        key = (need.channel_type, req)
+        counters[key] = counters.get(key, 0) + 1
+        out[need.conversation_id] = counters[key]
+    return out
+
+
+async def queue_view(
+    tx: Tx, state: RoutingState, channel_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The queue in dispatch order, with each conversation's place and estimated wait."""
+    index = await state.index(tx)
+    now = tx.now / US
+    queued = await tx.conversations.queued(QUEUE_SCAN_LIMIT, 0)
+    needs = [need_of(r, state) for r in queued]
+    for channel_type in {n.channel_type for n in needs}:
+        index.add_channel(channel_type)
+    reqs = {n.conversation_id: effective(n.base, n.ladder, now - n.queued_at) for n in needs}
+    decisions = {cid: Decision(cid, None, "", req, step) for cid, (req, step) in reqs.items()}
+    places = positions(needs, decisions)
+    estimator = Estimator(state, index, tx)
+    by_id = {r.id: r for r in queued}
+    out = []
+    for need in queue_order(needs):
+        record = by_id[need.conversation_id]
+        if channel_id is not None and record.channel_id != channel_id:
+            continue
+        req, step = reqs[need.conversation_id]
+        position = places[need.conversation_id]
+        out.append(
+            {
+                "conversation": record.model(),
+                "position": position,
+                "estimated_wait_seconds": await estimator.estimate(
+                    need.channel_type, req, position
+                ),
+                "waiting_seconds": round(max(0.0, now - need.queued_at), 1),
+                "requirements": req.as_dict(),
+                "escalation_step": step,
+                "rule": record.routing_rule,
+            }
+        )
+        if len(out) >= limit:
+            break
+    return out
+
+
+async def tell_customer(
+    tx: Tx, state: RoutingState, conv: Conversation, position: int, wait: float | None
+) -> bool:
+    """Write the queue notice for a customer who has to wait (sent by the send path);
+    whether one was written."""
+    settings = state.settings.queue_message
+    if not settings.enabled or wait is None or wait < settings.min_wait:
+        return False
+    language = conv.language or state.settings.default_language
+    template = settings.texts.get(language) or settings.texts.get(state.settings.default_language)
+    if not template:
+        return False
+    text = template.format(position=position, minutes=max(1, math.ceil(wait / 60)))
+    notice = Message(
+        id=new_message_id(),
+        conversation_id=conv.id,
+        channel_id=conv.channel_id,
+        direction=Direction.OUTBOUND,
+        author=Author(type=AuthorType.SYSTEM),
+        parts=[TextPart(text=text)],
+        created_at=tx.now_dt,
+        status=MessageStatus.PENDING,
+    )
+    await tx.messages.insert(notice, conv.contact_id, due_at=tx.now)
+    return True

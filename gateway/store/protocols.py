@@ -1,0 +1,521 @@
+"""What a storage backend implements: small role protocols, no rules.
+
+Two kinds of role:
+
+- **Inside a unit of work** (:class:`Tx`): what the domain's rules read and write while
+  they decide (gateway.domain). ``Store.transact(work)`` runs ``await work(tx)`` in one
+  transaction: its writes and the events it emits (the transactional outbox) commit
+  together or not at all, and committed events are handed, in commit order, to the
+  ``on_events`` callback the store was opened with. A unit of work awaits only its
+  transaction's methods: a backend may run it without ever yielding to the event loop.
+- **On the store itself**: reads, and writes with no rule in them; each is its own
+  transaction.
+
+Errors are those of kernel.errors (NotFound, Conflict, Invalid, Malformed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from gateway.store.records import (
+    AgentRecord,
+    AssignmentBatch,
+    AttachmentRecord,
+    AttemptLog,
+    ChannelSamples,
+    ContactRecord,
+    ConversationFilter,
+    ConversationRecord,
+    DeliveryRow,
+    IdentityRecord,
+    OpenConversation,
+    OutboundJob,
+    StoredChannel,
+    StoredMessage,
+    TokenRecord,
+    WebhookRecord,
+)
+from kernel.events import Event
+from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId, TokenId
+from kernel.models import (
+    Agent,
+    Contact,
+    Conversation,
+    Identity,
+    Message,
+    MessageError,
+    MessageStatus,
+    Presence,
+    Reaction,
+)
+from kernel.pages import Page
+
+T = TypeVar("T")
+
+EventsCallback = Callable[[list[Event]], None]
+
+
+# --- inside a unit of work ----------------------------------------------------------------
+
+
+class ConversationRows(Protocol):
+    async def get(self, conversation_id: str) -> ConversationRecord | None: ...
+
+    async def on_channel(self, conversation_id: str, channel_id: str) -> ConversationRecord | None:
+        """The conversation, if it is one of this channel's."""
+        ...
+
+    async def holding(
+        self, channel_id: str, external_ids: Sequence[str]
+    ) -> ConversationRecord | None:
+        """The newest conversation holding a message of the channel with one of these
+        external ids."""
+        ...
+
+    async def open_of(self, contact_id: str, channel_id: str) -> OpenConversation | None:
+        """This contact's (not its merge group's) open conversation on the channel."""
+        ...
+
+    async def insert(self, record: ConversationRecord) -> None: ...
+
+    async def update(self, conversation_id: str, **changes: Any) -> None:
+        """Set fields (ConversationRecord's names) of one conversation."""
+        ...
+
+    async def queued(self, limit: int, offset: int) -> list[ConversationRecord]:
+        """Queued conversations in serving order (priority, then entry, then id), with
+        the contact's last agent (last_agent_id, last_served_at) read with them."""
+        ...
+
+    async def awaiting_agent(self) -> list[ConversationRecord]:
+        """Assigned conversations whose customer waits for an answer."""
+        ...
+
+    async def assigned_to(self, agent_id: str) -> list[ConversationRecord]: ...
+
+    async def loads(self) -> list[tuple[str, str, int]]:
+        """(agent id, channel type, assigned conversations) for every agent with any."""
+        ...
+
+    async def channel_types(self) -> set[str]:
+        """Every channel type a conversation was ever opened on."""
+        ...
+
+    async def handle_time(self, channel_type: str, sample: int) -> float | None:
+        """Mean assigned-to-resolved time, in microseconds, of the channel type's newest
+        ``sample`` resolved conversations; None without any."""
+        ...
+
+
+class MessageRows(Protocol):
+    async def by_external(self, channel_id: str, external_id: str) -> StoredMessage | None: ...
+    async def by_idempotency_key(self, conversation_id: str, key: str) -> StoredMessage | None: ...
+    async def get(self, message_id: str) -> Message | None: ...
+    async def in_conversation(self, message_id: str, conversation_id: str) -> bool: ...
+
+    async def insert(
+        self,
+        message: Message,
+        contact_id: str,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        due_at: int | None = None,
+    ) -> None:
+        """Store a message; ``due_at``: when a pending one is to be sent."""
+        ...
+
+    async def outbound_by_external(
+        self, channel_id: str, external_ids: Sequence[str]
+    ) -> list[Message]: ...
+
+    async def outbound_up_to(
+        self, channel_id: str, recipient_id: str, watermark: int
+    ) -> list[Message]:
+        """Sent or delivered messages to this channel identity that went out (or were
+        written, if never sent) at or before ``watermark``, oldest first."""
+        ...
+
+    async def set_status(
+        self, message_id: str, status: MessageStatus, error: MessageError | None = None
+    ) -> None:
+        """Move to a status; FAILED keeps ``error`` and is no longer due."""
+        ...
+
+    async def set_sent(self, message_id: str, external_id: str | None, at: int) -> None:
+        """Sent: the channel's id for it (if it gave one), no error, no longer due."""
+        ...
+
+    async def set_reactions(self, message_id: str, reactions: list[Reaction]) -> None: ...
+
+
+class ContactRows(Protocol):
+    async def identity(self, channel_id: str, external_id: str) -> IdentityRecord | None: ...
+    async def set_identity_profile(
+        self,
+        channel_id: str,
+        external_id: str,
+        display_name: str | None,
+        avatar_url: str | None,
+    ) -> None: ...
+    async def insert(self, record: ContactRecord) -> None: ...
+    async def insert_identity(self, record: IdentityRecord) -> None: ...
+    async def get(self, contact_id: str) -> ContactRecord | None: ...
+
+    async def update(self, contact_id: str, **changes: Any) -> None:
+        """Set fields (ContactRecord's names) of one contact."""
+        ...
+
+    async def oldest_verified(self, *, email: str | None, phone: str | None) -> str | None:
+        """The oldest contact (not merged away) with this verified email, else with this
+        verified phone."""
+        ...
+
+    async def sharing_verified(
+        self, contact_id: str, email: str | None, phone: str | None
+    ) -> list[str]:
+        """The contact and every other (not merged away) with this verified email or
+        phone, oldest first."""
+        ...
+
+    async def members(self, contact_id: str) -> list[str]:
+        """The contact and every contact merged into it."""
+        ...
+
+    async def oldest(self, contact_ids: Sequence[str]) -> list[str]:
+        """These contacts, oldest first."""
+        ...
+
+    async def root_attributes_json(self, contact_id: str) -> str:
+        """The attributes of the contact it was merged into (or its own)."""
+        ...
+
+    async def fold(self, survivor: str, other: str) -> None:
+        """``other`` and whatever was merged into it now belong to ``survivor``, with
+        their identities."""
+        ...
+
+    async def restore(self, original: str, from_contact: str) -> None:
+        """Undo a merge: ``original`` stands alone again with the identities it brought."""
+        ...
+
+    async def move_identity(self, channel_id: str, external_id: str, contact_id: str) -> None:
+        """The identity belongs to (and was first linked to) ``contact_id`` from now on."""
+        ...
+
+    async def identity_count(self, contact_id: str) -> int: ...
+    async def load(self, contact_id: str) -> Contact | None:
+        """The contact as the API shows it, with its identities."""
+        ...
+
+    async def served(self, contact_id: str, agent_id: str, at: int) -> None:
+        """Remember who served the contact's merge group last (stickiness)."""
+        ...
+
+
+class AgentRows(Protocol):
+    async def get(self, agent_id: str) -> AgentRecord | None: ...
+    async def all(self) -> list[AgentRecord]: ...
+    async def insert(self, agent: Agent, at: int) -> None: ...
+    async def update_profile(self, agent: Agent, at: int) -> None:
+        """Name, skills, languages and capacity; presence stays."""
+        ...
+
+    async def set_presence(self, agent_id: str, presence: Presence, at: int) -> None: ...
+    async def set_assigned(self, agent_id: str, at: int) -> None:
+        """When the agent was last given a conversation."""
+        ...
+
+
+class AssignmentRows(Protocol):
+    async def record_decision(
+        self, conversation_id: str, agent_id: str | None, explanation_json: str, at: int
+    ) -> None:
+        """Keep a routing decision with its explanation."""
+        ...
+
+    async def write(self, batch: AssignmentBatch) -> None:
+        """Write a dispatch's assignments (of conversations that are still queued)."""
+        ...
+
+
+class Tx(Protocol):
+    """One unit of work's transaction."""
+
+    @property
+    def now(self) -> int:
+        """The transaction's time, in microseconds since the epoch."""
+        ...
+
+    @property
+    def now_dt(self) -> datetime: ...
+
+    @property
+    def conversations(self) -> ConversationRows: ...
+    @property
+    def messages(self) -> MessageRows: ...
+    @property
+    def contacts(self) -> ContactRows: ...
+    @property
+    def agents(self) -> AgentRows: ...
+    @property
+    def assignments(self) -> AssignmentRows: ...
+
+    async def emit(
+        self, type_: str, fields: dict[str, Any], conversation_id: str | None = None
+    ) -> Event:
+        """Append an event to the outbox, in this transaction. ``fields`` values that are
+        models are serialised as the API shows them."""
+        ...
+
+
+Work = Callable[[Tx], Awaitable[T]]
+
+
+# --- on the store -------------------------------------------------------------------------
+
+
+class ConversationReads(Protocol):
+    async def get(self, conversation_id: ConversationId) -> Conversation | None: ...
+    async def page(
+        self, filters: ConversationFilter, cursor: str | None, limit: int
+    ) -> Page[Conversation]:
+        """Newest first; a contact filter includes its merge group."""
+        ...
+
+    async def open_for(self, channel_id: ChannelId, external_id: str) -> ConversationId | None:
+        """The newest open conversation on the channel of this identity's merge group."""
+        ...
+
+    async def recipient(self, conversation_id: ConversationId) -> Identity | None:
+        """The channel identity replies in this conversation go to."""
+        ...
+
+    async def decisions(self, conversation_id: ConversationId) -> list[dict[str, Any]]:
+        """Its kept routing decisions, oldest first, each with ``created_at``."""
+        ...
+
+
+class MessageReads(Protocol):
+    async def get(self, message_id: MessageId) -> Message | None: ...
+    async def page(
+        self, conversation_id: ConversationId, cursor: str | None, limit: int
+    ) -> Page[Message]:
+        """A conversation's messages, oldest first; NotFound for an unknown one."""
+        ...
+
+    async def timeline(
+        self, contact_id: ContactId, cursor: str | None, limit: int
+    ) -> Page[Message]:
+        """Every message of the contact's merge group, newest first; NotFound for an
+        unknown contact."""
+        ...
+
+    async def history(
+        self,
+        channel_id: ChannelId,
+        external_id: str,
+        *,
+        before: MessageId | None,
+        after: MessageId | None,
+        limit: int,
+    ) -> list[Message]:
+        """This identity's merge group's messages on the channel, oldest first: the newest
+        before ``before``, or the first after ``after``."""
+        ...
+
+    async def known(self, channel_id: ChannelId, external_id: str) -> bool:
+        """Whether a message with this channel's external id is stored."""
+        ...
+
+
+class ContactReads(Protocol):
+    async def get(self, contact_id: ContactId) -> Contact | None: ...
+    async def of_identity(self, channel_id: ChannelId, external_id: str) -> ContactId | None:
+        """The contact behind a channel identity, if it is known."""
+        ...
+
+
+class AgentReads(Protocol):
+    async def get(self, agent_id: AgentId) -> Agent | None: ...
+    async def page(self, cursor: str | None, limit: int) -> Page[Agent]: ...
+
+
+class OutboundQueue(Protocol):
+    """Pending outbound messages, as the send path takes them."""
+
+    async def due(self, now: datetime, limit: int) -> list[OutboundJob]:
+        """Due messages, oldest first; one waits while an earlier pending message of its
+        conversation is not due yet (replies never overtake each other)."""
+        ...
+
+    async def next_due(self) -> datetime | None: ...
+    async def defer(self, message_id: MessageId, until: datetime, error: MessageError) -> None:
+        """Try again at ``until`` (counted as an attempt); only while pending."""
+        ...
+
+    async def release_held(self, channel_id: ChannelId, now: datetime) -> int:
+        """Make every waiting message of a channel due now; returns how many."""
+        ...
+
+
+class EventLog(Protocol):
+    async def after(
+        self,
+        seq: int,
+        limit: int,
+        *,
+        types: Sequence[str] | None = None,
+        conversation_id: ConversationId | None = None,
+    ) -> list[Event]: ...
+    async def last_seq(self) -> int: ...
+    async def first_at(self, at: datetime) -> int | None:
+        """The first event written at or after ``at``."""
+        ...
+
+    async def emit(
+        self, type_: str, data: dict[str, Any], conversation_id: str | None = None
+    ) -> Event:
+        """Write an event that has no state change of its own (e.g. a channel's state)."""
+        ...
+
+
+class WebhookLog(Protocol):
+    """Webhook endpoints and their delivery state: per endpoint a cursor (every event up
+    to it is delivered, dead, or has a row), rows for deliveries that wait (`pending`
+    retry, `waiting` behind an earlier event of the conversation, `dead`), and the log of
+    every attempt."""
+
+    async def put(self, record: WebhookRecord, *, keep_cursor: bool) -> WebhookRecord: ...
+    async def get(self, endpoint_id: str) -> WebhookRecord | None: ...
+    async def all(self) -> list[WebhookRecord]: ...
+    async def delete(self, endpoint_id: str) -> None: ...
+    async def set_enabled(
+        self, endpoint_id: str, enabled: bool, reason: str | None = None
+    ) -> WebhookRecord:
+        """Enable or disable, announced by webhook.enabled / webhook.disabled."""
+        ...
+
+    async def record_progress(
+        self,
+        endpoint_id: str,
+        *,
+        cursor: int | None,
+        attempts: Sequence[AttemptLog],
+        rows: Sequence[DeliveryRow],
+        settled: Sequence[int],
+        success_at: int | None,
+        failed_at: int | None,
+    ) -> None:
+        """One batch of outcomes: attempts logged, rows written or settled, cursor moved."""
+        ...
+
+    async def open_rows(self, endpoint_id: str) -> list[DeliveryRow]:
+        """Pending and waiting deliveries, in event order."""
+        ...
+
+    async def attempts(
+        self, endpoint_id: str, before: int | None, limit: int, outcome: str | None
+    ) -> list[dict[str, Any]]:
+        """The attempt log, newest first."""
+        ...
+
+    async def replay(self, endpoint_id: str, *, since_seq: int | None, dead: bool) -> int:
+        """Dead deliveries back to pending, or the cursor back to ``since_seq``."""
+        ...
+
+
+class ChannelRecords(Protocol):
+    """Channels added through the admin API, kept sealed."""
+
+    async def all(self) -> list[StoredChannel]: ...
+    async def put(self, channel_id: str, type_: str, sealed: str, *, new: bool) -> None:
+        """Create (``new``: Conflict if the id is taken) or replace."""
+        ...
+
+    async def delete(self, channel_id: str) -> bool: ...
+
+
+class ChannelState(Protocol):
+    """Small JSON values a connector keeps (an IMAP checkpoint, a refreshed token pair)."""
+
+    async def load(self, channel_id: ChannelId, key: str) -> Any: ...
+    async def save(self, channel_id: ChannelId, key: str, value: Any) -> None: ...
+
+
+class RawEvents(Protocol):
+    async def keep(self, channel_id: ChannelId, kind: str, payload: str, reason: str) -> None:
+        """Keep a provider event the gateway could not use, as it came (once)."""
+        ...
+
+
+class AttachmentRecords(Protocol):
+    async def add(self, record: AttachmentRecord) -> None: ...
+    async def get(self, attachment_id: str) -> AttachmentRecord | None: ...
+
+
+class Tokens(Protocol):
+    async def create(
+        self,
+        token_id: TokenId,
+        name: str,
+        token_hash: str,
+        scopes: Sequence[str],
+        agent_id: AgentId | None,
+    ) -> TokenRecord: ...
+    async def find(self, token_hash: str) -> TokenRecord | None:
+        """The token with this hash, unless revoked."""
+        ...
+
+    async def all(self) -> list[TokenRecord]: ...
+    async def revoke(self, token_id: TokenId) -> None: ...
+
+
+class StatsReads(Protocol):
+    async def samples(
+        self, since: datetime, until: datetime, channel_ids: Sequence[str] | None
+    ) -> dict[str, ChannelSamples]:
+        """Per channel, what GET /v1/stats is made of (see gateway.stats)."""
+        ...
+
+
+class Store(Protocol):
+    """A storage backend. See the module docstring."""
+
+    async def transact(self, work: Work[T], *, alone: bool = False) -> T:
+        """Run a unit of work in one transaction. ``alone``: a long one (routing a queue)
+        that short ones queued beside it should not wait for, where that matters."""
+        ...
+
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+
+    @property
+    def conversations(self) -> ConversationReads: ...
+    @property
+    def messages(self) -> MessageReads: ...
+    @property
+    def contacts(self) -> ContactReads: ...
+    @property
+    def agents(self) -> AgentReads: ...
+    @property
+    def outbound(self) -> OutboundQueue: ...
+    @property
+    def events(self) -> EventLog: ...
+    @property
+    def webhooks(self) -> WebhookLog: ...
+    @property
+    def channels(self) -> ChannelRecords: ...
+    @property
+    def channel_state(self) -> ChannelState: ...
+    @property
+    def raw_events(self) -> RawEvents: ...
+    @property
+    def attachments(self) -> AttachmentRecords: ...
+    @property
+    def tokens(self) -> Tokens: ...
+    @property
+    def stats(self) -> StatsReads: ...

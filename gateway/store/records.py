@@ -1,0 +1,369 @@
+"""What crosses the storage boundary besides the model: rows as the domain reads and
+writes them, and the records of the gateway's own bookkeeping (webhooks, tokens, files).
+
+Times are integers of microseconds since the epoch (the domain does arithmetic on them;
+a backend with a native time type converts at its edge). Fields named ``*_json`` hold
+JSON text as stored: the domain parses them once per distinct value, not once per row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kernel.envelope import OutboundMessage
+from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, TokenId
+from kernel.models import (
+    Agent,
+    ChannelType,
+    Conversation,
+    ConversationStatus,
+    Message,
+)
+
+US = 1_000_000
+
+
+def from_us(value: int) -> datetime:
+    return datetime.fromtimestamp(value / US, UTC)
+
+
+def opt_dt(value: int | None) -> datetime | None:
+    return None if value is None else from_us(value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+
+def to_us(dt: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float on the way)."""
+    if dt.tzinfo is None:  # a naive time is local time, as datetime.timestamp() reads it
+        return int(dt.timestamp() * US)
+    return (dt - _EPOCH) // _ONE_US
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, non-ASCII kept as it is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+# --- conversations ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ConversationRecord:
+    """A conversation as stored: the model's fields and what routing keeps beside them."""
+
+    id: str
+    contact_id: str
+    channel_id: str
+    channel_type: str
+    # The channel identity replies go to (the customer's external id on the channel).
+    recipient_id: str
+    status: str
+    assignee_id: str | None
+    priority: int
+    skills_json: str  # the model's `skills`: a JSON list of names
+    language: str | None
+    subject: str | None
+    created_at: int
+    first_response_at: int | None = None
+    resolved_at: int | None = None
+    last_message_at: int | None = None
+    # When the customer last wrote (the provider's time when it gives one): reply windows.
+    last_inbound_at: int | None = None
+    # When it entered the queue (waiting time counts from here).
+    queued_at: int | None = None
+    # Its place in the queue was announced (conversation.queued) since it last entered.
+    queue_announced: bool = False
+    excluded_agents_json: str = "[]"  # agents it must not go to again
+    required_skills_json: str = "{}"  # {skill: minimum level} routing asks for
+    routing_rule: str | None = None
+    assigned_at: int | None = None
+    # Since when the customer has waited for an answer (None: answered).
+    awaiting_since: int | None = None
+    # Read with the queue: who served the contact (its merge group) last, and when.
+    last_agent_id: str | None = None
+    last_served_at: int | None = None
+
+    def model(self) -> Conversation:
+        return Conversation(
+            id=ConversationId(self.id),
+            contact_id=ContactId(self.contact_id),
+            channel_id=ChannelId(self.channel_id),
+            status=ConversationStatus(self.status),
+            assignee_id=self.assignee_id,
+            priority=self.priority,
+            skills=json.loads(self.skills_json),
+            language=self.language,
+            subject=self.subject,
+            created_at=from_us(self.created_at),
+            first_response_at=opt_dt(self.first_response_at),
+            resolved_at=opt_dt(self.resolved_at),
+            last_message_at=opt_dt(self.last_message_at),
+        )
+
+    def model_json(self, **changed: Any) -> str:
+        """``model().model_dump_json()`` with some fields changed, written without building
+        the model: for events written in bulk (a dispatch assigns hundreds at a time). The
+        text is the same, byte for byte (tests compare the two)."""
+        value = {k: changed[k] if k in changed else getattr(self, k) for k in _MODEL_FIELDS}
+        skills = value["skills_json"]
+        skills_json = "[]" if skills in ("[]", None) else dumps(json.loads(skills))
+        return (
+            f'{{"id":{_json_str(value["id"])},"contact_id":{_json_str(value["contact_id"])},'
+            f'"channel_id":{_json_str(value["channel_id"])},'
+            f'"status":{_json_str(value["status"])},'
+            f'"assignee_id":{_json_str(value["assignee_id"])},'
+            f'"priority":{int(value["priority"])},'
+            f'"skills":{skills_json},"language":{_json_str(value["language"])},'
+            f'"subject":{_json_str(value["subject"])},'
+            f'"created_at":{_json_time(value["created_at"])},'
+            f'"first_response_at":{_json_time(value["first_response_at"])},'
+            f'"resolved_at":{_json_time(value["resolved_at"])},'
+            f'"last_message_at":{_json_time(value["last_message_at"])}}}'
+        )
+
+
+_MODEL_FIELDS = (
+    "id",
+    "contact_id",
+    "channel_id",
+    "status",
+    "assignee_id",
+    "priority",
+    "skills_json",
+    "language",
+    "subject",
+    "created_at",
+    "first_response_at",
+    "resolved_at",
+    "last_message_at",
+)
+
+
+def _json_str(value: str | None) -> str:
+    return "null" if value is None else encode_basestring(value)
+
+
+def _json_time(value: int | None) -> str:
+    if value is None:
+        return "null"
+    # what pydantic writes for an aware UTC datetime
+    return '"' + from_us(value).isoformat().replace("+00:00", "Z") + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class OpenConversation:
+    """The little of an open conversation the ingest path needs."""
+
+    id: ConversationId
+    contact_id: str
+    status: ConversationStatus
+    awaiting_since: int | None = None
+    first_response_at: int | None = None
+
+
+class ConversationFilter(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: ConversationStatus | None = None
+    assignee_id: AgentId | None = None
+    channel_id: ChannelId | None = None
+    contact_id: ContactId | None = None
+
+
+# --- messages -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message with what is kept beside it."""
+
+    message: Message
+    contact_id: str
+    request_hash: str | None = None
+
+
+class OutboundJob(BaseModel):
+    """A pending outbound message with what its connector needs to send it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    outbound: OutboundMessage
+    attempts: int
+
+
+# --- contacts and agents ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ContactRecord:
+    id: str
+    display_name: str | None
+    phone: str | None
+    email: str | None
+    created_at: int
+    phone_verified: bool = False
+    email_verified: bool = False
+    merged_into: str | None = None
+    attributes_json: str = "{}"
+
+
+@dataclass(slots=True)
+class IdentityRecord:
+    channel_id: str
+    external_id: str
+    channel_type: ChannelType
+    contact_id: str
+    # The contact it was first linked to: an unmerge brings it back there.
+    original_contact_id: str
+    display_name: str | None
+    avatar_url: str | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    agent: Agent
+    last_assigned_at: int = 0
+
+
+@dataclass
+class AssignmentBatch:
+    """The assignments of one dispatch, written together with one statement per table:
+    each conversation's new state, the contact's last agent (stickiness), the decision kept
+    with its explanation, and each agent's time of last assignment."""
+
+    at: int
+    # (agent id, conversation id)
+    conversations: list[tuple[str, str]] = field(default_factory=list)
+    # (agent id, contact id)
+    contacts: list[tuple[str, str]] = field(default_factory=list)
+    # (conversation id, agent id, explanation JSON)
+    decisions: list[tuple[str, str, str]] = field(default_factory=list)
+    agents: set[str] = field(default_factory=set)
+
+
+# --- figures -----------------------------------------------------------------------------
+
+
+@dataclass
+class ChannelSamples:
+    """What the store found for one channel: counts and every duration, in seconds."""
+
+    created: int = 0
+    unanswered: int = 0
+    first_response: list[float] = field(default_factory=list)
+    resolution: list[float] = field(default_factory=list)
+    first_contact: int = 0
+    sla_breaches: int = 0
+    sla_breached_conversations: int = 0
+    queue_wait: list[float] = field(default_factory=list)
+    queue_length: int = 0
+    oldest_waiting: float | None = None
+
+    def add(self, other: ChannelSamples) -> None:
+        self.created += other.created
+        self.unanswered += other.unanswered
+        self.first_response += other.first_response
+        self.resolution += other.resolution
+        self.first_contact += other.first_contact
+        self.sla_breaches += other.sla_breaches
+        self.sla_breached_conversations += other.sla_breached_conversations
+        self.queue_wait += other.queue_wait
+        self.queue_length += other.queue_length
+        if other.oldest_waiting is not None:
+            self.oldest_waiting = max(self.oldest_waiting or 0.0, other.oldest_waiting)
+
+
+# --- the gateway's own bookkeeping ----------------------------------------------------------
+
+
+class AttachmentRecord(BaseModel):
+    """A file received on a channel, kept in the data directory."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    channel_id: ChannelId
+    name: str | None = None
+    mime: str
+    size: int
+    sha256: str
+    path: str
+
+
+class StoredChannel(BaseModel):
+    """A channel added through the admin API: its whole settings, credentials included,
+    kept sealed (encrypted with the gateway's secret key)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    type: str
+    sealed: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookRecord(BaseModel):
+    """A webhook endpoint. Its secrets are kept sealed (encrypted) here."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    url: str
+    description: str | None = None
+    events: list[str]
+    source: str = "api"
+    created_at: datetime | None = None
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+    failing_since: datetime | None = None
+    last_success_at: datetime | None = None
+    cursor: int = 0
+    sealed_secrets: str = Field(repr=False)
+
+
+class DeliveryRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    event_seq: int
+    conversation_id: str | None = None
+    status: str  # pending | waiting | dead
+    attempts: int = 0
+    next_attempt_at: int | None = None  # microseconds since the epoch
+    last_status_code: int | None = None
+    last_error: str | None = None
+
+
+class AttemptLog(NamedTuple):
+    """One attempt of a delivery, as the delivery worker writes it (one per request sent:
+    a plain tuple, in the order of the attempt log's columns)."""
+
+    event_seq: int
+    attempt: int
+    at: int  # microseconds since the epoch
+    status_code: int | None
+    latency_ms: float | None
+    outcome: str  # succeeded | retry | dead | disabled
+    error: str | None
+    response: str | None
+
+
+class TokenRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: TokenId
+    name: str
+    scopes: list[str]
+    agent_id: AgentId | None = None
+    created_at: datetime
+    last_used_at: datetime | None = None

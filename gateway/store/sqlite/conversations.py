@@ -1,0 +1,261 @@
+"""Conversations: rows inside units of work, and the API's reads."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from gateway.store.records import ConversationFilter, ConversationRecord, OpenConversation, from_us
+from gateway.store.sqlite import rows
+from gateway.store.sqlite.reading import Reader, group, marks, page
+from gateway.store.sqlite.rows import CONVERSATION_COLUMN, CONVERSATION_COLUMNS
+from kernel.ids import ChannelId, ConversationId
+from kernel.models import Conversation, ConversationStatus, Identity
+from kernel.pages import Page, decode_cursor
+
+if TYPE_CHECKING:
+    from gateway.store.sqlite.tx import SqliteTx
+
+_BY_ID = f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?"
+_QUEUED = (
+    "SELECT "
+    + ", ".join(f"c.{c.strip()}" for c in CONVERSATION_COLUMNS.split(","))
+    + ", r.last_agent_id, r.last_served_at FROM conversations c "
+    "INDEXED BY conversations_queue "
+    "LEFT JOIN contacts k ON k.id = c.contact_id "
+    "LEFT JOIN contacts r ON r.id = COALESCE(k.merged_into, k.id) "
+    "WHERE c.status = 'queued' ORDER BY c.priority DESC, c.queued_at, c.id LIMIT ? OFFSET ?"
+)
+_UPDATES: dict[tuple[str, ...], str] = {}
+
+
+def get(conn: sqlite3.Connection, conversation_id: str) -> ConversationRecord | None:
+    row = conn.execute(_BY_ID, (conversation_id,)).fetchone()
+    return None if row is None else rows.conversation(row)
+
+
+class ConversationTx:
+    __slots__ = ("tx",)
+
+    def __init__(self, tx: SqliteTx) -> None:
+        self.tx = tx
+
+    async def get(self, conversation_id: str) -> ConversationRecord | None:
+        return get(self.tx.conn, conversation_id)
+
+    async def on_channel(self, conversation_id: str, channel_id: str) -> ConversationRecord | None:
+        row = self.tx.one(
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND channel_id = ?",
+            (conversation_id, channel_id),
+        )
+        return None if row is None else rows.conversation(row)
+
+    async def holding(
+        self, channel_id: str, external_ids: Sequence[str]
+    ) -> ConversationRecord | None:
+        columns = ", ".join(f"c.{c.strip()}" for c in CONVERSATION_COLUMNS.split(","))
+        row = self.tx.one(
+            f"SELECT {columns} FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+            f"WHERE m.channel_id = ? AND m.external_id IN ({marks(external_ids)}) "
+            "ORDER BY m.id DESC LIMIT 1",
+            (channel_id, *external_ids),
+        )
+        return None if row is None else rows.conversation(row)
+
+    async def open_of(self, contact_id: str, channel_id: str) -> OpenConversation | None:
+        # Served by the partial index conversations_one_open.
+        row = self.tx.one(
+            "SELECT id, contact_id, status, awaiting_since, first_response_at "
+            "FROM conversations WHERE contact_id = ? AND channel_id = ? AND status != 'resolved'",
+            (contact_id, channel_id),
+        )
+        if row is None:
+            return None
+        return OpenConversation(row[0], row[1], ConversationStatus(row[2]), row[3], row[4])
+
+    async def insert(self, record: ConversationRecord) -> None:
+        self.tx.execute(
+            f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES ({', '.join('?' * 23)})",
+            (
+                record.id,
+                record.contact_id,
+                record.channel_id,
+                record.channel_type,
+                record.recipient_id,
+                record.status,
+                record.assignee_id,
+                record.priority,
+                record.skills_json,
+                record.language,
+                record.subject,
+                record.created_at,
+                record.first_response_at,
+                record.resolved_at,
+                record.last_message_at,
+                record.last_inbound_at,
+                record.queued_at,
+                int(record.queue_announced),
+                record.excluded_agents_json,
+                record.required_skills_json,
+                record.routing_rule,
+                record.assigned_at,
+                record.awaiting_since,
+            ),
+        )
+
+    async def update(self, conversation_id: str, **changes: Any) -> None:
+        key = tuple(changes)
+        sql = _UPDATES.get(key)
+        if sql is None:
+            sets, _ = rows.assignments(changes, CONVERSATION_COLUMN)
+            sql = _UPDATES[key] = f"UPDATE conversations SET {sets} WHERE id = ?"
+        self.tx.execute(sql, (*changes.values(), conversation_id))
+
+    async def queued(self, limit: int, offset: int) -> list[ConversationRecord]:
+        return [rows.conversation(r) for r in self.tx.execute(_QUEUED, (limit, offset))]
+
+    async def awaiting_agent(self) -> list[ConversationRecord]:
+        return [
+            rows.conversation(r)
+            for r in self.tx.execute(
+                f"SELECT {CONVERSATION_COLUMNS} FROM conversations "
+                "INDEXED BY conversations_awaiting "
+                "WHERE status = 'assigned' AND awaiting_since IS NOT NULL"
+            ).fetchall()
+        ]
+
+    async def assigned_to(self, agent_id: str) -> list[ConversationRecord]:
+        return [
+            rows.conversation(r)
+            for r in self.tx.execute(
+                f"SELECT {CONVERSATION_COLUMNS} FROM conversations "
+                "WHERE status = 'assigned' AND assignee_id = ?",
+                (agent_id,),
+            ).fetchall()
+        ]
+
+    async def loads(self) -> list[tuple[str, str, int]]:
+        return [
+            (r[0], r[1], r[2])
+            for r in self.tx.execute(
+                "SELECT assignee_id, channel_type, COUNT(*) FROM conversations "
+                "INDEXED BY conversations_assignee WHERE status = 'assigned' "
+                "GROUP BY assignee_id, channel_type"
+            )
+        ]
+
+    async def channel_types(self) -> set[str]:
+        return {r[0] for r in self.tx.execute("SELECT DISTINCT channel_type FROM conversations")}
+
+    async def handle_time(self, channel_type: str, sample: int) -> float | None:
+        row = self.tx.one(
+            "SELECT AVG(resolved_at - assigned_at) FROM (SELECT resolved_at, assigned_at "
+            "FROM conversations WHERE status = 'resolved' AND channel_type = ? "
+            "AND assigned_at IS NOT NULL AND resolved_at > assigned_at "
+            "ORDER BY resolved_at DESC LIMIT ?)",
+            (channel_type, sample),
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+
+# --- reads --------------------------------------------------------------------------------
+
+
+def _list(
+    conn: sqlite3.Connection, f: ConversationFilter, after: str | None, limit: int
+) -> Page[Conversation]:
+    where, params = [], []
+    if f.status:
+        where.append("status = ?")
+        params.append(f.status.value)
+    if f.assignee_id:
+        where.append("assignee_id = ?")
+        params.append(f.assignee_id)
+    if f.channel_id:
+        where.append("channel_id = ?")
+        params.append(f.channel_id)
+    if f.contact_id:
+        ids = group(conn, f.contact_id) or [f.contact_id]
+        where.append(f"contact_id IN ({marks(ids)})")
+        params.extend(ids)
+    if after:
+        where.append("id < ?")
+        params.append(after)
+    sql = f"SELECT {CONVERSATION_COLUMNS} FROM conversations"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT ?"
+    items = [rows.conversation(r).model() for r in conn.execute(sql, (*params, limit + 1))]
+    return page(Conversation, items, limit)
+
+
+def identity_contact(conn: sqlite3.Connection, channel_id: str, external_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT contact_id FROM identities WHERE channel_id = ? AND external_id = ?",
+        (channel_id, external_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _open_for(conn: sqlite3.Connection, channel_id: str, external_id: str) -> str | None:
+    contact_id = identity_contact(conn, channel_id, external_id)
+    if contact_id is None:
+        return None
+    found = [
+        row[0]
+        for member in group(conn, contact_id)
+        for row in conn.execute(
+            "SELECT id FROM conversations WHERE contact_id = ? AND channel_id = ? "
+            "AND status != 'resolved'",
+            (member, channel_id),
+        )
+    ]
+    return max(found) if found else None
+
+
+def _recipient(conn: sqlite3.Connection, conversation_id: str) -> Identity | None:
+    row = conn.execute(
+        "SELECT i.* FROM conversations c JOIN identities i "
+        "ON i.channel_id = c.channel_id AND i.external_id = c.recipient_id WHERE c.id = ?",
+        (conversation_id,),
+    ).fetchone()
+    return None if row is None else rows.identity(row)
+
+
+def _decisions(conn: sqlite3.Connection, conversation_id: str) -> list[dict[str, Any]]:
+    return [
+        {"created_at": from_us(r["created_at"]), **json.loads(r["explanation"])}
+        for r in conn.execute(
+            "SELECT * FROM routing_decisions WHERE conversation_id = ? ORDER BY id",
+            (conversation_id,),
+        )
+    ]
+
+
+class ConversationReads:
+    def __init__(self, reader: Reader) -> None:
+        self._read = reader
+
+    async def get(self, conversation_id: ConversationId) -> Conversation | None:
+        found = await self._read(get, conversation_id)
+        return None if found is None else found.model()
+
+    async def page(
+        self, filters: ConversationFilter, cursor: str | None, limit: int
+    ) -> Page[Conversation]:
+        result: Page[Conversation] = await self._read(_list, filters, decode_cursor(cursor), limit)
+        return result
+
+    async def open_for(self, channel_id: ChannelId, external_id: str) -> ConversationId | None:
+        found: ConversationId | None = await self._read(_open_for, channel_id, external_id)
+        return found
+
+    async def recipient(self, conversation_id: ConversationId) -> Identity | None:
+        found: Identity | None = await self._read(_recipient, conversation_id)
+        return found
+
+    async def decisions(self, conversation_id: ConversationId) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await self._read(_decisions, conversation_id)
+        return found

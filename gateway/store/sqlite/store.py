@@ -1,0 +1,96 @@
+"""The embedded SQLite backend: every role of gateway.store.protocols over one database
+file (WAL, group commit, versioned migrations)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from gateway.store.protocols import EventsCallback
+from gateway.store.sqlite.agents import AgentReads
+from gateway.store.sqlite.channels import (
+    AttachmentRecords,
+    ChannelRecords,
+    ChannelState,
+    RawEvents,
+)
+from gateway.store.sqlite.contacts import ContactReads
+from gateway.store.sqlite.conversations import ConversationReads
+from gateway.store.sqlite.database import Database, connect
+from gateway.store.sqlite.events import EventLog
+from gateway.store.sqlite.messages import MessageReads, OutboundQueue
+from gateway.store.sqlite.schema import migrate
+from gateway.store.sqlite.stats import StatsReads
+from gateway.store.sqlite.tokens import Tokens
+from gateway.store.sqlite.tx import SqliteTx
+from gateway.store.sqlite.webhooks import WebhookLog
+
+T = TypeVar("T")
+
+SYNCHRONOUS = {"full", "normal", "extra", "off"}
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``sqlite:///relative/path.db``, ``sqlite:////abs/path.db``, ``?synchronous=normal``."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise ValueError(f"not a sqlite url: {url!r}")
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not path:
+        raise ValueError("sqlite url has no path (expected sqlite:///path/to/file.db)")
+    sync = parse_qs(parts.query).get("synchronous", ["full"])[0].lower()
+    if sync not in SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS)}")
+    return path, sync
+
+
+def _prepare(path: str, sync: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    conn = connect(path, synchronous=sync)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        migrate(conn)
+    finally:
+        conn.close()
+
+
+class SqliteStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.path = database.path
+        read, write = self._read, database.write
+        self.conversations = ConversationReads(read)
+        self.messages = MessageReads(read)
+        self.contacts = ContactReads(read)
+        self.agents = AgentReads(read)
+        self.outbound = OutboundQueue(read, write)
+        self.events = EventLog(read, write)
+        self.webhooks = WebhookLog(read, write)
+        self.channels = ChannelRecords(read, write)
+        self.channel_state = ChannelState(read, write)
+        self.raw_events = RawEvents(write)
+        self.attachments = AttachmentRecords(read, write)
+        self.tokens = Tokens(read, write)
+        self.stats = StatsReads(read)
+
+    @classmethod
+    async def open(cls, url: str, on_events: EventsCallback | None = None) -> SqliteStore:
+        path, sync = parse_url(url)
+        await asyncio.to_thread(_prepare, path, sync)
+        return cls(Database(path, synchronous=sync, on_events=on_events))
+
+    async def _read(self, fn: Callable[..., Any], /, *args: Any) -> Any:
+        return await self.database.read(lambda conn: fn(conn, *args))
+
+    async def transact(self, work: Callable[[SqliteTx], Awaitable[T]], *, alone: bool = False) -> T:
+        result: T = await self.database.write(work, alone=alone)  # type: ignore[arg-type]
+        return result
+
+    async def ping(self) -> None:
+        await self.database.read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        await self.database.close()

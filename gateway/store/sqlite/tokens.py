@@ -1,0 +1,86 @@
+"""API tokens, kept as hashes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from gateway.store.records import TokenRecord, dumps, from_us, opt_dt
+from gateway.store.sqlite.reading import Reader, Write
+from kernel.errors import NotFound
+from kernel.ids import AgentId, TokenId
+
+if TYPE_CHECKING:
+    from gateway.store.sqlite.tx import SqliteTx
+
+
+def _token(row: sqlite3.Row) -> TokenRecord:
+    return TokenRecord(
+        id=TokenId(row["id"]),
+        name=row["name"],
+        scopes=json.loads(row["scopes"]),
+        agent_id=AgentId(row["agent_id"]) if row["agent_id"] else None,
+        created_at=from_us(row["created_at"]),
+        last_used_at=opt_dt(row["last_used_at"]),
+    )
+
+
+def _find(conn: sqlite3.Connection, token_hash: str) -> TokenRecord | None:
+    row = conn.execute(
+        "SELECT * FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL", (token_hash,)
+    ).fetchone()
+    return None if row is None else _token(row)
+
+
+def _list(conn: sqlite3.Connection) -> list[TokenRecord]:
+    return [
+        _token(r)
+        for r in conn.execute("SELECT * FROM api_tokens WHERE revoked_at IS NULL ORDER BY id")
+    ]
+
+
+class Tokens:
+    def __init__(self, reader: Reader, write: Write) -> None:
+        self._read = reader
+        self._write = write
+
+    async def create(
+        self,
+        token_id: TokenId,
+        name: str,
+        token_hash: str,
+        scopes: Sequence[str],
+        agent_id: AgentId | None,
+    ) -> TokenRecord:
+        async def work(tx: SqliteTx) -> None:
+            tx.execute(
+                "INSERT INTO api_tokens (id, name, token_hash, scopes, agent_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (token_id, name, token_hash, dumps(list(scopes)), agent_id, tx.now),
+            )
+
+        await self._write(work)
+        record = await self.find(token_hash)
+        assert record is not None
+        return record
+
+    async def find(self, token_hash: str) -> TokenRecord | None:
+        found: TokenRecord | None = await self._read(_find, token_hash)
+        return found
+
+    async def all(self) -> list[TokenRecord]:
+        found: list[TokenRecord] = await self._read(_list)
+        return found
+
+    async def revoke(self, token_id: TokenId) -> None:
+        async def work(tx: SqliteTx) -> None:
+            cur = tx.execute(
+                "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (tx.now, token_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"token {token_id} not found", code="token_not_found")
+
+        await self._write(work)
