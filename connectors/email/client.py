@@ -44,6 +44,8 @@ _LITERAL = re.compile(rb"\{(\d+)\}$")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _LOST = [b"connection lost"]
 IDLE_DONE_WAIT = 5.0
+LOGOUT_WAIT = 2.0
+CLOSE_WAIT = 1.0
 
 
 class _NoLoginLines(logging.Filter):
@@ -98,7 +100,7 @@ class ImapClient:
         self.timeout = timeout
         self.keepalive = keepalive
         self._imap: aioimaplib.IMAP4 | None = None
-        self._lost = False
+        self._lost = asyncio.Event()
         # Set whenever the server announces new mail (EXISTS) in any response; the caller
         # clears it before a search and looks at it again before going idle.
         self.news = False
@@ -110,7 +112,7 @@ class ImapClient:
         return self._imap
 
     def _on_lost(self, exc: Exception | None) -> None:
-        self._lost = True
+        self._lost.set()
         if self._imap is not None:  # wake an IDLE wait
             self._imap.protocol.idle_queue.put_nowait(_LOST)
 
@@ -260,14 +262,14 @@ class ImapClient:
         try:
             while True:
                 push = await imap.wait_server_push(timeout=reissue + self.timeout)
-                if self._lost or push is _LOST:
+                if self._lost.is_set() or push is _LOST:
                     raise ConnectionError("the IMAP connection was lost while idle")
                 if push == aioimaplib.STOP_WAIT_SERVER_PUSH:
                     return False
                 if any(isinstance(line, bytes) and b"EXISTS" in line.upper() for line in push):
                     return True
         finally:
-            if not self._lost and imap.has_pending_idle():
+            if not self._lost.is_set() and imap.has_pending_idle():
                 imap.idle_done()
                 with contextlib.suppress(Exception):  # a silent server must not hold us up
                     await asyncio.wait_for(task, min(self.timeout, IDLE_DONE_WAIT))
@@ -280,17 +282,36 @@ class ImapClient:
             raise ImapError(f"NOOP failed: {_text(response.lines)}")
 
     async def close(self) -> None:
+        """Log out if the server can still answer; the socket is closed in any case."""
         if self._imap is None:
             return
         imap, self._imap = self._imap, None
-        if not self._lost:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(imap.logout(), 2)
+        try:
+            # LOGOUT would queue behind an IDLE still pending (DONE unanswered, or never sent
+            # when the cancel came during idle_start) and could only time out.
+            if not self._lost.is_set() and not imap.has_pending_idle():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(imap.logout(), LOGOUT_WAIT)
+        finally:
+            # Also when a repeated cancel (cancel_and_wait) cuts the logout short: a socket
+            # left open here stays open until the garbage collector finds it, much later.
+            await self._shut(imap)
+
+    async def _shut(self, imap: aioimaplib.IMAP4) -> None:
+        """Close the socket now and end aioimaplib's own tasks and timer."""
+        if imap._idle_waiter is not None:  # the IDLE re-issue timer
+            imap._idle_waiter.cancel()
+        # A connection still being made would otherwise open a socket after we are gone.
+        tasks = {imap._client_task, *imap.tasks, *imap.protocol.tasks}
+        for task in tasks:
+            task.cancel()
         transport = imap.protocol.transport
         if transport is not None:
-            transport.close()
-        for task in list(imap.tasks) + list(imap.protocol.tasks):
-            task.cancel()
+            transport.abort()  # not close(): over TLS that waits for the server's goodbye
+            # connection_lost comes once the socket is closed (not at all mid-STARTTLS).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), CLOSE_WAIT)
+        await asyncio.wait(tasks, timeout=CLOSE_WAIT)
 
 
 # --- SMTP ---------------------------------------------------------------------------------

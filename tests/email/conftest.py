@@ -4,6 +4,7 @@ ports in a world-traversable folder under /tmp, and stopped at the end."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import itertools
 import os
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -21,7 +22,9 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
-from aioimaplib import aioimaplib
+
+from connectors.email.client import ImapClient
+from connectors.email.settings import ImapSettings
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "mail"
 PASSWORD = "secret"
@@ -131,21 +134,31 @@ keepalive_seconds = 10
             timeout=10,
         )
 
+    @contextlib.asynccontextmanager
+    async def session(self, user: str) -> AsyncIterator[ImapClient]:
+        """A user's INBOX over plain IMAP; its socket is closed however the test goes on."""
+        settings = ImapSettings(
+            host="127.0.0.1",
+            port=self.imap_port,
+            security="none",
+            username=user,
+            password=PASSWORD,
+        )
+        client = ImapClient(settings, timeout=10, keepalive=10)
+        try:
+            await client.open()
+            await client.select()
+            yield client
+        finally:
+            await client.close()
+
     async def read_mailbox(self, user: str) -> list[EmailMessage]:
         """Every message in a user's INBOX, oldest first."""
-        imap = aioimaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10)
-        await imap.wait_hello_from_server()
-        assert (await imap.login(user, PASSWORD)).result == "OK"
-        await imap.select("INBOX")
-        found = await imap.uid_search("ALL", charset=None)
-        uids = found.lines[0].decode().split()
-        out = []
-        for uid in uids:
-            r = await imap.uid("fetch", uid, "(BODY.PEEK[])")
-            raw = next(bytes(x) for x in r.lines if isinstance(x, bytearray))
-            out.append(email.message_from_bytes(raw, policy=policy.default))
-        await imap.logout()
-        return out  # type: ignore[return-value]
+        async with self.session(user) as client:
+            raws = [await client.fetch(uid) for uid in await client.uids_after(0)]
+        return [
+            email.message_from_bytes(raw, policy=policy.default) for raw in raws if raw is not None
+        ]
 
 
 def _toml(values: dict[str, object]) -> str:

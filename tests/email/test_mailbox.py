@@ -13,16 +13,16 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from aioimaplib import aioimaplib
 from pydantic import SecretStr
 
 import connectors.email.connector as email_connector
 from config import load_settings
 from connectors.base import HealthState
+from connectors.email.client import ImapClient
 from connectors.email.connector import EmailConnector
 from gateway.app import Gateway
 from gateway.store.records import ConversationFilter
@@ -260,6 +260,62 @@ async def test_mail_round_trip_threaded_and_restart_safe(
     assert len(await mail_server.read_mailbox(mailboxes.customer)) == 1  # nothing resent
 
 
+# --- stopping ------------------------------------------------------------------------------
+
+
+class StalledServer(ImapClient):
+    """Hears nothing more from the server once its IDLE is sent (early) or acknowledged: to
+    the client, a server too loaded to answer DONE or LOGOUT before the next cancel."""
+
+    early = False
+    idling: ClassVar[list[StalledServer]] = []
+
+    async def idle(self, reissue: float) -> bool:
+        protocol = self.imap.protocol
+        hear = protocol.data_received
+        self.socket = protocol.transport.get_extra_info("socket")
+        self.stalled = asyncio.Event()
+        if self.early:
+            self.stalled.set()
+
+        def data_received(data: bytes) -> None:
+            if not self.stalled.is_set():
+                hear(data)
+                if data.startswith(b"+"):  # the server's "+ idling"
+                    self.stalled.set()
+
+        protocol.data_received = data_received
+        self.idling.append(self)
+        return await super().idle(reissue)
+
+
+@pytest.mark.parametrize("early", [False, True], ids=["idle-acknowledged", "idle-starting"])
+async def test_a_gateway_stopped_while_idle_leaves_no_socket_open(
+    mail_server: MailServer,
+    mailboxes: Mailboxes,
+    gateways: Gateways,
+    monkeypatch: pytest.MonkeyPatch,
+    early: bool,
+) -> None:
+    monkeypatch.setattr(StalledServer, "early", early)
+    monkeypatch.setattr(StalledServer, "idling", [])
+    monkeypatch.setattr(email_connector, "ImapClient", StalledServer)
+    gw = await gateways.start(mail_server.channel_toml(mailboxes.support))
+
+    async def stalled() -> StalledServer | None:
+        found = StalledServer.idling
+        if found and found[0].stalled.is_set() and found[0].imap.has_pending_idle():
+            return found[0]
+        return None
+
+    client = await eventually(stalled, within=10)
+    # DONE and LOGOUT go unanswered, and the stop cancels again while they wait. The socket
+    # is closed when the stop returns, not when the garbage collector finds it (a
+    # ResourceWarning then, in whichever test runs).
+    await gateways.stop(gw)
+    assert client.socket.fileno() == -1
+
+
 # --- what never opens a conversation -------------------------------------------------------
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -371,12 +427,8 @@ async def test_uidvalidity_change_resyncs_without_duplicates(
 
 
 async def flags(server: MailServer, user: str) -> list[str]:
-    imap = aioimaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)
-    await imap.wait_hello_from_server()
-    await imap.login(user, PASSWORD)
-    await imap.select("INBOX")
-    r = await imap.fetch("1:*", "(FLAGS)")
-    await imap.logout()
+    async with server.session(user) as client:
+        r = await client.imap.fetch("1:*", "(FLAGS)")
     return [line.decode() for line in r.lines[:-1] if isinstance(line, bytes)]
 
 
