@@ -343,12 +343,14 @@ class DispatchRun:
 
 
 def _same_need(need: Need, now: float, explained: bool) -> tuple[object, ...]:
-    """Needs with the same key get the same decision while nothing is assigned."""
+    """Needs with the same key get the same decision while nothing is assigned. Only
+    decisions without stickiness are kept for reuse, so a sticky agent counts only when
+    the need has a time to be sticky from."""
     return (
         need.channel_type,
         effective(need.base, need.ladder, max(0.0, now - need.queued_at)),
         need.excluded,
-        need.sticky_agent,
+        need.sticky_agent if need.sticky_at is not None else None,
         explained,
     )
 

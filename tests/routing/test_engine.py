@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernel.durations import parse_duration
-from routing.engine import Engine, Need, ineligible, queue_order
+from routing.engine import Engine, Need, Skip, ineligible, queue_order
 from routing.index import AgentIndex, AgentState
 from routing.language import detect_language
 from routing.rules import EscalationStep, Match, Requirements, Rule, classify, effective
@@ -710,6 +710,17 @@ def test_large_team_counts_name_the_sticky_agent_once(
         assert sum(decision.skipped_counts.values()) == len(idx.agents) - 1
         assert decision.skipped_counts[group] == 1
         assert [s.agent_id for s in decision.skipped].count("s") == 1
+
+
+def test_a_reused_explanation_never_hides_a_sticky_agent() -> None:
+    # Found by the property below: a need naming an agent without a time to be sticky
+    # from shared its explanation with a later need for which that agent was sticky.
+    engine = Engine(sticky_window=1500)
+    plain = Need("a", "zalo", sticky_agent="ag0", sticky_at=None)
+    sticky = Need("b", "zalo", sticky_agent="ag0", sticky_at=0.0, queued_at=1.0)
+    decisions = engine.dispatch(index_of(), [plain, sticky], 1000.0)
+    assert decisions[1].skipped == (Skip("ag0", "sticky_unknown"),)
+    assert decisions[1] == engine.decide(index_of(), sticky, 1000.0)
 
 
 @settings(max_examples=200, deadline=None)
