@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from config.webhooks import DeliverySettings, WebhookSettings
-from connectors.email.settings import EmailSettings
-from connectors.facebook.settings import FacebookSettings
-from connectors.webchat.settings import WebchatSettings
-from connectors.zalo.settings import ZaloSettings
+from connectors.registry import AVAILABLE, settings_union
+from connectors.settings import ChannelSettings as AnyChannelSettings
 from kernel.models import ChannelIdStr, Presence
 from routing.settings import RoutingSettings
 
-ChannelSettings = Annotated[
-    WebchatSettings | EmailSettings | FacebookSettings | ZaloSettings,
-    Field(discriminator="type"),
-]
-CHANNEL_TYPES_AVAILABLE = ("webchat", "email", "facebook", "zalo")
+# Any channel type's settings, by its `type` (from connectors.registry, where channel
+# types are named once).
+if TYPE_CHECKING:
+    ChannelSettings = AnyChannelSettings
+else:
+    ChannelSettings = settings_union()
+CHANNEL_TYPES_AVAILABLE = AVAILABLE
 
 
 class Section(BaseModel):
@@ -63,6 +63,15 @@ class StoreSettings(Section):
 class RedisSettings(Section):
     url: str = ""
 
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value:
+            raise ValueError(
+                "Redis is not used by this version (one process on its store); leave it empty"
+            )
+        return value
+
 
 class EventsSettings(Section):
     sse_heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
@@ -89,6 +98,9 @@ class AgentSettings(Section):
 
 
 class Settings(Section):
+    """Built by config.loader.load_settings, which also refuses repeated ids (with the
+    key of each, next to every other problem of the file)."""
+
     server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
     redis: RedisSettings = RedisSettings()
@@ -98,16 +110,6 @@ class Settings(Section):
     channels: list[ChannelSettings] = Field(default_factory=list)
     agents: list[AgentSettings] = Field(default_factory=list)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> Settings:
-        for items in (self.channels, self.agents):
-            seen: set[str] = set()
-            for item in items:
-                if item.id in seen:
-                    raise ValueError(f"duplicate id {item.id!r}")
-                seen.add(item.id)
-        return self
 
     @property
     def store_url(self) -> str:

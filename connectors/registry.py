@@ -1,7 +1,8 @@
-"""Every channel type the gateway can run: its settings model and how to build it.
+"""Every channel type the gateway can run, named once: its settings model and how its
+connector is built. The config file's [[channels]], the list of available types in its
+error messages, and the gateway's start all read this table.
 
-Adding a channel type = its folder under connectors/, one entry here, and its settings
-model in the union of config/schema.py.
+Adding a channel type = its folder under connectors/ and one entry here.
 """
 
 from __future__ import annotations
@@ -9,26 +10,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union
 
 import httpx
+from pydantic import Field
 
 from connectors.base import Connector
-from connectors.email.connector import EmailConnector
 from connectors.email.settings import EmailSettings
-from connectors.facebook.connector import FacebookConnector
 from connectors.facebook.settings import FacebookSettings
-from connectors.webchat.connector import WebchatConnector
+from connectors.settings import ChannelSettings
 from connectors.webchat.settings import WebchatSettings
-from connectors.zalo.connector import ZaloConnector
 from connectors.zalo.settings import ZaloSettings
+from kernel.models import ChannelType
 
 
 @dataclass
 class BuildContext:
     """What the gateway gives a connector it builds."""
 
-    # Derives a key for one purpose from the gateway's secret key (see gateway.secrets).
+    # Derives a key for one purpose from the gateway's secret key (see kernel.secrets).
     derive_key: Callable[[str], bytes]
     data_dir: Path
     # A new HTTP client for one connector's provider API (the connector closes it in
@@ -37,13 +37,19 @@ class BuildContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+# Connectors are imported when one is built: reading the configuration needs only the
+# settings models.
+
+
 def _webchat(settings: Any, ctx: BuildContext) -> Connector:
-    assert isinstance(settings, WebchatSettings)
+    from connectors.webchat.connector import WebchatConnector
+
     return WebchatConnector(settings, ctx.derive_key(f"webchat-visitor:{settings.id}"))
 
 
 def _email(settings: Any, ctx: BuildContext) -> Connector:
-    assert isinstance(settings, EmailSettings)
+    from connectors.email.connector import EmailConnector
+
     return EmailConnector(
         settings,
         ctx.derive_key(f"email-thread:{settings.id}"),
@@ -52,22 +58,39 @@ def _email(settings: Any, ctx: BuildContext) -> Connector:
 
 
 def _facebook(settings: Any, ctx: BuildContext) -> Connector:
-    assert isinstance(settings, FacebookSettings)
+    from connectors.facebook.connector import FacebookConnector
+
     return FacebookConnector(settings, ctx.http_client())
 
 
 def _zalo(settings: Any, ctx: BuildContext) -> Connector:
-    assert isinstance(settings, ZaloSettings)
+    from connectors.zalo.connector import ZaloConnector
+
     return ZaloConnector(settings, ctx.http_client(), ctx.derive_key(f"zalo-tokens:{settings.id}"))
 
 
-BUILDERS: dict[str, Callable[[Any, BuildContext], Connector]] = {
-    "email": _email,
-    "facebook": _facebook,
-    "webchat": _webchat,
-    "zalo": _zalo,
+@dataclass(frozen=True)
+class ChannelKind:
+    settings: type[ChannelSettings]
+    build: Callable[[Any, BuildContext], Connector]
+
+
+# In the order error messages list them.
+CHANNELS: dict[ChannelType, ChannelKind] = {
+    ChannelType.WEBCHAT: ChannelKind(WebchatSettings, _webchat),
+    ChannelType.EMAIL: ChannelKind(EmailSettings, _email),
+    ChannelType.FACEBOOK: ChannelKind(FacebookSettings, _facebook),
+    ChannelType.ZALO: ChannelKind(ZaloSettings, _zalo),
 }
 
+AVAILABLE = tuple(t.value for t in CHANNELS)
 
-def build(settings: Any, ctx: BuildContext) -> Connector:
-    return BUILDERS[settings.type](settings, ctx)
+
+def settings_union() -> Any:
+    """Any channel's settings, told apart by ``type`` (for pydantic)."""
+    kinds = tuple(kind.settings for kind in CHANNELS.values())
+    return Annotated[Union[kinds], Field(discriminator="type")]  # noqa: UP007
+
+
+def build(settings: ChannelSettings, ctx: BuildContext) -> Connector:
+    return CHANNELS[ChannelType(settings.type)].build(settings, ctx)

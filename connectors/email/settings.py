@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from kernel.models import ChannelIdStr
+from connectors.settings import ChannelSettings
 from kernel.text import normalize_email
 
 Security = Literal["tls", "starttls", "none"]
@@ -64,8 +64,7 @@ class SmtpSettings(_Section):
         return self
 
 
-class EmailSettings(_Section):
-    id: ChannelIdStr
+class EmailSettings(ChannelSettings):
     type: Literal["email"]
     name: str | None = None
     # The mailbox customers write to; replies come from it.

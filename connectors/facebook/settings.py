@@ -13,7 +13,7 @@ from pydantic import (
     field_validator,
 )
 
-from kernel.models import ChannelIdStr
+from connectors.settings import ChannelSettings
 
 
 def _id_text(value: object) -> object:
@@ -41,10 +41,7 @@ class PageSettings(BaseModel):
         return value
 
 
-class FacebookSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: ChannelIdStr
+class FacebookSettings(ChannelSettings):
     type: Literal["facebook"]
     name: str | None = None
     # Signs every webhook POST (X-Hub-Signature-256).

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
-from kernel.models import ChannelIdStr
+from connectors.settings import ChannelSettings
 
 
-class WebchatSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: ChannelIdStr
+class WebchatSettings(ChannelSettings):
     type: Literal["webchat"]
     name: str | None = None
     # Origins (scheme://host[:port]) whose pages may open the socket. The gateway's own

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
-from kernel.models import ChannelIdStr
+from connectors.settings import ChannelSettings
 
 
 def _id_text(value: object) -> object:
@@ -25,10 +25,7 @@ def _http_base(value: str, example: str) -> str:
     return value
 
 
-class ZaloSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: ChannelIdStr
+class ZaloSettings(ChannelSettings):
     type: Literal["zalo"]
     name: str | None = None
     # The Official Account this channel serves: events for another OA are kept raw.

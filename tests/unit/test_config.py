@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -192,3 +193,24 @@ def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
     result = run_cli("serve", "--config", str(write(tmp_path, BAD)))
     assert result.returncode == 2
     assert "server.port" in result.stderr
+
+
+def test_a_redis_url_is_refused_while_nothing_uses_it() -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, env={"OMNIGW_REDIS_URL": "redis://127.0.0.1:6379/0"})
+    assert [p.key for p in exc.value.problems] == ["redis.url"]
+    assert load_settings(None, env={"OMNIGW_REDIS_URL": ""}).redis.url == ""
+
+
+def test_channel_types_come_from_the_registry() -> None:
+    from connectors.registry import CHANNELS
+    from kernel.models import ChannelType
+
+    assert set(CHANNELS) <= set(ChannelType)
+    for channel_type, kind in CHANNELS.items():
+        # each settings model answers to its own type name, and only to it
+        assert kind.settings.model_fields["type"].annotation == Literal[channel_type.value]
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, env={"OMNIGW_CHANNELS__WEBCHAT__TYPE": "telegram"})
+    [problem] = exc.value.problems
+    assert problem.message.endswith("(available: " + ", ".join(t.value for t in CHANNELS) + ")")
