@@ -13,13 +13,7 @@ import json
 from dataclasses import dataclass
 
 from gateway.domain.state import US, RoutingState
-from gateway.domain.waits import (
-    QUEUE_SCAN_LIMIT,
-    Estimator,
-    need_of,
-    positions,
-    tell_customer,
-)
+from gateway.domain.waits import QUEUE_SCAN_LIMIT, Estimator, need_of, tell_customer
 from gateway.store.protocols import Tx
 from gateway.store.records import AssignmentBatch, ConversationRecord, dumps
 from kernel.events import RawJSON
@@ -27,6 +21,7 @@ from kernel.models import ConversationStatus
 from routing.engine import Decision, DispatchRun, Need
 from routing.index import AgentIndex
 from routing.rules import next_step_at
+from routing.waits import positions
 
 # Assignments per dispatch: about 30-50 ms of the event loop's thread on SQLite.
 DISPATCH_CHUNK = 256

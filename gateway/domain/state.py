@@ -14,26 +14,22 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from gateway.store.protocols import Store, Tx
-from routing.engine import Engine
 from routing.index import AgentIndex, AgentState
-from routing.rules import Classification, EscalationStep, Requirements, classify
+from routing.rulebook import RuleBook
+from routing.rules import Classification
 from routing.settings import RoutingSettings
 
 T = TypeVar("T")
 US = 1_000_000
 
 
-class RoutingState:
-    """Routing configuration and the agent index of one store."""
+class RoutingState(RuleBook):
+    """Routing's rules and the agent index of one store."""
 
     def __init__(self, settings: RoutingSettings, channel_types: Iterable[str] = ()) -> None:
-        self.settings = settings
-        self.engine = Engine(sticky_window=settings.sticky_window)
-        self.rules = {r.name: r for r in settings.rules}
+        super().__init__(settings)
         self.channel_types = set(channel_types)
         self._index: AgentIndex | None = None
-        self._ladders: dict[str | None, tuple[EscalationStep, ...]] = {}
-        self._requirements: dict[tuple[str | None, str | None], Requirements] = {}
 
     def invalidate(self) -> None:
         self._index = None
@@ -53,28 +49,6 @@ class RoutingState:
             self.invalidate()
             raise
 
-    def ladder(self, rule: str | None) -> tuple[EscalationStep, ...]:
-        found = self._ladders.get(rule)
-        if found is None:
-            matched = self.rules.get(rule) if rule else None
-            if matched is not None and matched.escalation is not None:
-                found = tuple(matched.escalation)
-            else:
-                found = tuple(self.settings.escalation)
-            self._ladders[rule] = found
-        return found
-
-    def requirements(self, skills_json: str | None, language: str | None) -> Requirements:
-        """The base requirements stored with a conversation (few distinct ones: shared)."""
-        key = (skills_json, language)
-        found = self._requirements.get(key)
-        if found is None:
-            skills = json.loads(skills_json) if skills_json else {}
-            found = Requirements(skills=tuple(sorted(skills.items())), language=language)
-            if len(self._requirements) < 10_000:
-                self._requirements[key] = found
-        return found
-
     async def classify_new(
         self,
         tx: Tx,
@@ -85,11 +59,9 @@ class RoutingState:
         declared_language: str | None,
         contact_id: str,
     ) -> Classification:
-        """What a new conversation needs, by the routing rules."""
+        """What a new conversation needs, by the rules and its contact's attributes."""
         attributes: dict[str, Any] = json.loads(await tx.contacts.root_attributes_json(contact_id))
-        return classify(
-            self.settings.rules,
-            self.settings.escalation,
+        return self.classify(
             channel_id=channel_id,
             channel_type=channel_type,
             text=text,

@@ -1,16 +1,10 @@
-"""Places in the queue and estimated waits, the queue as agents' tools see it, and the
-notice that tells a waiting customer where they stand.
-
-A conversation's place is among those needing the same kind of agent (channel type and
-requirements); its estimated wait is that place x the channel type's average handle time
-/ the slots of online agents who could take it.
-"""
+"""The queue as agents' tools see it (places and estimated waits, worked out by
+routing.waits), and the notice that tells a waiting customer where they stand."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +24,7 @@ from kernel.models import (
 from routing.engine import Decision, Need, queue_order
 from routing.index import AgentIndex
 from routing.rules import Requirements, effective
+from routing.waits import estimated_wait, positions, slots
 
 # The queue is looked at this far (a dispatch, the queue's view).
 QUEUE_SCAN_LIMIT = 2000
@@ -58,8 +53,8 @@ def need_of(record: ConversationRecord, state: RoutingState) -> Need:
 
 @dataclass
 class Estimator:
-    """Queue positions and estimated waits, per group of conversations that need the same
-    kind of agent: position in that group x average handle time / the group's slots."""
+    """Estimated waits during one unit of work: each channel type's average handle time
+    is measured once, and each kind of need's slots counted once."""
 
     state: RoutingState
     index: AgentIndex
@@ -75,43 +70,13 @@ class Estimator:
             )
         return self._aht[channel_type]
 
-    def slots(self, channel_type: str, req: Requirements) -> int:
+    async def estimate(self, channel_type: str, req: Requirements, position: int) -> float | None:
         key = (channel_type, req)
         if key not in self._slots:
-            total = 0
-            for agent in self.index.agents.values():
-                if agent.presence != "online":
-                    continue
-                if not req.any_agent:
-                    if any(agent.skills.get(s, 0) < lvl for s, lvl in req.skills):
-                        continue
-                    if not agent.speaks(req.language):
-                        continue
-                limits = [v for k, v in agent.capacity.items() if k in (channel_type, "total")]
-                total += min(limits) if limits else 1
-            self._slots[key] = total
-        return self._slots[key]
-
-    async def estimate(self, channel_type: str, req: Requirements, position: int) -> float | None:
-        slots = self.slots(channel_type, req)
-        if slots <= 0:
+            self._slots[key] = slots(self.index, channel_type, req)
+        if self._slots[key] <= 0:
             return None  # nobody online could ever take it: no honest estimate
-        return round(position * await self.aht(channel_type) / slots, 1)
-
-
-def positions(needs: list[Need], decisions: Mapping[str, Decision]) -> dict[str, int]:
-    """1-based place of each still-queued conversation among those needing the same."""
-    counters: dict[tuple[str, Requirements], int] = {}
-    out: dict[str, int] = {}
-    for need in queue_order(needs):
-        decision = decisions.get(need.conversation_id)
-        if decision is not None and decision.agent_id is not None:
-            continue
-        req = decision.requirements if decision is not None else need.base
-        key = (need.channel_type, req)
-        counters[key] = counters.get(key, 0) + 1
-        out[need.conversation_id] = counters[key]
-    return out
+        return estimated_wait(position, await self.aht(channel_type), self._slots[key])
 
 
 async def queue_view(
