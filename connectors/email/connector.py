@@ -31,7 +31,8 @@ from connectors.email.client import (
     check_smtp,
     send_mail,
 )
-from connectors.email.parse import ParsedMail, ParseError, parse_message, rewrite_cids
+from connectors.email.html import rewrite_cids
+from connectors.email.parse import ParsedMail, ParseError, parse_message
 from connectors.email.quotes import extract_reply
 from connectors.email.render import (
     Draft,

@@ -1,7 +1,7 @@
 """Reply extraction (pure): the new part of a reply, apart from quoted history and signature.
 
 Works on plain text (HTML is first turned into text with blockquotes as "> " lines, see
-:func:`connectors.email.parse.html_to_text`). The cut is made at the first of:
+:func:`connectors.email.html.html_to_text`). The cut is made at the first of:
 
 - an attribution line, possibly wrapped over up to three lines: Gmail, Apple Mail and
   Thunderbird "On <date>, <name> wrote:", Vietnamese "Vào <ngày>, <tên> đã viết:", and the
