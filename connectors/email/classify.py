@@ -29,14 +29,16 @@ class Bounce:
 
 
 _DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", re.IGNORECASE)
+
+
+def is_mail_system(address: str) -> bool:
+    """Whether the address is a mail system's own (bounces come from it; never write to it)."""
+    return _DAEMON.match(address) is not None
+
+
 _AUTO_SUBJECT = re.compile(
     r"^\s*(automatic reply|auto[- ]?reply|autoreply|out of (the )?office|"
     r"trả lời tự động|abwesenheitsnotiz|réponse automatique|respuesta automática)\b",
-    re.IGNORECASE,
-)
-_BOUNCE_SUBJECT = re.compile(
-    r"(undeliver|delivery status notification|delivery failure|mail delivery failed|"
-    r"returned mail|failure notice|non[- ]?delivery)",
     re.IGNORECASE,
 )
 _DELAY_SUBJECT = re.compile(r"(delay|warning|chậm)", re.IGNORECASE)
@@ -57,7 +59,7 @@ def classify(
         return "receipt", "read receipt (multipart/report; disposition-notification)"
     if mime == "multipart/report":
         return "bounce", f"delivery report (multipart/report; {report_type or 'no type'})"
-    if from_address and _DAEMON.match(from_address):
+    if from_address and is_mail_system(from_address):
         return "bounce", f"sent by {from_address.split('@')[0]}"
     auto = (header(msg, "Auto-Submitted") or "").lower()
     if auto and auto.split(";")[0].strip() != "no":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -23,6 +22,7 @@ from pydantic import ValidationError
 
 from connectors.base import Capability, HealthState, PollingConnector, cancel_and_wait
 from connectors.email import token
+from connectors.email.classify import is_mail_system
 from connectors.email.client import (
     ImapAuthError,
     ImapClient,
@@ -68,8 +68,6 @@ log = logging.getLogger(__name__)
 RAW_KEEP_MAX = 1024 * 1024  # raw mail kept for skipped messages is cut here
 SMTP_RECHECK_INITIAL = 30.0
 SMTP_RECHECK_MAX = 600.0
-_DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon)@", re.IGNORECASE)
-_LOCAL_ATTACHMENT = re.compile(r"/v1/attachments/(att_[0-9A-Z]{26})$")
 
 
 class EmailConnector(PollingConnector):
@@ -389,7 +387,7 @@ class EmailConnector(PollingConnector):
             checked_address(to)
         except RenderError:
             raise RecipientUnavailable("the recipient is not a deliverable address") from None
-        if to == self.address or _DAEMON.match(to):
+        if to == self.address or is_mail_system(to):
             # Never write to ourselves or to a mail system: that is how mail loops start.
             raise PermanentError(
                 "refused: the recipient is this mailbox or a mail daemon", code="loop_prevented"
@@ -451,10 +449,9 @@ class EmailConnector(PollingConnector):
         limit = self.settings.max_attachment_bytes
         name = part.name or part.url.rstrip("/").rsplit("/", 1)[-1] or "attachment"
         mime = part.mime or "application/octet-stream"
-        if _LOCAL_ATTACHMENT.search(urlsplit(part.url).path) is not None:
-            data = await self.sink.read_attachment(part.url, limit)
-            if data is not None:
-                return OutgoingFile(data, name, mime)
+        data = await self.sink.read_attachment(part.url, limit)  # None unless one of ours
+        if data is not None:
+            return OutgoingFile(data, name, mime)
         if urlsplit(part.url).scheme not in ("http", "https") or self._http_factory is None:
             return None
         if self._http is None:
