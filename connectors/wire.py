@@ -1,7 +1,8 @@
 """What the connectors of providers with an HTTP API share on the wire: readers for
 values from providers' JSON (every value goes through one of these, so a wrong type or a
-lone surrogate becomes a safe default, never an error), the error a webhook body that is
-not the provider's gets, and how a request that never got an answer is told apart."""
+lone surrogate becomes a safe default, never an error), decoding a webhook body into a JSON
+object and the error a body that is not the provider's gets, and how a request that never
+got an answer is told apart."""
 
 from __future__ import annotations
 
@@ -26,6 +27,29 @@ class PayloadError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """A webhook body as a JSON object; raises PayloadError with the reason otherwise:
+    ``not_utf8``, ``bad_json`` (also for NaN / Infinity and nesting too deep for the
+    parser) or ``bad_payload`` (valid JSON that is not an object)."""
+    try:
+        decoded = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("not_utf8", f"the body is not UTF-8 (byte {exc.start})") from None
+    try:
+        data = json.loads(decoded, parse_constant=_reject_constant)
+    except RecursionError:
+        raise PayloadError("bad_json", "the body is nested too deeply") from None
+    except ValueError as exc:
+        raise PayloadError("bad_json", f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("bad_payload", "the body is not a JSON object")
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 async def reach(service: str, request: Awaitable[httpx.Response]) -> httpx.Response:

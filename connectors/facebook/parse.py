@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from connectors.wire import PayloadError as PayloadError
 from connectors.wire import clean as _clean
+from connectors.wire import decode_body
 from connectors.wire import ident as _id
 from connectors.wire import obj as _obj
 from connectors.wire import text as _text
@@ -167,24 +168,9 @@ def signature_ok(app_secret: bytes, body: bytes, header: str | None) -> bool:
 # --- envelope -----------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def parse_batch(body: bytes) -> list[Event]:
     """Every event of a webhook body, in order; raises PayloadError for a bad envelope."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError("not_utf8", f"the body is not UTF-8 (byte {exc.start})") from None
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise PayloadError("bad_json", "the body is nested too deeply") from None
-    except ValueError as exc:
-        raise PayloadError("bad_json", f"the body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise PayloadError("bad_payload", "the body is not a JSON object")
+    data = decode_body(body)
     obj = data.get("object")
     if obj is None:
         raise PayloadError("missing_field", "the body has no 'object'")

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from connectors.wire import PayloadError as PayloadError
 from connectors.wire import clean as _clean
+from connectors.wire import decode_body
 from connectors.wire import ident as _id
 from connectors.wire import obj as _obj
 from connectors.wire import text as _text
@@ -151,30 +152,9 @@ def _sig_text(value: Any) -> str | None:
 # --- envelope -----------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def decode(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object; raises PayloadError with the reason otherwise."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError("not_utf8", f"the body is not UTF-8 (byte {exc.start})") from None
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise PayloadError("bad_json", "the body is nested too deeply") from None
-    except ValueError as exc:
-        raise PayloadError("bad_json", f"the body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise PayloadError("bad_payload", "the body is not a JSON object")
-    return data
-
-
 def parse_event(body: bytes) -> Event:
     """The event of a webhook body; raises PayloadError (only) for a bad envelope."""
-    return event_of(decode(body))
+    return event_of(decode_body(body))
 
 
 def event_of(data: dict[str, Any]) -> Event:
