@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Awaitable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -100,6 +101,12 @@ def url(value: Any) -> str | None:
     if not found.lower().startswith(("https://", "http://")) or len(found) > 8192:
         return None
     return found
+
+
+def file_name(url: str) -> str | None:
+    """The last segment of a URL's path, unquoted and cleaned, as a file name (or None)."""
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return clean_text(clean(name))[:255] or None
 
 
 def json_or_none(content: bytes) -> Any:

@@ -16,19 +16,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
 from connectors.wire import PayloadError as PayloadError
 from connectors.wire import clean as _clean
 from connectors.wire import decode_body
+from connectors.wire import file_name as _file_name
 from connectors.wire import ident as _id
 from connectors.wire import obj as _obj
 from connectors.wire import text as _text
 from connectors.wire import url as _url
 from kernel.models import LinkPart, LocationPart, MediaPart, Part, TextPart
-from kernel.text import clean_text
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 # What our Send API requests put in `metadata`; echoes carry it back.
@@ -528,11 +527,6 @@ def _template_text(payload: dict[str, Any]) -> str:
         if title:
             lines.append(f"[{title}]")
     return "\n".join(lines)
-
-
-def _file_name(url: str) -> str | None:
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    return clean_text(_clean(name))[:255] or None
 
 
 # --- markers ------------------------------------------------------------------------------
