@@ -113,7 +113,9 @@ class Read:
 
 
 @dataclass(frozen=True)
-class Reaction:
+class ReactionEvent:
+    """The customer reacted to a message, or took the reaction back (``on`` False)."""
+
     page_id: str
     psid: str  # who reacted (the event's sender)
     mid: str  # the message reacted to
@@ -142,7 +144,8 @@ class Invalid:
     raw: str
 
 
-Event = CustomerMessage | Echo | Delivery | Read | Reaction | Unhandled | Invalid
+# What one messaging[] / standby[] item parses to (not kernel.events.Event, the log entry).
+WebhookEvent = CustomerMessage | Echo | Delivery | Read | ReactionEvent | Unhandled | Invalid
 
 
 # --- signature ----------------------------------------------------------------------------
@@ -167,7 +170,7 @@ def signature_ok(app_secret: bytes, body: bytes, header: str | None) -> bool:
 # --- envelope -----------------------------------------------------------------------------
 
 
-def parse_batch(body: bytes) -> list[Event]:
+def parse_batch(body: bytes) -> list[WebhookEvent]:
     """Every event of a webhook body, in order; raises PayloadError for a bad envelope."""
     data = decode_body(body)
     obj = data.get("object")
@@ -184,7 +187,7 @@ def parse_batch(body: bytes) -> list[Event]:
     return list(_events(entries))
 
 
-def _events(entries: list[Any]) -> Iterator[Event]:
+def _events(entries: list[Any]) -> Iterator[WebhookEvent]:
     for entry in entries:
         if not isinstance(entry, dict):
             yield Invalid("entry", "an entry is not a JSON object", _raw(None, "entry", entry))
@@ -220,7 +223,7 @@ def _events(entries: list[Any]) -> Iterator[Event]:
 _HANDOVER = ("pass_thread_control", "take_thread_control", "request_thread_control", "app_roles")
 
 
-def parse_item(page_id: str, source: Source, item: Any) -> Event:
+def parse_item(page_id: str, source: Source, item: Any) -> WebhookEvent:
     """One messaging[] / standby[] item as a typed result (never raises)."""
     raw = _raw(page_id, source, item)
     if not isinstance(item, dict):
@@ -257,7 +260,7 @@ def _parties(item: dict[str, Any]) -> tuple[str | None, str | None]:
     return _id(_obj(item.get("sender")).get("id")), _id(_obj(item.get("recipient")).get("id"))
 
 
-def _message(page_id: str, source: Source, item: dict[str, Any], raw: str) -> Event:
+def _message(page_id: str, source: Source, item: dict[str, Any], raw: str) -> WebhookEvent:
     msg = item.get("message")
     if not isinstance(msg, dict):
         return Invalid("message", "'message' is not an object", raw)
@@ -308,7 +311,7 @@ def _message(page_id: str, source: Source, item: dict[str, Any], raw: str) -> Ev
     )
 
 
-def _postback(page_id: str, source: Source, item: dict[str, Any], raw: str) -> Event:
+def _postback(page_id: str, source: Source, item: dict[str, Any], raw: str) -> WebhookEvent:
     postback = item.get("postback")
     if not isinstance(postback, dict):
         return Invalid("postback", "'postback' is not an object", raw)
@@ -352,7 +355,7 @@ def _postback(page_id: str, source: Source, item: dict[str, Any], raw: str) -> E
     )
 
 
-def _delivery(page_id: str, item: dict[str, Any], raw: str) -> Event:
+def _delivery(page_id: str, item: dict[str, Any], raw: str) -> WebhookEvent:
     delivery = item.get("delivery")
     if not isinstance(delivery, dict):
         return Invalid("delivery", "'delivery' is not an object", raw)
@@ -367,7 +370,7 @@ def _delivery(page_id: str, item: dict[str, Any], raw: str) -> Event:
     return Delivery(page_id, psid, mids, watermark, raw)
 
 
-def _read(page_id: str, item: dict[str, Any], raw: str) -> Event:
+def _read(page_id: str, item: dict[str, Any], raw: str) -> WebhookEvent:
     read = item.get("read")
     if not isinstance(read, dict):
         return Invalid("read", "'read' is not an object", raw)
@@ -380,7 +383,7 @@ def _read(page_id: str, item: dict[str, Any], raw: str) -> Event:
     return Read(page_id, psid, watermark, raw)
 
 
-def _reaction(page_id: str, item: dict[str, Any], raw: str) -> Event:
+def _reaction(page_id: str, item: dict[str, Any], raw: str) -> WebhookEvent:
     reaction = item.get("reaction")
     if not isinstance(reaction, dict):
         return Invalid("reaction", "'reaction' is not an object", raw)
@@ -393,7 +396,7 @@ def _reaction(page_id: str, item: dict[str, Any], raw: str) -> Event:
     action = reaction.get("action", "react")
     if action not in ("react", "unreact"):
         return Invalid("reaction", "the reaction's action is not react or unreact", raw)
-    return Reaction(
+    return ReactionEvent(
         page_id=page_id,
         psid=psid,
         mid=mid,

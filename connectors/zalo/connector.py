@@ -39,11 +39,11 @@ from connectors.zalo.client import TokenPair, TokenRejected, ZaloClient
 from connectors.zalo.parse import (
     SIGNATURE_HEADER,
     Delivery,
-    Event,
     OaMessage,
     PayloadError,
     Unhandled,
     UserMessage,
+    WebhookEvent,
     event_of,
     signature_fields,
     signature_ok,
@@ -176,7 +176,7 @@ class ZaloConnector(ProviderConnector):
             return True
         return False
 
-    async def _handle(self, event: Event) -> None:
+    async def _handle(self, event: WebhookEvent) -> None:
         if isinstance(event, UserMessage | OaMessage | Delivery) and (
             event.oa_id != self.settings.oa_id
         ):

@@ -104,7 +104,8 @@ class Invalid:
     raw: str
 
 
-Event = UserMessage | OaMessage | Delivery | Unhandled | Invalid
+# What one webhook body parses to (not kernel.events.Event, the log entry).
+WebhookEvent = UserMessage | OaMessage | Delivery | Unhandled | Invalid
 
 
 # --- signature ----------------------------------------------------------------------------
@@ -151,12 +152,12 @@ def _sig_text(value: Any) -> str | None:
 # --- envelope -----------------------------------------------------------------------------
 
 
-def parse_event(body: bytes) -> Event:
+def parse_event(body: bytes) -> WebhookEvent:
     """The event of a webhook body; raises PayloadError (only) for a bad envelope."""
     return event_of(decode_body(body))
 
 
-def event_of(data: dict[str, Any]) -> Event:
+def event_of(data: dict[str, Any]) -> WebhookEvent:
     """One decoded webhook body as a typed result (raises only PayloadError)."""
     name = data.get("event_name")
     if name is None:
@@ -185,7 +186,7 @@ def _parties(data: dict[str, Any]) -> tuple[str | None, str | None]:
     return _id(_obj(data.get("sender")).get("id")), _id(_obj(data.get("recipient")).get("id"))
 
 
-def _message(kind: str, data: dict[str, Any], raw: str, *, from_oa: bool) -> Event:
+def _message(kind: str, data: dict[str, Any], raw: str, *, from_oa: bool) -> WebhookEvent:
     msg = data.get("message")
     if not isinstance(msg, dict):
         return Invalid(kind, "'message' is not an object", raw)
@@ -215,7 +216,7 @@ def _message(kind: str, data: dict[str, Any], raw: str, *, from_oa: bool) -> Eve
     )
 
 
-def _delivery(kind: str, data: dict[str, Any], raw: str) -> Event:
+def _delivery(kind: str, data: dict[str, Any], raw: str) -> WebhookEvent:
     # For these two the OA is the sender (channels.md 2.1).
     oa_id, user_id = _parties(data)
     if oa_id is None or user_id is None:

@@ -567,6 +567,29 @@ async def test_an_item_that_keeps_failing_is_kept_raw_after_three_tries(fb: Fb) 
         await connector.aclose()
 
 
+class FailingReactions(FlakySink):
+    """The gateway's sink, failing every reaction."""
+
+    async def react(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("database is locked")
+
+
+async def test_a_reaction_that_keeps_failing_is_kept_raw_as_a_reaction(fb: Fb) -> None:
+    body = raw("reaction_react")
+    client, connector = await hook(fb, FailingReactions(fb.gw.pipeline, "", failures=0))
+    try:
+        statuses = [
+            (await client.post("/hook", data=body, headers=signed(body))).status for _ in range(3)
+        ]
+        assert statuses == [503, 503, 200]
+        ((kind, reason, _),) = raw_events(fb.data_dir)
+        assert kind == "reaction"
+        assert reason == "could not be handled after 3 attempts (RuntimeError)"
+    finally:
+        await client.close()
+        await connector.aclose()
+
+
 async def test_secrets_never_reach_answers_or_reprs(fb: Fb) -> None:
     connector = fb.gw.connectors[CHANNEL]
     texts = [repr(connector), repr(connector.settings), str(connector.settings.model_dump())]  # type: ignore[attr-defined]
