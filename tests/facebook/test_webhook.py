@@ -29,40 +29,21 @@ from tests.facebook.helpers import (
     TOKEN,
     TOKEN2,
     VERIFY_TOKEN,
-    db_counts,
     dump,
     item,
     load,
     raw,
-    raw_events,
     signed,
 )
-
-Json = dict[str, Any]
-
-
-async def conversations(fb: Fb) -> list[Json]:
-    page = await get_json(fb.client, f"/v1/conversations?channel_id={CHANNEL}&limit=100")
-    items: list[Json] = page["items"]
-    return items
-
-
-async def messages(fb: Fb, conversation_id: str) -> list[Json]:
-    page = await get_json(fb.client, f"/v1/conversations/{conversation_id}/messages?limit=100")
-    items: list[Json] = page["items"]
-    return items
-
-
-async def all_messages(fb: Fb) -> list[Json]:
-    found = []
-    for conv in await conversations(fb):
-        found.extend(await messages(fb, conv["id"]))
-    return sorted(found, key=lambda m: m["id"])
-
-
-async def events(fb: Fb, type_: str) -> list[Json]:
-    return [e.data for e in await fb.gw.store.events.after(0, 10_000, types=[type_])]
-
+from tests.providers import (
+    Json,
+    all_messages,
+    conversations,
+    db_counts,
+    events,
+    messages,
+    raw_events,
+)
 
 # --- GET verification -------------------------------------------------------------------------
 
