@@ -93,6 +93,11 @@ def ident(value: Any) -> str | None:
     return value if 0 < len(value) <= MAX_ID else None
 
 
+def is_number(value: Any) -> bool:
+    """An int or a float (a bool is not a number here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def url(value: Any) -> str | None:
     """An http(s) URL of reasonable length."""
     if not isinstance(value, str):
