@@ -1,7 +1,8 @@
 """What the connectors of providers with an HTTP API share on the wire: readers for
 values from providers' JSON (every value goes through one of these, so a wrong type or a
-lone surrogate becomes a safe default, never an error), the error a webhook body that is
-not the provider's gets, and how a request that never got an answer is told apart."""
+lone surrogate becomes a safe default, never an error), decoding a webhook body into a JSON
+object and the error a body that is not the provider's gets, and how a request that never
+got an answer is told apart."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import re
 from collections.abc import Awaitable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -26,6 +28,29 @@ class PayloadError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """A webhook body as a JSON object; raises PayloadError with the reason otherwise:
+    ``not_utf8``, ``bad_json`` (also for NaN / Infinity and nesting too deep for the
+    parser) or ``bad_payload`` (valid JSON that is not an object)."""
+    try:
+        decoded = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("not_utf8", f"the body is not UTF-8 (byte {exc.start})") from None
+    try:
+        data = json.loads(decoded, parse_constant=_reject_constant)
+    except RecursionError:
+        raise PayloadError("bad_json", "the body is nested too deeply") from None
+    except ValueError as exc:
+        raise PayloadError("bad_json", f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("bad_payload", "the body is not a JSON object")
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 async def reach(service: str, request: Awaitable[httpx.Response]) -> httpx.Response:
@@ -68,6 +93,11 @@ def ident(value: Any) -> str | None:
     return value if 0 < len(value) <= MAX_ID else None
 
 
+def is_number(value: Any) -> bool:
+    """An int or a float (a bool is not a number here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def url(value: Any) -> str | None:
     """An http(s) URL of reasonable length."""
     if not isinstance(value, str):
@@ -76,6 +106,12 @@ def url(value: Any) -> str | None:
     if not found.lower().startswith(("https://", "http://")) or len(found) > 8192:
         return None
     return found
+
+
+def file_name(url: str) -> str | None:
+    """The last segment of a URL's path, unquoted and cleaned, as a file name (or None)."""
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return clean_text(clean(name))[:255] or None
 
 
 def json_or_none(content: bytes) -> Any:

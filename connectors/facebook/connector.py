@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, assert_never
 
 import httpx
 from aiohttp import web
@@ -25,12 +25,12 @@ from connectors.facebook.parse import (
     CustomerMessage,
     Delivery,
     Echo,
-    Event,
     Invalid,
     PayloadError,
-    Reaction,
+    ReactionEvent,
     Read,
     Unhandled,
+    WebhookEvent,
     parse_batch,
     signature_ok,
 )
@@ -167,7 +167,7 @@ class FacebookConnector(ProviderConnector):
             )
         return web.json_response({"received": len(events)})
 
-    async def _handle(self, event: Event) -> None:
+    async def _handle(self, event: WebhookEvent) -> None:
         if isinstance(event, CustomerMessage):
             await self._customer_message(event)
         elif isinstance(event, Echo):
@@ -185,7 +185,7 @@ class FacebookConnector(ProviderConnector):
             await self._status(
                 MessageStatus.READ, recipient_external_id=event.psid, watermark=event.watermark
             )
-        elif isinstance(event, Reaction):
+        elif isinstance(event, ReactionEvent):
             found = await self.sink.react(
                 self.channel_id,
                 event.mid,
@@ -457,9 +457,16 @@ def _state_key(psid: str) -> str:
     return f"customer:{psid}"
 
 
-def _kind(event: Event) -> str:
-    if isinstance(event, Unhandled | Invalid):
+def _kind(event: WebhookEvent) -> str:
+    """The kind logged, and kept with an event that could not be handled."""
+    if isinstance(event, Unhandled | Invalid | CustomerMessage):
         return event.kind
-    if isinstance(event, CustomerMessage):
-        return event.kind
-    return type(event).__name__.lower()
+    if isinstance(event, Echo):
+        return "echo"
+    if isinstance(event, Delivery):
+        return "delivery"
+    if isinstance(event, Read):
+        return "read"
+    if isinstance(event, ReactionEvent):
+        return "reaction"
+    assert_never(event)

@@ -3,7 +3,8 @@
 Nothing here does I/O. A body that is not a Messenger batch raises :class:`PayloadError`
 (the whole request is refused and nothing is stored). Inside a valid batch every
 ``messaging[]`` / ``standby[]`` item is parsed on its own into one typed result, so a
-broken item becomes an :class:`Invalid` result and never sinks its neighbours.
+broken item becomes an :class:`Invalid` result and never sinks its neighbours. What a
+message carries (text, attachments) is read by :mod:`connectors.facebook.content`.
 """
 
 from __future__ import annotations
@@ -16,18 +17,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
-from pydantic import ValidationError
-
+from connectors.facebook.content import message_parts
 from connectors.wire import PayloadError as PayloadError
 from connectors.wire import clean as _clean
+from connectors.wire import decode_body
 from connectors.wire import ident as _id
+from connectors.wire import is_number as _is_number
 from connectors.wire import obj as _obj
 from connectors.wire import text as _text
-from connectors.wire import url as _url
-from kernel.models import LinkPart, LocationPart, MediaPart, Part, TextPart
-from kernel.text import clean_text
+from kernel.models import Part, TextPart
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 # What our Send API requests put in `metadata`; echoes carry it back.
@@ -113,7 +112,9 @@ class Read:
 
 
 @dataclass(frozen=True)
-class Reaction:
+class ReactionEvent:
+    """The customer reacted to a message, or took the reaction back (``on`` False)."""
+
     page_id: str
     psid: str  # who reacted (the event's sender)
     mid: str  # the message reacted to
@@ -142,7 +143,8 @@ class Invalid:
     raw: str
 
 
-Event = CustomerMessage | Echo | Delivery | Read | Reaction | Unhandled | Invalid
+# What one messaging[] / standby[] item parses to (not kernel.events.Event, the log entry).
+WebhookEvent = CustomerMessage | Echo | Delivery | Read | ReactionEvent | Unhandled | Invalid
 
 
 # --- signature ----------------------------------------------------------------------------
@@ -167,24 +169,9 @@ def signature_ok(app_secret: bytes, body: bytes, header: str | None) -> bool:
 # --- envelope -----------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def parse_batch(body: bytes) -> list[Event]:
+def parse_batch(body: bytes) -> list[WebhookEvent]:
     """Every event of a webhook body, in order; raises PayloadError for a bad envelope."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError("not_utf8", f"the body is not UTF-8 (byte {exc.start})") from None
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise PayloadError("bad_json", "the body is nested too deeply") from None
-    except ValueError as exc:
-        raise PayloadError("bad_json", f"the body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise PayloadError("bad_payload", "the body is not a JSON object")
+    data = decode_body(body)
     obj = data.get("object")
     if obj is None:
         raise PayloadError("missing_field", "the body has no 'object'")
@@ -199,7 +186,7 @@ def parse_batch(body: bytes) -> list[Event]:
     return list(_events(entries))
 
 
-def _events(entries: list[Any]) -> Iterator[Event]:
+def _events(entries: list[Any]) -> Iterator[WebhookEvent]:
     for entry in entries:
         if not isinstance(entry, dict):
             yield Invalid("entry", "an entry is not a JSON object", _raw(None, "entry", entry))
@@ -235,7 +222,7 @@ def _events(entries: list[Any]) -> Iterator[Event]:
 _HANDOVER = ("pass_thread_control", "take_thread_control", "request_thread_control", "app_roles")
 
 
-def parse_item(page_id: str, source: Source, item: Any) -> Event:
+def parse_item(page_id: str, source: Source, item: Any) -> WebhookEvent:
     """One messaging[] / standby[] item as a typed result (never raises)."""
     raw = _raw(page_id, source, item)
     if not isinstance(item, dict):
@@ -272,7 +259,7 @@ def _parties(item: dict[str, Any]) -> tuple[str | None, str | None]:
     return _id(_obj(item.get("sender")).get("id")), _id(_obj(item.get("recipient")).get("id"))
 
 
-def _message(page_id: str, source: Source, item: dict[str, Any], raw: str) -> Event:
+def _message(page_id: str, source: Source, item: dict[str, Any], raw: str) -> WebhookEvent:
     msg = item.get("message")
     if not isinstance(msg, dict):
         return Invalid("message", "'message' is not an object", raw)
@@ -285,7 +272,7 @@ def _message(page_id: str, source: Source, item: dict[str, Any], raw: str) -> Ev
     mid = _mid(msg.get("mid"))
     if mid is None:
         return Invalid("message", "the message has no mid", raw)
-    parts, sticker_id = _message_parts(msg)
+    parts, sticker_id = message_parts(msg)
     if not parts:
         if msg.get("is_deleted") is True:
             return Unhandled("message_deleted", "the customer removed a message", page_id, raw)
@@ -323,7 +310,7 @@ def _message(page_id: str, source: Source, item: dict[str, Any], raw: str) -> Ev
     )
 
 
-def _postback(page_id: str, source: Source, item: dict[str, Any], raw: str) -> Event:
+def _postback(page_id: str, source: Source, item: dict[str, Any], raw: str) -> WebhookEvent:
     postback = item.get("postback")
     if not isinstance(postback, dict):
         return Invalid("postback", "'postback' is not an object", raw)
@@ -367,7 +354,7 @@ def _postback(page_id: str, source: Source, item: dict[str, Any], raw: str) -> E
     )
 
 
-def _delivery(page_id: str, item: dict[str, Any], raw: str) -> Event:
+def _delivery(page_id: str, item: dict[str, Any], raw: str) -> WebhookEvent:
     delivery = item.get("delivery")
     if not isinstance(delivery, dict):
         return Invalid("delivery", "'delivery' is not an object", raw)
@@ -382,7 +369,7 @@ def _delivery(page_id: str, item: dict[str, Any], raw: str) -> Event:
     return Delivery(page_id, psid, mids, watermark, raw)
 
 
-def _read(page_id: str, item: dict[str, Any], raw: str) -> Event:
+def _read(page_id: str, item: dict[str, Any], raw: str) -> WebhookEvent:
     read = item.get("read")
     if not isinstance(read, dict):
         return Invalid("read", "'read' is not an object", raw)
@@ -395,7 +382,7 @@ def _read(page_id: str, item: dict[str, Any], raw: str) -> Event:
     return Read(page_id, psid, watermark, raw)
 
 
-def _reaction(page_id: str, item: dict[str, Any], raw: str) -> Event:
+def _reaction(page_id: str, item: dict[str, Any], raw: str) -> WebhookEvent:
     reaction = item.get("reaction")
     if not isinstance(reaction, dict):
         return Invalid("reaction", "'reaction' is not an object", raw)
@@ -408,7 +395,7 @@ def _reaction(page_id: str, item: dict[str, Any], raw: str) -> Event:
     action = reaction.get("action", "react")
     if action not in ("react", "unreact"):
         return Invalid("reaction", "the reaction's action is not react or unreact", raw)
-    return Reaction(
+    return ReactionEvent(
         page_id=page_id,
         psid=psid,
         mid=mid,
@@ -417,136 +404,6 @@ def _reaction(page_id: str, item: dict[str, Any], raw: str) -> Event:
         emoji=_text(reaction.get("emoji"))[:32] or None,
         raw=raw,
     )
-
-
-# --- message content ----------------------------------------------------------------------
-
-_MEDIA = {"image", "audio", "video", "file", "sticker"}
-_SHARES = {"reel": "Reel", "ig_reel": "Instagram reel", "post": "Post", "ig_post": "Instagram post"}
-
-
-def _message_parts(msg: dict[str, Any]) -> tuple[tuple[Part, ...], str | None]:
-    """The parts of a message, and the sticker id when it is exactly one sticker."""
-    parts: list[Part] = []
-    text = _text(msg.get("text"))
-    if text.strip():
-        parts.append(TextPart(text=text))
-    quick_payload = _text(_obj(msg.get("quick_reply")).get("payload"))
-    if quick_payload:
-        # Like a postback payload: the developer data behind the chip the customer tapped.
-        parts.append(TextPart(text=f"[quick reply payload] {quick_payload}"))
-    attachments = msg.get("attachments")
-    media, sticker_id = _attachment_parts(
-        attachments if isinstance(attachments, list) else [], _id(msg.get("sticker_id"))
-    )
-    parts.extend(media)
-    only_sticker = (
-        len(parts) == 1 and isinstance(parts[0], MediaPart) and parts[0].type == "sticker"
-    )
-    return tuple(parts), sticker_id if only_sticker else None
-
-
-def _attachment_parts(
-    attachments: list[Any], message_sticker_id: str | None
-) -> tuple[list[Part], str | None]:
-    atts = [a for a in attachments if isinstance(a, dict)]
-    # Until the sticker transition ends Meta sends each sticker twice, as `sticker` and as
-    # `image` (the old form). A message cannot hold a sticker and a photo, so next to a
-    # `sticker` every `image` is that duplicate. An `image` naming a sticker_id without a
-    # `sticker` beside it is the old form alone: it is a sticker too. One part per sticker.
-    has_sticker = any(a.get("type") == "sticker" for a in atts)
-    seen: set[str] = set()
-    parts: list[Part] = []
-    first_sticker: str | None = None
-    for att in atts:
-        kind = _text(att.get("type"))
-        payload = _obj(att.get("payload"))
-        url = _url(payload.get("url"))
-        if kind == "image" and has_sticker:
-            continue
-        sticker_id = _id(payload.get("sticker_id"))
-        if kind == "image" and sticker_id is None:
-            sticker_id = message_sticker_id  # the old form put it on the message
-        if kind == "sticker" or (kind == "image" and sticker_id is not None):
-            key = sticker_id or url
-            if key is None or key in seen:
-                continue
-            seen.add(key)
-            name = None if url else f"sticker {sticker_id}"
-            parts.append(MediaPart(type="sticker", url=url, name=name))
-            first_sticker = first_sticker or key
-            continue
-        part = _one_attachment(kind, att, payload, url)
-        if part is not None:
-            parts.append(part)
-    return parts, first_sticker
-
-
-def _one_attachment(
-    kind: str, att: dict[str, Any], payload: dict[str, Any], url: str | None
-) -> Part | None:
-    try:
-        if kind in _MEDIA:
-            if url is None:
-                return None
-            name = _file_name(url) if kind == "file" else None
-            return MediaPart(type=kind, url=url, name=name)
-        if kind == "fallback":
-            # Shared links. Older payloads put url/title on the attachment itself; shares
-            # Meta cannot describe come without a payload.
-            link = url or _url(att.get("url"))
-            title = _text(payload.get("title")) or _text(att.get("title")) or None
-            if link is not None:
-                return LinkPart(url=link, title=title)
-            return TextPart(text=title) if title else None
-        if kind in _SHARES:
-            if url is None:
-                return TextPart(text=f"[{_SHARES[kind]}]")
-            title = _text(payload.get("title")) or _SHARES[kind]
-            return LinkPart(url=url, title=title)
-        if kind == "location":
-            coords = _obj(payload.get("coordinates"))
-            lat, lon = coords.get("lat"), coords.get("long")
-            if _is_number(lat) and _is_number(lon):
-                return LocationPart(latitude=lat, longitude=lon)
-            return None
-        if kind == "template":
-            summary = _template_text(payload)
-            return TextPart(text=summary) if summary else None
-    except ValidationError:
-        return None
-    label = _clean(kind)[:40] or "attachment"
-    title = _text(att.get("title")) or _text(payload.get("title"))
-    bits = [f"[{label}]", *(b for b in (title, url) if b)]
-    return TextPart(text=" ".join(bits))
-
-
-def _template_text(payload: dict[str, Any]) -> str:
-    """A readable rendering of a template the page sent (echoes only)."""
-    kind = _text(payload.get("template_type")) or "template"
-    lines = [f"[template: {kind}]"]
-    text = _text(payload.get("text"))
-    if text:
-        lines.append(text)
-    elements = payload.get("elements")
-    for element in elements if isinstance(elements, list) else []:
-        element = _obj(element)
-        line = " - ".join(
-            b for b in (_text(element.get("title")), _text(element.get("subtitle"))) if b
-        )
-        if line:
-            lines.append(line)
-    buttons = payload.get("buttons")
-    for button in buttons if isinstance(buttons, list) else []:
-        title = _text(_obj(button).get("title"))
-        if title:
-            lines.append(f"[{title}]")
-    return "\n".join(lines)
-
-
-def _file_name(url: str) -> str | None:
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    return clean_text(_clean(name))[:255] or None
 
 
 # --- markers ------------------------------------------------------------------------------
@@ -575,10 +432,6 @@ def _mid(value: Any) -> str | None:
         return None
     value = _clean(value).strip()
     return value if 0 < len(value) <= MAX_MID else None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _ms(value: Any) -> datetime | None:

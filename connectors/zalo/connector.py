@@ -33,17 +33,17 @@ from connectors.errors import (
     SendError,
 )
 from connectors.provider import ProviderConnector, json_error, read_body
+from connectors.wire import decode_body
 from connectors.zalo import render
 from connectors.zalo.client import TokenPair, TokenRejected, ZaloClient
 from connectors.zalo.parse import (
     SIGNATURE_HEADER,
     Delivery,
-    Event,
     OaMessage,
     PayloadError,
     Unhandled,
     UserMessage,
-    decode,
+    WebhookEvent,
     event_of,
     signature_fields,
     signature_ok,
@@ -150,7 +150,7 @@ class ZaloConnector(ProviderConnector):
             return refused
         # The signature covers fields of the body (app_id, timestamp): it is read first.
         try:
-            data = decode(body)
+            data = decode_body(body)
             if not self._signed(body, header, data):
                 log.warning("channel %s: webhook with a wrong signature", self.channel_id)
                 return refused
@@ -176,7 +176,7 @@ class ZaloConnector(ProviderConnector):
             return True
         return False
 
-    async def _handle(self, event: Event) -> None:
+    async def _handle(self, event: WebhookEvent) -> None:
         if isinstance(event, UserMessage | OaMessage | Delivery) and (
             event.oa_id != self.settings.oa_id
         ):

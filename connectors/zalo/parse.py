@@ -18,18 +18,18 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
 from connectors.wire import PayloadError as PayloadError
 from connectors.wire import clean as _clean
+from connectors.wire import decode_body
+from connectors.wire import file_name as _file_name
 from connectors.wire import ident as _id
 from connectors.wire import obj as _obj
 from connectors.wire import text as _text
 from connectors.wire import url as _url
 from kernel.models import LinkPart, LocationPart, MediaPart, Part, TextPart
-from kernel.text import clean_text
 
 SIGNATURE_HEADER = "X-ZEvent-Signature"
 
@@ -104,7 +104,8 @@ class Invalid:
     raw: str
 
 
-Event = UserMessage | OaMessage | Delivery | Unhandled | Invalid
+# What one webhook body parses to (not kernel.events.Event, the log entry).
+WebhookEvent = UserMessage | OaMessage | Delivery | Unhandled | Invalid
 
 
 # --- signature ----------------------------------------------------------------------------
@@ -151,33 +152,12 @@ def _sig_text(value: Any) -> str | None:
 # --- envelope -----------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def decode(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object; raises PayloadError with the reason otherwise."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError("not_utf8", f"the body is not UTF-8 (byte {exc.start})") from None
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise PayloadError("bad_json", "the body is nested too deeply") from None
-    except ValueError as exc:
-        raise PayloadError("bad_json", f"the body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise PayloadError("bad_payload", "the body is not a JSON object")
-    return data
-
-
-def parse_event(body: bytes) -> Event:
+def parse_event(body: bytes) -> WebhookEvent:
     """The event of a webhook body; raises PayloadError (only) for a bad envelope."""
-    return event_of(decode(body))
+    return event_of(decode_body(body))
 
 
-def event_of(data: dict[str, Any]) -> Event:
+def event_of(data: dict[str, Any]) -> WebhookEvent:
     """One decoded webhook body as a typed result (raises only PayloadError)."""
     name = data.get("event_name")
     if name is None:
@@ -206,7 +186,7 @@ def _parties(data: dict[str, Any]) -> tuple[str | None, str | None]:
     return _id(_obj(data.get("sender")).get("id")), _id(_obj(data.get("recipient")).get("id"))
 
 
-def _message(kind: str, data: dict[str, Any], raw: str, *, from_oa: bool) -> Event:
+def _message(kind: str, data: dict[str, Any], raw: str, *, from_oa: bool) -> WebhookEvent:
     msg = data.get("message")
     if not isinstance(msg, dict):
         return Invalid(kind, "'message' is not an object", raw)
@@ -236,7 +216,7 @@ def _message(kind: str, data: dict[str, Any], raw: str, *, from_oa: bool) -> Eve
     )
 
 
-def _delivery(kind: str, data: dict[str, Any], raw: str) -> Event:
+def _delivery(kind: str, data: dict[str, Any], raw: str) -> WebhookEvent:
     # For these two the OA is the sender (channels.md 2.1).
     oa_id, user_id = _parties(data)
     if oa_id is None or user_id is None:
@@ -318,11 +298,6 @@ def _attachment(att: dict[str, Any]) -> Part | None:
     if url:
         bits.append(url)
     return TextPart(text=" ".join(bits))
-
-
-def _file_name(url: str) -> str | None:
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    return clean_text(_clean(name))[:255] or None
 
 
 def _size(payload: dict[str, Any]) -> int | None:

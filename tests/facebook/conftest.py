@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 import respx
-from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import Gateway
 from tests.conftest import GatewayFactory
-from tests.facebook.helpers import APP_SECRET, config, dump, signed
+from tests.facebook.helpers import APP_SECRET, CHANNEL, config, dump, signed
+from tests.providers import Json, ProviderGateway, Served
 
 GRAPH_HOST = "graph.test"
 PROFILE = {
@@ -82,49 +78,33 @@ def graph() -> Iterator[GraphFake]:
 
 
 @dataclass
-class Fb:
-    gw: Gateway
-    client: TestClient  # type: ignore[type-arg]
+class Fb(ProviderGateway):
+    """The gateway with the test Messenger channel; Meta's side is ``graph``."""
+
     graph: GraphFake
-    data_dir: Path
 
-    async def post(
-        self, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
-    ) -> ClientResponse:
-        data = body if isinstance(body, bytes) else dump(body)
-        # aiohttp wants large bodies as a stream
-        payload: bytes | io.BytesIO = io.BytesIO(data) if len(data) > 512 * 1024 else data
-        return await self.client.post(
-            "/webhooks/fb-shop", data=payload, headers=signed(data) if headers is None else headers
-        )
+    channel: ClassVar[str] = CHANNEL
 
-    async def deliver(self, body: bytes | dict[str, Any]) -> dict[str, Any]:
-        resp = await self.post(body)
-        answer: dict[str, Any] = await resp.json()
-        assert resp.status == 200, answer
-        return answer
+    def encode(self, payload: Json) -> bytes:
+        return dump(payload)
+
+    def signed_headers(self, body: bytes) -> dict[str, str]:
+        return signed(body)
 
 
 FbFactory = Callable[..., Awaitable[Fb]]
 
 
 @pytest.fixture
-async def start_fb(
-    graph: GraphFake, make_gateway: GatewayFactory, tmp_path: Path
-) -> AsyncIterator[FbFactory]:
+async def start_fb(graph: GraphFake, make_gateway: GatewayFactory) -> AsyncIterator[FbFactory]:
     """Start a gateway with the test Messenger channel (options go to the channel)."""
-    clients: list[TestClient] = []  # type: ignore[type-arg]
+    async with Served(make_gateway) as served:
 
-    async def start(**options: Any) -> Fb:
-        gw = await make_gateway(config(**options))
-        client = TestClient(TestServer(gw.web_app()))
-        await client.start_server()
-        clients.append(client)
-        return Fb(gw, client, graph, tmp_path / "data")
+        async def start(**options: Any) -> Fb:
+            gw, client = await served.start(config(**options))
+            return Fb(gw, client, graph)
 
-    yield start
-    for client in clients:
-        await client.close()
+        yield start
 
 
 @pytest.fixture

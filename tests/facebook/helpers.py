@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
-from connectors.facebook.parse import sign
+from connectors.facebook.parse import SIGNATURE_HEADER, sign
+from tests.providers import Fixtures, toml_options
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Fixtures(Path(__file__).parent / "fixtures")
+fixture_names = FIXTURES.names
 
 CHANNEL = "fb-shop"
 PAGE = "104000000000001"
@@ -52,8 +53,7 @@ capacity = {{ facebook = 5, total = 8 }}
 
 def config(**options: Any) -> str:
     """The test config; keyword options are added to the channel (TOML values)."""
-    extra = "\n".join(f"{k} = {json.dumps(v)}" for k, v in options.items())
-    return CONFIG.replace("{extra}", extra)
+    return CONFIG.replace("{extra}", toml_options(options))
 
 
 # Fixtures are written around 2026-01-01T00:00:00Z; they are replayed as if sent just now,
@@ -68,7 +68,7 @@ _SHIFT_MS = int(time.time() * 1000) - 60_000 - FIXTURE_EPOCH_MS  # one shift per
 def raw(name: str, *, as_stored: bool = False) -> bytes:
     """A fixture's bytes (non-ASCII escaped, as Meta sends it); unless ``as_stored``, its
     times moved so that it reads as sent a minute before this test session began."""
-    data = (FIXTURES / f"{name}.json").read_bytes()
+    data = FIXTURES.read(name)
     if as_stored:
         return data
     return _FIXTURE_TIME.sub(lambda m: m.group(1) + str(int(m.group(2)) + _SHIFT_MS).encode(), data)
@@ -84,7 +84,7 @@ def dump(payload: dict[str, Any]) -> bytes:
 
 
 def signed(body: bytes, secret: str = APP_SECRET) -> dict[str, str]:
-    return {"X-Hub-Signature-256": sign(secret.encode(), body), "Content-Type": "application/json"}
+    return {SIGNATURE_HEADER: sign(secret.encode(), body), "Content-Type": "application/json"}
 
 
 def item(payload: dict[str, Any], index: int = 0, entry: int = 0) -> dict[str, Any]:
@@ -92,29 +92,3 @@ def item(payload: dict[str, Any], index: int = 0, entry: int = 0) -> dict[str, A
     e = payload["entry"][entry]
     items: list[dict[str, Any]] = e.get("messaging") or e["standby"]
     return items[index]
-
-
-def fixture_names() -> list[str]:
-    return sorted(p.stem for p in FIXTURES.glob("*.json"))
-
-
-def db_counts(data_dir: Path) -> dict[str, int]:
-    """Rows per table, read from the SQLite file (to prove nothing was half-stored)."""
-    conn = sqlite3.connect(f"file:{data_dir / 'omnigw.db'}?mode=ro", uri=True)
-    try:
-        tables = ["messages", "conversations", "contacts", "identities", "raw_events", "events"]
-        return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}
-    finally:
-        conn.close()
-
-
-def raw_events(data_dir: Path) -> list[tuple[str, str, str]]:
-    """(kind, reason, payload) of every event kept raw."""
-    conn = sqlite3.connect(f"file:{data_dir / 'omnigw.db'}?mode=ro", uri=True)
-    try:
-        return [
-            (r[0], r[1], r[2])
-            for r in conn.execute("SELECT kind, reason, payload FROM raw_events ORDER BY rowid")
-        ]
-    finally:
-        conn.close()

@@ -21,7 +21,7 @@ from connectors.facebook.connector import FacebookConnector
 from kernel.envelope import OutboundMessage
 from kernel.ids import ConversationId
 from kernel.models import utcnow
-from tests.api.helpers import eventually, get_json, post_json
+from tests.api.helpers import eventually, get_json
 from tests.api.sse import read_events
 from tests.conftest import AUTH
 from tests.facebook.conftest import Fb, FbFactory
@@ -39,8 +39,7 @@ from tests.facebook.helpers import (
     raw,
 )
 from tests.facebook.test_client import TABLE_1_8, graph_error
-
-Json = dict[str, Any]
+from tests.providers import reply, settled
 
 
 def now_ms() -> int:
@@ -57,21 +56,6 @@ async def customer_writes(fb: Fb, name: str = "message_text") -> str:
         if contact["identities"][0]["external_id"] == psid:
             return str(conv["id"])
     raise AssertionError("no conversation for the customer")
-
-
-async def reply(fb: Fb, conv_id: str, body: Json) -> str:
-    msg = await post_json(fb.client, f"/v1/conversations/{conv_id}/messages", body, status=202)
-    assert msg["status"] == "pending"
-    return str(msg["id"])
-
-
-async def settled(fb: Fb, message_id: str, within: float = 5.0) -> Json:
-    async def check() -> Json | None:
-        msg: Json = await get_json(fb.client, f"/v1/messages/{message_id}")
-        return msg if msg["status"] != "pending" else None
-
-    result: Json = await eventually(check, within=within)
-    return result
 
 
 async def test_end_to_end(fb: Fb) -> None:

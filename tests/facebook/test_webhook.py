@@ -29,40 +29,21 @@ from tests.facebook.helpers import (
     TOKEN,
     TOKEN2,
     VERIFY_TOKEN,
-    db_counts,
     dump,
     item,
     load,
     raw,
-    raw_events,
     signed,
 )
-
-Json = dict[str, Any]
-
-
-async def conversations(fb: Fb) -> list[Json]:
-    page = await get_json(fb.client, f"/v1/conversations?channel_id={CHANNEL}&limit=100")
-    items: list[Json] = page["items"]
-    return items
-
-
-async def messages(fb: Fb, conversation_id: str) -> list[Json]:
-    page = await get_json(fb.client, f"/v1/conversations/{conversation_id}/messages?limit=100")
-    items: list[Json] = page["items"]
-    return items
-
-
-async def all_messages(fb: Fb) -> list[Json]:
-    found = []
-    for conv in await conversations(fb):
-        found.extend(await messages(fb, conv["id"]))
-    return sorted(found, key=lambda m: m["id"])
-
-
-async def events(fb: Fb, type_: str) -> list[Json]:
-    return [e.data for e in await fb.gw.store.events.after(0, 10_000, types=[type_])]
-
+from tests.providers import (
+    Json,
+    all_messages,
+    conversations,
+    db_counts,
+    events,
+    messages,
+    raw_events,
+)
 
 # --- GET verification -------------------------------------------------------------------------
 
@@ -562,6 +543,29 @@ async def test_an_item_that_keeps_failing_is_kept_raw_after_three_tries(fb: Fb) 
             (await client.post("/hook", data=quick, headers=signed(quick))).status for _ in range(4)
         ]
         assert statuses == [503] * 4  # never acknowledged while nothing can be kept
+    finally:
+        await client.close()
+        await connector.aclose()
+
+
+class FailingReactions(FlakySink):
+    """The gateway's sink, failing every reaction."""
+
+    async def react(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("database is locked")
+
+
+async def test_a_reaction_that_keeps_failing_is_kept_raw_as_a_reaction(fb: Fb) -> None:
+    body = raw("reaction_react")
+    client, connector = await hook(fb, FailingReactions(fb.gw.pipeline, "", failures=0))
+    try:
+        statuses = [
+            (await client.post("/hook", data=body, headers=signed(body))).status for _ in range(3)
+        ]
+        assert statuses == [503, 503, 200]
+        ((kind, reason, _),) = raw_events(fb.data_dir)
+        assert kind == "reaction"
+        assert reason == "could not be handled after 3 attempts (RuntimeError)"
     finally:
         await client.close()
         await connector.aclose()

@@ -3,23 +3,19 @@ transport with respx, in Zalo's wire format: HTTP 200 with {"error", "message", 
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 import respx
-from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import Gateway
 from tests.conftest import GatewayFactory
+from tests.providers import Json, ProviderGateway, Served
 from tests.zalo.helpers import (
     ACCESS,
     API,
@@ -173,51 +169,33 @@ def zalo() -> Iterator[ZaloFake]:
 
 
 @dataclass
-class Zl:
-    gw: Gateway
-    client: TestClient  # type: ignore[type-arg]
+class Zl(ProviderGateway):
+    """The gateway with the test Zalo channel; Zalo's side is ``zalo``."""
+
     zalo: ZaloFake
-    data_dir: Path
 
-    async def post(
-        self, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
-    ) -> ClientResponse:
-        data = body if isinstance(body, bytes) else dump(body)
-        # aiohttp wants large bodies as a stream
-        payload: bytes | io.BytesIO = io.BytesIO(data) if len(data) > 512 * 1024 else data
-        return await self.client.post(
-            f"/webhooks/{CHANNEL}",
-            data=payload,
-            headers=signed(data) if headers is None else headers,
-        )
+    channel: ClassVar[str] = CHANNEL
 
-    async def deliver(self, body: bytes | dict[str, Any]) -> dict[str, Any]:
-        resp = await self.post(body)
-        answer: dict[str, Any] = await resp.json()
-        assert resp.status == 200, answer
-        return answer
+    def encode(self, payload: Json) -> bytes:
+        return dump(payload)
+
+    def signed_headers(self, body: bytes) -> dict[str, str]:
+        return signed(body)
 
 
 ZlFactory = Callable[..., Awaitable[Zl]]
 
 
 @pytest.fixture
-async def start_zl(
-    zalo: ZaloFake, make_gateway: GatewayFactory, tmp_path: Path
-) -> AsyncIterator[ZlFactory]:
+async def start_zl(zalo: ZaloFake, make_gateway: GatewayFactory) -> AsyncIterator[ZlFactory]:
     """Start a gateway with the test Zalo channel (options go to the channel)."""
-    clients: list[TestClient] = []  # type: ignore[type-arg]
+    async with Served(make_gateway) as served:
 
-    async def start(**options: Any) -> Zl:
-        gw = await make_gateway(config(**options))
-        client = TestClient(TestServer(gw.web_app()))
-        await client.start_server()
-        clients.append(client)
-        return Zl(gw, client, zalo, tmp_path / "data")
+        async def start(**options: Any) -> Zl:
+            gw, client = await served.start(config(**options))
+            return Zl(gw, client, zalo)
 
-    yield start
-    for client in clients:
-        await client.close()
+        yield start
 
 
 @pytest.fixture

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from connectors.zalo.parse import sign
-from tests.facebook.helpers import db_counts, raw_events
+from connectors.zalo.parse import SIGNATURE_HEADER, sign
+from tests.providers import Fixtures, toml_options
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Fixtures(Path(__file__).parent / "fixtures")
+fixture_names = FIXTURES.names
+load = FIXTURES.load
 
 CHANNEL = "zalo-shop"
 APP_ID = "1847265093412765431"
@@ -47,19 +49,11 @@ capacity = {{ zalo = 5, total = 8 }}
 
 def config(access: str = ACCESS, refresh: str = REFRESH, **options: Any) -> str:
     """The test config; keyword options are added to the channel (TOML values)."""
-    extra = "\n".join(f"{k} = {json.dumps(v)}" for k, v in options.items())
     return (
-        CONFIG.replace("{access}", access).replace("{refresh}", refresh).replace("{extra}", extra)
+        CONFIG.replace("{access}", access)
+        .replace("{refresh}", refresh)
+        .replace("{extra}", toml_options(options))
     )
-
-
-def fixture_names() -> list[str]:
-    return sorted(p.stem for p in FIXTURES.glob("*.json"))
-
-
-def load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_bytes())
-    return data
 
 
 def dump(payload: dict[str, Any]) -> bytes:
@@ -71,7 +65,4 @@ def signed(body: bytes, secret: str = OA_SECRET, *, first: str | None = None) ->
     """X-ZEvent-Signature for a body, from the app_id and timestamp inside it."""
     data = json.loads(body)
     mac = sign(first or str(data["app_id"]), body, str(data["timestamp"]), secret)
-    return {"X-ZEvent-Signature": mac, "Content-Type": "application/json"}
-
-
-__all__ = ["db_counts", "raw_events"]
+    return {SIGNATURE_HEADER: mac, "Content-Type": "application/json"}

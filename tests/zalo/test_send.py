@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import struct
 import unicodedata
 from typing import Any
@@ -13,11 +12,10 @@ from typing import Any
 import pytest
 
 from connectors.base import HealthState
-from tests.api.helpers import eventually, get_json, post_json
+from tests.api.helpers import eventually, get_json
+from tests.providers import Json, read_only_db, reply, settled
 from tests.zalo.conftest import Zl, ZlFactory, zalo_error
 from tests.zalo.helpers import ACCESS, CHANNEL, REFRESH, USER, load
-
-Json = dict[str, Any]
 
 
 async def customer_writes(zl: Zl) -> str:
@@ -26,32 +24,14 @@ async def customer_writes(zl: Zl) -> str:
     return str(page["items"][0]["id"])
 
 
-async def reply(zl: Zl, conv_id: str, body: Json) -> str:
-    msg = await post_json(zl.client, f"/v1/conversations/{conv_id}/messages", body, status=202)
-    assert msg["status"] == "pending"
-    return str(msg["id"])
-
-
-async def settled(zl: Zl, message_id: str, within: float = 5.0) -> Json:
-    async def check() -> Json | None:
-        msg: Json = await get_json(zl.client, f"/v1/messages/{message_id}")
-        return msg if msg["status"] != "pending" else None
-
-    result: Json = await eventually(check, within=within)
-    return result
-
-
 def stored_state(zl: Zl) -> dict[str, Any]:
-    conn = sqlite3.connect(f"file:{zl.data_dir / 'omnigw.db'}?mode=ro", uri=True)
-    try:
+    with read_only_db(zl.data_dir) as conn:
         return {
             r[0]: json.loads(r[1])
             for r in conn.execute(
                 "SELECT key, value FROM channel_state WHERE channel_id = ?", (CHANNEL,)
             )
         }
-    finally:
-        conn.close()
 
 
 async def test_a_text_reply_is_a_cs_message_with_the_access_token_header(zl: Zl) -> None:

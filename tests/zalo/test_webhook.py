@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from typing import Any
 
 import pytest
 
 from connectors.zalo.parse import sign
 from tests.api.helpers import eventually, get_json, post_json
+from tests.providers import Json, all_messages, db_counts, raw_events
 from tests.zalo.conftest import PROFILE, Zl
 from tests.zalo.helpers import (
     ACCESS,
@@ -20,23 +20,10 @@ from tests.zalo.helpers import (
     OA_SECRET,
     REFRESH,
     USER,
-    db_counts,
     dump,
     load,
-    raw_events,
     signed,
 )
-
-Json = dict[str, Any]
-
-
-async def all_messages(zl: Zl) -> list[Json]:
-    page = await get_json(zl.client, f"/v1/conversations?channel_id={CHANNEL}&limit=100")
-    found: list[Json] = []
-    for conv in page["items"]:
-        msgs = await get_json(zl.client, f"/v1/conversations/{conv['id']}/messages?limit=100")
-        found.extend(msgs["items"])
-    return sorted(found, key=lambda m: m["id"])
 
 
 async def test_a_signed_text_is_stored_before_the_200(zl: Zl) -> None:
