@@ -253,7 +253,7 @@ async def raw_run(spec: dict[str, Any], bodies: list[tuple[str, bytes]]) -> dict
             if not 200 <= status < 300:
                 errors[f"http_{status}"] = errors.get(f"http_{status}", 0) + 1
 
-    # The client exactly as the gateway's dispatcher sets it up (minus its SSRF resolver,
+    # The client exactly as the gateway's webhook delivery sets it up (minus its SSRF resolver,
     # which only runs when a connection is opened).
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60)
     async with aiohttp.ClientSession(

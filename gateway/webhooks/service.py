@@ -1,5 +1,5 @@
 """Webhook endpoints as the gateway runs them: secrets sealed at rest, endpoints from the
-config file kept in step with it, and the dispatcher told about every change."""
+config file kept in step with it, and delivery (`Deliveries`) told about every change."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from config.webhooks import DeliverySettings, WebhookSettings
 from gateway.events import EventBus
 from gateway.store.protocols import Store
 from gateway.store.records import WebhookRecord
-from gateway.webhooks.dispatcher import Dispatcher
+from gateway.webhooks.delivery import Deliveries
 from gateway.webhooks.ssrf import check_resolves
 from kernel import webhook_signing as signing
 from kernel.errors import Conflict, Invalid, NotFound
@@ -48,7 +48,7 @@ class Webhooks:
         self.store = store
         self.settings = settings
         self.box = box
-        self.dispatcher = Dispatcher(store, bus, settings, self.keys)
+        self.deliveries = Deliveries(store, bus, settings, self.keys)
 
     # --- secrets -----------------------------------------------------------------------
 
@@ -78,10 +78,10 @@ class Webhooks:
                 await self.store.webhooks.delete(record.id)
 
     async def start(self) -> None:
-        await self.dispatcher.start()
+        await self.deliveries.start()
 
     async def stop(self) -> None:
-        await self.dispatcher.stop()
+        await self.deliveries.stop()
 
     async def _apply_config(self, item: WebhookSettings) -> str:
         endpoint_id = item.id or "cfg-" + hashlib.sha256(item.url.encode()).hexdigest()[:12]
@@ -144,7 +144,7 @@ class Webhooks:
             ),
             keep_cursor=False,
         )
-        await self.dispatcher.reload(record.id)
+        await self.deliveries.reload(record.id)
         return record, secret
 
     async def get(self, endpoint_id: str) -> WebhookRecord:
@@ -190,16 +190,16 @@ class Webhooks:
             record = await self.store.webhooks.set_enabled(
                 endpoint_id, enabled, None if enabled else "disabled through the API"
             )
-        await self.dispatcher.reload(endpoint_id)
+        await self.deliveries.reload(endpoint_id)
         return record
 
     async def delete(self, endpoint_id: str) -> None:
         self._managed(await self.get(endpoint_id))
-        await self.dispatcher.pause(endpoint_id)  # its last outcomes land before the rows go
+        await self.deliveries.pause(endpoint_id)  # its last outcomes land before the rows go
         try:
             await self.store.webhooks.delete(endpoint_id)
         finally:
-            await self.dispatcher.reload(endpoint_id)
+            await self.deliveries.reload(endpoint_id)
 
     async def rotate(self, endpoint_id: str, overlap: float | None) -> tuple[str, float]:
         record = await self.get(endpoint_id)
@@ -216,16 +216,16 @@ class Webhooks:
         await self.store.webhooks.put(
             record.model_copy(update={"sealed_secrets": sealed}), keep_cursor=True
         )
-        await self.dispatcher.reload(endpoint_id)
+        await self.deliveries.reload(endpoint_id)
         return secret, until
 
     async def replay(self, endpoint_id: str, *, since_seq: int | None, dead: bool) -> int:
         await self.get(endpoint_id)
         # The worker stops first: its last flush would otherwise move the cursor forward
         # again over what the replay just moved it back from.
-        await self.dispatcher.pause(endpoint_id)
+        await self.deliveries.pause(endpoint_id)
         try:
             count = await self.store.webhooks.replay(endpoint_id, since_seq=since_seq, dead=dead)
         finally:
-            await self.dispatcher.reload(endpoint_id)
+            await self.deliveries.reload(endpoint_id)
         return count

@@ -474,7 +474,7 @@ async def test_an_endpoint_taken_out_of_the_config_file_is_removed(
         f'events = ["message.received"]\nsecret = "{new_secret()}"\n'
     )
     gw = await make_gateway(FAST + endpoint)
-    await gw.webhooks.dispatcher.stop()  # leave a delivery waiting for it
+    await gw.webhooks.deliveries.stop()  # leave a delivery waiting for it
     await say(gw, "v1", 0)
     await gw.close_connections()
     await gw.stop()
