@@ -11,8 +11,9 @@ from gateway.domain.dispatch import DispatchResult, dispatch, exclude, record, r
 from gateway.domain.state import US, RoutingState
 from gateway.domain.threads import reopen_record
 from gateway.domain.waits import queue_view
-from gateway.store.protocols import Store, Tx
+from gateway.store.protocols import Store
 from gateway.store.records import ConversationRecord
+from gateway.store.transaction import Tx
 from kernel.errors import Conflict, NotFound
 from kernel.ids import AgentId, ChannelId, ConversationId
 from kernel.models import Agent, Conversation, ConversationStatus, Presence

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 
-from gateway.store.protocols import Store, Tx
+from gateway.store.protocols import Store
 from gateway.store.records import ContactRecord, IdentityRecord
+from gateway.store.transaction import Tx
 from kernel.envelope import Sender
 from kernel.errors import Conflict, Invalid, NotFound
 from kernel.ids import ChannelId, ContactId, new_contact_id

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from gateway.domain.state import US, RoutingState
 from gateway.domain.waits import QUEUE_SCAN_LIMIT, Estimator, need_of, tell_customer
-from gateway.store.protocols import Tx
 from gateway.store.records import AssignmentBatch, ConversationRecord, dumps
+from gateway.store.transaction import Tx
 from kernel.events import RawJSON
 from kernel.models import ConversationStatus
 from routing.engine import Decision, DispatchRun, Need

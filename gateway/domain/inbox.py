@@ -6,8 +6,9 @@ from __future__ import annotations
 from gateway.domain import contacts
 from gateway.domain.state import RoutingState
 from gateway.domain.threads import thread_for
-from gateway.store.protocols import Store, Tx
+from gateway.store.protocols import Store
 from gateway.store.records import to_us
+from gateway.store.transaction import Tx
 from kernel.envelope import InboundMessage, IngestResult, Sender, StatusUpdate
 from kernel.ids import ChannelId, ContactId, new_message_id
 from kernel.models import (

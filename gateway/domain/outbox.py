@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.store.protocols import Store, Tx
+from gateway.store.protocols import Store
+from gateway.store.transaction import Tx
 from kernel.errors import Invalid, NotFound
 from kernel.ids import ConversationId, MessageId, new_message_id
 from kernel.models import (

@@ -13,7 +13,8 @@ import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from gateway.store.protocols import Store, Tx
+from gateway.store.protocols import Store
+from gateway.store.transaction import Tx
 from routing.index import AgentIndex, AgentState
 from routing.rulebook import RuleBook
 from routing.rules import Classification

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 
 from gateway.domain.state import RoutingState
-from gateway.store.protocols import Tx
 from gateway.store.records import ConversationRecord, OpenConversation
+from gateway.store.transaction import Tx
 from kernel.envelope import InboundMessage
 from kernel.ids import ConversationId, new_conversation_id
 from kernel.models import ChannelType, ConversationStatus, text_of

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.domain.state import US, RoutingState
-from gateway.store.protocols import Tx
 from gateway.store.records import ConversationRecord
+from gateway.store.transaction import Tx
 from kernel.ids import new_message_id
 from kernel.models import (
     Author,

@@ -2,42 +2,34 @@
 
 Two kinds of role:
 
-- **Inside a unit of work** (:class:`Tx`): what the domain's rules read and write while
-  they decide (gateway.domain). ``Store.transact(work)`` runs ``await work(tx)`` in one
-  transaction: its writes and the events it emits (the transactional outbox) commit
-  together or not at all, and committed events are handed, in commit order, to the
-  ``on_events`` callback the store was opened with. A unit of work awaits only its
-  transaction's methods: a backend may run it without ever yielding to the event loop.
-- **On the store itself**: reads, and writes with no rule in them; each is its own
-  transaction.
+- **Inside a unit of work** (gateway.store.transaction.Tx): what the domain's rules read
+  and write while they decide (gateway.domain). ``Store.transact(work)`` runs
+  ``await work(tx)`` in one transaction; committed events are handed, in commit order, to
+  the ``on_events`` callback the store was opened with.
+- **On the store itself** (this module): reads, and writes with no rule in them; each is
+  its own transaction.
 
 Errors are those of kernel.errors (NotFound, Conflict, Invalid, Malformed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from gateway.store.records import (
-    AgentRecord,
-    AssignmentBatch,
     AttachmentRecord,
     AttemptLog,
     ChannelSamples,
-    ContactRecord,
     ConversationFilter,
-    ConversationRecord,
     DeliveryRow,
-    IdentityRecord,
-    OpenConversation,
     OutboundJob,
     StoredChannel,
-    StoredMessage,
     TokenRecord,
     WebhookRecord,
 )
+from gateway.store.transaction import Work
 from kernel.events import Event
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId, TokenId
 from kernel.models import (
@@ -47,232 +39,12 @@ from kernel.models import (
     Identity,
     Message,
     MessageError,
-    MessageStatus,
-    Presence,
-    Reaction,
 )
 from kernel.pages import Page
 
 T = TypeVar("T")
 
 EventsCallback = Callable[[list[Event]], None]
-
-
-# --- inside a unit of work ----------------------------------------------------------------
-
-
-class ConversationRows(Protocol):
-    async def get(self, conversation_id: str) -> ConversationRecord | None: ...
-
-    async def on_channel(self, conversation_id: str, channel_id: str) -> ConversationRecord | None:
-        """The conversation, if it is one of this channel's."""
-        ...
-
-    async def holding(
-        self, channel_id: str, external_ids: Sequence[str]
-    ) -> ConversationRecord | None:
-        """The newest conversation holding a message of the channel with one of these
-        external ids."""
-        ...
-
-    async def open_of(self, contact_id: str, channel_id: str) -> OpenConversation | None:
-        """This contact's (not its merge group's) open conversation on the channel."""
-        ...
-
-    async def insert(self, record: ConversationRecord) -> None: ...
-
-    async def update(self, conversation_id: str, **changes: Any) -> None:
-        """Set fields (ConversationRecord's names) of one conversation."""
-        ...
-
-    async def queued(self, limit: int, offset: int) -> list[ConversationRecord]:
-        """Queued conversations in serving order (priority, then entry, then id), with
-        the contact's last agent (last_agent_id, last_served_at) read with them."""
-        ...
-
-    async def awaiting_agent(self) -> list[ConversationRecord]:
-        """Assigned conversations whose customer waits for an answer."""
-        ...
-
-    async def assigned_to(self, agent_id: str) -> list[ConversationRecord]: ...
-
-    async def loads(self) -> list[tuple[str, str, int]]:
-        """(agent id, channel type, assigned conversations) for every agent with any."""
-        ...
-
-    async def channel_types(self) -> set[str]:
-        """Every channel type a conversation was ever opened on."""
-        ...
-
-    async def handle_time(self, channel_type: str, sample: int) -> float | None:
-        """Mean assigned-to-resolved time, in microseconds, of the channel type's newest
-        ``sample`` resolved conversations; None without any."""
-        ...
-
-
-class MessageRows(Protocol):
-    async def by_external(self, channel_id: str, external_id: str) -> StoredMessage | None: ...
-    async def by_idempotency_key(self, conversation_id: str, key: str) -> StoredMessage | None: ...
-    async def get(self, message_id: str) -> Message | None: ...
-    async def in_conversation(self, message_id: str, conversation_id: str) -> bool: ...
-
-    async def insert(
-        self,
-        message: Message,
-        contact_id: str,
-        *,
-        idempotency_key: str | None = None,
-        request_hash: str | None = None,
-        due_at: int | None = None,
-    ) -> None:
-        """Store a message; ``due_at``: when a pending one is to be sent."""
-        ...
-
-    async def outbound_by_external(
-        self, channel_id: str, external_ids: Sequence[str]
-    ) -> list[Message]: ...
-
-    async def outbound_up_to(
-        self, channel_id: str, recipient_id: str, watermark: int
-    ) -> list[Message]:
-        """Sent or delivered messages to this channel identity that went out (or were
-        written, if never sent) at or before ``watermark``, oldest first."""
-        ...
-
-    async def set_status(
-        self, message_id: str, status: MessageStatus, error: MessageError | None = None
-    ) -> None:
-        """Move to a status; FAILED keeps ``error`` and is no longer due."""
-        ...
-
-    async def set_sent(self, message_id: str, external_id: str | None, at: int) -> None:
-        """Sent: the channel's id for it (if it gave one), no error, no longer due."""
-        ...
-
-    async def set_reactions(self, message_id: str, reactions: list[Reaction]) -> None: ...
-
-
-class ContactRows(Protocol):
-    async def identity(self, channel_id: str, external_id: str) -> IdentityRecord | None: ...
-    async def set_identity_profile(
-        self,
-        channel_id: str,
-        external_id: str,
-        display_name: str | None,
-        avatar_url: str | None,
-    ) -> None: ...
-    async def insert(self, record: ContactRecord) -> None: ...
-    async def insert_identity(self, record: IdentityRecord) -> None: ...
-    async def get(self, contact_id: str) -> ContactRecord | None: ...
-
-    async def update(self, contact_id: str, **changes: Any) -> None:
-        """Set fields (ContactRecord's names) of one contact."""
-        ...
-
-    async def oldest_verified(self, *, email: str | None, phone: str | None) -> str | None:
-        """The oldest contact (not merged away) with this verified email, else with this
-        verified phone."""
-        ...
-
-    async def sharing_verified(
-        self, contact_id: str, email: str | None, phone: str | None
-    ) -> list[str]:
-        """The contact and every other (not merged away) with this verified email or
-        phone, oldest first."""
-        ...
-
-    async def members(self, contact_id: str) -> list[str]:
-        """The contact and every contact merged into it."""
-        ...
-
-    async def oldest(self, contact_ids: Sequence[str]) -> list[str]:
-        """These contacts, oldest first."""
-        ...
-
-    async def root_attributes_json(self, contact_id: str) -> str:
-        """The attributes of the contact it was merged into (or its own)."""
-        ...
-
-    async def fold(self, survivor: str, other: str) -> None:
-        """``other`` and whatever was merged into it now belong to ``survivor``, with
-        their identities."""
-        ...
-
-    async def restore(self, original: str, from_contact: str) -> None:
-        """Undo a merge: ``original`` stands alone again with the identities it brought."""
-        ...
-
-    async def move_identity(self, channel_id: str, external_id: str, contact_id: str) -> None:
-        """The identity belongs to (and was first linked to) ``contact_id`` from now on."""
-        ...
-
-    async def identity_count(self, contact_id: str) -> int: ...
-    async def load(self, contact_id: str) -> Contact | None:
-        """The contact as the API shows it, with its identities."""
-        ...
-
-    async def served(self, contact_id: str, agent_id: str, at: int) -> None:
-        """Remember who served the contact's merge group last (stickiness)."""
-        ...
-
-
-class AgentRows(Protocol):
-    async def get(self, agent_id: str) -> AgentRecord | None: ...
-    async def all(self) -> list[AgentRecord]: ...
-    async def insert(self, agent: Agent, at: int) -> None: ...
-    async def update_profile(self, agent: Agent, at: int) -> None:
-        """Name, skills, languages and capacity; presence stays."""
-        ...
-
-    async def set_presence(self, agent_id: str, presence: Presence, at: int) -> None: ...
-    async def set_assigned(self, agent_id: str, at: int) -> None:
-        """When the agent was last given a conversation."""
-        ...
-
-
-class AssignmentRows(Protocol):
-    async def record_decision(
-        self, conversation_id: str, agent_id: str | None, explanation_json: str, at: int
-    ) -> None:
-        """Keep a routing decision with its explanation."""
-        ...
-
-    async def write(self, batch: AssignmentBatch) -> None:
-        """Write a dispatch's assignments (of conversations that are still queued)."""
-        ...
-
-
-class Tx(Protocol):
-    """One unit of work's transaction."""
-
-    @property
-    def now(self) -> int:
-        """The transaction's time, in microseconds since the epoch."""
-        ...
-
-    @property
-    def now_dt(self) -> datetime: ...
-
-    @property
-    def conversations(self) -> ConversationRows: ...
-    @property
-    def messages(self) -> MessageRows: ...
-    @property
-    def contacts(self) -> ContactRows: ...
-    @property
-    def agents(self) -> AgentRows: ...
-    @property
-    def assignments(self) -> AssignmentRows: ...
-
-    async def emit(
-        self, type_: str, fields: dict[str, Any], conversation_id: str | None = None
-    ) -> Event:
-        """Append an event to the outbox, in this transaction. ``fields`` values that are
-        models are serialised as the API shows them."""
-        ...
-
-
-Work = Callable[[Tx], Awaitable[T]]
 
 
 # --- on the store -------------------------------------------------------------------------
