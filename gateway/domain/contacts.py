@@ -79,7 +79,7 @@ async def resolve(
             IdentityRecord(
                 channel_id=channel_id,
                 external_id=sender.external_id,
-                channel_type=channel_type,
+                channel_type=channel_type.value,
                 contact_id=contact_id,
                 original_contact_id=contact_id,
                 display_name=sender.display_name,

@@ -35,7 +35,7 @@ def _open(record: ConversationRecord) -> OpenConversation:
     return OpenConversation(
         ConversationId(record.id),
         record.contact_id,
-        ConversationStatus(record.status),
+        record.status,
         record.awaiting_since,
         record.first_response_at,
     )

@@ -20,7 +20,6 @@ from kernel.envelope import OutboundMessage
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, TokenId
 from kernel.models import (
     Agent,
-    ChannelType,
     Conversation,
     ConversationStatus,
     Message,
@@ -159,13 +158,13 @@ def _json_time(value: int | None) -> str:
     return '"' + from_us(value).isoformat().replace("+00:00", "Z") + '"'
 
 
-@dataclass(frozen=True, slots=True)
-class OpenConversation:
-    """The little of an open conversation the ingest path needs."""
+class OpenConversation(NamedTuple):
+    """The little of an open conversation the ingest path needs (a tuple: it is made for
+    every message)."""
 
     id: ConversationId
     contact_id: str
-    status: ConversationStatus
+    status: str  # a ConversationStatus's value
     awaiting_since: int | None = None
     first_response_at: int | None = None
 
@@ -220,7 +219,7 @@ class ContactRecord:
 class IdentityRecord:
     channel_id: str
     external_id: str
-    channel_type: ChannelType
+    channel_type: str  # a ChannelType's value
     contact_id: str
     # The contact it was first linked to: an unmerge brings it back there.
     original_contact_id: str

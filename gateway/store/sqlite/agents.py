@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from gateway.store.records import AgentRecord, AssignmentBatch, dumps
 from gateway.store.sqlite import rows
-from gateway.store.sqlite.contacts import _SERVED
+from gateway.store.sqlite.contacts import SERVED
 from gateway.store.sqlite.reading import Reader, page
 from kernel.ids import AgentId
 from kernel.models import Agent, Presence
@@ -100,7 +100,7 @@ class AssignmentTx:
             "queue_announced = 0 WHERE id = ? AND status = 'queued'",
             [(agent_id, at, conv_id) for agent_id, conv_id in batch.conversations],
         )
-        conn.executemany(_SERVED, [(agent_id, at, contact) for agent_id, contact in batch.contacts])
+        conn.executemany(SERVED, [(agent_id, at, contact) for agent_id, contact in batch.contacts])
         conn.executemany(
             _RECORD,
             [(conv_id, at, agent_id, expl) for conv_id, agent_id, expl in batch.decisions],

@@ -10,17 +10,21 @@ from gateway.store.records import ContactRecord, IdentityRecord
 from gateway.store.sqlite import rows
 from gateway.store.sqlite.conversations import identity_contact
 from gateway.store.sqlite.reading import Reader, group, marks
-from gateway.store.sqlite.rows import CONTACT_COLUMN, CONTACT_COLUMNS
+from gateway.store.sqlite.rows import CONTACT_COLUMN, CONTACT_COLUMNS, IDENTITY_COLUMNS
 from kernel.ids import ChannelId, ContactId
 from kernel.models import Contact
 
 if TYPE_CHECKING:
     from gateway.store.sqlite.tx import SqliteTx
 
-_SERVED = (
+SERVED = (
     "UPDATE contacts SET last_agent_id = ?, last_served_at = ? WHERE id = "
     "(SELECT COALESCE(merged_into, id) FROM contacts WHERE id = ?)"
 )
+
+_IDENTITY = f"SELECT {IDENTITY_COLUMNS} FROM identities WHERE channel_id = ? AND external_id = ?"
+_INSERT = f"INSERT INTO contacts ({CONTACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_BY_ID = f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ?"
 
 
 def load(conn: sqlite3.Connection, contact_id: str) -> Contact | None:
@@ -45,10 +49,7 @@ class ContactTx:
         self.tx = tx
 
     async def identity(self, channel_id: str, external_id: str) -> IdentityRecord | None:
-        row = self.tx.one(
-            "SELECT * FROM identities WHERE channel_id = ? AND external_id = ?",
-            (channel_id, external_id),
-        )
+        row = self.tx.one(_IDENTITY, (channel_id, external_id))
         return None if row is None else rows.identity_record(row)
 
     async def set_identity_profile(
@@ -66,7 +67,7 @@ class ContactTx:
 
     async def insert(self, record: ContactRecord) -> None:
         self.tx.execute(
-            f"INSERT INTO contacts ({CONTACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _INSERT,
             (
                 record.id,
                 record.display_name,
@@ -88,7 +89,7 @@ class ContactTx:
             (
                 record.channel_id,
                 record.external_id,
-                record.channel_type.value,
+                record.channel_type,
                 record.contact_id,
                 record.original_contact_id,
                 record.display_name,
@@ -98,7 +99,7 @@ class ContactTx:
         )
 
     async def get(self, contact_id: str) -> ContactRecord | None:
-        row = self.tx.one(f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ?", (contact_id,))
+        row = self.tx.one(_BY_ID, (contact_id,))
         return None if row is None else rows.contact_record(row)
 
     async def update(self, contact_id: str, **changes: Any) -> None:
@@ -186,7 +187,7 @@ class ContactTx:
         return load(self.tx.conn, contact_id)
 
     async def served(self, contact_id: str, agent_id: str, at: int) -> None:
-        self.tx.execute(_SERVED, (agent_id, at, contact_id))
+        self.tx.execute(SERVED, (agent_id, at, contact_id))
 
 
 class ContactReads:

@@ -12,7 +12,7 @@ from gateway.store.sqlite import rows
 from gateway.store.sqlite.reading import Reader, group, marks, page
 from gateway.store.sqlite.rows import CONVERSATION_COLUMN, CONVERSATION_COLUMNS
 from kernel.ids import ChannelId, ConversationId
-from kernel.models import Conversation, ConversationStatus, Identity
+from kernel.models import Conversation, Identity
 from kernel.pages import Page, decode_cursor
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ _QUEUED = (
     "LEFT JOIN contacts r ON r.id = COALESCE(k.merged_into, k.id) "
     "WHERE c.status = 'queued' ORDER BY c.priority DESC, c.queued_at, c.id LIMIT ? OFFSET ?"
 )
+_ON_CHANNEL = f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND channel_id = ?"
+_INSERT = f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES ({', '.join('?' * 23)})"
 _UPDATES: dict[tuple[str, ...], str] = {}
 
 
@@ -46,10 +48,7 @@ class ConversationTx:
         return get(self.tx.conn, conversation_id)
 
     async def on_channel(self, conversation_id: str, channel_id: str) -> ConversationRecord | None:
-        row = self.tx.one(
-            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND channel_id = ?",
-            (conversation_id, channel_id),
-        )
+        row = self.tx.one(_ON_CHANNEL, (conversation_id, channel_id))
         return None if row is None else rows.conversation(row)
 
     async def holding(
@@ -73,11 +72,11 @@ class ConversationTx:
         )
         if row is None:
             return None
-        return OpenConversation(row[0], row[1], ConversationStatus(row[2]), row[3], row[4])
+        return OpenConversation(*row)
 
     async def insert(self, record: ConversationRecord) -> None:
         self.tx.execute(
-            f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES ({', '.join('?' * 23)})",
+            _INSERT,
             (
                 record.id,
                 record.contact_id,

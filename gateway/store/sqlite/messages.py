@@ -26,8 +26,12 @@ THREAD_REFS_LIMIT = 30
 
 _INSERT = (
     "INSERT INTO messages (id, conversation_id, contact_id, channel_id, direction, "
-    "author_type, author_id, external_id, parts, reply_to, created_at, status, "
-    "idempotency_key, request_hash, next_attempt_at) "
+    "author_type, author_id, external_id, parts, reply_to, created_at, status"
+)
+# A message that arrived (most of them) and one to send.
+_INSERT_RECEIVED = _INSERT + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_TO_SEND = (
+    _INSERT + ", idempotency_key, request_hash, next_attempt_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
@@ -84,26 +88,26 @@ class MessageTx:
         request_hash: str | None = None,
         due_at: int | None = None,
     ) -> None:
-        self.tx.execute(
-            _INSERT,
-            (
-                message.id,
-                message.conversation_id,
-                contact_id,
-                message.channel_id,
-                message.direction.value,
-                message.author.type.value,
-                message.author.id,
-                message.external_id,
-                rows.parts_json(message.parts),
-                message.reply_to,
-                to_us(message.created_at),
-                message.status.value,
-                idempotency_key,
-                request_hash,
-                due_at,
-            ),
+        tx = self.tx
+        values = (
+            message.id,
+            message.conversation_id,
+            contact_id,
+            message.channel_id,
+            message.direction.value,
+            message.author.type.value,
+            message.author.id,
+            message.external_id,
+            rows.parts_json(message.parts),
+            message.reply_to,
+            # the unit's own time, as it is (most messages are written at it)
+            tx.now if message.created_at is tx.now_dt else to_us(message.created_at),
+            message.status.value,
         )
+        if idempotency_key is None and request_hash is None and due_at is None:
+            tx.execute(_INSERT_RECEIVED, values)
+        else:
+            tx.execute(_INSERT_TO_SEND, (*values, idempotency_key, request_hash, due_at))
 
     async def outbound_by_external(
         self, channel_id: str, external_ids: Sequence[str]

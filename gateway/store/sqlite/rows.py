@@ -97,17 +97,16 @@ def contact_record(row: sqlite3.Row) -> ContactRecord:
     return ContactRecord(*row)
 
 
+# Columns in the order of IdentityRecord's fields.
+IDENTITY_COLUMNS = (
+    "channel_id, external_id, channel_type, contact_id, original_contact_id, display_name, "
+    "avatar_url, created_at"
+)
+
+
 def identity_record(row: sqlite3.Row) -> IdentityRecord:
-    return IdentityRecord(
-        channel_id=row["channel_id"],
-        external_id=row["external_id"],
-        channel_type=ChannelType(row["channel_type"]),
-        contact_id=row["contact_id"],
-        original_contact_id=row["original_contact_id"],
-        display_name=row["display_name"],
-        avatar_url=row["avatar_url"],
-        created_at=row["created_at"],
-    )
+    """A row read with IDENTITY_COLUMNS."""
+    return IdentityRecord(*row)
 
 
 def assignments(fields: dict[str, Any], column: dict[str, str]) -> tuple[str, tuple[Any, ...]]:

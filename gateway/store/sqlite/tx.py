@@ -1,4 +1,4 @@
-"""One unit of work's transaction on the writer connection (gateway.store.protocols.Tx)."""
+"""One unit of work's transaction on the writer connection (gateway.store.transaction.Tx)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,18 @@ from kernel.events import Event, compose_json
 class SqliteTx:
     """The connection, the transaction's time, and the events written in it."""
 
-    __slots__ = ("_now_dt", "_roles", "conn", "events", "now")
-
     def __init__(self, conn: sqlite3.Connection, now: int) -> None:
         self.conn = conn
         self.now = now
         self.events: list[Event] = []
         self._now_dt: datetime | None = None
-        self._roles: dict[str, Any] = {}
+        # (functools.cached_property takes a lock on every read in Python 3.11: too slow
+        # for what every statement of a unit of work goes through)
+        self.conversations = ConversationTx(self)
+        self.messages = MessageTx(self)
+        self.contacts = ContactTx(self)
+        self.agents = AgentTx(self)
+        self.assignments = AssignmentTx(self)
 
     @property
     def now_dt(self) -> datetime:
@@ -57,40 +61,3 @@ class SqliteTx:
         self, type_: str, fields: dict[str, Any], conversation_id: str | None = None
     ) -> Event:
         return self.append_event(type_, fields, conversation_id)
-
-    # The roles are made on first use: most units of work need two or three of them.
-
-    @property
-    def conversations(self) -> ConversationTx:
-        role = self._roles.get("conversations")
-        if role is None:
-            role = self._roles["conversations"] = ConversationTx(self)
-        return role
-
-    @property
-    def messages(self) -> MessageTx:
-        role = self._roles.get("messages")
-        if role is None:
-            role = self._roles["messages"] = MessageTx(self)
-        return role
-
-    @property
-    def contacts(self) -> ContactTx:
-        role = self._roles.get("contacts")
-        if role is None:
-            role = self._roles["contacts"] = ContactTx(self)
-        return role
-
-    @property
-    def agents(self) -> AgentTx:
-        role = self._roles.get("agents")
-        if role is None:
-            role = self._roles["agents"] = AgentTx(self)
-        return role
-
-    @property
-    def assignments(self) -> AssignmentTx:
-        role = self._roles.get("assignments")
-        if role is None:
-            role = self._roles["assignments"] = AssignmentTx(self)
-        return role
