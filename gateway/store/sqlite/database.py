@@ -76,7 +76,8 @@ class _Op:
     alone: bool = False
 
 
-_Outcome = tuple[_Op, Any, BaseException | None, "SqliteTx | None"]
+# (op, result, error, the events it wrote)
+_Outcome = tuple[_Op, Any, BaseException | None, "list[Event] | None"]
 
 
 class Database:
@@ -99,6 +100,7 @@ class Database:
         # beside the writes, without blocking them (passive checkpoints), as often as
         # SQLite would have.
         self._conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._tx = SqliteTx(self._conn)  # handed to each unit of work in turn
         self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-wal")
         self._checkpoint_conn: sqlite3.Connection | None = None
         self._checkpointing: asyncio.Future[None] | None = None
@@ -200,21 +202,22 @@ class Database:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             return [(op, None, exc, None) for op in batch], False
-        now = us_now()
+        tx = self._tx
+        tx.begin(us_now())
         if len(batch) == 1:
             # Alone in its transaction: a failure rolls the whole transaction back instead.
             op = batch[0]
-            tx = SqliteTx(conn, now)
+            events = tx.next_unit()
             try:
                 result = run_to_end(op.work(tx))
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 return [(op, None, exc, None)], False
-            return [(op, result, None, tx)], True
+            return [(op, result, None, events)], True
         outcomes: list[_Outcome] = []
         for op in batch:
-            tx = SqliteTx(conn, now)
+            events = tx.next_unit()
             conn.execute("SAVEPOINT op")
             try:
                 result = run_to_end(op.work(tx))
@@ -224,12 +227,12 @@ class Database:
                 outcomes.append((op, None, exc, None))
             else:
                 conn.execute("RELEASE op")
-                outcomes.append((op, result, None, tx))
+                outcomes.append((op, result, None, events))
         return outcomes, True
 
     def _complete(self, outcomes: list[_Outcome]) -> None:
         # Events first, in commit order, so anyone woken by a future sees them published.
-        events = [e for _, _, _, tx in outcomes if tx is not None for e in tx.events]
+        events = [e for _, _, _, written in outcomes if written for e in written]
         if events and self._on_events is not None:
             try:
                 self._on_events(events)

@@ -14,26 +14,31 @@ from kernel.events import Event, compose_json
 
 
 class SqliteTx:
-    """The connection, the transaction's time, and the events written in it."""
+    """The connection, the transaction's time, and the events written in it.
 
-    def __init__(self, conn: sqlite3.Connection, now: int) -> None:
+    The writer has one, handed to each unit of work of a batch in turn (units run one at a
+    time, to their end): begin() gives it the batch's time and the unit a list of events
+    of its own. Made once, it costs a unit of work nothing."""
+
+    def __init__(self, conn: sqlite3.Connection, now: int = 0) -> None:
         self.conn = conn
-        self.now = now
         self.events: list[Event] = []
-        self._now_dt: datetime | None = None
-        # (functools.cached_property takes a lock on every read in Python 3.11: too slow
-        # for what every statement of a unit of work goes through)
+        self.begin(now)
         self.conversations = ConversationTx(self)
         self.messages = MessageTx(self)
         self.contacts = ContactTx(self)
         self.agents = AgentTx(self)
         self.assignments = AssignmentTx(self)
 
-    @property
-    def now_dt(self) -> datetime:
-        if self._now_dt is None:
-            self._now_dt = datetime.fromtimestamp(self.now / 1_000_000, UTC)
-        return self._now_dt
+    def begin(self, now: int) -> None:
+        """A batch starts at ``now`` (microseconds since the epoch)."""
+        self.now = now
+        self.now_dt = datetime.fromtimestamp(now / 1_000_000, UTC)
+
+    def next_unit(self) -> list[Event]:
+        """The next unit of work starts: the list its events go to."""
+        self.events = []
+        return self.events
 
     def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
