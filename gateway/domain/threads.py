@@ -15,8 +15,8 @@ from gateway.domain.state import RoutingState
 from gateway.store.records import ConversationRecord, OpenConversation
 from gateway.store.transaction import Tx
 from kernel.envelope import InboundMessage
-from kernel.ids import ConversationId, new_conversation_id
-from kernel.models import ChannelType, ConversationStatus, text_of
+from kernel.ids import ContactId, ConversationId, new_conversation_id
+from kernel.models import ChannelType, Conversation, ConversationStatus, text_of
 
 
 async def open_for(tx: Tx, contact_id: str, channel_id: str) -> OpenConversation | None:
@@ -93,7 +93,18 @@ async def thread_for(
         routing_rule=needs.rule,
     )
     await tx.conversations.insert(created)
-    await tx.emit("conversation.created", {"conversation": created.model()}, created.id)
+    announced = Conversation(
+        id=ConversationId(created.id),
+        contact_id=ContactId(contact_id),
+        channel_id=msg.channel_id,
+        status=ConversationStatus.QUEUED,
+        priority=needs.priority,
+        skills=sorted(skills),
+        subject=msg.subject,
+        language=needs.language,
+        created_at=tx.now_dt,
+    )  # (what created.model() gives, made straight: every new conversation comes here)
+    await tx.emit("conversation.created", {"conversation": announced}, created.id)
     return _open(created)
 
 

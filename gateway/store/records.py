@@ -92,6 +92,8 @@ class ConversationRecord:
     last_served_at: int | None = None
 
     def model(self) -> Conversation:
+        # (on every path that announces a conversation: no call that is not needed)
+        first, resolved, last = self.first_response_at, self.resolved_at, self.last_message_at
         return Conversation(
             id=ConversationId(self.id),
             contact_id=ContactId(self.contact_id),
@@ -99,13 +101,13 @@ class ConversationRecord:
             status=ConversationStatus(self.status),
             assignee_id=self.assignee_id,
             priority=self.priority,
-            skills=json.loads(self.skills_json),
+            skills=[] if self.skills_json == "[]" else json.loads(self.skills_json),
             language=self.language,
             subject=self.subject,
-            created_at=from_us(self.created_at),
-            first_response_at=opt_dt(self.first_response_at),
-            resolved_at=opt_dt(self.resolved_at),
-            last_message_at=opt_dt(self.last_message_at),
+            created_at=datetime.fromtimestamp(self.created_at / US, UTC),
+            first_response_at=None if first is None else datetime.fromtimestamp(first / US, UTC),
+            resolved_at=None if resolved is None else datetime.fromtimestamp(resolved / US, UTC),
+            last_message_at=None if last is None else datetime.fromtimestamp(last / US, UTC),
         )
 
     def model_json(self, **changed: Any) -> str:

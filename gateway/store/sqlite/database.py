@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gateway.store.sqlite.tx import SqliteTx
+from gateway.store.sqlite.tx import SqliteTx, run_to_end
 from kernel.events import Event
 
 log = logging.getLogger(__name__)
@@ -54,19 +54,6 @@ def connect(path: str, *, synchronous: str, readonly: bool = False) -> sqlite3.C
     if readonly:
         conn.execute("PRAGMA query_only = 1")
     return conn
-
-
-def run_to_end(step: Coroutine[Any, Any, T]) -> T:
-    """Drive a unit of work that never has to wait (SQLite answers at once)."""
-    try:
-        step.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    step.close()
-    raise RuntimeError(
-        "a unit of work waited for something other than its transaction; SQLite runs "
-        "units of work to the end without the event loop"
-    )
 
 
 @dataclass

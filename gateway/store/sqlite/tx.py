@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.store.sqlite.agents import AgentTx, AssignmentTx
 from gateway.store.sqlite.contacts import ContactTx
 from gateway.store.sqlite.conversations import ConversationTx
 from gateway.store.sqlite.messages import MessageTx
 from kernel.events import Event, compose_json
+
+T = TypeVar("T")
+
+
+def run_to_end(step: Coroutine[Any, Any, T]) -> T:
+    """Drive a unit of work that never has to wait (SQLite answers at once)."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    step.close()
+    raise RuntimeError(
+        "a unit of work waited for something other than its transaction; SQLite runs "
+        "units of work to the end without the event loop"
+    )
+
+
+_APPEND = "INSERT INTO events (type, created_at, conversation_id, data) VALUES (?, ?, ?, ?)"
 
 
 class SqliteTx:
@@ -51,18 +70,15 @@ class SqliteTx:
         self, type_: str, fields: dict[str, Any], conversation_id: str | None = None
     ) -> Event:
         """Append an event to the outbox, in this transaction."""
+        return run_to_end(self.emit(type_, fields, conversation_id))
+
+    async def emit(
+        self, type_: str, fields: dict[str, Any], conversation_id: str | None = None
+    ) -> Event:
         data_json = compose_json(fields)
-        cur = self.conn.execute(
-            "INSERT INTO events (type, created_at, conversation_id, data) VALUES (?, ?, ?, ?)",
-            (type_, self.now, conversation_id, data_json),
-        )
+        cur = self.conn.execute(_APPEND, (type_, self.now, conversation_id, data_json))
         seq = cur.lastrowid
         assert seq is not None
         event = Event(seq, type_, self.now_dt, data_json, conversation_id)
         self.events.append(event)
         return event
-
-    async def emit(
-        self, type_: str, fields: dict[str, Any], conversation_id: str | None = None
-    ) -> Event:
-        return self.append_event(type_, fields, conversation_id)
