@@ -10,6 +10,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from config import load_settings
 from gateway.app import Gateway
 
+# Imported so that any test can ask for them; none starts a server until a test does.
+from tests.servers import pg_server, pg_url, redis_server, redis_url  # noqa: F401
+
 ADMIN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
