@@ -46,30 +46,45 @@ class ServerSettings(Section):
 
 
 class StoreSettings(Section):
-    # Empty: SQLite file "omnigw.db" in server.data_dir.
+    # Empty: SQLite file "omnigw.db" in server.data_dir. postgresql://user:password@host/db
+    # (password best as a ${ENV} reference): any number of replicas share it.
     url: str = ""
+    # PostgreSQL: connections each process keeps for reads (writes use one more).
+    pool_size: Annotated[int, Field(ge=1, le=500)] = 10
+    # PostgreSQL: seconds after which work held by a process that stopped answering (a
+    # mailbox's polling, an endpoint's deliveries, a reply being sent) goes to another.
+    lease_seconds: Annotated[float, Field(ge=2, le=600)] = 10.0
 
     @field_validator("url")
     @classmethod
     def _supported(cls, value: str) -> str:
-        if value and not value.startswith("sqlite:///"):
-            scheme = value.split(":", 1)[0]
+        if value and not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            scheme = value.split(":", 1)[0] if ":" in value else value[:20]
             raise ValueError(
-                f"{scheme!r} stores are not available in this version; use sqlite:///path"
+                f"{scheme!r} stores are not supported; use sqlite:///path or "
+                "postgresql://user@host/database"
             )
         return value
 
+    @property
+    def shared(self) -> bool:
+        return self.url.startswith(("postgresql://", "postgres://"))
+
 
 class RedisSettings(Section):
+    # redis://[:password@]host:port/db, rediss:// (TLS) or unix:///path.sock. Empty: each
+    # process on its own (replicas then learn of each other's work from the database,
+    # within `poll_seconds`).
     url: str = ""
+    # Without Redis, or while it cannot be reached: how often each replica looks in the
+    # database for what other replicas did.
+    poll_seconds: Annotated[float, Field(gt=0, le=10)] = 0.5
 
     @field_validator("url")
     @classmethod
     def _supported(cls, value: str) -> str:
-        if value:
-            raise ValueError(
-                "Redis is not used by this version (one process on its store); leave it empty"
-            )
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected redis://host:port/db, rediss://... or unix:///path")
         return value
 
 

@@ -36,11 +36,20 @@ class EventBus:
         self._floor = self.last_seq = seq
 
     def publish(self, events: list[Event]) -> None:
+        """Events committed after the last one published, in seq order. One already
+        published is skipped; after a gap (nothing of this process should make one), the
+        ring starts again above it, so readers behind it read the store."""
         for event in events:
-            if len(self._ring) == self._ring.maxlen:
+            seq = seq_of(event)
+            if seq <= self.last_seq:
+                continue
+            if seq != self.last_seq + 1:
+                self._ring.clear()
+                self._floor = seq - 1
+            elif len(self._ring) == self._ring.maxlen:
                 self._floor = seq_of(self._ring[0])
             self._ring.append(event)
-            self.last_seq = seq_of(event)
+            self.last_seq = seq
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 

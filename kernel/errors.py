@@ -5,7 +5,8 @@ DomainError (code, message, details)
 ├── Malformed    the input cannot be read (a cursor not made here, settings that do not parse)
 ├── NotFound     what it names does not exist
 ├── Conflict     it exists, but its state does not allow this
-└── Invalid      well-formed, but it makes no sense here (an unknown agent, a reused key)
+├── Invalid      well-formed, but it makes no sense here (an unknown agent, a reused key)
+└── StoreUnavailable  the database cannot be reached now: nothing was done, try again
 """
 
 from __future__ import annotations
@@ -37,3 +38,7 @@ class Conflict(DomainError):
 
 class Invalid(DomainError):
     default_code = "unprocessable"
+
+
+class StoreUnavailable(DomainError):
+    default_code = "store_unavailable"

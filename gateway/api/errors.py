@@ -6,6 +6,7 @@ DomainError                  (kernel.errors)
 ├── NotFound           404
 ├── Conflict           409
 ├── Invalid            422
+├── StoreUnavailable   503   the database cannot be reached (retry later)
 └── ApiError                 errors of the HTTP surface itself
     ├── Unauthorized   401   no or bad credentials
     ├── Forbidden      403   credentials without the needed scope
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel.errors import Conflict, DomainError, Invalid, Malformed, NotFound
+from kernel.errors import Conflict, DomainError, Invalid, Malformed, NotFound, StoreUnavailable
 
 _STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (Malformed, 400),
     (NotFound, 404),
     (Conflict, 409),
     (Invalid, 422),
+    (StoreUnavailable, 503),
 )
 
 

@@ -31,13 +31,21 @@ class RoutingState(RuleBook):
         super().__init__(settings)
         self.channel_types = set(channel_types)
         self._index: AgentIndex | None = None
+        self._version = -1  # routing's version the index was loaded or last changed at
 
     def invalidate(self) -> None:
         self._index = None
 
-    async def index(self, tx: Tx) -> AgentIndex:
-        if self._index is None:
+    async def index(self, tx: Tx, *, changes: bool = True) -> AgentIndex:
+        """The agent index, with routing held by this unit of work until it ends (other
+        processes route one at a time too); reloaded when another process changed
+        agents or assignments since. ``changes``: the unit may change them."""
+        version = await tx.assignments.lock_routing()
+        if self._index is None or version != self._version:
             self._index = await load_index(tx, self.channel_types)
+            self._version = version
+        if changes:
+            self._version = await tx.assignments.routing_changed()
         return self._index
 
     async def run(

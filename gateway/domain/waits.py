@@ -83,7 +83,7 @@ async def queue_view(
     tx: Tx, state: RoutingState, channel_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
     """The queue in dispatch order, with each conversation's place and estimated wait."""
-    index = await state.index(tx)
+    index = await state.index(tx, changes=False)
     now = tx.now / US
     queued = await tx.conversations.queued(QUEUE_SCAN_LIMIT, 0)
     needs = [need_of(r, state) for r in queued]

@@ -5,12 +5,28 @@ from __future__ import annotations
 from gateway.store.protocols import EventsCallback, Store
 
 
-async def open_store(url: str, on_events: EventsCallback | None = None) -> Store:
-    """Open the backend named by ``url`` (``sqlite:///path``); committed events are handed
-    to ``on_events`` in commit order."""
+async def open_store(
+    url: str,
+    on_events: EventsCallback | None = None,
+    *,
+    pool_size: int = 10,
+    lease_seconds: float = 10.0,
+) -> Store:
+    """Open the backend named by ``url`` (``sqlite:///path``, ``postgresql://...``);
+    committed events are handed to ``on_events`` in commit order. ``pool_size`` and
+    ``lease_seconds`` apply to PostgreSQL (how many connections a process opens for
+    reads; how long a process that stopped answering keeps its work)."""
     if url.startswith("sqlite:"):
         from gateway.store.sqlite import SqliteStore
 
         return await SqliteStore.open(url, on_events=on_events)
+    if url.startswith(("postgresql:", "postgres:")):
+        from gateway.store.postgres import PostgresStore
+
+        return await PostgresStore.open(
+            url, on_events=on_events, pool_size=pool_size, lease_seconds=lease_seconds
+        )
     scheme = url.split(":", 1)[0]
-    raise ValueError(f"unsupported store url scheme {scheme!r} (expected sqlite:///path)")
+    raise ValueError(
+        f"unsupported store url scheme {scheme!r} (expected sqlite:///path or postgresql://...)"
+    )

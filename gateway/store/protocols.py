@@ -225,8 +225,44 @@ class RawEvents(Protocol):
 
 
 class AttachmentRecords(Protocol):
-    async def add(self, record: AttachmentRecord) -> None: ...
+    # True: the store keeps files' bytes itself (every process serves every file);
+    # False: they live in the data directory, at the record's path.
+    keeps_data: bool
+
+    async def add(self, record: AttachmentRecord, data: bytes | None = None) -> None:
+        """Record a file; its bytes too when the store keeps them."""
+        ...
+
     async def get(self, attachment_id: str) -> AttachmentRecord | None: ...
+    async def data(self, attachment_id: str) -> bytes | None:
+        """The file's bytes, when the store keeps them."""
+        ...
+
+
+class Leases(Protocol):
+    """Work that one process at a time does, among all the processes sharing the store
+    (a mailbox's polling, an endpoint's deliveries, a token refresh). A lease lapses
+    ``seconds`` after it was last taken or renewed, so a process that dies loses its
+    leases within that bound and another takes the work over."""
+
+    owner: str  # this process
+
+    async def claim(self, name: str, seconds: float) -> bool:
+        """Take the lease, or keep it when this process holds it; False when another
+        process holds it."""
+        ...
+
+    async def release(self, name: str) -> None: ...
+    async def renew(self, seconds: float) -> tuple[list[str], list[str]]:
+        """Push every lease this process holds (named ones, and outbound messages it is
+        sending) ``seconds`` into the future. Returns the names still held, and those
+        of them another process asked for (see ``want``)."""
+        ...
+
+    async def want(self, name: str) -> None:
+        """Ask the process holding the lease to hand it over (it does so on its next
+        renewal); then ``claim`` it."""
+        ...
 
 
 class Tokens(Protocol):
@@ -264,6 +300,16 @@ class Store(Protocol):
 
     async def ping(self) -> None: ...
     async def close(self) -> None: ...
+    async def follow(self) -> None:
+        """Publish events that other processes sharing the store committed (called on a
+        wake-up from them, or on a timer)."""
+        ...
+
+    # Whether other processes may share this store (replicas).
+    shared: bool
+
+    @property
+    def leases(self) -> Leases: ...
 
     @property
     def conversations(self) -> ConversationReads: ...

@@ -197,6 +197,16 @@ class AgentRows(Protocol):
 
 
 class AssignmentRows(Protocol):
+    async def lock_routing(self) -> int:
+        """Wait until no other process is routing, and hold routing until this
+        transaction ends; returns routing's version (see routing_changed)."""
+        ...
+
+    async def routing_changed(self) -> int:
+        """This transaction may change agents or assignments: routing's version moves
+        (a process keeping an agent index reloads it when the version is not its own)."""
+        ...
+
     async def record_decision(
         self, conversation_id: str, agent_id: str | None, explanation_json: str, at: int
     ) -> None:

@@ -1,11 +1,15 @@
 """Store backends the contract suite runs against, each with a way to make the database
-itself refuse a write (so atomicity is tested through the real engine)."""
+itself refuse a write (so atomicity is tested through the real engine), and a way to
+read its tables directly."""
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 
 @dataclass
@@ -18,7 +22,7 @@ class SqliteBackend:
     def url(self) -> str:
         return f"sqlite:///{self.path}"
 
-    def fail_event_inserts(self, event_type: str) -> None:
+    async def fail_event_inserts(self, event_type: str) -> None:
         """From now on the database aborts any insert of an event of this type."""
         with sqlite3.connect(self.path) as conn:
             conn.execute(
@@ -26,15 +30,51 @@ class SqliteBackend:
                 f"WHEN NEW.type = '{event_type}' BEGIN SELECT RAISE(ABORT, 'injected'); END"
             )
 
-    def heal(self) -> None:
+    async def heal(self) -> None:
         with sqlite3.connect(self.path) as conn:
             conn.execute("DROP TRIGGER IF EXISTS test_fail_events")
 
-
-def make_backend(name: str, tmp_path: Path) -> SqliteBackend:
-    if name == "sqlite":
-        return SqliteBackend(tmp_path / "store.db")
-    raise ValueError(name)
+    async def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.path) as conn:
+            return [tuple(r) for r in conn.execute(sql)]
 
 
-BACKENDS = ["sqlite"]
+@dataclass
+class PostgresBackend:
+    url: str
+
+    name = "postgres"
+
+    async def _execute(self, sql: str) -> None:
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def fail_event_inserts(self, event_type: str) -> None:
+        await self._execute(
+            "CREATE FUNCTION test_fail_events() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.type = '{event_type}' THEN RAISE EXCEPTION 'injected'; END IF; "
+            "RETURN NEW; END $$; "
+            "CREATE TRIGGER test_fail_events BEFORE INSERT ON events "
+            "FOR EACH ROW EXECUTE FUNCTION test_fail_events()"
+        )
+
+    async def heal(self) -> None:
+        await self._execute(
+            "DROP TRIGGER IF EXISTS test_fail_events ON events; "
+            "DROP FUNCTION IF EXISTS test_fail_events()"
+        )
+
+    async def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(self.url)
+        try:
+            return [tuple(r) for r in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+
+Backend = SqliteBackend | PostgresBackend
+
+BACKENDS = ["sqlite", "postgres"]

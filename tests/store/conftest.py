@@ -14,7 +14,7 @@ from gateway.domain.state import RoutingState
 from gateway.store import Store, open_store
 from kernel.events import Event
 from routing.settings import RoutingSettings
-from tests.store.backends import BACKENDS, SqliteBackend, make_backend
+from tests.store.backends import BACKENDS, Backend, PostgresBackend, SqliteBackend
 
 
 class Recorder:
@@ -49,8 +49,10 @@ class Domain:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteBackend:
-    return make_backend(request.param, tmp_path)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "postgres":
+        return PostgresBackend(request.getfixturevalue("pg_url"))
+    return SqliteBackend(tmp_path / "store.db")
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-async def store(backend: SqliteBackend, recorder: Recorder) -> AsyncIterator[Store]:
+async def store(backend: Backend, recorder: Recorder) -> AsyncIterator[Store]:
     s = await open_store(backend.url, on_events=recorder)
     yield s
     await s.close()

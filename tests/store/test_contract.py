@@ -26,7 +26,7 @@ from kernel.models import (
     TextPart,
     utcnow,
 )
-from tests.store.backends import SqliteBackend
+from tests.store.backends import Backend
 from tests.store.conftest import Domain, Recorder
 
 WEB = ChannelId("webchat")
@@ -357,26 +357,26 @@ async def test_every_change_is_announced_in_commit_order(
 
 
 async def test_a_failed_event_write_leaves_neither_change_nor_event(
-    domain: Domain, store: Store, recorder: Recorder, backend: SqliteBackend
+    domain: Domain, store: Store, recorder: Recorder, backend: Backend
 ) -> None:
-    backend.fail_event_inserts("message.received")
+    await backend.fail_event_inserts("message.received")
     with pytest.raises(Exception, match="injected"):
         await ingest(domain, inbound(WEB, "m1", "v1"))
     assert recorder.events == []
     assert await store.events.after(0, 100) == []
     assert await store.messages.history(WEB, "v1", before=None, after=None, limit=10) == []
     assert (await store.conversations.page(ConversationFilter(), None, 10)).items == []
-    backend.heal()
+    await backend.heal()
     ok = await ingest(domain, inbound(WEB, "m1", "v1"))
     assert not ok.duplicate
     assert recorder.types() == ["contact.created", "conversation.created", "message.received"]
 
 
 async def test_one_failing_write_does_not_sink_concurrent_ones(
-    domain: Domain, store: Store, recorder: Recorder, backend: SqliteBackend
+    domain: Domain, store: Store, recorder: Recorder, backend: Backend
 ) -> None:
     first = await ingest(domain, inbound(WEB, "m0", "v1"))
-    backend.fail_event_inserts("conversation.resolved")
+    await backend.fail_event_inserts("conversation.resolved")
     results = await asyncio.gather(
         domain.assignments.resolve(first.conversation_id),
         *(ingest(domain, inbound(WEB, f"n{i}", f"other{i}")) for i in range(10)),
@@ -390,7 +390,7 @@ async def test_one_failing_write_does_not_sink_concurrent_ones(
     assert recorder.types().count("message.received") == 11
 
 
-async def test_data_survives_reopening_the_store(backend: SqliteBackend) -> None:
+async def test_data_survives_reopening_the_store(backend: Backend) -> None:
     s = await open_store(backend.url)
     r = await ingest(Domain.over(s), inbound(WEB, "m1", "v1", "còn đó không?"))
     await s.close()
@@ -700,13 +700,10 @@ async def test_reactions_are_one_per_reactor_and_announced(
     assert stored.reactions == removed.reactions
 
 
-async def test_raw_events_are_kept(store: Store, backend: SqliteBackend) -> None:
-    import sqlite3
-
+async def test_raw_events_are_kept(store: Store, backend: Backend) -> None:
     await store.raw_events.keep(WEB, "pass_thread_control", '{"x": "ữ"}', "not handled")
     await store.raw_events.keep(WEB, "pass_thread_control", '{"x": "ữ"}', "not handled")  # resent
-    with sqlite3.connect(backend.path) as conn:
-        rows = conn.execute("SELECT channel_id, kind, reason, payload FROM raw_events").fetchall()
+    rows = await backend.fetch("SELECT channel_id, kind, reason, payload FROM raw_events")
     assert rows == [("webchat", "pass_thread_control", "not handled", '{"x": "ữ"}')]
 
 

@@ -195,11 +195,27 @@ def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
     assert "server.port" in result.stderr
 
 
-def test_a_redis_url_is_refused_while_nothing_uses_it() -> None:
-    with pytest.raises(ConfigError) as exc:
-        load_settings(None, env={"OMNIGW_REDIS_URL": "redis://127.0.0.1:6379/0"})
-    assert [p.key for p in exc.value.problems] == ["redis.url"]
+def test_scale_out_settings(tmp_path: Path) -> None:
+    s = load_settings(
+        write(
+            tmp_path,
+            '[store]\nurl = "postgresql://omnigw:${PGPASS}@db.internal/omnigw"\n'
+            '[redis]\nurl = "redis://127.0.0.1:6379/3"\n',
+        ),
+        env={"PGPASS": "pw", "OMNIGW_STORE_POOL_SIZE": "20"},
+    )
+    assert s.store_url == "postgresql://omnigw:pw@db.internal/omnigw"
+    assert s.store.shared and s.store.pool_size == 20 and s.store.lease_seconds == 10.0
+    assert s.redis.url == "redis://127.0.0.1:6379/3"
     assert load_settings(None, env={"OMNIGW_REDIS_URL": ""}).redis.url == ""
+    for key, value in [
+        ("OMNIGW_REDIS_URL", "http://127.0.0.1:6379"),
+        ("OMNIGW_STORE_POOL_SIZE", "0"),
+        ("OMNIGW_STORE_LEASE_SECONDS", "0.5"),
+    ]:
+        with pytest.raises(ConfigError) as exc:
+            load_settings(None, env={key: value})
+        assert [p.key for p in exc.value.problems] == [key[7:].lower().replace("_", ".", 1)]
 
 
 def test_channel_types_come_from_the_registry() -> None:

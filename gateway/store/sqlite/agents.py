@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING
 
+from gateway.store import rows
 from gateway.store.records import AgentRecord, AssignmentBatch, dumps
-from gateway.store.sqlite import rows
 from gateway.store.sqlite.contacts import SERVED
 from gateway.store.sqlite.reading import Reader, page
 from kernel.ids import AgentId
@@ -81,10 +81,19 @@ class AgentTx:
 
 
 class AssignmentTx:
-    __slots__ = ("tx",)
+    __slots__ = ("tx", "version")
 
     def __init__(self, tx: SqliteTx) -> None:
         self.tx = tx
+        # One process writes the file: it routes alone, and its version is its own count.
+        self.version = 0
+
+    async def lock_routing(self) -> int:
+        return self.version
+
+    async def routing_changed(self) -> int:
+        self.version += 1
+        return self.version
 
     async def record_decision(
         self, conversation_id: str, agent_id: str | None, explanation_json: str, at: int

@@ -131,11 +131,13 @@ def _attachment(conn: sqlite3.Connection, attachment_id: str) -> AttachmentRecor
 
 
 class AttachmentRecords:
+    keeps_data = False  # files live in the data directory
+
     def __init__(self, reader: Reader, write: Write) -> None:
         self._read = reader
         self._write = write
 
-    async def add(self, record: AttachmentRecord) -> None:
+    async def add(self, record: AttachmentRecord, data: bytes | None = None) -> None:
         async def work(tx: SqliteTx) -> None:
             tx.execute(
                 "INSERT INTO attachments (id, channel_id, name, mime, size, sha256, path, "
@@ -157,3 +159,6 @@ class AttachmentRecords:
     async def get(self, attachment_id: str) -> AttachmentRecord | None:
         found: AttachmentRecord | None = await self._read(_attachment, attachment_id)
         return found
+
+    async def data(self, attachment_id: str) -> bytes | None:
+        return None

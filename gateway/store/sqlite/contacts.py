@@ -6,11 +6,11 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from gateway.store import rows
 from gateway.store.records import ContactRecord, IdentityRecord
-from gateway.store.sqlite import rows
+from gateway.store.rows import CONTACT_COLUMN, CONTACT_COLUMNS, IDENTITY_COLUMNS
 from gateway.store.sqlite.conversations import identity_contact
 from gateway.store.sqlite.reading import Reader, group, marks
-from gateway.store.sqlite.rows import CONTACT_COLUMN, CONTACT_COLUMNS, IDENTITY_COLUMNS
 from kernel.ids import ChannelId, ContactId
 from kernel.models import Contact
 

@@ -7,10 +7,10 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from gateway.store import rows
 from gateway.store.records import ConversationFilter, ConversationRecord, OpenConversation, from_us
-from gateway.store.sqlite import rows
+from gateway.store.rows import CONVERSATION_COLUMN, CONVERSATION_COLUMNS
 from gateway.store.sqlite.reading import Reader, group, marks, page
-from gateway.store.sqlite.rows import CONVERSATION_COLUMN, CONVERSATION_COLUMNS
 from kernel.ids import ChannelId, ConversationId
 from kernel.models import Conversation, Identity
 from kernel.pages import Page, decode_cursor

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from gateway.store import rows
 from gateway.store.records import to_us
-from gateway.store.sqlite import rows
 from gateway.store.sqlite.reading import Reader, Write, marks
 from kernel.events import Event
 from kernel.ids import ConversationId

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from gateway.store import rows
 from gateway.store.records import OutboundJob, StoredMessage, from_us, opt_dt, to_us
-from gateway.store.sqlite import contacts, conversations, rows
+from gateway.store.rows import CONVERSATION_COLUMNS
+from gateway.store.sqlite import contacts, conversations
 from gateway.store.sqlite.conversations import identity_contact
 from gateway.store.sqlite.reading import Reader, Write, group, marks, page
-from gateway.store.sqlite.rows import CONVERSATION_COLUMNS
 from kernel.envelope import OutboundMessage
 from kernel.errors import NotFound
 from kernel.ids import ChannelId, ContactId, ConversationId, MessageId

@@ -57,7 +57,31 @@ def _prepare(path: str, sync: str) -> None:
         conn.close()
 
 
+class LocalLeases:
+    """One process owns an SQLite store: every lease is its own."""
+
+    owner = "local"
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+
+    async def claim(self, name: str, seconds: float) -> bool:
+        self._held.add(name)
+        return True
+
+    async def release(self, name: str) -> None:
+        self._held.discard(name)
+
+    async def renew(self, seconds: float) -> tuple[list[str], list[str]]:
+        return sorted(self._held), []
+
+    async def want(self, name: str) -> None:
+        return None
+
+
 class SqliteStore:
+    shared = False  # one process: the file is locked by its writer
+
     def __init__(self, database: Database) -> None:
         self.database = database
         self.path = database.path
@@ -75,6 +99,7 @@ class SqliteStore:
         self.attachments = AttachmentRecords(read, write)
         self.tokens = Tokens(read, write)
         self.stats = StatsReads(read)
+        self.leases = LocalLeases()
         # Units of work go straight to the writer (one coroutine less per unit).
         self.transact = database.write  # type: ignore[method-assign,assignment]
 
@@ -93,6 +118,9 @@ class SqliteStore:
 
     async def ping(self) -> None:
         await self.database.read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def follow(self) -> None:
+        return None  # nothing else writes here
 
     async def close(self) -> None:
         await self.database.close()

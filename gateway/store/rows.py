@@ -1,9 +1,12 @@
-"""Row <-> model and record conversion for the SQLite backend."""
+"""Rows of a SQL backend to models and records, and back.
+
+A row is what the driver returns: Row or asyncpg.Record both answer ``row[name]``
+and unpack in column order. Times are integers of microseconds since the epoch, JSON
+columns are JSON text (each backend's connection is set up to read them so)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -33,6 +36,9 @@ from kernel.models import (
     Reaction,
 )
 
+# sqlite3.Row or asyncpg.Record
+Row = Any
+
 _parts = TypeAdapter(list[Part])
 _reactions = TypeAdapter(list[Reaction])
 
@@ -45,7 +51,7 @@ def parts_json(parts: list[Part] | tuple[Part, ...]) -> str:
     return _parts.dump_json(list(parts), exclude_none=True).decode()
 
 
-def message(row: sqlite3.Row) -> Message:
+def message(row: Row) -> Message:
     error = row["error"]
     reactions = row["reactions"]
     return Message(
@@ -79,7 +85,7 @@ CONVERSATION_COLUMN = {
 }
 
 
-def conversation(row: sqlite3.Row | tuple[Any, ...]) -> ConversationRecord:
+def conversation(row: Row) -> ConversationRecord:
     """A row read with CONVERSATION_COLUMNS (and, for the queue, the contact's last agent
     and when it served)."""
     return ConversationRecord(*row)
@@ -92,7 +98,7 @@ CONTACT_COLUMNS = (
 CONTACT_COLUMN = {"attributes_json": "attributes"}
 
 
-def contact_record(row: sqlite3.Row) -> ContactRecord:
+def contact_record(row: Row) -> ContactRecord:
     """A row read with CONTACT_COLUMNS."""
     return ContactRecord(*row)
 
@@ -104,7 +110,7 @@ IDENTITY_COLUMNS = (
 )
 
 
-def identity_record(row: sqlite3.Row) -> IdentityRecord:
+def identity_record(row: Row) -> IdentityRecord:
     """A row read with IDENTITY_COLUMNS."""
     return IdentityRecord(*row)
 
@@ -115,7 +121,7 @@ def assignments(fields: dict[str, Any], column: dict[str, str]) -> tuple[str, tu
     return ", ".join(f"{column.get(k, k)} = ?" for k in fields), tuple(fields.values())
 
 
-def identity(row: sqlite3.Row) -> Identity:
+def identity(row: Row) -> Identity:
     return Identity(
         channel_id=ChannelId(row["channel_id"]),
         channel_type=ChannelType(row["channel_type"]),
@@ -125,7 +131,7 @@ def identity(row: sqlite3.Row) -> Identity:
     )
 
 
-def contact(row: sqlite3.Row, identities: list[Identity]) -> Contact:
+def contact(row: Row, identities: list[Identity]) -> Contact:
     return Contact(
         id=ContactId(row["id"]),
         display_name=row["display_name"],
@@ -138,7 +144,7 @@ def contact(row: sqlite3.Row, identities: list[Identity]) -> Contact:
     )
 
 
-def agent(row: sqlite3.Row) -> Agent:
+def agent(row: Row) -> Agent:
     return Agent(
         id=AgentId(row["id"]),
         name=row["name"],
@@ -150,7 +156,7 @@ def agent(row: sqlite3.Row) -> Agent:
     )
 
 
-def event(row: sqlite3.Row) -> Event:
+def event(row: Row) -> Event:
     return Event(
         row["seq"], row["type"], from_us(row["created_at"]), row["data"], row["conversation_id"]
     )

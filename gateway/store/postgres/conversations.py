@@ -1,0 +1,250 @@
+"""Conversations: rows inside units of work, and the API's reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from gateway.store import rows
+from gateway.store.postgres.reading import Reader, group, page, updates
+from gateway.store.records import ConversationFilter, ConversationRecord, OpenConversation, from_us
+from gateway.store.rows import CONVERSATION_COLUMN, CONVERSATION_COLUMNS
+from kernel.ids import ChannelId, ConversationId
+from kernel.models import Conversation, Identity
+from kernel.pages import Page, decode_cursor
+
+if TYPE_CHECKING:
+    from gateway.store.postgres.tx import PgTx
+
+_C = ", ".join(f"c.{c.strip()}" for c in CONVERSATION_COLUMNS.split(","))
+_BY_ID = f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1"
+_ON_CHANNEL = f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 AND channel_id = $2"
+_HOLDING = (
+    f"SELECT {_C} FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+    "WHERE m.channel_id = $1 AND m.external_id = ANY($2::text[]) ORDER BY m.id DESC LIMIT 1"
+)
+_OPEN_OF = (
+    "SELECT id, contact_id, status, awaiting_since, first_response_at FROM conversations "
+    "WHERE contact_id = $1 AND channel_id = $2 AND status <> 'resolved'"
+)
+_INSERT = (
+    f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES "
+    f"({', '.join(f'${i}' for i in range(1, 24))})"
+)
+_QUEUED = (
+    f"SELECT {_C}, r.last_agent_id, r.last_served_at FROM conversations c "
+    "LEFT JOIN contacts k ON k.id = c.contact_id "
+    "LEFT JOIN contacts r ON r.id = COALESCE(k.merged_into, k.id) "
+    "WHERE c.status = 'queued' ORDER BY c.priority DESC, c.queued_at, c.id LIMIT $1 OFFSET $2"
+)
+_AWAITING = (
+    f"SELECT {CONVERSATION_COLUMNS} FROM conversations "
+    "WHERE status = 'assigned' AND awaiting_since IS NOT NULL"
+)
+_ASSIGNED_TO = (
+    f"SELECT {CONVERSATION_COLUMNS} FROM conversations "
+    "WHERE status = 'assigned' AND assignee_id = $1"
+)
+_LOADS = (
+    "SELECT assignee_id, channel_type, COUNT(*) FROM conversations "
+    "WHERE status = 'assigned' GROUP BY assignee_id, channel_type"
+)
+_HANDLE_TIME = (
+    "SELECT AVG(resolved_at - assigned_at) FROM (SELECT resolved_at, assigned_at "
+    "FROM conversations WHERE status = 'resolved' AND channel_type = $1 "
+    "AND assigned_at IS NOT NULL AND resolved_at > assigned_at "
+    "ORDER BY resolved_at DESC LIMIT $2) AS recent"
+)
+_UPDATES: dict[tuple[str, ...], str] = {}
+
+
+async def get(conn: asyncpg.Connection, conversation_id: str) -> ConversationRecord | None:
+    row = await conn.fetchrow(_BY_ID, conversation_id)
+    return None if row is None else rows.conversation(row)
+
+
+class ConversationTx:
+    __slots__ = ("tx",)
+
+    def __init__(self, tx: PgTx) -> None:
+        self.tx = tx
+
+    async def get(self, conversation_id: str) -> ConversationRecord | None:
+        return await get(self.tx.conn, conversation_id)
+
+    async def on_channel(self, conversation_id: str, channel_id: str) -> ConversationRecord | None:
+        row = await self.tx.fetchrow(_ON_CHANNEL, conversation_id, channel_id)
+        return None if row is None else rows.conversation(row)
+
+    async def holding(
+        self, channel_id: str, external_ids: Sequence[str]
+    ) -> ConversationRecord | None:
+        row = await self.tx.fetchrow(_HOLDING, channel_id, list(external_ids))
+        return None if row is None else rows.conversation(row)
+
+    async def open_of(self, contact_id: str, channel_id: str) -> OpenConversation | None:
+        row = await self.tx.fetchrow(_OPEN_OF, contact_id, channel_id)
+        return None if row is None else OpenConversation(*row)
+
+    async def insert(self, record: ConversationRecord) -> None:
+        await self.tx.execute(
+            _INSERT,
+            record.id,
+            record.contact_id,
+            record.channel_id,
+            record.channel_type,
+            record.recipient_id,
+            record.status,
+            record.assignee_id,
+            record.priority,
+            record.skills_json,
+            record.language,
+            record.subject,
+            record.created_at,
+            record.first_response_at,
+            record.resolved_at,
+            record.last_message_at,
+            record.last_inbound_at,
+            record.queued_at,
+            bool(record.queue_announced),
+            record.excluded_agents_json,
+            record.required_skills_json,
+            record.routing_rule,
+            record.assigned_at,
+            record.awaiting_since,
+        )
+
+    async def update(self, conversation_id: str, **changes: Any) -> None:
+        key = tuple(changes)
+        sql = _UPDATES.get(key)
+        if sql is None:
+            sql = _UPDATES[key] = (
+                f"UPDATE conversations SET {updates(key, CONVERSATION_COLUMN)} "
+                f"WHERE id = ${len(key) + 1}"
+            )
+        await self.tx.execute(sql, *changes.values(), conversation_id)
+
+    async def queued(self, limit: int, offset: int) -> list[ConversationRecord]:
+        return [rows.conversation(r) for r in await self.tx.fetch(_QUEUED, limit, offset)]
+
+    async def awaiting_agent(self) -> list[ConversationRecord]:
+        return [rows.conversation(r) for r in await self.tx.fetch(_AWAITING)]
+
+    async def assigned_to(self, agent_id: str) -> list[ConversationRecord]:
+        return [rows.conversation(r) for r in await self.tx.fetch(_ASSIGNED_TO, agent_id)]
+
+    async def loads(self) -> list[tuple[str, str, int]]:
+        return [(r[0], r[1], r[2]) for r in await self.tx.fetch(_LOADS)]
+
+    async def channel_types(self) -> set[str]:
+        found = await self.tx.fetch("SELECT DISTINCT channel_type FROM conversations")
+        return {r[0] for r in found}
+
+    async def handle_time(self, channel_type: str, sample: int) -> float | None:
+        found = await self.tx.fetchval(_HANDLE_TIME, channel_type, sample)
+        return None if found is None else found.total_seconds() * 1_000_000
+
+
+# --- reads --------------------------------------------------------------------------------
+
+
+async def _page(
+    conn: asyncpg.Connection, f: ConversationFilter, after: str | None, limit: int
+) -> Page[Conversation]:
+    where: list[str] = []
+    params: list[Any] = []
+
+    def arg(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    if f.status:
+        where.append(f"status = {arg(f.status.value)}")
+    if f.assignee_id:
+        where.append(f"assignee_id = {arg(f.assignee_id)}")
+    if f.channel_id:
+        where.append(f"channel_id = {arg(f.channel_id)}")
+    if f.contact_id:
+        ids = await group(conn, f.contact_id) or [f.contact_id]
+        where.append(f"contact_id = ANY({arg(ids)}::text[])")
+    if after:
+        where.append(f"id < {arg(after)}")
+    sql = f"SELECT {CONVERSATION_COLUMNS} FROM conversations"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY id DESC LIMIT {arg(limit + 1)}"
+    items = [rows.conversation(r).model() for r in await conn.fetch(sql, *params)]
+    return page(Conversation, items, limit)
+
+
+async def identity_contact(
+    conn: asyncpg.Connection, channel_id: str, external_id: str
+) -> str | None:
+    found = await conn.fetchval(
+        "SELECT contact_id FROM identities WHERE channel_id = $1 AND external_id = $2",
+        channel_id,
+        external_id,
+    )
+    return None if found is None else str(found)
+
+
+async def _open_for(conn: asyncpg.Connection, channel_id: str, external_id: str) -> str | None:
+    contact_id = await identity_contact(conn, channel_id, external_id)
+    if contact_id is None:
+        return None
+    found = await conn.fetchval(
+        "SELECT MAX(id) FROM conversations WHERE contact_id = ANY($1::text[]) "
+        "AND channel_id = $2 AND status <> 'resolved'",
+        await group(conn, contact_id),
+        channel_id,
+    )
+    return None if found is None else str(found)
+
+
+async def _recipient(conn: asyncpg.Connection, conversation_id: str) -> Identity | None:
+    row = await conn.fetchrow(
+        "SELECT i.* FROM conversations c JOIN identities i "
+        "ON i.channel_id = c.channel_id AND i.external_id = c.recipient_id WHERE c.id = $1",
+        conversation_id,
+    )
+    return None if row is None else rows.identity(row)
+
+
+async def _decisions(conn: asyncpg.Connection, conversation_id: str) -> list[dict[str, Any]]:
+    return [
+        {"created_at": from_us(r["created_at"]), **json.loads(r["explanation"])}
+        for r in await conn.fetch(
+            "SELECT * FROM routing_decisions WHERE conversation_id = $1 ORDER BY id",
+            conversation_id,
+        )
+    ]
+
+
+class ConversationReads:
+    def __init__(self, reader: Reader) -> None:
+        self._read = reader
+
+    async def get(self, conversation_id: ConversationId) -> Conversation | None:
+        found = await self._read(get, conversation_id)
+        return None if found is None else found.model()
+
+    async def page(
+        self, filters: ConversationFilter, cursor: str | None, limit: int
+    ) -> Page[Conversation]:
+        found: Page[Conversation] = await self._read(_page, filters, decode_cursor(cursor), limit)
+        return found
+
+    async def open_for(self, channel_id: ChannelId, external_id: str) -> ConversationId | None:
+        found: ConversationId | None = await self._read(_open_for, channel_id, external_id)
+        return found
+
+    async def recipient(self, conversation_id: ConversationId) -> Identity | None:
+        found: Identity | None = await self._read(_recipient, conversation_id)
+        return found
+
+    async def decisions(self, conversation_id: ConversationId) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await self._read(_decisions, conversation_id)
+        return found

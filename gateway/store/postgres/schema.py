@@ -1,0 +1,307 @@
+"""Versioned schema migrations for the PostgreSQL backend. Append; never edit a released
+step. Migrations run at start (and by `omnigw migrate`) under an advisory lock, so
+replicas starting together migrate once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Taken while migrating (pg_advisory_lock): a number of our own, "omnigw" in ASCII.
+MIGRATION_LOCK = 0x6F6D6E6967770001
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE contacts (
+            id              text PRIMARY KEY,
+            display_name    text,
+            phone           text,
+            email           text,
+            created_at      timestamptz NOT NULL,
+            phone_verified  boolean NOT NULL DEFAULT false,
+            email_verified  boolean NOT NULL DEFAULT false,
+            merged_into     text REFERENCES contacts(id),
+            attributes      jsonb NOT NULL DEFAULT '{}',
+            last_agent_id   text,
+            last_served_at  timestamptz
+        );
+        CREATE INDEX contacts_merged ON contacts (merged_into) WHERE merged_into IS NOT NULL;
+        CREATE INDEX contacts_verified_email ON contacts (email)
+            WHERE email_verified AND merged_into IS NULL;
+        CREATE INDEX contacts_verified_phone ON contacts (phone)
+            WHERE phone_verified AND merged_into IS NULL;
+
+        CREATE TABLE identities (
+            channel_id          text NOT NULL,
+            external_id         text NOT NULL,
+            channel_type        text NOT NULL,
+            contact_id          text NOT NULL REFERENCES contacts(id),
+            original_contact_id text NOT NULL REFERENCES contacts(id),
+            display_name        text,
+            avatar_url          text,
+            created_at          timestamptz NOT NULL,
+            PRIMARY KEY (channel_id, external_id)
+        );
+        CREATE INDEX identities_contact ON identities (contact_id);
+
+        CREATE TABLE agents (
+            id                  text PRIMARY KEY,
+            name                text,
+            skills              jsonb NOT NULL DEFAULT '{}',
+            languages           jsonb NOT NULL DEFAULT '[]',
+            capacity            jsonb NOT NULL DEFAULT '{}',
+            presence            text NOT NULL DEFAULT 'offline',
+            presence_changed_at timestamptz,
+            last_assigned_at    timestamptz NOT NULL DEFAULT 'epoch',
+            created_at          timestamptz NOT NULL,
+            updated_at          timestamptz NOT NULL
+        );
+
+        CREATE TABLE conversations (
+            id                 text PRIMARY KEY,
+            contact_id         text NOT NULL REFERENCES contacts(id),
+            channel_id         text NOT NULL,
+            channel_type       text NOT NULL,
+            recipient_id       text NOT NULL,
+            status             text NOT NULL,
+            assignee_id        text,
+            priority           integer NOT NULL DEFAULT 0,
+            skills             jsonb NOT NULL DEFAULT '[]',
+            language           text,
+            subject            text,
+            created_at         timestamptz NOT NULL,
+            first_response_at  timestamptz,
+            resolved_at        timestamptz,
+            last_message_at    timestamptz,
+            last_inbound_at    timestamptz,
+            queued_at          timestamptz,
+            queue_announced    boolean NOT NULL DEFAULT false,
+            excluded_agents    jsonb NOT NULL DEFAULT '[]',
+            required_skills    jsonb NOT NULL DEFAULT '{}',
+            routing_rule       text,
+            assigned_at        timestamptz,
+            awaiting_since     timestamptz
+        );
+        CREATE UNIQUE INDEX conversations_one_open
+            ON conversations (contact_id, channel_id) WHERE status <> 'resolved';
+        CREATE INDEX conversations_contact ON conversations (contact_id, id);
+        CREATE INDEX conversations_queue ON conversations (priority DESC, queued_at, id)
+            WHERE status = 'queued';
+        CREATE INDEX conversations_assignee ON conversations (assignee_id, channel_type)
+            WHERE status = 'assigned';
+        CREATE INDEX conversations_status ON conversations (status, id);
+        CREATE INDEX conversations_channel ON conversations (channel_id, id);
+        CREATE INDEX conversations_recipient ON conversations (channel_id, recipient_id);
+        CREATE INDEX conversations_awaiting ON conversations (awaiting_since)
+            WHERE status = 'assigned' AND awaiting_since IS NOT NULL;
+        CREATE INDEX conversations_created ON conversations (created_at);
+
+        CREATE TABLE messages (
+            id               text PRIMARY KEY,
+            conversation_id  text NOT NULL REFERENCES conversations(id),
+            contact_id       text NOT NULL,
+            channel_id       text NOT NULL,
+            direction        text NOT NULL,
+            author_type      text NOT NULL,
+            author_id        text,
+            external_id      text,
+            parts            jsonb NOT NULL,
+            reply_to         text,
+            created_at       timestamptz NOT NULL,
+            status           text NOT NULL,
+            error            jsonb,
+            idempotency_key  text,
+            request_hash     text,
+            attempts         integer NOT NULL DEFAULT 0,
+            next_attempt_at  timestamptz,
+            reactions        jsonb,
+            sent_at          timestamptz,
+            -- a replica sending it holds it until then (outbound work is shared)
+            lease_owner      text,
+            lease_until      timestamptz
+        );
+        CREATE UNIQUE INDEX messages_external ON messages (channel_id, external_id)
+            WHERE external_id IS NOT NULL;
+        CREATE UNIQUE INDEX messages_idempotency ON messages (conversation_id, idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+        CREATE INDEX messages_conversation ON messages (conversation_id, id);
+        CREATE INDEX messages_contact ON messages (contact_id, id);
+        CREATE INDEX messages_pending ON messages (next_attempt_at, id) WHERE status = 'pending';
+        CREATE INDEX messages_leased ON messages (lease_owner)
+            WHERE status = 'pending' AND lease_owner IS NOT NULL;
+
+        -- The event log. seq is handed out by appending under the one row of event_head
+        -- (held until commit), so seqs commit in order and without gaps.
+        CREATE TABLE event_head (
+            id    integer PRIMARY KEY CHECK (id = 1),
+            last  bigint NOT NULL
+        );
+        INSERT INTO event_head VALUES (1, 0);
+        CREATE TABLE events (
+            seq              bigint PRIMARY KEY,
+            type             text NOT NULL,
+            created_at       timestamptz NOT NULL,
+            conversation_id  text,
+            data             json NOT NULL
+        );
+        CREATE INDEX events_conversation ON events (conversation_id, seq)
+            WHERE conversation_id IS NOT NULL;
+        CREATE INDEX events_created ON events (created_at);
+
+        CREATE TABLE routing_decisions (
+            id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            conversation_id  text NOT NULL,
+            created_at       timestamptz NOT NULL,
+            agent_id         text,
+            explanation      json NOT NULL
+        );
+        CREATE INDEX routing_decisions_conversation ON routing_decisions (conversation_id, id);
+
+        -- Routing's version: every unit that changes agents or assignments moves it, so a
+        -- replica knows when the agent index it keeps is no longer the truth.
+        CREATE TABLE routing_state (
+            id       integer PRIMARY KEY CHECK (id = 1),
+            version  bigint NOT NULL
+        );
+        INSERT INTO routing_state VALUES (1, 0);
+
+        CREATE TABLE api_tokens (
+            id            text PRIMARY KEY,
+            name          text NOT NULL,
+            token_hash    text NOT NULL UNIQUE,
+            scopes        jsonb NOT NULL,
+            agent_id      text,
+            created_at    timestamptz NOT NULL,
+            last_used_at  timestamptz,
+            revoked_at    timestamptz
+        );
+
+        CREATE TABLE raw_events (
+            id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            channel_id  text NOT NULL,
+            kind        text NOT NULL,
+            reason      text NOT NULL,
+            payload     text NOT NULL,
+            created_at  timestamptz NOT NULL,
+            digest      text NOT NULL,
+            UNIQUE (channel_id, digest)
+        );
+
+        CREATE TABLE channel_state (
+            channel_id  text NOT NULL,
+            key         text NOT NULL,
+            value       jsonb NOT NULL,
+            updated_at  timestamptz NOT NULL,
+            PRIMARY KEY (channel_id, key)
+        );
+
+        CREATE TABLE attachments (
+            id          text PRIMARY KEY,
+            channel_id  text NOT NULL,
+            name        text,
+            mime        text NOT NULL,
+            size        bigint NOT NULL,
+            sha256      text NOT NULL,
+            path        text NOT NULL,
+            created_at  timestamptz NOT NULL
+        );
+        -- File contents, so that every replica serves every file.
+        CREATE TABLE attachment_data (
+            id    text PRIMARY KEY REFERENCES attachments(id) ON DELETE CASCADE,
+            data  bytea NOT NULL
+        );
+
+        CREATE TABLE webhook_endpoints (
+            id               text PRIMARY KEY,
+            url              text NOT NULL,
+            description      text,
+            events           jsonb NOT NULL DEFAULT '["*"]',
+            source           text NOT NULL DEFAULT 'api',
+            secrets          text NOT NULL,
+            created_at       timestamptz NOT NULL,
+            updated_at       timestamptz NOT NULL,
+            disabled_at      timestamptz,
+            disabled_reason  text,
+            cursor           bigint NOT NULL DEFAULT 0,
+            failing_since    timestamptz,
+            last_success_at  timestamptz
+        );
+        CREATE TABLE webhook_deliveries (
+            endpoint_id      text NOT NULL,
+            event_seq        bigint NOT NULL,
+            conversation_id  text,
+            status           text NOT NULL,
+            attempts         integer NOT NULL DEFAULT 0,
+            next_attempt_at  timestamptz,
+            last_status_code integer,
+            last_error       text,
+            updated_at       timestamptz NOT NULL,
+            PRIMARY KEY (endpoint_id, event_seq)
+        );
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, next_attempt_at)
+            WHERE status = 'pending';
+        CREATE TABLE webhook_attempts (
+            id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            endpoint_id      text NOT NULL,
+            event_seq        bigint NOT NULL,
+            attempt          integer NOT NULL,
+            at               timestamptz NOT NULL,
+            status_code      integer,
+            latency_ms       double precision,
+            outcome          text NOT NULL,
+            error            text,
+            response         text
+        );
+        CREATE INDEX webhook_attempts_endpoint ON webhook_attempts (endpoint_id, id);
+
+        CREATE TABLE api_channels (
+            id          text PRIMARY KEY,
+            type        text NOT NULL,
+            sealed      text NOT NULL,
+            created_at  timestamptz NOT NULL,
+            updated_at  timestamptz NOT NULL
+        );
+
+        -- Work one replica at a time does (a mailbox's polling, an endpoint's deliveries,
+        -- dispatching the queue): held until `until`, renewed while the holder lives.
+        CREATE TABLE leases (
+            name    text PRIMARY KEY,
+            owner   text NOT NULL,
+            until   timestamptz NOT NULL,
+            -- another process asked for it (an admin change made there): hand it over
+            wanted  boolean NOT NULL DEFAULT false
+        );
+        """,
+    ),
+]
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer version of the gateway."""
+
+
+async def migrate(conn: Any) -> int:
+    """Bring the schema to the newest version; returns the version reached."""
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        newest = MIGRATIONS[-1][0]
+        if current > newest:
+            raise SchemaTooNew(
+                f"database schema version {current} is newer than this gateway knows "
+                f"({newest}); upgrade the gateway"
+            )
+        for version, sql in MIGRATIONS:
+            if version <= current:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+        return newest
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)

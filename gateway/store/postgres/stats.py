@@ -1,0 +1,125 @@
+"""The figures behind GET /v1/stats, read from conversations and the event log (its
+``created_at`` index bounds the events read to the window)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import asyncpg
+
+from gateway.store.postgres.reading import Reader
+from gateway.store.records import ChannelSamples, to_us
+
+US = 1_000_000
+
+
+async def samples(
+    conn: asyncpg.Connection,
+    since_us: int,
+    until_us: int,
+    now_us: int,
+    channel_ids: Iterable[str] | None,
+) -> dict[str, ChannelSamples]:
+    """Per channel: every duration the figures are made of, in seconds."""
+    wanted = None if channel_ids is None else set(channel_ids)
+    out: dict[str, ChannelSamples] = {}
+
+    def of(channel_id: str) -> ChannelSamples | None:
+        if wanted is not None and channel_id not in wanted:
+            return None
+        found = out.get(channel_id)
+        if found is None:
+            found = out[channel_id] = ChannelSamples()
+        return found
+
+    # A conversation opened in the window was first assigned in it, if before its end.
+    first_assigned: dict[str, int] = {
+        row[0]: row[1]
+        for row in await conn.fetch(
+            "SELECT conversation_id, MIN(created_at) FROM events "
+            "WHERE created_at >= $1 AND created_at < $2 AND type = 'conversation.assigned' "
+            "GROUP BY conversation_id",
+            since_us,
+            until_us,
+        )
+    }
+
+    # Conversations opened in the window: first response and wait for a first agent.
+    for row in await conn.fetch(
+        "SELECT id, channel_id, created_at, first_response_at FROM conversations "
+        "WHERE created_at >= $1 AND created_at < $2",
+        since_us,
+        until_us,
+    ):
+        s = of(row["channel_id"])
+        if s is None:
+            continue
+        s.created += 1
+        answered = row["first_response_at"]
+        if answered is not None and answered < until_us:
+            s.first_response.append((answered - row["created_at"]) / US)
+        else:
+            s.unanswered += 1
+        assigned = first_assigned.get(row["id"])
+        if assigned is not None:
+            s.queue_wait.append(max(0, assigned - row["created_at"]) / US)
+
+    # Resolutions in the window (a conversation resolved twice counts once, at its last
+    # resolution); first contact: never reopened, never transferred.
+    for row in await conn.fetch(
+        "SELECT c.channel_id, c.created_at, r.resolved_at, "
+        "EXISTS (SELECT 1 FROM events x WHERE x.conversation_id = r.conversation_id "
+        " AND x.type IN ('conversation.reopened', 'conversation.transferred') "
+        " AND x.created_at < $2) AS touched_again "
+        "FROM (SELECT conversation_id, MAX(created_at) AS resolved_at FROM events "
+        "      WHERE created_at >= $1 AND created_at < $2 AND type = 'conversation.resolved' "
+        "      GROUP BY conversation_id) r "
+        "JOIN conversations c ON c.id = r.conversation_id",
+        since_us,
+        until_us,
+    ):
+        s = of(row["channel_id"])
+        if s is None:
+            continue
+        s.resolution.append(max(0, row["resolved_at"] - row["created_at"]) / US)
+        if not row["touched_again"]:
+            s.first_contact += 1
+    for row in await conn.fetch(
+        "SELECT c.channel_id, COUNT(*) AS n, COUNT(DISTINCT e.conversation_id) AS convs "
+        "FROM events e JOIN conversations c ON c.id = e.conversation_id "
+        "WHERE e.created_at >= $1 AND e.created_at < $2 AND e.type = 'sla.breached' "
+        "GROUP BY c.channel_id",
+        since_us,
+        until_us,
+    ):
+        s = of(row["channel_id"])
+        if s is not None:
+            s.sla_breaches += row["n"]
+            s.sla_breached_conversations += row["convs"]
+
+    # The queue as it stands now.
+    for row in await conn.fetch(
+        "SELECT channel_id, COUNT(*) AS n, MIN(queued_at) AS oldest FROM conversations "
+        "WHERE status = 'queued' GROUP BY channel_id"
+    ):
+        s = of(row["channel_id"])
+        if s is not None:
+            s.queue_length += row["n"]
+            if row["oldest"] is not None:
+                s.oldest_waiting = max(0, now_us - row["oldest"]) / US
+    return out
+
+
+class StatsReads:
+    def __init__(self, reader: Reader) -> None:
+        self._read = reader
+
+    async def samples(
+        self, since: datetime, until: datetime, channel_ids: Sequence[str] | None
+    ) -> dict[str, ChannelSamples]:
+        found: dict[str, ChannelSamples] = await self._read(
+            samples, to_us(since), to_us(until), time.time_ns() // 1000, channel_ids
+        )
+        return found
