@@ -160,6 +160,14 @@ class Sink(Protocol):
     def typing(self, channel_id: ChannelId, external_id: str, on: bool) -> None:
         """The customer is typing (ephemeral, never stored)."""
 
+    async def claim(self, name: str) -> asyncio.Event | None:
+        """Work one process at a time may do, among every process sharing the store
+        (reading a mailbox, refreshing a single-use token): None while another process
+        does it; otherwise an event that is set when this process must stop at once."""
+
+    async def release(self, name: str) -> None:
+        """Done with work taken by ``claim``."""
+
     def health_changed(self, channel_id: ChannelId, health: ChannelHealth) -> None:
         """The connector's health moved to a new state."""
 
@@ -236,16 +244,23 @@ class SocketConnector(Connector):
     async def close_sockets(self) -> None:
         """Close every customer's socket (the gateway is stopping)."""
 
+    def relay(self, message: Message) -> None:
+        """A message of this channel was stored by another process sharing the store (an
+        agent's reply sent there, the customer writing from a tab open there): show it on
+        the sockets this process holds, unless it was shown here already."""
+
 
 class PollingConnector(Connector):
     """A connector that fetches from the provider in a task of its own, reconnecting."""
 
     backoff_initial = 1.0
     backoff_max = 300.0
+    standby_poll = 1.0  # how often a process waiting for the source tries to take it
 
     def __init__(self, channel_id: ChannelId) -> None:
         super().__init__(channel_id)
         self._task: asyncio.Task[None] | None = None
+        self._work: asyncio.Task[None] | None = None
 
     async def start(self, sink: Sink) -> None:
         await super().start(sink)
@@ -256,6 +271,38 @@ class PollingConnector(Connector):
         """Connect and fetch until the connection ends; raise to trigger a reconnect."""
 
     async def _run(self) -> None:
+        # One process at a time reads the source (a mailbox read by two would be read
+        # twice); another takes over when this one stops or dies.
+        while True:
+            lost = await self._claim()
+            self._work = work = asyncio.create_task(self._poll(), name=f"poll:{self.channel_id}")
+            watch = asyncio.create_task(lost.wait())
+            try:
+                await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                watch.cancel()
+                await cancel_and_wait(work)
+            log.warning(
+                "channel %s: no longer read here (another process took over)", self.channel_id
+            )
+
+    async def _claim(self) -> asyncio.Event:
+        name = f"poll:{self.channel_id}"
+        waiting = False
+        while True:
+            try:
+                lost = await self.sink.claim(name)
+            except Exception as exc:  # the store is away: try again
+                log.debug("channel %s: claiming failed: %s", self.channel_id, exc)
+                lost = None
+            if lost is not None:
+                return lost
+            if not waiting:
+                waiting = True
+                self.set_health(HealthState.CONNECTED, "read by another replica")
+            await asyncio.sleep(self.standby_poll)
+
+    async def _poll(self) -> None:
         delay = self.backoff_initial
         while True:
             self.set_health(HealthState.CONNECTING)
@@ -273,6 +320,7 @@ class PollingConnector(Connector):
 
     async def aclose(self) -> None:
         await cancel_and_wait(self._task)
+        await cancel_and_wait(self._work)  # cancelled again, _run may not have waited for it
         await super().aclose()
 
 

@@ -5,6 +5,7 @@ and starts and stops them in order."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -14,13 +15,13 @@ import httpx
 from aiohttp import web
 
 from config.schema import Settings
-from connectors.base import Connector
+from connectors.base import Connector, SocketConnector
 from connectors.registry import BuildContext
 from connectors.registry import build as build_connector
 from gateway import __version__
 from gateway.api import build_app
-from gateway.api.auth import Authenticator
-from gateway.api.context import ApiContext, Lifecycle
+from gateway.api.auth import CACHE_SECONDS, Authenticator
+from gateway.api.context import ApiContext, Lifecycle, Limits
 from gateway.attachments import Attachments
 from gateway.channels import ChannelAdmin, LiveChannels
 from gateway.commands import Commands
@@ -34,14 +35,30 @@ from gateway.metrics import Metrics
 from gateway.outbound import OutboundWorker
 from gateway.pipeline import Pipeline
 from gateway.queue_runner import QueueRunner
+from gateway.replicas.follower import Follower
+from gateway.replicas.leases import LeaseKeeper
+from gateway.replicas.limits import LocalLimits, SharedLimits
+from gateway.replicas.link import RedisLink
 from gateway.store import Store, open_store
 from gateway.webhooks.service import Webhooks
+from kernel.events import Event
 from kernel.ids import AgentId, ChannelId
-from kernel.models import Agent
+from kernel.models import Agent, ChannelType, Identity, Message
 from kernel.ratelimit import RateLimiter
 from kernel.secrets import SecretBox, derive, load_secret_key
 
 log = logging.getLogger(__name__)
+
+# Where the store keeps a check of the secret key (never the key).
+KEY_CHECK = (ChannelId("_gateway"), "secret_key_check")
+
+
+class KeyMismatch(RuntimeError):
+    """The secret key is not the one the store's secrets were sealed with."""
+
+
+# Events whose message another replica's sockets may need to show.
+RELAYED = frozenset({"message.sent", "message.received"})
 
 
 def provider_client() -> httpx.AsyncClient:
@@ -67,6 +84,10 @@ class Gateway:
         self.connectors: dict[ChannelId, Connector] = self.channels.connectors
         self._store: Store | None = None
         self._stopped = False
+        # Replicas only (a shared store):
+        self.keeper: LeaseKeeper | None = None
+        self.link: RedisLink | None = None
+        self.follower: Follower | None = None
 
     # the store exists only once started; everything below needs it
     @property
@@ -81,15 +102,30 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
-        self._store = store = await open_store(s.store_url, on_events=self.bus.publish)
+        self._store = store = await open_store(
+            s.store_url,
+            on_events=self._committed,
+            pool_size=s.store.pool_size,
+            lease_seconds=s.store.lease_seconds,
+            on_commit=self._told_others,
+        )
         self.bus.start_at(await store.events.last_seq())
+        if store.shared:
+            await self._join_replicas(store)
         routing = RoutingState(s.routing, {c.type for c in s.channels})
         self.inbox = Inbox(store, routing)
         self.outbox = Outbox(store)
         self.assignments = Assignments(store, routing)
         self.contacts = Contacts(store)
-        self.auth = Authenticator(store.tokens, self.admin_token)
-        self.api_limits = RateLimiter(s.server.api_rate_per_second, s.server.api_rate_burst)
+        # Replicas: a token revoked on one stops working on the others within a second.
+        self.auth = Authenticator(
+            store.tokens, self.admin_token, cache_seconds=1.0 if store.shared else CACHE_SECONDS
+        )
+        self.api_limits: Limits = (
+            SharedLimits(self.link, s.server.api_rate_per_second, s.server.api_rate_burst)
+            if self.link is not None
+            else LocalLimits(RateLimiter(s.server.api_rate_per_second, s.server.api_rate_burst))
+        )
         self.outbound = OutboundWorker(
             store.outbound, self.outbox, lambda: self.channels.connectors, self.metrics
         )
@@ -124,11 +160,13 @@ class Gateway:
             self.attachments,
         )
         self.pipeline.on_connected = self.outbound.channel_recovered
+        self.pipeline.keeper = self.keeper
         key = await asyncio.to_thread(
             load_secret_key, s.server.data_dir, os.environ.get("OMNIGW_SECRET_KEY")
         )
+        await self._check_key(store, key)
         box = SecretBox(key)
-        self.webhooks = Webhooks(store, self.bus, s.webhook_delivery, box)
+        self.webhooks = Webhooks(store, self.bus, s.webhook_delivery, box, self.keeper)
         await self.webhooks.configure(s.webhooks)
         for agent in s.agents:
             await self.assignments.put_agent(
@@ -150,6 +188,9 @@ class Gateway:
         await self.channels.start_configured()
         self.channel_admin = ChannelAdmin(store.channels, box, self.channels)
         await self.channel_admin.load()  # channels added through the admin API
+        if self.follower is not None:
+            self.channel_admin.on_change = self.follower.config_changed
+            self.commands.on_typing = self._typing_elsewhere
         await self.pipeline.drain()  # their first state changes are in the log before we serve
         self.metrics.gauge("omnigw_webchat_sockets", lambda: float(self.channels.sockets()))
         self.metrics.gauge("omnigw_sse_clients", lambda: float(self.lifecycle.streams))
@@ -157,7 +198,96 @@ class Gateway:
         await self.webhooks.start()
         self.outbound.start()
         self.queue.start()  # whatever waited in the queue while we were down
+        if self.follower is not None:
+            self.follower.start()
         self.lifecycle.started = True
+
+    @staticmethod
+    async def _check_key(store: Store, key: bytes) -> None:
+        """Refuse a secret key other than the one the store's secrets were sealed with
+        (replicas given different keys; a key file lost): nothing could be read."""
+        check = derive(key, "key-check").hex()[:32]
+        stored = await store.channel_state.load(KEY_CHECK[0], KEY_CHECK[1])
+        if stored is None:
+            await store.channel_state.save(KEY_CHECK[0], KEY_CHECK[1], check)
+        elif stored != check:
+            raise KeyMismatch(
+                "this process's secret key is not the one the store's secrets were sealed "
+                "with: give every replica the same OMNIGW_SECRET_KEY (or restore the key file "
+                "of the data directory)"
+            )
+
+    # --- replicas (a shared store) -------------------------------------------------------
+
+    async def _join_replicas(self, store: Store) -> None:
+        """Start what replicas share: leases, the Redis link, following the others."""
+        s = self.settings
+        self.keeper = LeaseKeeper(store.leases, s.store.lease_seconds)
+        self.keeper.start()
+        if s.redis.url:
+            self.link = RedisLink(s.redis.url)
+            self.link.on("leases", lambda _payload: self.keeper_wake())
+            self.keeper.on_want = lambda: self.follower.spawn(self.link.publish("leases", ""))  # type: ignore[union-attr]
+            self.link.on("typing", self._typing_here)
+        self.follower = Follower(
+            store, self.link, poll_seconds=s.redis.poll_seconds, resync=self._resync
+        )
+        if self.link is not None:
+            await self.link.start()
+
+    def keeper_wake(self) -> None:
+        if self.keeper is not None:
+            self.keeper.wake()
+
+    def _committed(self, events: list[Event]) -> None:
+        """Committed events, in order, whoever wrote them."""
+        self.bus.publish(events)
+        if self.follower is not None:
+            self._relay(events)
+
+    def _told_others(self) -> None:
+        if self.follower is not None:
+            self.follower.committed()
+
+    def _relay(self, events: list[Event]) -> None:
+        """Messages of socket channels (webchat) to the sockets this replica holds."""
+        for event in events:
+            if event.type not in RELAYED:
+                continue
+            data = event.data.get("message")
+            if not isinstance(data, dict):
+                continue
+            connector = self.channels.connectors.get(ChannelId(str(data.get("channel_id"))))
+            if isinstance(connector, SocketConnector):
+                try:
+                    connector.relay(Message.model_validate(data))
+                except Exception:
+                    log.exception("relaying a message to this replica's sockets failed")
+
+    async def _resync(self) -> None:
+        """Settings another replica changed through its API."""
+        await self.channel_admin.sync()
+        await self.webhooks.deliveries.sync()
+
+    def _typing_elsewhere(self, channel_id: ChannelId, external_id: str, on: bool) -> None:
+        if self.link is not None and self.follower is not None:
+            payload = json.dumps({"channel_id": channel_id, "external_id": external_id, "on": on})
+            self.follower.spawn(self.link.publish("typing", payload))
+
+    def _typing_here(self, payload: str) -> None:
+        try:
+            found = json.loads(payload)
+            connector = self.channels.connectors.get(ChannelId(found["channel_id"]))
+            recipient = Identity(
+                channel_id=ChannelId(found["channel_id"]),
+                channel_type=ChannelType.WEBCHAT,
+                external_id=str(found["external_id"]),
+            )
+            on = bool(found["on"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if isinstance(connector, SocketConnector) and self.follower is not None:
+            self.follower.spawn(connector.send_typing(recipient, on))
 
     async def _launch(self, settings: Any) -> Connector:
         connector = build_connector(settings, self._build_context)
@@ -174,12 +304,18 @@ class Gateway:
         if self._store is None or self._stopped:
             return
         self._stopped = True
+        if self.follower is not None:
+            await self.follower.close()
         await self.queue.stop()
         await self.webhooks.stop()
         await self.outbound.stop()
         await self.channels.aclose()
         await self.queue.settle()
         await self.pipeline.drain()
+        if self.keeper is not None:
+            await self.keeper.close()  # what it held goes to the others at once
+        if self.link is not None:
+            await self.link.close()
         await self.store.close()
 
     def web_app(self) -> web.Application:
@@ -198,5 +334,6 @@ class Gateway:
                 metrics=self.metrics,
                 attachments=self.attachments,
                 lifecycle=self.lifecycle,
+                redis_state=lambda: None if self.link is None else self.link.state,
             )
         )

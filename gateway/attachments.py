@@ -1,5 +1,6 @@
 """Files received on channels (e-mail attachments, inline images), kept in the data
-directory and served to API clients at /v1/attachments/{id}."""
+directory (SQLite) or in the store itself (PostgreSQL: every replica serves every file),
+and served to API clients at /v1/attachments/{id}."""
 
 from __future__ import annotations
 
@@ -78,8 +79,10 @@ class Attachments:
                 f"{len(data)} bytes is over the {self.max_bytes}-byte attachment limit"
             )
         attachment_id = "att_" + ulid()
-        relative = f"{attachment_id[-2:]}/{attachment_id}"
-        await asyncio.to_thread(self._write, self.root / relative, data)
+        in_store = self.records.keeps_data
+        relative = "" if in_store else f"{attachment_id[-2:]}/{attachment_id}"
+        if not in_store:
+            await asyncio.to_thread(self._write, self.root / relative, data)
         record = AttachmentRecord(
             id=attachment_id,
             channel_id=channel_id,
@@ -89,7 +92,7 @@ class Attachments:
             sha256=hashlib.sha256(data).hexdigest(),
             path=relative,
         )
-        await self.records.add(record)
+        await self.records.add(record, data if in_store else None)
         return MediaPart(
             type=kind_of(record.mime),
             url=self.url(attachment_id),
@@ -111,6 +114,12 @@ class Attachments:
     def path_of(self, record: AttachmentRecord) -> Path:
         return self.root / record.path
 
+    async def content(self, record: AttachmentRecord) -> bytes | Path | None:
+        """The file's bytes (kept in the store) or its path (in the data directory)."""
+        if record.path:
+            return self.path_of(record)
+        return await self.records.data(record.id)
+
     async def read(self, url: str, limit: int) -> bytes | None:
         """The bytes of one of our own attachments, given its URL (as in a MediaPart).
 
@@ -123,7 +132,10 @@ class Attachments:
         record = await self.records.get(found.group(1))
         if record is None or record.size > limit:
             return None
+        content = await self.content(record)
+        if not isinstance(content, Path):
+            return content
         try:
-            return await asyncio.to_thread(self.path_of(record).read_bytes)
+            return await asyncio.to_thread(content.read_bytes)
         except FileNotFoundError:
             return None

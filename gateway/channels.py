@@ -9,6 +9,7 @@ Credentials are write-only: answers name the ones that are set, never their valu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -180,24 +181,58 @@ class ChannelAdmin:
         self.from_config = live.from_config
         self.launch = live.launch
         self.settings: dict[str, Any] = {}  # API channels' current settings, by id
+        self._sealed: dict[str, str] = {}  # what the store holds for each, as last seen
+        self._changing = asyncio.Lock()
+        # Called after a change here (replicas sharing the store then read it at once).
+        self.on_change: Callable[[], None] | None = None
 
     async def load(self) -> None:
         """Start every channel kept in the store (at the gateway's start)."""
-        for stored in await self.records.all():
-            if stored.id in self.from_config:
-                log.warning(
-                    "channel %s is in the config file and was also added through the API; "
-                    "the config file's is used",
-                    stored.id,
-                )
-                continue
-            try:
-                settings = _SETTINGS.validate_python(json.loads(self.box.open(stored.sealed)))
-            except Exception as exc:  # a key changed, or a type no longer available
-                log.error("channel %s kept in the store cannot be started: %s", stored.id, exc)
-                continue
-            self.settings[stored.id] = settings
-            self.connectors[settings.id] = await self.launch(settings)
+        await self.sync(warn=True)
+
+    async def sync(self, *, warn: bool = False) -> None:
+        """Bring the running API channels in step with the store: another replica may
+        have added, changed or removed some."""
+        async with self._changing:
+            stored = {s.id: s for s in await self.records.all()}
+            for channel_id in [c for c in self.settings if c not in stored]:
+                log.info("channel %s was removed elsewhere: stopped here", channel_id)
+                await self._stop(channel_id)
+            for record in stored.values():
+                if record.id in self.from_config:
+                    if warn:
+                        log.warning(
+                            "channel %s is in the config file and was also added through "
+                            "the API; the config file's is used",
+                            record.id,
+                        )
+                    continue
+                if self._sealed.get(record.id) == record.sealed:
+                    continue
+                try:
+                    settings = _SETTINGS.validate_python(json.loads(self.box.open(record.sealed)))
+                except Exception as exc:  # a key changed, or a type no longer available
+                    if self._sealed.get(record.id) is None:
+                        log.error(
+                            "channel %s kept in the store cannot be started: %s", record.id, exc
+                        )
+                    self._sealed[record.id] = record.sealed
+                    continue
+                await self._stop(record.id)
+                self._sealed[record.id] = record.sealed
+                self.settings[record.id] = settings
+                self.connectors[settings.id] = await self.launch(settings)
+
+    async def _stop(self, channel_id: str) -> None:
+        self.settings.pop(channel_id, None)
+        self._sealed.pop(channel_id, None)
+        connector = self.connectors.pop(ChannelId(channel_id), None)
+        if connector is not None:
+            await connector.aclose()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def current(self, channel_id: str) -> Any:
         """A channel's settings, wherever it is defined; None for an unknown channel."""
@@ -205,41 +240,44 @@ class ChannelAdmin:
 
     async def create(self, raw: dict[str, Any]) -> Any:
         settings = validate(raw)
-        if settings.id in self.connectors or settings.id in self.from_config:
-            raise Conflict(f"channel {settings.id} already exists", code="channel_exists")
-        sealed = self.box.seal(json.dumps(revealed(settings)))
-        await self.records.put(settings.id, settings.type, sealed, new=True)
-        self.settings[settings.id] = settings
-        self.connectors[settings.id] = await self.launch(settings)
+        async with self._changing:
+            if settings.id in self.connectors or settings.id in self.from_config:
+                raise Conflict(f"channel {settings.id} already exists", code="channel_exists")
+            sealed = self.box.seal(json.dumps(revealed(settings)))
+            await self.records.put(settings.id, settings.type, sealed, new=True)
+            self._sealed[settings.id] = sealed
+            self.settings[settings.id] = settings
+            self.connectors[settings.id] = await self.launch(settings)
         log.info("channel %s (%s) added", settings.id, settings.type)
+        self._changed()
         return settings
 
     async def update(self, channel_id: str, patch: dict[str, Any]) -> Any:
-        old = self._changeable(channel_id)
-        raw = merge_patch(revealed(old), patch)
-        if raw.get("id") != channel_id:
-            raise Invalid("a channel's id cannot change", code="immutable_field")
-        if raw.get("type") != old.type:
-            raise Invalid("a channel's type cannot change", code="immutable_field")
-        settings = validate(raw)
-        sealed = self.box.seal(json.dumps(revealed(settings)))
-        await self.records.put(channel_id, settings.type, sealed, new=False)
-        previous = self.connectors.pop(ChannelId(channel_id), None)
-        if previous is not None:
-            await previous.aclose()
-        self.settings[channel_id] = settings
-        self.connectors[ChannelId(channel_id)] = await self.launch(settings)
+        async with self._changing:
+            old = self._changeable(channel_id)
+            raw = merge_patch(revealed(old), patch)
+            if raw.get("id") != channel_id:
+                raise Invalid("a channel's id cannot change", code="immutable_field")
+            if raw.get("type") != old.type:
+                raise Invalid("a channel's type cannot change", code="immutable_field")
+            settings = validate(raw)
+            sealed = self.box.seal(json.dumps(revealed(settings)))
+            await self.records.put(channel_id, settings.type, sealed, new=False)
+            await self._stop(channel_id)
+            self._sealed[channel_id] = sealed
+            self.settings[channel_id] = settings
+            self.connectors[ChannelId(channel_id)] = await self.launch(settings)
         log.info("channel %s changed", channel_id)
+        self._changed()
         return settings
 
     async def delete(self, channel_id: str) -> None:
-        self._changeable(channel_id)
-        await self.records.delete(channel_id)
-        self.settings.pop(channel_id, None)
-        connector = self.connectors.pop(ChannelId(channel_id), None)
-        if connector is not None:
-            await connector.aclose()
+        async with self._changing:
+            self._changeable(channel_id)
+            await self.records.delete(channel_id)
+            await self._stop(channel_id)
         log.info("channel %s removed", channel_id)
+        self._changed()
 
     def _changeable(self, channel_id: str) -> Any:
         if channel_id in self.from_config:

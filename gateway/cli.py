@@ -1,4 +1,4 @@
-"""The `omnigw` command line: serve, check-config, simulate."""
+"""The `omnigw` command line: serve, migrate, check-config, simulate."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from aiohttp.web_response import StreamResponse
 from config import ConfigError, load_settings
 from config.schema import Settings
 from gateway import __version__
+from kernel.secrets import url_without_password
 
 log = logging.getLogger("omnigw")
 
@@ -54,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("OMNIGW_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
     )
+    migrate = sub.add_parser(
+        "migrate", help="bring the store's schema to this version's, then exit"
+    )
+    migrate.add_argument("--config", type=Path, help="omnigw.toml (default: embedded default)")
     check = sub.add_parser("check-config", help="validate a config file; list every problem")
     check.add_argument("file", type=Path)
     sim = sub.add_parser("simulate", help="discrete-event simulation of the routing engine")
@@ -69,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return check_config(args.file)
+    if args.command == "migrate":
+        return migrate(args.config)
     if args.command == "simulate":
         from routing.simulation_report import run_command
 
@@ -96,6 +103,30 @@ def check_config(path: Path) -> int:
     return 0
 
 
+def migrate(path: Path | None) -> int:
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        print("omnigw: the configuration has problems:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    from gateway.store import open_store
+
+    async def run() -> None:
+        store = await open_store(settings.store_url)  # opening migrates
+        await store.close()
+
+    shown = url_without_password(settings.store_url)
+    try:
+        asyncio.run(run())
+    except Exception as exc:
+        print(f"omnigw: migrating {shown} failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{shown}: schema up to date")
+    return 0
+
+
 def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -116,10 +147,17 @@ def serve(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    from gateway.app import KeyMismatch
+    from kernel.errors import StoreUnavailable
+
     try:
         asyncio.run(_serve(settings))
-    except OSError as exc:
+    except (OSError, KeyMismatch) as exc:
         print(f"omnigw: {exc}", file=sys.stderr)
+        return 1
+    except StoreUnavailable as exc:
+        shown = url_without_password(settings.store_url)
+        print(f"omnigw: the store {shown} cannot be reached: {exc.message}", file=sys.stderr)
         return 1
     return 0
 
@@ -149,7 +187,9 @@ async def _serve(settings: Settings) -> None:
     if gw.channels.demo_channel() and settings.server.demo_page:
         print(f"  webchat demo page: {url}/", flush=True)
     print(f"  API: {url}/v1/openapi.json   events: {url}/v1/events", flush=True)
-    print(f"  data: {settings.store_url}", flush=True)
+    print(f"  data: {url_without_password(settings.store_url)}", flush=True)
+    if settings.redis.url:
+        print(f"  redis: {url_without_password(settings.redis.url)}", flush=True)
     if gw.admin_token_generated:
         print(
             f"  admin token (generated for this run; set OMNIGW_ADMIN_TOKEN to choose one): "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from connectors.base import HealthState
+from connectors.base import HealthState, SocketConnector
 from gateway.channels import LiveChannels
 from gateway.domain.assignments import Assignments
 from gateway.domain.contacts import Contacts
@@ -46,6 +46,8 @@ class Commands:
         self.channels = channels
         self._wake_queue = wake_queue
         self._wake_sender = wake_sender
+        # Replicas: tell the others an agent is typing (channel, customer, on).
+        self.on_typing: Callable[[ChannelId, str, bool], None] | None = None
 
     # --- replies ------------------------------------------------------------------------
 
@@ -84,6 +86,9 @@ class Commands:
         recipient = await self.store.conversations.recipient(conversation.id)
         if recipient is not None:
             await connector.send_typing(recipient, on)
+            if self.on_typing is not None and isinstance(connector, SocketConnector):
+                # The customer's socket may be held by another replica.
+                self.on_typing(recipient.channel_id, recipient.external_id, on)
 
     async def mark_read(self, conversation: Conversation) -> None:
         """Tell the customer their messages were seen, where the channel can."""

@@ -18,6 +18,7 @@ from gateway.domain.outbox import Outbox
 from gateway.events import EventBus
 from gateway.metrics import Metrics
 from gateway.queue_runner import QueueRunner
+from gateway.replicas.leases import LeaseKeeper
 from gateway.store.protocols import Store
 from kernel.envelope import InboundMessage, IngestResult, Sender, StatusUpdate
 from kernel.errors import NotFound
@@ -61,6 +62,8 @@ class Pipeline:
         self._background: set[asyncio.Task[object]] = set()
         # Told when a channel reports CONNECTED (the outbound worker sends what waited).
         self.on_connected: Callable[[ChannelId], Coroutine[Any, Any, None]] | None = None
+        # Leases of work one process at a time does (None: the only process on its store).
+        self.keeper: LeaseKeeper | None = None
 
     def _type(self, channel_id: ChannelId) -> ChannelType:
         try:
@@ -191,6 +194,20 @@ class Pipeline:
                 },
             )
         )
+
+    async def claim(self, name: str) -> asyncio.Event | None:
+        lost = asyncio.Event()
+        if self.keeper is None:
+            return lost
+
+        async def stop() -> None:
+            lost.set()
+
+        return lost if await self.keeper.claim(name, stop) else None
+
+    async def release(self, name: str) -> None:
+        if self.keeper is not None:
+            await self.keeper.release(name)
 
     def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         task: asyncio.Task[object] = asyncio.ensure_future(coro)

@@ -9,6 +9,7 @@ import hmac
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 KEY_FILE = "secret.key"
 
@@ -62,3 +63,13 @@ class SecretBox:
             raise ValueError(
                 "a stored secret cannot be decrypted: was OMNIGW_SECRET_KEY changed?"
             ) from None
+
+
+def url_without_password(url: str) -> str:
+    """A URL fit for logs and messages: its password, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()

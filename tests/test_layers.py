@@ -18,6 +18,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("config",),
     ("gateway.store",),
     ("gateway.domain",),
+    ("gateway.replicas",),
     (
         "gateway.stats",
         "gateway.metrics",

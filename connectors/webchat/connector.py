@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections import OrderedDict
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -26,7 +28,7 @@ from connectors.webchat.parse import (
 from connectors.webchat.settings import WebchatSettings
 from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt
 from kernel.ids import ChannelId, MessageId, new_visitor_id
-from kernel.models import ChannelType, Identity, MessageStatus, TextPart
+from kernel.models import ChannelType, Identity, Message, MessageStatus, TextPart
 from kernel.ratelimit import TokenBucket
 from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 # frame and the socket stays open.
 WS_MAX_MSG = 1024 * 1024
 HEARTBEAT = 25.0
+SHOWN_REMEMBERED = 10_000
 DEFAULT_HISTORY = 50
 
 
@@ -59,12 +62,22 @@ class WebchatConnector(SocketConnector):
         self.settings = settings
         self._key = signing_key
         self.hub = Hub()
+        # For messages stored by other processes (relay): the visitor of each
+        # conversation with a socket open here, and the messages shown here already.
+        self._visitor_of: dict[str, str] = {}
+        self._conversations_of: dict[str, set[str]] = {}
+        self._shown: OrderedDict[str, None] = OrderedDict()
+        self._relayed: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._relaying: asyncio.Task[None] | None = None
 
     async def start(self, sink: Any) -> None:
         await super().start(sink)
         self.set_health(HealthState.CONNECTED)
 
     async def aclose(self) -> None:
+        if self._relaying is not None:
+            self._relaying.cancel()
+            await asyncio.gather(self._relaying, return_exceptions=True)
         await self.hub.close_all()
         await super().aclose()
 
@@ -105,6 +118,8 @@ class WebchatConnector(SocketConnector):
             render.session(sign_token(self._key, visitor, self.channel_id), visitor, conversation)
         )
         self.hub.add(visitor, ws)
+        if conversation is not None:
+            self._follow(visitor, conversation)
         bucket = TokenBucket(self.settings.rate_per_second, self.settings.rate_burst)
         typing = False
         try:
@@ -118,6 +133,9 @@ class WebchatConnector(SocketConnector):
                     break
         finally:
             self.hub.remove(visitor, ws)
+            if not self.hub.has_other(visitor, ws):
+                for conversation_id in self._conversations_of.pop(visitor, ()):
+                    self._visitor_of.pop(conversation_id, None)
             if typing:
                 self.sink.typing(self.channel_id, visitor, False)
         return ws
@@ -175,6 +193,8 @@ class WebchatConnector(SocketConnector):
                 "internal", "the message could not be stored; send it again", frame.client_id
             ) from None
         await ws.send_str(render.ack(frame.client_id, result.message.id))
+        self._follow(visitor, result.conversation_id)
+        self._shown_here(result.message.id)
         if not result.duplicate and self.hub.has_other(visitor, ws):
             await self.hub.push(visitor, render.message(result.message), skip=ws)
 
@@ -217,8 +237,37 @@ class WebchatConnector(SocketConnector):
     async def send(self, outbound: OutboundMessage) -> SendReceipt:
         # Stored messages reach visitors who are offline now through `history` later.
         delivered = outbound.message.model_copy(update={"status": MessageStatus.SENT})
+        self._shown_here(delivered.id)
         await self.hub.push(outbound.recipient.external_id, render.message(delivered))
         return SendReceipt()
+
+    # --- messages stored by other processes ------------------------------------------
+
+    def _follow(self, visitor: str, conversation_id: str) -> None:
+        if self._visitor_of.get(conversation_id) != visitor:
+            self._visitor_of[conversation_id] = visitor
+            self._conversations_of.setdefault(visitor, set()).add(conversation_id)
+
+    def _shown_here(self, message_id: str) -> None:
+        self._shown[message_id] = None
+        if len(self._shown) > SHOWN_REMEMBERED:
+            self._shown.popitem(last=False)
+
+    def relay(self, message: Message) -> None:
+        if message.id in self._shown:
+            return
+        visitor = self._visitor_of.get(message.conversation_id)
+        if visitor is None:
+            return  # no socket of its visitor here
+        self._shown_here(message.id)
+        self._relayed.put_nowait((visitor, render.message(message)))
+        if self._relaying is None or self._relaying.done():
+            self._relaying = asyncio.create_task(self._push_relayed(), name="webchat-relay")
+
+    async def _push_relayed(self) -> None:
+        while not self._relayed.empty():  # in order, one at a time
+            visitor, frame = self._relayed.get_nowait()
+            await self.hub.push(visitor, frame)
 
     async def send_typing(self, recipient: Identity, on: bool) -> None:
         await self.hub.push(recipient.external_id, render.typing(on))

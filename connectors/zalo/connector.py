@@ -31,6 +31,7 @@ from connectors.errors import (
     AuthError,
     PermanentError,
     SendError,
+    TransientError,
 )
 from connectors.provider import ProviderConnector, json_error, read_body
 from connectors.wire import decode_body
@@ -68,6 +69,7 @@ PROFILE_RETRY_SECONDS = 3600.0
 ECHO_WAIT_SECONDS = 1.5
 # After a refresh ahead of expiry failed, the next early try waits this long.
 EARLY_REFRESH_PAUSE = 300.0
+REFRESH_WAIT = 30.0  # at most this long for another process's refresh to end
 
 
 @dataclass(frozen=True)
@@ -421,27 +423,42 @@ class ZaloConnector(ProviderConnector):
         return self._tokens.access
 
     async def _refresh(self, seen: SecretStr) -> None:
-        """Replace the access token ``seen`` with a new pair; one refresh at a time."""
+        """Replace the access token ``seen`` with a new pair; one refresh at a time, in
+        this process and among every process sharing the store (the refresh token is
+        single use: two refreshing at once would leave one with a spent token)."""
         async with self._refresh_lock:
             if self._tokens.access.get_secret_value() != seen.get_secret_value():
                 return  # refreshed meanwhile
-            # Another process sharing the store may have refreshed already: its pair wins
-            # (the refresh token we hold would be spent).
-            await self._load_tokens()
-            if self._tokens.access.get_secret_value() != seen.get_secret_value():
-                return
-            pair: TokenPair = await self.client.refresh(
-                self.settings.app_id, self.settings.app_secret, self._tokens.refresh
-            )
-            tokens = _Tokens(
-                pair.access_token,
-                pair.refresh_token,
-                self._clock().timestamp() + pair.expires_in,
-            )
-            await self._save_tokens(tokens)  # durable before it is used
+            lease = f"zalo-tokens:{self.channel_id}"
+            await self._claim_refresh(lease)
+            try:
+                # Another process may have refreshed already: its pair wins.
+                await self._load_tokens()
+                if self._tokens.access.get_secret_value() != seen.get_secret_value():
+                    return
+                pair: TokenPair = await self.client.refresh(
+                    self.settings.app_id, self.settings.app_secret, self._tokens.refresh
+                )
+                tokens = _Tokens(
+                    pair.access_token,
+                    pair.refresh_token,
+                    self._clock().timestamp() + pair.expires_in,
+                )
+                await self._save_tokens(tokens)  # durable before it is used
+            finally:
+                await self.sink.release(lease)
             self._tokens = tokens
             self._early_refresh_after = 0.0
             log.info("channel %s: Zalo access token refreshed", self.channel_id)
+
+    async def _claim_refresh(self, lease: str) -> None:
+        deadline = asyncio.get_running_loop().time() + REFRESH_WAIT
+        while await self.sink.claim(lease) is None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TransientError(
+                    "another process is refreshing the Zalo token", code="token_refresh_busy"
+                )
+            await asyncio.sleep(0.2)
 
     async def _api(self, call: Callable[[SecretStr], Awaitable[T]]) -> T:
         """Make a call with the access token, refreshing it once when Zalo refuses it,

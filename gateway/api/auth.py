@@ -58,10 +58,14 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, tokens: Tokens, admin_token: str) -> None:
+    def __init__(
+        self, tokens: Tokens, admin_token: str, *, cache_seconds: float = CACHE_SECONDS
+    ) -> None:
         self._tokens = tokens
         self._admin_hash = hash_token(admin_token)
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        # A token revoked on another replica stops working here within this time.
+        self.cache_seconds = cache_seconds
 
     async def authenticate(self, header: str | None) -> Principal:
         if not header:
@@ -91,7 +95,7 @@ class Authenticator:
         )
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (now + CACHE_SECONDS, principal)
+        self._cache[digest] = (now + self.cache_seconds, principal)
         return principal
 
     def forget(self) -> None:

@@ -117,13 +117,16 @@ async def get_attachment(req: Req) -> web.StreamResponse:
     )
     name = record.name or record.id
     disposition = "inline" if inline else "attachment"
-    return web.FileResponse(
-        req.ctx.attachments.path_of(record),
-        headers={
-            "Content-Type": record.mime,
-            "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name)}",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "sandbox; default-src 'none'",
-            "Cache-Control": "private, max-age=86400",
-        },
-    )
+    headers = {
+        "Content-Type": record.mime,
+        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name)}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+        "Cache-Control": "private, max-age=86400",
+    }
+    content = await req.ctx.attachments.content(record)
+    if content is None:
+        raise NotFound(f"attachment {record.id} not found", code="attachment_not_found")
+    if isinstance(content, bytes):
+        return web.Response(body=content, headers=headers)
+    return web.FileResponse(content, headers=headers)

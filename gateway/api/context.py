@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from config.schema import Settings
 from gateway.api.auth import Authenticator
@@ -15,7 +17,17 @@ from gateway.events import EventBus
 from gateway.metrics import Metrics
 from gateway.store.protocols import Store
 from gateway.webhooks.service import Webhooks
-from kernel.ratelimit import RateLimiter
+
+
+class Limits(Protocol):
+    """API rate limits per token (gateway.replicas.limits)."""
+
+    rate: float
+    burst: int
+
+    async def wait(self, key: str) -> float:
+        """0.0 when a request may go now; otherwise the seconds to wait."""
+        ...
 
 
 @dataclass
@@ -38,7 +50,9 @@ class ApiContext:
     webhooks: Webhooks
     bus: EventBus
     auth: Authenticator
-    limits: RateLimiter
+    limits: Limits
     metrics: Metrics
     attachments: Attachments
     lifecycle: Lifecycle
+    # Replicas: the state of their Redis link (None: not used).
+    redis_state: Callable[[], str | None] = lambda: None

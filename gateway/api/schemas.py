@@ -243,6 +243,9 @@ class ChannelList(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     store: str
+    # Replicas only: "ok", or why Redis cannot be reached (the replica then polls the
+    # store, so it stays ready; only what replicas tell each other is slower).
+    redis: str | None = None
     channels: dict[str, ChannelInfo]
 
 

@@ -309,7 +309,7 @@ def _wrap(op: Operation, ctx: ApiContext) -> Callable[[web.Request], Awaitable[w
         principal = None
         if op.scopes is not None:
             principal = await ctx.auth.authenticate(request.headers.get("Authorization"))
-            wait = ctx.limits.wait(principal.token_id)
+            wait = await ctx.limits.wait(principal.token_id)
             if wait:
                 limits = ctx.limits
                 raise TooManyRequests(

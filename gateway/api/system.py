@@ -22,7 +22,7 @@ from gateway.api.schemas import (
 )
 from gateway.api.spec import API, Operations, Req
 from gateway.channels import public_view
-from kernel.errors import Invalid, NotFound
+from kernel.errors import Invalid, NotFound, StoreUnavailable
 from kernel.ids import AgentId, TokenId, new_token_id
 
 TAG = "system"
@@ -42,7 +42,8 @@ async def healthz(req: Req) -> Health:
     summary="The store answers; each channel's state",
     description="200 when the store answers, 503 otherwise. Channels report their own "
     "state (CONNECTED, BAD_CREDENTIALS, ...); a broken channel does not make the gateway "
-    "unready, because the others still work.",
+    "unready, because the others still work. Replicas report Redis too: without it they "
+    "poll the store, so they stay ready.",
     tag=TAG,
     scopes=None,
     response=Readiness,
@@ -52,12 +53,15 @@ async def readyz(req: Req) -> tuple[Readiness, int]:
     store_state = "ok"
     try:
         await req.ctx.store.ping()
+    except StoreUnavailable as exc:
+        store_state = f"unreachable: {exc.message}"
     except Exception as exc:
         store_state = f"unreachable: {type(exc).__name__}"
     ready = store_state == "ok" and req.ctx.lifecycle.started
     body = Readiness(
         status="ready" if ready else "not_ready",
         store=store_state,
+        redis=req.ctx.redis_state(),
         channels={c.id: c for c in channel_infos(req)},
     )
     return body, 200 if ready else 503

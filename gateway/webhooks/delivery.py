@@ -2,6 +2,12 @@
 them sending through one HTTP client (sending.py). Workers are started, reloaded when
 their endpoint changes, restarted after a failure, and stopped when their endpoint is
 disabled. A slow or dead endpoint only ever slows its own worker.
+
+Among replicas sharing a store, an endpoint's worker runs where its lease is held
+("webhook:<id>"): one replica at a time, so per-conversation order and the cursor stay
+one worker's. A replica changing an endpoint through its API takes the lease over
+first (the holder stops its worker, its progress written, and hands it over); the
+others start the workers of endpoints nobody holds, as `sync` finds them.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ from typing import Any
 
 from config.webhooks import DeliverySettings
 from gateway.events import EventBus
+from gateway.replicas.leases import LeaseKeeper
 from gateway.store.protocols import Store
 from gateway.store.records import WebhookRecord
 from gateway.webhooks.sending import WebhookClient
 from gateway.webhooks.worker import EndpointWorker
+from kernel.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +38,10 @@ class Deliveries:
         bus: EventBus,
         settings: DeliverySettings,
         keys_of: Callable[[WebhookRecord], Any],
+        keeper: LeaseKeeper | None = None,
     ) -> None:
         self.store = store
+        self.keeper = keeper  # None: the only process on its store
         self.bus = bus
         self.settings = settings
         self.keys_of = keys_of
@@ -41,8 +51,54 @@ class Deliveries:
 
     async def start(self) -> None:
         self.client.open()
-        for record in await self.store.webhooks.all():
-            self._start(record)
+        await self.sync()
+
+    async def sync(self) -> None:
+        """Run the worker of every enabled endpoint that no process runs (all of them,
+        on a store of its own); stop those of endpoints gone or disabled meanwhile."""
+        records = {r.id: r for r in await self.store.webhooks.all()}
+        for endpoint_id in list(self.workers):
+            record = records.get(endpoint_id)
+            if record is None or record.disabled_at is not None:
+                await self._stop(endpoint_id)
+        for record in records.values():
+            if (
+                record.disabled_at is None
+                and record.id not in self.workers
+                and (
+                    self.keeper is None
+                    or await self.keeper.claim(_lease(record.id), self._lost(record.id))
+                )
+            ):
+                self._start(record)
+
+    def _lost(self, endpoint_id: str) -> Callable[[], Coroutine[Any, Any, None]]:
+        async def stop() -> None:
+            worker = self.workers.pop(endpoint_id, None)
+            if worker is not None:
+                await worker.stop()
+
+        return stop
+
+    async def _own(self, endpoint_id: str) -> None:
+        """Take the endpoint's work over from whichever replica runs it."""
+        if self.keeper is None:
+            return
+        if not await self.keeper.take(
+            _lease(endpoint_id), self._lost(endpoint_id), within=self.keeper.seconds + 2
+        ):
+            raise StoreUnavailable(
+                f"webhook {endpoint_id} is being delivered by another replica that did not "
+                "hand it over in time; try again",
+                code="busy_elsewhere",
+            )
+
+    async def _stop(self, endpoint_id: str) -> None:
+        worker = self.workers.pop(endpoint_id, None)
+        if worker is not None:
+            await worker.stop()
+        if self.keeper is not None:
+            await self.keeper.release(_lease(endpoint_id))
 
     def _start(self, record: WebhookRecord) -> None:
         if record.disabled_at is not None or record.id in self.workers:
@@ -55,25 +111,32 @@ class Deliveries:
 
     async def pause(self, endpoint_id: str) -> None:
         """Stop the endpoint's worker, its progress written, until the next reload: for
-        changes to its cursor or rows that a running worker would write over."""
+        changes to its cursor or rows that a running worker would write over (on any
+        replica)."""
+        await self._own(endpoint_id)
         worker = self.workers.pop(endpoint_id, None)
         if worker is not None:
             await worker.stop()
 
     async def reload(self, endpoint_id: str) -> None:
         """The endpoint changed (created, edited, enabled, rotated, replayed, deleted)."""
+        await self._own(endpoint_id)
         worker = self.workers.pop(endpoint_id, None)
         if worker is not None:
             await worker.stop()
         record = await self.store.webhooks.get(endpoint_id)
-        if record is not None:
+        if record is not None and record.disabled_at is None:
             self._start(record)
+        elif self.keeper is not None:
+            await self.keeper.release(_lease(endpoint_id))
 
     def restart_later(self, endpoint_id: str) -> None:
         self._spawn(self._restart(endpoint_id))
 
     async def _restart(self, endpoint_id: str) -> None:
         await asyncio.sleep(1.0)
+        if self.keeper is not None and not self.keeper.holds(_lease(endpoint_id)):
+            return  # the lease went meanwhile: sync starts it where it is taken next
         await self.reload(endpoint_id)
 
     def disable_later(self, endpoint_id: str, reason: str) -> None:
@@ -85,6 +148,8 @@ class Deliveries:
         if worker is not None:
             await worker.stop()
         await self.store.webhooks.set_enabled(endpoint_id, False, reason)
+        if self.keeper is not None:
+            await self.keeper.release(_lease(endpoint_id))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -97,3 +162,7 @@ class Deliveries:
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.client.close()
+
+
+def _lease(endpoint_id: str) -> str:
+    return f"webhook:{endpoint_id}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from config.webhooks import DeliverySettings, WebhookSettings
 from gateway.events import EventBus
+from gateway.replicas.leases import LeaseKeeper
 from gateway.store.protocols import Store
 from gateway.store.records import WebhookRecord
 from gateway.webhooks.delivery import Deliveries
@@ -43,12 +44,17 @@ class Keys:
 
 class Webhooks:
     def __init__(
-        self, store: Store, bus: EventBus, settings: DeliverySettings, box: SecretBox
+        self,
+        store: Store,
+        bus: EventBus,
+        settings: DeliverySettings,
+        box: SecretBox,
+        keeper: LeaseKeeper | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.box = box
-        self.deliveries = Deliveries(store, bus, settings, self.keys)
+        self.deliveries = Deliveries(store, bus, settings, self.keys, keeper)
 
     # --- secrets -----------------------------------------------------------------------
 

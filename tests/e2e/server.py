@@ -73,6 +73,7 @@ def start_gateway(
     admin_token: str = ADMIN_TOKEN,
     timeout: float = START_TIMEOUT,
     config: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> GatewayProcess:
     """Start ``omnigw serve`` on the embedded default config and wait until it listens.
 
@@ -86,6 +87,7 @@ def start_gateway(
     # The host's OMNIGW_* settings must not leak into a test's gateway.
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIGW_")}
     env["OMNIGW_ADMIN_TOKEN"] = admin_token
+    env.update(extra_env or {})
     out = stdout_path.open("wb")
     err = stderr_path.open("wb")
     proc = subprocess.Popen(

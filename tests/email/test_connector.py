@@ -28,6 +28,9 @@ class QuietSink:
     def health_changed(self, channel_id: str, health: ChannelHealth) -> None:
         self.states.append(health.state)
 
+    async def claim(self, name: str) -> asyncio.Event:
+        return asyncio.Event()
+
 
 async def test_close_survives_a_swallowed_cancellation() -> None:
     """Python 3.11's wait_for can lose a cancel; closing must still end the session."""

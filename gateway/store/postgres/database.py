@@ -109,6 +109,8 @@ class Database:
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         self.published = 0  # the newest seq handed to on_events
+        # Called after this process committed events (replicas tell each other).
+        self.on_commit: Callable[[], None] | None = None
         self._publishing = asyncio.Lock()
 
     @classmethod
@@ -168,6 +170,8 @@ class Database:
                     raise
                 continue
             if events:
+                if self.on_commit is not None:
+                    self.on_commit()
                 try:
                     await self.publish(events)
                 except Exception:  # committed: a later catch-up hands them on

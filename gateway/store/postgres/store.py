@@ -89,12 +89,14 @@ class PostgresStore:
         *,
         pool_size: int = DEFAULT_POOL_SIZE,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        on_commit: Callable[[], None] | None = None,
     ) -> PostgresStore:
         await run_migrations(url)
         try:
             database = await Database.open(url, pool_size=pool_size, on_events=on_events)
         except UNREACHABLE as exc:
             raise unavailable(exc) from exc
+        database.on_commit = on_commit
         return cls(database, owner=process_name(), lease_seconds=lease_seconds)
 
     async def _read(self, fn: Callable[..., Awaitable[Any]], /, *args: Any) -> Any:

@@ -1,0 +1,97 @@
+"""API rate limits shared by every replica: one token bucket per API token in Redis.
+
+Each replica takes tokens from the shared bucket a few at a time (a tenth of a second's
+worth) and spends them locally, so a request costs a Redis round trip only once per
+chunk. While Redis cannot be reached, each replica enforces the whole limit on its own
+(a client spread over N replicas then gets up to N times the rate until it is back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from redis.exceptions import RedisError
+
+from gateway.replicas.link import RedisLink
+from kernel.ratelimit import RateLimiter
+
+# KEYS[1]: the bucket; ARGV: rate, burst, wanted. Returns {granted, seconds to wait}.
+_TAKE = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens = tonumber(b[1]) or burst
+local stamp = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - stamp) * rate)
+local granted = math.min(want, math.floor(tokens))
+tokens = tokens - granted
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+if granted > 0 then
+  return {granted, '0'}
+end
+return {0, tostring((1 - tokens) / rate)}
+"""
+
+ALLOWANCE_TTL = 1.0  # tokens taken from the shared bucket are spent within this, or dropped
+
+
+class LocalLimits:
+    """The limit of one process (no replicas)."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+        self.rate = limiter.rate
+        self.burst = limiter.burst
+
+    async def wait(self, key: str) -> float:
+        return self.limiter.wait(key)
+
+
+class SharedLimits:
+    def __init__(self, link: RedisLink, rate: float, burst: int) -> None:
+        self.link = link
+        self.rate = rate
+        self.burst = burst
+        self.chunk = max(1, min(burst, int(rate * 0.1)))
+        self.fallback = RateLimiter(rate, burst)
+        self._script = link.client.register_script(_TAKE)
+        # key -> (tokens taken from the shared bucket, when they were taken)
+        self._allowance: dict[str, tuple[int, float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def wait(self, key: str) -> float:
+        if self.rate <= 0:
+            return 0.0
+        if not self.link.up:
+            return self.fallback.wait(key)
+        now = time.monotonic()
+        held = self._allowance.get(key)
+        if held is not None and held[0] > 0 and now - held[1] < ALLOWANCE_TTL:
+            self._allowance[key] = (held[0] - 1, held[1])
+            return 0.0
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one refill per key at a time
+            held = self._allowance.get(key)
+            if held is not None and held[0] > 0 and now - held[1] < ALLOWANCE_TTL:
+                self._allowance[key] = (held[0] - 1, held[1])
+                return 0.0
+            try:
+                granted, wait = await self._script(
+                    keys=[self.link.topic(f"ratelimit:{key}")],
+                    args=[self.rate, self.burst, self.chunk],
+                )
+            except (RedisError, OSError):
+                return self.fallback.wait(key)
+            granted = int(granted)
+            if granted <= 0:
+                return max(float(wait), 0.001)
+            self._allowance[key] = (granted - 1, time.monotonic())
+            if len(self._allowance) > 100_000:
+                self._allowance.clear()
+                self._locks.clear()
+            return 0.0
