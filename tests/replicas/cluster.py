@@ -14,9 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from tests.e2e.server import AUTH, GatewayProcess, start_gateway
+from tests.e2e.server import GatewayProcess, start_gateway
 
 SECRET_KEY = "replica-test-secret-key-0123456789abcdef"
 READY_TIMEOUT = 20.0
@@ -25,6 +23,8 @@ READY_TIMEOUT = 20.0
 def toml_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -118,11 +118,3 @@ class Cluster:
         return "\n".join(
             f"--- replica {i} ---\n{gw.stderr_text()[-4000:]}" for i, gw in enumerate(self.replicas)
         )
-
-
-async def api(
-    http: aiohttp.ClientSession, gw: GatewayProcess, method: str, path: str, **kwargs: Any
-) -> tuple[int, Any]:
-    async with http.request(method, gw.url(path), headers=AUTH, **kwargs) as resp:
-        text = await resp.text()
-        return resp.status, json.loads(text) if text else None

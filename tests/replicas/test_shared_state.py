@@ -1,0 +1,225 @@
+"""Two gateways in this process on one PostgreSQL database and one Redis, as two replicas:
+what one changes or holds, the other sees. In-process so that Zalo's API can be faked
+at httpx's transport (respx) for both."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import Gateway
+from kernel.ids import ChannelId
+from tests.api.helpers import AUTH, eventually, get_json
+from tests.conftest import GatewayFactory
+from tests.email.conftest import Mailboxes, MailServer
+from tests.zalo.conftest import ZaloFake
+from tests.zalo.helpers import CHANNEL as ZALO_CHANNEL
+from tests.zalo.helpers import REFRESH, USER
+from tests.zalo.helpers import config as zalo_config
+
+PROPAGATION = 2.0  # seconds: a change through one replica's API is live on the others
+
+Pair = tuple[Gateway, TestClient, Gateway, TestClient]  # type: ignore[type-arg]
+
+
+def shared(pg_url: str, redis_url: str) -> str:
+    return f'[store]\nurl = "{pg_url}"\n\n[redis]\nurl = "{redis_url}"\n\n'
+
+
+@pytest.fixture
+async def replicas(
+    pg_url: str, redis_url: str, make_gateway: GatewayFactory
+) -> AsyncIterator[Callable[[str], Awaitable[Pair]]]:
+    clients: list[TestClient] = []  # type: ignore[type-arg]
+
+    async def start(extra: str = "") -> Pair:
+        toml = shared(pg_url, redis_url) + extra
+        a = await make_gateway(toml)
+        b = await make_gateway(toml)
+        for gw in (a, b):
+            client = TestClient(TestServer(gw.web_app()))
+            await client.start_server()
+            clients.append(client)
+        return a, clients[-2], b, clients[-1]
+
+    yield start
+    for client in clients:
+        await client.close()
+
+
+async def test_one_zalo_token_refresh_among_replicas(
+    replicas: Callable[[str], Awaitable[Pair]], zalo: ZaloFake
+) -> None:
+    a, _, b, _ = await replicas(zalo_config())
+    connectors = [gw.connectors[ChannelId(ZALO_CHANNEL)] for gw in (a, b)]
+    zalo.expire()
+    zalo.refresh = REFRESH  # the one both replicas hold: it can be spent once
+
+    async def profile(connector: Any) -> Any:
+        return await connector._api(lambda token: connector.client.profile(token, USER))
+
+    found = await asyncio.gather(*(profile(c) for c in connectors * 3))
+    assert {p.name for p in found} == {"Nguyễn Thị Thu"}
+    assert zalo.token.call_count == 1, "the single-use refresh token was spent twice"
+
+
+async def test_an_attachment_kept_by_one_replica_is_served_by_the_other(
+    replicas: Callable[[str], Awaitable[Pair]],
+) -> None:
+    a, _, _, client_b = await replicas("")
+    data = "Hóa đơn tháng 12 — số 0042".encode() * 100
+    part = await a.pipeline.save_attachment(
+        ChannelId("webchat"), data, name="hoá đơn.pdf", mime="application/pdf"
+    )
+    assert part.url is not None
+    resp = await client_b.get(part.url, headers=AUTH)
+    assert resp.status == 200
+    assert await resp.read() == data
+    assert resp.headers["Content-Type"] == "application/pdf"
+    assert not list(a.settings.server.data_dir.glob("attachments/**/att_*"))  # in the store
+
+
+async def within(seconds: float, check: Callable[[], Awaitable[Any]], what: str) -> float:
+    started = time.monotonic()
+    await eventually(check, within=seconds)
+    took = time.monotonic() - started
+    assert took < seconds, what
+    return took
+
+
+async def test_changes_through_one_replica_reach_the_other_within_2_seconds(
+    replicas: Callable[[str], Awaitable[Pair]],
+) -> None:
+    _, client_a, _, client_b = await replicas('[[channels]]\nid = "webchat"\ntype = "webchat"\n')
+
+    # A channel added through A's admin API serves on B.
+    resp = await client_a.post(
+        "/v1/channels", json={"id": "chat2", "type": "webchat"}, headers=AUTH
+    )
+    assert resp.status == 201, await resp.text()
+
+    async def b_has_channel() -> bool:
+        body = await get_json(client_b, "/v1/channels")
+        return any(c["id"] == "chat2" for c in body["items"])
+
+    took_channel = await within(PROPAGATION, b_has_channel, "channel")
+    async with client_b.ws_connect("/webchat/chat2/ws") as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "session"
+
+    # A token created on A works on B; revoked on A, it stops working on B.
+    resp = await client_a.post(
+        "/v1/tokens", json={"name": "helpdesk", "scopes": ["admin"]}, headers=AUTH
+    )
+    assert resp.status == 201, await resp.text()
+    token = await resp.json()
+    bearer = {"Authorization": f"Bearer {token['token']}"}
+    assert (await client_b.get("/v1/agents", headers=bearer)).status == 200
+    assert (await client_a.delete(f"/v1/tokens/{token['id']}", headers=AUTH)).status == 204
+
+    async def b_refuses() -> bool:
+        return (await client_b.get("/v1/agents", headers=bearer)).status == 401
+
+    took_token = await within(PROPAGATION, b_refuses, "revocation")
+
+    # An agent put online on A takes B's next customer.
+    resp = await client_a.put(
+        "/v1/agents/minh",
+        json={"name": "Minh", "capacity": {"total": 3}, "presence": "online"},
+        headers=AUTH,
+    )
+    assert resp.status == 201, await resp.text()
+    async with client_b.ws_connect("/webchat/webchat/ws") as ws:
+        await ws.receive_json(timeout=5)
+        await ws.send_json({"type": "message", "client_id": "c1", "text": "Chào shop"})
+        assert (await ws.receive_json(timeout=5))["type"] == "ack"
+
+    async def assigned_to_minh() -> bool:
+        body = await get_json(client_b, "/v1/conversations?status=assigned")
+        return any(c["assignee_id"] == "minh" for c in body["items"])
+
+    took_agent = await within(PROPAGATION, assigned_to_minh, "agent")
+
+    # A channel removed on A stops on B.
+    assert (await client_a.delete("/v1/channels/chat2", headers=AUTH)).status == 204
+
+    async def b_dropped_channel() -> bool:
+        return not await b_has_channel()
+
+    took_removal = await within(PROPAGATION, b_dropped_channel, "channel removal")
+    print(
+        f"\nreached the other replica in: channel {took_channel:.2f}s, revocation "
+        f"{took_token:.2f}s, agent {took_agent:.2f}s, channel removal {took_removal:.2f}s"
+    )
+
+
+def _mail(pair: Mailboxes, n: int) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = f"Khách {n} <{pair.customer}>"
+    msg["To"] = pair.support
+    msg["Subject"] = f"Đơn hàng #{n}"
+    msg["Message-ID"] = make_msgid(domain="example.org")
+    msg.set_content(f"Chào shop, đơn #{n} của mình chưa tới.")
+    return msg
+
+
+async def test_a_mailbox_is_read_by_one_replica_at_a_time(
+    pg_url: str,
+    redis_url: str,
+    make_gateway: GatewayFactory,
+    mail_server: MailServer,
+    mailboxes: Mailboxes,
+) -> None:
+    toml = shared(pg_url, redis_url) + mail_server.channel_toml(mailboxes.support)
+    replicas = [await make_gateway(toml), await make_gateway(toml)]
+
+    def holders() -> list[Gateway]:
+        return [gw for gw in replicas if gw.keeper is not None and gw.keeper.holds("poll:mail")]
+
+    async def one_holder() -> Gateway | None:
+        found = holders()
+        return found[0] if len(found) == 1 else None
+
+    holder = await eventually(one_holder, within=10)
+    standby = next(gw for gw in replicas if gw is not holder)
+
+    async def inbound() -> list[str]:
+        rows = await holder_store.messages.history(  # any replica reads the same store
+            ChannelId("mail"), mailboxes.customer, before=None, after=None, limit=100
+        )
+        return sorted(m.external_id or "" for m in rows)
+
+    holder_store = standby.store
+    for n in range(5):
+        await mail_server.send(_mail(mailboxes, n), mailboxes.customer, mailboxes.support)
+    await eventually(lambda: _count(inbound, 5), within=15)
+    assert [gw for gw in replicas if gw.keeper is not None and gw.keeper.holds("poll:mail")] == [
+        holder
+    ]
+
+    # The holder stops: the other takes the mailbox over and reads on from its checkpoint.
+    stopped_at = time.monotonic()
+    await holder.close_connections()
+    await holder.stop()
+    await eventually(lambda: _true(holders() == [standby]), within=10)
+    taken_over = time.monotonic() - stopped_at
+    for n in range(5, 10):
+        await mail_server.send(_mail(mailboxes, n), mailboxes.customer, mailboxes.support)
+    await eventually(lambda: _count(inbound, 10), within=15)
+    found = await inbound()
+    assert len(found) == len(set(found)) == 10, found
+    print(f"\nmailbox taken over {taken_over:.2f}s after its reader stopped")
+
+
+async def _count(read: Callable[[], Awaitable[list[str]]], n: int) -> bool:
+    return len(await read()) >= n
+
+
+async def _true(value: bool) -> bool:
+    return value
