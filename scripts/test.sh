@@ -6,13 +6,15 @@ cd "$(dirname "$0")/.."
 
 # 1. System packages: Debian's Chromium for the browser tests (never `playwright install`:
 #    it downloads a browser of its own), Dovecot for the e-mail tests, PostgreSQL and Redis
-#    for the database tests (their system services stay unused: the tests start their own
-#    on free ports), and ps, which the scripts starting those servers use (slim images lack it).
+#    for the database tests, nginx in front of replicas (their system services stay unused:
+#    the tests start their own on free ports), and ps, which the scripts starting those
+#    servers use (slim images lack it).
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 { [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/lmtp ]; } || missing+=(dovecot-imapd dovecot-lmtpd)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v ps >/dev/null || missing+=(procps)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
