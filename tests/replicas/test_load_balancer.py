@@ -31,7 +31,8 @@ from tests.e2e.test_browser import (
     eventually,
     open_chat,
 )
-from tests.replicas.cluster import Cluster, api
+from tests.replicas.cluster import Cluster
+from tests.replicas.load import api
 from tests.replicas.nginx import Nginx
 
 AGENT = {"id": "demo", "presence": "online"}
