@@ -53,10 +53,6 @@ log = logging.getLogger(__name__)
 KEY_CHECK = (ChannelId("_gateway"), "secret_key_check")
 
 
-class KeyMismatch(RuntimeError):
-    """The secret key is not the one the store's secrets were sealed with."""
-
-
 # Events whose message another replica's sockets may need to show.
 RELAYED = frozenset({"message.sent", "message.received"})
 
@@ -204,17 +200,19 @@ class Gateway:
 
     @staticmethod
     async def _check_key(store: Store, key: bytes) -> None:
-        """Refuse a secret key other than the one the store's secrets were sealed with
-        (replicas given different keys; a key file lost): nothing could be read."""
+        """Say loudly when the secret key is not the one the store's secrets were sealed
+        with (replicas given different keys; a key file lost): what is sealed cannot be
+        read by this process."""
         check = derive(key, "key-check").hex()[:32]
         stored = await store.channel_state.load(KEY_CHECK[0], KEY_CHECK[1])
         if stored is None:
             await store.channel_state.save(KEY_CHECK[0], KEY_CHECK[1], check)
         elif stored != check:
-            raise KeyMismatch(
+            log.error(
                 "this process's secret key is not the one the store's secrets were sealed "
-                "with: give every replica the same OMNIGW_SECRET_KEY (or restore the key file "
-                "of the data directory)"
+                "with: sealed credentials and webhook secrets cannot be read here, and visitor "
+                "tokens of other processes are refused. Give every replica the same "
+                "OMNIGW_SECRET_KEY (or restore the data directory's key file)."
             )
 
     # --- replicas (a shared store) -------------------------------------------------------

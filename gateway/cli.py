@@ -147,12 +147,11 @@ def serve(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    from gateway.app import KeyMismatch
     from kernel.errors import StoreUnavailable
 
     try:
         asyncio.run(_serve(settings))
-    except (OSError, KeyMismatch) as exc:
+    except OSError as exc:
         print(f"omnigw: {exc}", file=sys.stderr)
         return 1
     except StoreUnavailable as exc:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from kernel.ids import VisitorId
-from kernel.text import clean_text
+from kernel.text import clean_text, nul_path
 
 MAX_FRAME_BYTES = 64 * 1024
 TOKEN_VERSION = "v1"  # noqa: S105 (a format tag, not a secret)
@@ -91,6 +91,13 @@ def parse_frame(data: str, *, max_text: int) -> ClientFrame:
             f"unknown frame type {kind!r}; expected one of {', '.join(FRAME_TYPES)}",
         )
     client_id = raw.get("client_id") if isinstance(raw.get("client_id"), str) else None
+    # A message's text loses its control characters below; anywhere else NUL is refused.
+    if "\\u0000" in data and (where := nul_path(raw, frozenset({"text"}))) is not None:
+        raise FrameError(
+            "bad_frame",
+            f"{kind}: {where}: text may not contain U+0000 (NUL)",
+            client_id=None if where == "client_id" else client_id,
+        )
     try:
         frame = _frames.validate_python(raw)
     except ValidationError as exc:

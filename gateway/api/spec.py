@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 from gateway.api.auth import ANY_SCOPE, Principal
 from gateway.api.errors import PayloadTooLarge, TooManyRequests, status_of
 from kernel.errors import DomainError, Malformed
+from kernel.text import nul_path
 
 if TYPE_CHECKING:
     from gateway.api.context import ApiContext
@@ -294,6 +295,10 @@ async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         raise Malformed(f"the body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise Malformed("the body must be a JSON object", code="invalid_json")
+    if b"\\u0000" in raw and (where := nul_path(data)) is not None:
+        raise Malformed(
+            f"{where or 'body'}: text may not contain U+0000 (NUL)", code="invalid_json"
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -306,6 +311,8 @@ async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
 
 def _wrap(op: Operation, ctx: ApiContext) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
+        if "\x00" in request.path or any("\x00" in v for v in request.query.values()):
+            raise Malformed("the URL may not contain U+0000 (NUL)", code="bad_request")
         principal = None
         if op.scopes is not None:
             principal = await ctx.auth.authenticate(request.headers.get("Authorization"))

@@ -369,3 +369,28 @@ async def test_readyz_is_503_when_the_store_is_gone(client: Client, gw: Gateway)
     body = await resp.json()
     assert body["status"] == "not_ready"
     assert body["store"].startswith("unreachable")
+
+
+async def test_nul_is_refused_where_it_arrives(client: TestClient) -> None:  # type: ignore[type-arg]
+    for path, body in [
+        ("/v1/agents/lan", {"name": "L\x00an", "capacity": {"total": 2}}),
+        ("/v1/agents/lan", {"name": "Lan", "skills": {"vi\x00": 2}}),
+    ]:
+        resp = await client.put(path, json=body, headers=AUTH)
+        answer = await resp.json()
+        assert resp.status == 400, answer
+        assert "U+0000" in answer["error"]["message"]
+    resp = await client.get("/v1/conversations/cv_%00", headers=AUTH)
+    assert resp.status == 400
+    resp = await client.post(
+        "/v1/tokens", json={"name": "t\x00", "scopes": ["admin"]}, headers=AUTH
+    )
+    assert resp.status == 400
+    async with client.ws_connect("/webchat/webchat/ws") as ws:
+        await ws.receive_json()
+        await ws.send_json({"type": "message", "client_id": "c\x00", "text": "x"})
+        frame = await ws.receive_json()
+        assert frame["type"] == "error" and frame["code"] == "bad_frame", frame
+        await ws.send_json({"type": "message", "client_id": "c1", "text": "x\x00y"})
+        frame = await ws.receive_json()
+        assert frame["type"] == "ack", frame  # the text loses its control characters

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import make_msgid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,3 +224,18 @@ async def _count(read: Callable[[], Awaitable[list[str]]], n: int) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_replica_with_another_secret_key_says_so(
+    pg_url: str,
+    redis_url: str,
+    make_gateway: GatewayFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    toml = shared(pg_url, redis_url)
+    await make_gateway(toml)
+    assert "secret key is not the one" not in caplog.text
+    # Another data directory: another generated key file.
+    await make_gateway(toml, **{"server.data_dir": str(tmp_path / "elsewhere")})
+    assert "secret key is not the one the store's secrets were sealed with" in caplog.text

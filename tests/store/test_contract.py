@@ -786,3 +786,17 @@ async def test_reply_windows_start_at_the_providers_time(domain: Domain, store: 
     (job,) = await store.outbound.due(utcnow(), 10)
     assert job.outbound.last_inbound_at is not None
     assert abs((job.outbound.last_inbound_at - wrote).total_seconds()) < 0.01
+
+
+async def test_nul_in_a_providers_names_does_not_fail_the_write(
+    domain: Domain, store: Store
+) -> None:
+    # The API and the webchat refuse U+0000; a provider's payload may still carry one (in
+    # a profile name, a subject): the message is stored all the same, on every backend.
+    r = await ingest(domain, inbound(WEB, "m\x00nul", "v1", "Xin chào", name="Lan\x00 Anh"))
+    assert not r.duplicate
+    contact = await store.contacts.get(r.contact_id)
+    assert contact is not None
+    assert (contact.display_name or "").replace("\x00", "") == "Lan Anh"
+    page = await store.messages.page(r.conversation_id, None, 10)
+    assert [m.id for m in page.items] == [r.message.id]

@@ -3,6 +3,7 @@ Events are kept until the batch ends: Database appends them then, in order."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,18 +42,39 @@ class PgTx:
         return event
 
     async def fetchrow(self, sql: str, *args: Any) -> Any:
-        return await self.conn.fetchrow(sql, *args)
+        return await self.conn.fetchrow(sql, *without_nul(args))
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
-        found: list[Any] = await self.conn.fetch(sql, *args)
+        found: list[Any] = await self.conn.fetch(sql, *without_nul(args))
         return found
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await self.conn.fetchval(sql, *args)
+        return await self.conn.fetchval(sql, *without_nul(args))
 
     async def execute(self, sql: str, *args: Any) -> str:
-        status: str = await self.conn.execute(sql, *args)
+        status: str = await self.conn.execute(sql, *without_nul(args))
         return status
 
     async def executemany(self, sql: str, args: list[tuple[Any, ...]]) -> None:
-        await self.conn.executemany(sql, args)
+        await self.conn.executemany(sql, [without_nul(a) for a in args])
+
+
+def without_nul(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The arguments with U+0000 taken out of their text (PostgreSQL's text and jsonb
+    cannot hold it; the API and the webchat refuse it, but a provider's payload may carry
+    one, and it must not make the event fail for ever)."""
+    for arg in args:
+        if arg.__class__ is str and ("\x00" in arg or "\\u0000" in arg):
+            return tuple(_strip(a) for a in args)
+    return args
+
+
+# A JSON \u0000 escape (not a literal backslash's "\\u0000"): kept are the backslashes
+# before it that escape each other.
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _strip(arg: Any) -> Any:
+    if arg.__class__ is not str:
+        return arg
+    return _JSON_NUL.sub(r"\1", arg.replace("\x00", ""))
