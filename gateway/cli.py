@@ -1,4 +1,4 @@
-"""The `omnigw` command line: serve, migrate, check-config, simulate."""
+"""The `omnigw` command line: serve, migrate, migrate-store, check-config, simulate."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -20,7 +21,7 @@ from aiohttp.web_response import StreamResponse
 from config import ConfigError, load_settings
 from config.schema import Settings
 from gateway import __version__
-from kernel.secrets import url_without_password
+from kernel.secrets import KEY_FILE, url_without_password
 
 log = logging.getLogger("omnigw")
 
@@ -59,6 +60,34 @@ def _parser() -> argparse.ArgumentParser:
         "migrate", help="bring the store's schema to this version's, then exit"
     )
     migrate.add_argument("--config", type=Path, help="omnigw.toml (default: embedded default)")
+    copy = sub.add_parser(
+        "migrate-store",
+        help="copy an embedded SQLite installation into an empty PostgreSQL database",
+        description="Copies everything of a SQLite installation (it may be running: a "
+        "consistent snapshot is read) into an empty PostgreSQL database, in one "
+        "transaction, after running its migrations. Replicas started on the database with "
+        "the same OMNIGW_SECRET_KEY then serve the same data; event ids continue.",
+    )
+    copy.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="SQLITE_URL",
+        help="sqlite:///path/omnigw.db",
+    )
+    copy.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        metavar="POSTGRES_URL",
+        help="postgresql://user:password@host/database (empty)",
+    )
+    copy.add_argument(
+        "--data-dir",
+        type=Path,
+        help="the installation's data directory, where its attachments are "
+        "(default: the SQLite file's folder)",
+    )
     check = sub.add_parser("check-config", help="validate a config file; list every problem")
     check.add_argument("file", type=Path)
     sim = sub.add_parser("simulate", help="discrete-event simulation of the routing engine")
@@ -76,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(args.file)
     if args.command == "migrate":
         return migrate(args.config)
+    if args.command == "migrate-store":
+        return migrate_store(args.source, args.target, args.data_dir)
     if args.command == "simulate":
         from routing.simulation_report import run_command
 
@@ -125,6 +156,55 @@ def migrate(path: Path | None) -> int:
         return 1
     print(f"{shown}: schema up to date")
     return 0
+
+
+def migrate_store(source: str, target: str, data_dir: Path | None) -> int:
+    from gateway.store.copying import CopyError, copy_sqlite_to_postgres, default_data_dir
+    from gateway.store.postgres.store import is_postgres_url
+    from gateway.store.sqlite.store import parse_url
+    from kernel.errors import StoreUnavailable
+
+    try:
+        parse_url(source)
+    except ValueError as exc:
+        print(f"omnigw: --from: {exc} (expected sqlite:///path/to/omnigw.db)", file=sys.stderr)
+        return 2
+    shown = url_without_password(target)
+    if not is_postgres_url(target):
+        print(f"omnigw: --to: not a PostgreSQL URL: {shown}", file=sys.stderr)
+        return 2
+    data_dir = data_dir if data_dir is not None else default_data_dir(source)
+    try:
+        report = asyncio.run(copy_sqlite_to_postgres(source, target, data_dir=data_dir))
+    except StoreUnavailable as exc:
+        print(f"omnigw: the target {shown} cannot be reached: {exc.message}", file=sys.stderr)
+        return 1
+    except CopyError as exc:
+        print(f"omnigw: nothing copied: {_hidden(str(exc), target)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        problem = _hidden(f"{type(exc).__name__}: {exc}", target)
+        print(f"omnigw: copying to {shown} failed, nothing copied: {problem}", file=sys.stderr)
+        return 1
+    for problem in report.problems:
+        print(f"omnigw: warning: {problem}", file=sys.stderr)
+    print(f"copied {source} into {shown} in {report.seconds:.1f} s")
+    print(f"  attachments from {report.attachments_root}")
+    print("  rows copied:")
+    for table, n in report.rows.items():
+        print(f"    {table:<20} {n:>9}")
+    print(f"  last event id: {report.last_event_id} (new events continue after it)")
+    print(
+        "  start the replicas with the secret key this installation used: its "
+        f"OMNIGW_SECRET_KEY, or the content of {data_dir / KEY_FILE} if it ran without one"
+    )
+    return 0
+
+
+def _hidden(text: str, url: str) -> str:
+    """A message that may quote the URL, without its password."""
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
 
 
 def serve(args: argparse.Namespace) -> int:
