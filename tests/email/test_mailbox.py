@@ -416,10 +416,13 @@ async def test_uidvalidity_change_resyncs_without_duplicates(
 
     found = await eventually(both, within=8)
     assert sorted(m.external_id or "" for m in found) == sorted([ident(first), ident(second)])
-    assert await gw.store.channel_state.load(CHANNEL, key) == {
-        "uidvalidity": real["uidvalidity"],
-        "last_uid": real["last_uid"] + 1,
-    }
+    resynced = {"uidvalidity": real["uidvalidity"], "last_uid": real["last_uid"] + 1}
+
+    async def checkpointed() -> dict[str, int] | None:  # saved just after the store
+        state = await gw.store.channel_state.load(CHANNEL, key)
+        return state if state == resynced else None
+
+    await eventually(checkpointed, within=5)
     assert kept.reasons == []
     # The first mail, read again in the resync, kept no second copy of its files.
     kept_files = list((gw.settings.server.data_dir / "attachments").glob("*/att_*"))
