@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -43,6 +44,23 @@ class ServerSettings(Section):
     # `api_rate_per_second`; beyond it, 429 with Retry-After. 0 turns the limit off.
     api_rate_per_second: Annotated[float, Field(ge=0)] = 200.0
     api_rate_burst: Annotated[int, Field(ge=1)] = 1000
+    # Proxies (addresses or networks, e.g. "127.0.0.1", "10.0.0.0/8") whose
+    # X-Forwarded-For is believed: a request from one of them comes from the address they
+    # name. Empty: the client is the connection's peer, whatever the header says.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        out = []
+        for item in value:
+            try:
+                out.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network like 10.0.0.0/8"
+                ) from None
+        return out
 
 
 class StoreSettings(Section):

@@ -15,6 +15,7 @@ from gateway.api import (
     contacts,
     conversations,
     events,
+    forwarded,
     intake,
     stats,
     system,
@@ -44,9 +45,12 @@ PARTS = (
 
 
 def build_app(ctx: ApiContext) -> web.Application:
+    middlewares = [_errors(ctx)]
+    if ctx.settings.server.trusted_proxies:
+        middlewares.insert(0, forwarded.middleware(ctx.settings.server.trusted_proxies))
     app = web.Application(
         client_max_size=ctx.settings.server.max_body_bytes,
-        middlewares=[_errors(ctx)],
+        middlewares=middlewares,
     )
     app[MAX_BODY] = ctx.settings.server.max_body_bytes
     api = Operations.joined(*PARTS)
