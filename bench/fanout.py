@@ -395,6 +395,14 @@ id = "{CHANNEL}"
 type = "webchat"
 rate_per_second = 100000.0
 rate_burst = 100000
+# Every bench visitor comes from this machine's one address.
+frames_per_second = 100000.0
+frames_burst = 100000
+address_frames_per_second = 1000000.0
+address_frames_burst = 1000000
+address_conversations = 1000000
+address_sockets = 100000
+max_sockets = 100000
 {agents}
 [webhook_delivery]
 allow_loopback = true

@@ -22,6 +22,7 @@ from connectors.settings import ChannelSettings
 from connectors.webchat.settings import WebchatSettings
 from connectors.zalo.settings import ZaloSettings
 from kernel.models import ChannelType
+from kernel.ratelimit import Buckets, LocalBuckets
 
 
 @dataclass
@@ -34,6 +35,8 @@ class BuildContext:
     # A new HTTP client for one connector's provider API (the connector closes it in
     # aclose). Tests fake providers at its transport with respx.
     http_client: Callable[[], httpx.AsyncClient]
+    # Rate limits' buckets: this process's, or shared by replicas (through Redis).
+    buckets: Buckets = field(default_factory=LocalBuckets)
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -44,7 +47,7 @@ class BuildContext:
 def _webchat(settings: Any, ctx: BuildContext) -> Connector:
     from connectors.webchat.connector import WebchatConnector
 
-    return WebchatConnector(settings, ctx.derive_key(f"webchat-visitor:{settings.id}"))
+    return WebchatConnector(settings, ctx.derive_key(f"webchat-visitor:{settings.id}"), ctx.buckets)
 
 
 def _email(settings: Any, ctx: BuildContext) -> Connector:

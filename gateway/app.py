@@ -37,14 +37,14 @@ from gateway.pipeline import Pipeline
 from gateway.queue_runner import QueueRunner
 from gateway.replicas.follower import Follower
 from gateway.replicas.leases import LeaseKeeper
-from gateway.replicas.limits import LocalLimits, SharedLimits
+from gateway.replicas.limits import LocalLimits, SharedBuckets, SharedLimits
 from gateway.replicas.link import RedisLink
 from gateway.store import Store, open_store
 from gateway.webhooks.service import Webhooks
 from kernel.events import Event
 from kernel.ids import AgentId, ChannelId
 from kernel.models import Agent, ChannelType, Identity, Message
-from kernel.ratelimit import RateLimiter
+from kernel.ratelimit import Buckets, LocalBuckets, RateLimiter
 from kernel.secrets import SecretBox, derive, load_secret_key
 
 log = logging.getLogger(__name__)
@@ -176,10 +176,13 @@ class Gateway:
                 ),
                 keep_presence=True,
             )
+        # Webchat's limits per visitor and client address: shared by replicas with Redis.
+        buckets: Buckets = SharedBuckets(self.link) if self.link is not None else LocalBuckets()
         self._build_context = BuildContext(
             derive_key=lambda purpose: derive(key, purpose),
             data_dir=s.server.data_dir,
             http_client=provider_client,
+            buckets=buckets,
         )
         await self.channels.start_configured()
         self.channel_admin = ChannelAdmin(store.channels, box, self.channels)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from connectors.base import Capability, HealthState, SocketConnector
 from connectors.webchat import render
 from connectors.webchat.hub import Hub
+from connectors.webchat.limits import Limits, address_key, history_cost
 from connectors.webchat.parse import (
     FrameError,
     HistoryFrame,
@@ -27,9 +30,9 @@ from connectors.webchat.parse import (
 )
 from connectors.webchat.settings import WebchatSettings
 from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt
-from kernel.ids import ChannelId, MessageId, new_visitor_id
+from kernel.ids import ChannelId, ConversationId, MessageId, new_visitor_id
 from kernel.models import ChannelType, Identity, Message, MessageStatus, TextPart
-from kernel.ratelimit import TokenBucket
+from kernel.ratelimit import Buckets, LocalBuckets, TokenBucket
 from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,27 @@ WS_MAX_MSG = 1024 * 1024
 HEARTBEAT = 25.0
 SHOWN_REMEMBERED = 10_000
 DEFAULT_HISTORY = 50
+# A socket that goes on sending while refused is closed (1008): refusals are answered
+# with an error frame up to this many at once, then one a second.
+REFUSALS_BURST = 50
+REFUSALS_PER_SECOND = 1.0
+
+
+@dataclass
+class _Socket:
+    """One open socket and what it has done."""
+
+    ws: web.WebSocketResponse
+    visitor: str
+    address: str
+    # The visitor's open conversation as far as this socket knows: until there is one,
+    # a message or identify may count against the address's new conversations.
+    conversation: ConversationId | None
+    counted: bool = False
+    typing: bool = False
+    refusals: TokenBucket = field(
+        default_factory=lambda: TokenBucket(REFUSALS_PER_SECOND, REFUSALS_BURST)
+    )
 
 
 class WebchatConnector(SocketConnector):
@@ -57,11 +81,14 @@ class WebchatConnector(SocketConnector):
         }
     )
 
-    def __init__(self, settings: WebchatSettings, signing_key: bytes) -> None:
+    def __init__(
+        self, settings: WebchatSettings, signing_key: bytes, buckets: Buckets | None = None
+    ) -> None:
         super().__init__(ChannelId(settings.id))
         self.settings = settings
         self._key = signing_key
         self.hub = Hub()
+        self.limits = Limits(settings, buckets if buckets is not None else LocalBuckets())
         # For messages stored by other processes (relay): the visitor of each
         # conversation with a socket open here, and the messages shown here already.
         self._visitor_of: dict[str, str] = {}
@@ -104,11 +131,29 @@ class WebchatConnector(SocketConnector):
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=WS_MAX_MSG)
         if not ws.can_prepare(request).ok:
             return _json_error(400, "websocket_required", "expected a WebSocket upgrade")
-        await ws.prepare(request)
+        address = address_key(request.remote)
+        refused = self.limits.admit(address)
+        if refused is not None:
+            return _json_error(
+                refused.status, refused.code, refused.message, retry_after=refused.retry_after
+            )
+        try:
+            return await self._serve(request, ws, address)
+        finally:
+            self.limits.release(address)
 
+    async def _serve(
+        self, request: web.Request, ws: web.WebSocketResponse, address: str
+    ) -> web.StreamResponse:
         ttl = self.settings.token_ttl_days * 86400
         given = request.query.get("token")
         token = verify_token(self._key, given, self.channel_id, ttl) if given else None
+        wait = await self.limits.connect(address, token.visitor_id if token else None)
+        if wait:
+            return _json_error(
+                429, "rate_limited", "too many chat connections; try again later", retry_after=wait
+            )
+        await ws.prepare(request)
         visitor = token.visitor_id if token else new_visitor_id()
         conversation = (
             await self.sink.open_conversation(self.channel_id, visitor) if token else None
@@ -120,14 +165,13 @@ class WebchatConnector(SocketConnector):
         self.hub.add(visitor, ws)
         if conversation is not None:
             self._follow(visitor, conversation)
-        bucket = TokenBucket(self.settings.rate_per_second, self.settings.rate_burst)
-        typing = False
+        sock = _Socket(ws, visitor, address, conversation)
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    typing = await self._on_frame(ws, visitor, msg.data, bucket, typing)
+                    await self._on_frame(sock, msg.data)
                 elif msg.type == WSMsgType.BINARY:
-                    await ws.send_str(render.error("bad_frame", "send JSON text frames"))
+                    await self._on_frame(sock, None)
                 elif msg.type == WSMsgType.ERROR:
                     log.info("webchat socket closed with error: %s", ws.exception())
                     break
@@ -136,49 +180,88 @@ class WebchatConnector(SocketConnector):
             if not self.hub.has_other(visitor, ws):
                 for conversation_id in self._conversations_of.pop(visitor, ()):
                     self._visitor_of.pop(conversation_id, None)
-            if typing:
+            if sock.typing:
                 self.sink.typing(self.channel_id, visitor, False)
         return ws
 
     # --- frames ----------------------------------------------------------------------
 
-    async def _on_frame(
-        self,
-        ws: web.WebSocketResponse,
-        visitor: str,
-        data: str,
-        bucket: TokenBucket,
-        typing: bool,
-    ) -> bool:
-        """Handle one client frame; returns whether the visitor is now typing."""
+    async def _on_frame(self, sock: _Socket, data: str | None) -> None:
+        """Handle one client frame (None: a binary one). Every frame, refused ones too,
+        counts against the visitor's and the address's frame limits."""
+        frame = None
         try:
+            if data is None:
+                raise FrameError("bad_frame", "send JSON text frames")
             frame = parse_frame(data, max_text=self.settings.max_text_length)
+        except FrameError as exc:
+            error: FrameError | None = exc
+        else:
+            error = None
+        cost = 1
+        if isinstance(frame, HistoryFrame):
+            cost = history_cost(self._history_limit(frame))
+        wait = await self.limits.frame(
+            sock.address, sock.visitor, cost=cost, message=isinstance(frame, MessageFrame)
+        )
+        if wait:
             if isinstance(frame, MessageFrame):
-                await self._message(ws, visitor, frame, bucket)
-                if typing:
-                    self.sink.typing(self.channel_id, visitor, False)
-                return False
-            if isinstance(frame, HistoryFrame):
-                await self._history(ws, visitor, frame)
+                await self._refuse(sock, "too many messages; slow down", frame.client_id)
+            else:
+                await self._refuse(
+                    sock, "too many frames; slow down", error.client_id if error else None
+                )
+            return
+        try:
+            if error is not None:
+                raise error
+            if isinstance(frame, MessageFrame):
+                await self._message(sock, frame)
+                if sock.typing:
+                    sock.typing = False
+                    self.sink.typing(self.channel_id, sock.visitor, False)
+            elif isinstance(frame, HistoryFrame):
+                await self._history(sock, frame)
             elif isinstance(frame, TypingFrame):
                 on = frame.state == "on"
-                if on != typing:
-                    self.sink.typing(self.channel_id, visitor, on)
-                return on
+                if on != sock.typing:
+                    self.sink.typing(self.channel_id, sock.visitor, on)
+                sock.typing = on
             elif isinstance(frame, IdentifyFrame):
-                await self._identify(visitor, frame)
+                await self._identify(sock, frame)
         except FrameError as exc:
-            await ws.send_str(render.error(exc.code, exc.message, exc.client_id))
+            await sock.ws.send_str(render.error(exc.code, exc.message, exc.client_id))
         except Exception:
             log.exception("webchat frame failed")
-            await ws.send_str(render.error("internal", "the server could not handle this frame"))
-        return typing
+            await sock.ws.send_str(
+                render.error("internal", "the server could not handle this frame")
+            )
 
-    async def _message(
-        self, ws: web.WebSocketResponse, visitor: str, frame: MessageFrame, bucket: TokenBucket
-    ) -> None:
-        if not bucket.take():
-            raise FrameError("rate_limited", "too many messages; slow down", frame.client_id)
+    async def _refuse(self, sock: _Socket, message: str, client_id: str | None) -> None:
+        if not sock.refusals.take():
+            log.info("webchat: closed a socket of %s that kept flooding", sock.address)
+            await sock.ws.close(
+                code=WSCloseCode.POLICY_VIOLATION, message=b"rate limited: too many frames"
+            )
+            return
+        await sock.ws.send_str(render.error("rate_limited", message, client_id))
+
+    async def _count_new(self, sock: _Socket, client_id: str | None) -> None:
+        """A visitor without an open conversation is about to store something: the first
+        time (in the window), it counts against the address's new conversations."""
+        if sock.counted or sock.conversation is not None:
+            return
+        if await self.limits.newcomer(sock.address, sock.visitor):
+            raise FrameError(
+                "rate_limited",
+                "too many new conversations from this address; try again later",
+                client_id,
+            )
+        sock.counted = True
+
+    async def _message(self, sock: _Socket, frame: MessageFrame) -> None:
+        await self._count_new(sock, frame.client_id)
+        visitor, ws = sock.visitor, sock.ws
         inbound = InboundMessage(
             channel_id=self.channel_id,
             external_id=f"{visitor}:{frame.client_id}",
@@ -192,24 +275,28 @@ class WebchatConnector(SocketConnector):
             raise FrameError(
                 "internal", "the message could not be stored; send it again", frame.client_id
             ) from None
+        sock.conversation = result.conversation_id
         await ws.send_str(render.ack(frame.client_id, result.message.id))
         self._follow(visitor, result.conversation_id)
         self._shown_here(result.message.id)
         if not result.duplicate and self.hub.has_other(visitor, ws):
             await self.hub.push(visitor, render.message(result.message), skip=ws)
 
-    async def _history(self, ws: web.WebSocketResponse, visitor: str, frame: HistoryFrame) -> None:
-        limit = min(frame.limit or DEFAULT_HISTORY, self.settings.history_limit_max)
+    def _history_limit(self, frame: HistoryFrame) -> int:
+        return min(frame.limit or DEFAULT_HISTORY, self.settings.history_limit_max)
+
+    async def _history(self, sock: _Socket, frame: HistoryFrame) -> None:
         messages = await self.sink.history(
             self.channel_id,
-            visitor,
+            sock.visitor,
             before=MessageId(frame.before) if frame.before else None,
             after=MessageId(frame.after) if frame.after else None,
-            limit=limit,
+            limit=self._history_limit(frame),
         )
-        await ws.send_str(render.history(messages))
+        await sock.ws.send_str(render.history(messages))
 
-    async def _identify(self, visitor: str, frame: IdentifyFrame) -> None:
+    async def _identify(self, sock: _Socket, frame: IdentifyFrame) -> None:
+        visitor = sock.visitor
         if frame.email and normalize_email(frame.email) is None:
             raise FrameError("bad_frame", "identify: email is not an e-mail address")
         if frame.phone:
@@ -221,6 +308,7 @@ class WebchatConnector(SocketConnector):
         sender = Sender(external_id=visitor, **profile)
         secret = self.settings.identity_secret
         if secret is None:
+            await self._count_new(sock, None)
             # Nothing vouches for these values: they describe the contact, never link it.
             await self.sink.update_identity(self.channel_id, sender)
             return
@@ -228,6 +316,7 @@ class WebchatConnector(SocketConnector):
             secret.get_secret_value().encode(), frame.user_id, frame.hmac
         ):
             raise FrameError("invalid_identity", "identify needs user_id and a valid hmac")
+        await self._count_new(sock, None)
         # The HMAC proves user_id: every visitor identified as this user is one contact.
         user = Sender(external_id=f"user:{frame.user_id}", **profile)
         await self.sink.update_identity(self.channel_id, sender, link_to=user)
@@ -273,9 +362,16 @@ class WebchatConnector(SocketConnector):
         await self.hub.push(recipient.external_id, render.typing(on))
 
 
-def _json_error(status: int, code: str, message: str) -> web.Response:
+def _json_error(
+    status: int, code: str, message: str, *, retry_after: float | None = None
+) -> web.Response:
+    headers, details = {}, None
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        details = {"retry_after_seconds": round(retry_after, 3)}
     return web.Response(
         status=status,
-        text=json.dumps({"error": {"code": code, "message": message, "details": None}}),
+        text=json.dumps({"error": {"code": code, "message": message, "details": details}}),
         content_type="application/json",
+        headers=headers,
     )

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from connectors.settings import ChannelSettings
+from kernel.durations import Duration
 
 
 class WebchatSettings(ChannelSettings):
@@ -18,9 +19,27 @@ class WebchatSettings(ChannelSettings):
     # When set, `identify` must carry hmac = HMAC-SHA256(identity_secret, user_id) in hex.
     identity_secret: SecretStr | None = None
     max_text_length: Annotated[int, Field(ge=1, le=100_000)] = 5000
-    # Per socket: a burst of `rate_burst` messages, refilled at `rate_per_second`.
+    # Limits (shared by replicas through Redis; per process without it). Each is a burst,
+    # refilled at a steady rate; beyond it a frame gets a `rate_limited` error frame.
+    # Per visitor, over all their sockets and reconnects: messages ...
     rate_per_second: Annotated[float, Field(gt=0)] = 5.0
     rate_burst: Annotated[int, Field(ge=1)] = 20
+    # ... and frames of every type (a connect counts as one; a history page of up to 50
+    # messages as one, larger pages as one per 50).
+    frames_per_second: Annotated[float, Field(gt=0)] = 10.0
+    frames_burst: Annotated[int, Field(ge=1)] = 60
+    # Per client address (every visitor behind one office or carrier address together):
+    # frames of every type, connects included ...
+    address_frames_per_second: Annotated[float, Field(gt=0)] = 200.0
+    address_frames_burst: Annotated[int, Field(ge=1)] = 1000
+    # ... new conversations (and contacts of new visitors), `address_conversations` per
+    # `address_conversations_window` ...
+    address_conversations: Annotated[int, Field(ge=1)] = 100
+    address_conversations_window: Annotated[Duration, Field(gt=0)] = 600.0
+    # ... and sockets open at once (per process). Beyond it, or beyond `max_sockets` open
+    # on this channel in the process, the handshake is refused (429 / 503).
+    address_sockets: Annotated[int, Field(ge=1)] = 500
+    max_sockets: Annotated[int, Field(ge=1)] = 10_000
     token_ttl_days: Annotated[int, Field(ge=1)] = 365
     history_limit_max: Annotated[int, Field(ge=1, le=1000)] = 200
 

@@ -59,7 +59,7 @@ async def _webhook(req: Req) -> web.StreamResponse:
     tag=TAG,
     scopes=None,
     raw=True,
-    errors=(400, 403, 404),
+    errors=(400, 403, 404, 429, 503),
 )
 async def webchat_socket(req: Req) -> web.StreamResponse:
     connector = req.ctx.channels.get(req.param("channel_id"))

@@ -1,9 +1,12 @@
-"""API rate limits shared by every replica: one token bucket per API token in Redis.
+"""Rate limits shared by every replica through Redis: one token bucket per API token, and
+buckets by key for webchat's limits (`SharedBuckets`).
 
-Each replica takes tokens from the shared bucket a few at a time (a tenth of a second's
-worth) and spends them locally, so a request costs a Redis round trip only once per
-chunk. While Redis cannot be reached, each replica enforces the whole limit on its own
-(a client spread over N replicas then gets up to N times the rate until it is back).
+For the API, each replica takes tokens from the shared bucket a few at a time (a tenth
+of a second's worth) and spends them locally, so a request costs a Redis round trip only
+once per chunk. Webchat's buckets are small (a visitor's few frames a second): each take
+is one round trip that takes from all of a frame's buckets at once. While Redis cannot be
+reached, each replica enforces the whole limit on its own (a client spread over N
+replicas then gets up to N times the rate until it is back).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from redis.exceptions import RedisError
 
 from gateway.replicas.link import RedisLink
-from kernel.ratelimit import RateLimiter
+from kernel.ratelimit import Bucket, LocalBuckets, RateLimiter
 
 # KEYS[1]: the bucket; ARGV: rate, burst, wanted. Returns {granted, seconds to wait}.
 _TAKE = """
@@ -95,3 +98,66 @@ class SharedLimits:
                 self._allowance.clear()
                 self._locks.clear()
             return 0.0
+
+
+# KEYS: the buckets; ARGV: cost, then rate and burst of each. Takes `cost` from every
+# bucket or from none (cost 0: looks only); returns the seconds to wait as text (0 when
+# taken).
+_TAKE_ALL = """
+local cost = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local have = {}
+local wait = 0
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[2 * i])
+  local burst = tonumber(ARGV[2 * i + 1])
+  local b = redis.call('HMGET', KEYS[i], 'tokens', 'stamp')
+  local tokens = tonumber(b[1]) or burst
+  local stamp = tonumber(b[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - stamp) * rate)
+  local need = math.min(math.max(cost, 1), burst)
+  if tokens < need then
+    wait = math.max(wait, (need - tokens) / rate)
+  end
+  have[i] = tokens
+end
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[2 * i])
+  local burst = tonumber(ARGV[2 * i + 1])
+  local tokens = have[i]
+  if wait == 0 then
+    tokens = tokens - math.min(cost, burst)
+  end
+  redis.call('HSET', KEYS[i], 'tokens', tostring(tokens), 'stamp', tostring(now))
+  redis.call('EXPIRE', KEYS[i], math.ceil(burst / rate) + 60)
+end
+return tostring(wait)
+"""
+
+
+class SharedBuckets:
+    """kernel.ratelimit.Buckets shared by every replica through Redis: one round trip per
+    take, every bucket of it at once. While Redis cannot be reached, each replica keeps
+    its own (the limits then hold per replica until it is back)."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        self.fallback = LocalBuckets()
+        self._script = link.client.register_script(_TAKE_ALL)
+
+    async def take(self, *buckets: Bucket, cost: int = 1) -> float:
+        if not buckets:
+            return 0.0
+        if not self.link.up:
+            return self.fallback.take_now(*buckets, cost=cost)
+        args: list[float] = [cost]
+        for b in buckets:
+            args += [b.rate, b.burst]
+        try:
+            wait = await self._script(
+                keys=[self.link.topic(f"buckets:{b.key}") for b in buckets], args=args
+            )
+        except (RedisError, OSError):
+            return self.fallback.take_now(*buckets, cost=cost)
+        return max(float(wait), 0.0)

@@ -42,7 +42,11 @@ def write_config(
     lines = [f"[store]\nurl = {toml_value(store_url)}\nlease_seconds = 4"]
     if redis_url:
         lines.append(f"[redis]\nurl = {toml_value(redis_url)}")
-    for name, values in (sections or {}).items():
+    # As behind deploy/nginx.conf: test customers name their own address in
+    # X-Forwarded-For, as nginx does for each visitor.
+    sections = dict(sections or {})
+    sections["server"] = {"trusted_proxies": ["127.0.0.1"], **sections.get("server", {})}
+    for name, values in sections.items():
         lines.append(f"[{name}]\n" + "\n".join(f"{k} = {toml_value(v)}" for k, v in values.items()))
     for table, items in (("channels", channels), ("agents", agents), ("webhooks", webhooks)):
         for item in items:
