@@ -94,6 +94,7 @@ class WebchatConnector(SocketConnector):
         self._visitor_of: dict[str, str] = {}
         self._conversations_of: dict[str, set[str]] = {}
         self._shown: OrderedDict[str, None] = OrderedDict()
+        self._storing: set[str] = set()  # external ids of messages being stored here
         self._relayed: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._relaying: asyncio.Task[None] | None = None
 
@@ -268,6 +269,8 @@ class WebchatConnector(SocketConnector):
             sender=Sender(external_id=visitor),
             parts=[TextPart(text=frame.text)],
         )
+        # Stored from here: its own commit must not come back to it through relay().
+        self._storing.add(inbound.external_id)
         try:
             result = await self.sink.ingest(inbound)
         except Exception:
@@ -275,6 +278,8 @@ class WebchatConnector(SocketConnector):
             raise FrameError(
                 "internal", "the message could not be stored; send it again", frame.client_id
             ) from None
+        finally:
+            self._storing.discard(inbound.external_id)
         sock.conversation = result.conversation_id
         await ws.send_str(render.ack(frame.client_id, result.message.id))
         self._follow(visitor, result.conversation_id)
@@ -343,7 +348,7 @@ class WebchatConnector(SocketConnector):
             self._shown.popitem(last=False)
 
     def relay(self, message: Message) -> None:
-        if message.id in self._shown:
+        if message.id in self._shown or message.external_id in self._storing:
             return
         visitor = self._visitor_of.get(message.conversation_id)
         if visitor is None:

@@ -257,6 +257,11 @@ async def test_a_reply_reaches_the_socket_held_by_another_replica(
         (conv,) = await eventually(assigned, within=10, every=0.02, what="assignment")
         routed = time.monotonic() - started
         assert conv["contact_id"]
+        # The visitor's own next message comes back as its ack only, never as a message.
+        await ws.send_json({"type": "message", "client_id": "c2", "text": "Còn hàng không?"})
+        assert (await ws.receive_json(timeout=10))["type"] == "ack"
+        with pytest.raises(TimeoutError):
+            await ws.receive_json(timeout=0.5)
         # An agent typing and replying on replica 1: both reach the socket on replica 0.
         status, _ = await api(
             http,
