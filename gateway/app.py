@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from config import ConfigError, Problem
 from config.schema import Settings
 from connectors.base import Connector, SocketConnector
 from connectors.registry import BuildContext
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 KEY_CHECK = (ChannelId("_gateway"), "secret_key_check")
 
 
+# An admin token shorter than this is refused at start: it is the key to everything.
+ADMIN_TOKEN_MIN_LENGTH = 32
+
 # Events whose message another replica's sockets may need to show.
 RELAYED = frozenset({"message.sent", "message.received"})
 
@@ -71,6 +75,18 @@ class Gateway:
         self.settings = settings
         self.admin_token = admin_token or os.environ.get("OMNIGW_ADMIN_TOKEN") or ""
         self.admin_token_generated = not self.admin_token
+        if 0 < len(self.admin_token) < ADMIN_TOKEN_MIN_LENGTH:
+            raise ConfigError(
+                [
+                    Problem(
+                        "OMNIGW_ADMIN_TOKEN",
+                        f"is {len(self.admin_token)} characters long; at least "
+                        f"{ADMIN_TOKEN_MIN_LENGTH} are needed (make one with: python3 -c "
+                        "'import secrets; print(secrets.token_urlsafe(32))'), or leave it "
+                        "unset to have one generated at each start",
+                    )
+                ]
+            )
         if not self.admin_token:
             self.admin_token = "ogw_admin_" + secrets.token_urlsafe(24)
         self.metrics = Metrics()
