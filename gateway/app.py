@@ -114,6 +114,8 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
+        # Customers' messages, files and the secret key live here: the owner's only.
+        s.server.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._store = store = await open_store(
             s.store_url,
             on_events=self._committed,
