@@ -43,6 +43,11 @@ class ZaloSettings(ChannelSettings):
     refresh_token: SecretStr
     api_base: str = "https://openapi.zalo.me"
     oauth_base: str = "https://oauth.zaloapp.com"
+    # An event whose signed timestamp is further than this from now, either way, is
+    # refused unstored (400 stale_event): a recorded event cannot be replayed later. Zalo
+    # resends an event it got no 200 for, with its first timestamp: a resend later than
+    # this is refused too.
+    max_event_age_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = 300.0
     # Largest webhook body accepted, in bytes (Zalo sends one event per request).
     max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
     # The access token is refreshed this long before it expires (it lives 25 hours).
