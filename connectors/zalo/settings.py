@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
-from connectors.settings import ChannelSettings
+from connectors.settings import ChannelSettings, Endpoints
 
 
 def _id_text(value: object) -> object:
@@ -59,6 +59,17 @@ class ZaloSettings(ChannelSettings):
     # Uploads larger than these go out as a text link instead (Zalo's reported limits).
     max_image_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
     max_file_bytes: Annotated[int, Field(ge=1)] = 5 * 1024 * 1024
+
+    def credential_endpoints(self) -> Endpoints:
+        # The access token goes to api_base, the refresh token and the app secret to
+        # oauth_base; a pair refreshed since (kept in the store) is used while the
+        # configured refresh token stays the same: both bases need all three again.
+        return {
+            "zalo": (
+                (self.api_base, self.oauth_base),
+                ("access_token", "app_secret", "refresh_token"),
+            )
+        }
 
     @field_validator("api_base")
     @classmethod
