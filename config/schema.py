@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
 
 from config.webhooks import DeliverySettings, WebhookSettings
 from connectors.registry import AVAILABLE, settings_union
@@ -43,6 +43,14 @@ class ServerSettings(Section):
     # `api_rate_per_second`; beyond it, 429 with Retry-After. 0 turns the limit off.
     api_rate_per_second: Annotated[float, Field(ge=0)] = 200.0
     api_rate_burst: Annotated[int, Field(ge=1)] = 1000
+    # Failed logins (bearer tokens that are not valid) per client address: a burst of
+    # `login_failures_burst`, then `login_failures_per_minute`; beyond them the address
+    # gets 429 with Retry-After and its tokens are not tried. 0 turns the limit off.
+    login_failures_per_minute: Annotated[float, Field(ge=0)] = 10.0
+    login_failures_burst: Annotated[int, Field(ge=1)] = 20
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client;
+    # a request from anywhere else is the client itself.
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
 
 
 class StoreSettings(Section):

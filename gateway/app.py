@@ -23,6 +23,7 @@ from gateway import __version__
 from gateway.api import build_app
 from gateway.api.auth import CACHE_SECONDS, Authenticator
 from gateway.api.context import ApiContext, Lifecycle, Limits
+from gateway.api.logins import LoginGuard
 from gateway.attachments import Attachments
 from gateway.channels import ChannelAdmin, LiveChannels
 from gateway.commands import Commands
@@ -38,7 +39,7 @@ from gateway.pipeline import Pipeline
 from gateway.queue_runner import QueueRunner
 from gateway.replicas.follower import Follower
 from gateway.replicas.leases import LeaseKeeper
-from gateway.replicas.limits import LocalLimits, SharedLimits
+from gateway.replicas.limits import LocalFailures, LocalLimits, SharedFailures, SharedLimits
 from gateway.replicas.link import RedisLink
 from gateway.store import Store, open_store
 from gateway.webhooks.service import Webhooks
@@ -135,6 +136,16 @@ class Gateway:
         self.auth = Authenticator(
             store.tokens, self.admin_token, cache_seconds=1.0 if store.shared else CACHE_SECONDS
         )
+        rate, burst = s.server.login_failures_per_minute / 60, s.server.login_failures_burst
+        self.logins = LoginGuard(
+            self.auth,
+            SharedFailures(self.link, rate, burst)
+            if self.link is not None
+            else LocalFailures(rate, burst),
+            s.server.trusted_proxies,
+        )
+        if self.link is not None:
+            self.logins.on_block = self._block_elsewhere
         self.api_limits: Limits = (
             SharedLimits(self.link, s.server.api_rate_per_second, s.server.api_rate_burst)
             if self.link is not None
@@ -245,6 +256,7 @@ class Gateway:
             self.link.on("leases", lambda _payload: self.keeper_wake())
             self.keeper.on_want = lambda: self.follower.spawn(self.link.publish("leases", ""))  # type: ignore[union-attr]
             self.link.on("typing", self._typing_here)
+            self.link.on("logins", self._blocked_elsewhere)
         self.follower = Follower(
             store, self.link, poll_seconds=s.redis.poll_seconds, resync=self._resync
         )
@@ -289,6 +301,22 @@ class Gateway:
         if self.link is not None and self.follower is not None:
             payload = json.dumps({"channel_id": channel_id, "external_id": external_id, "on": on})
             self.follower.spawn(self.link.publish("typing", payload))
+
+    def _block_elsewhere(self, address: str, seconds: float) -> None:
+        """Failed logins used up: the other replicas refuse the address at once too."""
+        if self.link is not None and self.follower is not None:
+            payload = json.dumps({"address": address, "seconds": seconds})
+            self.follower.spawn(self.link.publish("logins", payload))
+
+    def _blocked_elsewhere(self, payload: str) -> None:
+        try:
+            found = json.loads(payload)
+            address, seconds = str(found["address"]), float(found["seconds"])
+        except (ValueError, KeyError, TypeError):
+            return
+        logins: LoginGuard | None = getattr(self, "logins", None)  # None until started
+        if logins is not None and 0 < seconds <= 86400:
+            logins.block(address, seconds)
 
     def _typing_here(self, payload: str) -> None:
         try:
@@ -346,6 +374,7 @@ class Gateway:
                 webhooks=self.webhooks,
                 bus=self.bus,
                 auth=self.auth,
+                logins=self.logins,
                 limits=self.api_limits,
                 metrics=self.metrics,
                 attachments=self.attachments,
