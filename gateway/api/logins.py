@@ -54,6 +54,20 @@ def client_address(request: web.Request, trusted: Sequence[Network]) -> str:
     return hops[0][:100] if hops else peer
 
 
+def bucket_of(address: str) -> str:
+    """Whose count an address's failures go to: an IPv6 address's /64 (one subscriber
+    usually holds a whole /64, and could otherwise change address at every guess)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 def _trusted(address: str, trusted: Sequence[Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
@@ -90,7 +104,7 @@ class LoginGuard:
         header = request.headers.get("Authorization")
         if not self.enabled:
             return await self.auth.authenticate(header)
-        address = client_address(request, self.trusted)
+        address = bucket_of(client_address(request, self.trusted))
         digest = _digest(header)
         now = time.monotonic()
         until = self._blocked.get(address)

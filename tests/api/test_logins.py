@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from config import ConfigError, load_settings
+from gateway.api.logins import bucket_of
 from gateway.app import Gateway
 from tests.api.helpers import post_json
 from tests.conftest import ADMIN, AUTH, GatewayFactory
@@ -126,6 +127,20 @@ async def test_each_client_address_has_its_own_count(make_gateway: GatewayFactor
         for guess in range(2):
             assert await _status(client, _bearer(f"g{guess}", f"203.0.113.{guess}")) == 401
         assert await _status(client, _bearer("g3", "192.0.2.99")) == 429
+
+
+@pytest.mark.parametrize(
+    ("address", "bucket"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_an_ipv6_client_is_counted_by_its_64(address: str, bucket: str) -> None:
+    assert bucket_of(address) == bucket
 
 
 async def test_zero_turns_the_limit_off(make_gateway: GatewayFactory) -> None:
