@@ -44,6 +44,11 @@ class ServerSettings(Section):
     # `api_rate_per_second`; beyond it, 429 with Retry-After. 0 turns the limit off.
     api_rate_per_second: Annotated[float, Field(ge=0)] = 200.0
     api_rate_burst: Annotated[int, Field(ge=1)] = 1000
+    # Failed logins (bearer tokens that are not valid) per client address: a burst of
+    # `login_failures_burst`, then `login_failures_per_minute`; beyond them the address
+    # gets 429 with Retry-After and its tokens are not tried. 0 turns the limit off.
+    login_failures_per_minute: Annotated[float, Field(ge=0)] = 10.0
+    login_failures_burst: Annotated[int, Field(ge=1)] = 20
     # Proxies (addresses or networks, e.g. "127.0.0.1", "10.0.0.0/8") whose
     # X-Forwarded-For is believed: a request from one of them comes from the address they
     # name. Empty: the client is the connection's peer, whatever the header says.

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from config import ConfigError, Problem
 from config.schema import Settings
 from connectors.base import Connector, SocketConnector
 from connectors.registry import BuildContext
@@ -22,6 +23,7 @@ from gateway import __version__
 from gateway.api import build_app
 from gateway.api.auth import CACHE_SECONDS, Authenticator
 from gateway.api.context import ApiContext, Lifecycle, Limits
+from gateway.api.logins import LoginGuard
 from gateway.attachments import Attachments
 from gateway.channels import ChannelAdmin, LiveChannels
 from gateway.commands import Commands
@@ -37,7 +39,13 @@ from gateway.pipeline import Pipeline
 from gateway.queue_runner import QueueRunner
 from gateway.replicas.follower import Follower
 from gateway.replicas.leases import LeaseKeeper
-from gateway.replicas.limits import LocalLimits, SharedBuckets, SharedLimits
+from gateway.replicas.limits import (
+    LocalFailures,
+    LocalLimits,
+    SharedBuckets,
+    SharedFailures,
+    SharedLimits,
+)
 from gateway.replicas.link import RedisLink
 from gateway.store import Store, open_store
 from gateway.webhooks.service import Webhooks
@@ -52,6 +60,9 @@ log = logging.getLogger(__name__)
 # Where the store keeps a check of the secret key (never the key).
 KEY_CHECK = (ChannelId("_gateway"), "secret_key_check")
 
+
+# An admin token shorter than this is refused at start: it is the key to everything.
+ADMIN_TOKEN_MIN_LENGTH = 32
 
 # Events whose message another replica's sockets may need to show.
 RELAYED = frozenset({"message.sent", "message.received"})
@@ -71,6 +82,18 @@ class Gateway:
         self.settings = settings
         self.admin_token = admin_token or os.environ.get("OMNIGW_ADMIN_TOKEN") or ""
         self.admin_token_generated = not self.admin_token
+        if 0 < len(self.admin_token) < ADMIN_TOKEN_MIN_LENGTH:
+            raise ConfigError(
+                [
+                    Problem(
+                        "OMNIGW_ADMIN_TOKEN",
+                        f"is {len(self.admin_token)} characters long; at least "
+                        f"{ADMIN_TOKEN_MIN_LENGTH} are needed (make one with: python3 -c "
+                        "'import secrets; print(secrets.token_urlsafe(32))'), or leave it "
+                        "unset to have one generated at each start",
+                    )
+                ]
+            )
         if not self.admin_token:
             self.admin_token = "ogw_admin_" + secrets.token_urlsafe(24)
         self.metrics = Metrics()
@@ -98,6 +121,8 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
+        # Customers' messages, files and the secret key live here: the owner's only.
+        s.server.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._store = store = await open_store(
             s.store_url,
             on_events=self._committed,
@@ -117,6 +142,15 @@ class Gateway:
         self.auth = Authenticator(
             store.tokens, self.admin_token, cache_seconds=1.0 if store.shared else CACHE_SECONDS
         )
+        rate, burst = s.server.login_failures_per_minute / 60, s.server.login_failures_burst
+        self.logins = LoginGuard(
+            self.auth,
+            SharedFailures(self.link, rate, burst)
+            if self.link is not None
+            else LocalFailures(rate, burst),
+        )
+        if self.link is not None:
+            self.logins.on_block = self._block_elsewhere
         self.api_limits: Limits = (
             SharedLimits(self.link, s.server.api_rate_per_second, s.server.api_rate_burst)
             if self.link is not None
@@ -230,6 +264,7 @@ class Gateway:
             self.link.on("leases", lambda _payload: self.keeper_wake())
             self.keeper.on_want = lambda: self.follower.spawn(self.link.publish("leases", ""))  # type: ignore[union-attr]
             self.link.on("typing", self._typing_here)
+            self.link.on("logins", self._blocked_elsewhere)
         self.follower = Follower(
             store, self.link, poll_seconds=s.redis.poll_seconds, resync=self._resync
         )
@@ -274,6 +309,22 @@ class Gateway:
         if self.link is not None and self.follower is not None:
             payload = json.dumps({"channel_id": channel_id, "external_id": external_id, "on": on})
             self.follower.spawn(self.link.publish("typing", payload))
+
+    def _block_elsewhere(self, address: str, seconds: float) -> None:
+        """Failed logins used up: the other replicas refuse the address at once too."""
+        if self.link is not None and self.follower is not None:
+            payload = json.dumps({"address": address, "seconds": seconds})
+            self.follower.spawn(self.link.publish("logins", payload))
+
+    def _blocked_elsewhere(self, payload: str) -> None:
+        try:
+            found = json.loads(payload)
+            address, seconds = str(found["address"]), float(found["seconds"])
+        except (ValueError, KeyError, TypeError):
+            return
+        logins: LoginGuard | None = getattr(self, "logins", None)  # None until started
+        if logins is not None and 0 < seconds <= 86400:
+            logins.block(address, seconds)
 
     def _typing_here(self, payload: str) -> None:
         try:
@@ -331,6 +382,7 @@ class Gateway:
                 webhooks=self.webhooks,
                 bus=self.bus,
                 auth=self.auth,
+                logins=self.logins,
                 limits=self.api_limits,
                 metrics=self.metrics,
                 attachments=self.attachments,

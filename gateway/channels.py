@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,6 +82,39 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def credentials_to_give_again(
+    old: Any, new: Any, patch: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """The endpoints credentials are sent to that ``new`` changes from ``old``, and the
+    key paths of the credentials sent to them that ``patch`` does not give."""
+    before = old.credential_endpoints()
+    changed: list[str] = []
+    missing: list[str] = []
+    for name, (where, secrets) in sorted(new.credential_endpoints().items()):
+        if name in before and before[name][0] == where:
+            continue
+        changed.append(name)
+        missing.extend(path for path in secrets if not _given(patch, path))
+    return changed, sorted(set(missing))
+
+
+def _given(patch: Any, path: str) -> bool:
+    """Whether a merge patch sets the value at ``path`` (``imap.password``,
+    ``pages[0].access_token``)."""
+    value = patch
+    for step in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if step.startswith("["):
+            index = int(step[1:-1])
+            if not isinstance(value, list) or index >= len(value):
+                return False
+            value = value[index]
+        elif isinstance(value, dict) and value.get(step) is not None:
+            value = value[step]
+        else:
+            return False
+    return True
 
 
 def validate(raw: dict[str, Any]) -> Any:
@@ -261,6 +295,14 @@ class ChannelAdmin:
             if raw.get("type") != old.type:
                 raise Invalid("a channel's type cannot change", code="immutable_field")
             settings = validate(raw)
+            endpoints, missing = credentials_to_give_again(old, settings, patch)
+            if missing:
+                raise Invalid(
+                    f"{' and '.join(endpoints)} changed: the credentials sent there must be "
+                    f"given again in the same change ({', '.join(missing)})",
+                    code="credentials_required",
+                    details={"endpoints": endpoints, "fields": missing},
+                )
             sealed = self.box.seal(json.dumps(revealed(settings)))
             await self.records.put(channel_id, settings.type, sealed, new=False)
             await self._stop(channel_id)

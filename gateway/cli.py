@@ -223,14 +223,13 @@ def serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config, overrides=overrides)
     except ConfigError as exc:
-        print("omnigw: the configuration has problems:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
+        return _config_problems(exc)
     from kernel.errors import StoreUnavailable
 
     try:
         asyncio.run(_serve(settings))
+    except ConfigError as exc:  # what is checked at start (the admin token)
+        return _config_problems(exc)
     except OSError as exc:
         print(f"omnigw: {exc}", file=sys.stderr)
         return 1
@@ -239,6 +238,13 @@ def serve(args: argparse.Namespace) -> int:
         print(f"omnigw: the store {shown} cannot be reached: {exc.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _config_problems(exc: ConfigError) -> int:
+    print("omnigw: the configuration has problems:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 2
 
 
 async def _serve(settings: Settings) -> None:

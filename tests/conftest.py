@@ -13,7 +13,7 @@ from gateway.app import Gateway
 # Imported so that any test can ask for them; none starts a server until a test does.
 from tests.servers import pg_server, pg_url, redis_server, redis_url  # noqa: F401
 
-ADMIN = "test-admin-token-0123456789"
+ADMIN = "test-admin-token-0123456789abcdefghij"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from connectors.settings import ChannelSettings
+from connectors.settings import ChannelSettings, Endpoints
 from kernel.text import normalize_email
 
 Security = Literal["tls", "starttls", "none"]
@@ -124,6 +124,21 @@ class EmailSettings(ChannelSettings):
         if self.keepalive_seconds >= self.idle_reissue_seconds:
             raise ValueError("keepalive_seconds must be shorter than idle_reissue_seconds")
         return self
+
+    def credential_endpoints(self) -> Endpoints:
+        # How the connection is secured and whom it trusts decide who can read the
+        # password as much as the host does.
+        imap, smtp = self.imap, self.smtp
+        return {
+            "imap": (
+                (imap.host.lower(), imap.effective_port, imap.security, imap.ca_file),
+                ("imap.password",),
+            ),
+            "smtp": (
+                (smtp.host.lower(), smtp.effective_port, smtp.security, smtp.ca_file),
+                ("smtp.password",) if smtp.password is not None else (),
+            ),
+        }
 
     @property
     def domain(self) -> str:

@@ -13,7 +13,7 @@ from pydantic import (
     field_validator,
 )
 
-from connectors.settings import ChannelSettings
+from connectors.settings import ChannelSettings, Endpoints
 
 
 def _id_text(value: object) -> object:
@@ -66,6 +66,11 @@ class FacebookSettings(ChannelSettings):
     typing_throttle_seconds: Annotated[float, Field(ge=0)] = 5.0
     # While the channel has BAD_CREDENTIALS, the page tokens are tried again this often.
     credentials_recheck_seconds: Annotated[float, Field(gt=0)] = 300.0
+
+    def credential_endpoints(self) -> Endpoints:
+        # Page tokens go to api_base, with proofs made with the app secret.
+        tokens = tuple(f"pages[{i}].access_token" for i in range(len(self.pages)))
+        return {"graph": ((self.api_base,), ("app_secret", *tokens))}
 
     @field_validator("api_base")
     @classmethod

@@ -46,6 +46,7 @@ from connectors.zalo.parse import (
     UserMessage,
     WebhookEvent,
     event_of,
+    sent_at,
     signature_fields,
     signature_ok,
 )
@@ -156,6 +157,8 @@ class ZaloConnector(ProviderConnector):
             if not self._signed(body, header, data):
                 log.warning("channel %s: webhook with a wrong signature", self.channel_id)
                 return refused
+            if (stale := self._stale(data)) is not None:
+                return stale
             event = event_of(data)
         except PayloadError as exc:
             log.info("channel %s: refused a webhook body: %s", self.channel_id, exc.message)
@@ -164,6 +167,31 @@ class ZaloConnector(ProviderConnector):
             # Not stored: Zalo sends the event again, and it is deduplicated then.
             return json_error(503, "retry_later", "the event could not be stored")
         return web.json_response({"received": 1})
+
+    def _stale(self, data: dict[str, Any]) -> web.Response | None:
+        """The refusal of an event sent too long ago (or ahead): a replay, kept nowhere."""
+        sent = sent_at(data)
+        if sent is None:
+            log.warning("channel %s: webhook with an unreadable timestamp", self.channel_id)
+            return json_error(
+                400, "invalid_timestamp", "timestamp must be milliseconds since the epoch"
+            )
+        off = (self._clock() - sent).total_seconds()
+        limit = self.settings.max_event_age_seconds
+        if abs(off) <= limit:
+            return None
+        when = f"{off:.0f} s ago" if off > 0 else f"{-off:.0f} s ahead"
+        log.warning(
+            "channel %s: refused an event sent %s (max_event_age_seconds = %g)",
+            self.channel_id,
+            when,
+            limit,
+        )
+        return json_error(
+            400,
+            "stale_event",
+            f"the event was sent {when}; events more than {limit:g} s from now are refused",
+        )
 
     def _signed(self, body: bytes, header: str, data: dict[str, Any]) -> bool:
         app_id, timestamp = signature_fields(data)

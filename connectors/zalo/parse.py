@@ -141,6 +141,11 @@ def signature_ok(
     return hmac.compare_digest(expected.encode(), given.strip().lower().encode())
 
 
+def sent_at(data: dict[str, Any]) -> datetime | None:
+    """When Zalo sent the event (its signed ``timestamp``); None when it cannot be read."""
+    return _ms(data.get("timestamp"))
+
+
 def _sig_text(value: Any) -> str | None:
     if isinstance(value, bool):
         return None

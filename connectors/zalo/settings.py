@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
-from connectors.settings import ChannelSettings
+from connectors.settings import ChannelSettings, Endpoints
 
 
 def _id_text(value: object) -> object:
@@ -43,6 +43,12 @@ class ZaloSettings(ChannelSettings):
     refresh_token: SecretStr
     api_base: str = "https://openapi.zalo.me"
     oauth_base: str = "https://oauth.zaloapp.com"
+    # An event whose signed timestamp is further than this from now, either way, is
+    # refused unstored (400 stale_event): a recorded event cannot be replayed later. Zalo
+    # resends an event it got no 200 for, with its first timestamp, for about an hour: the
+    # default takes every such resend (nothing is lost after an outage), and a resent
+    # message is deduplicated by its msg_id anyway.
+    max_event_age_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0
     # Largest webhook body accepted, in bytes (Zalo sends one event per request).
     max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
     # The access token is refreshed this long before it expires (it lives 25 hours).
@@ -54,6 +60,17 @@ class ZaloSettings(ChannelSettings):
     # Uploads larger than these go out as a text link instead (Zalo's reported limits).
     max_image_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
     max_file_bytes: Annotated[int, Field(ge=1)] = 5 * 1024 * 1024
+
+    def credential_endpoints(self) -> Endpoints:
+        # The access token goes to api_base, the refresh token and the app secret to
+        # oauth_base; a pair refreshed since (kept in the store) is used while the
+        # configured refresh token stays the same: both bases need all three again.
+        return {
+            "zalo": (
+                (self.api_base, self.oauth_base),
+                ("access_token", "app_secret", "refresh_token"),
+            )
+        }
 
     @field_validator("api_base")
     @classmethod

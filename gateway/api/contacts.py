@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from gateway.api.auth import MANAGE
 from gateway.api.schemas import ContactPatch, Merge, PageQuery, Unmerge
 from gateway.api.spec import Operations, Req
 from kernel.errors import NotFound
@@ -69,6 +70,7 @@ async def timeline(req: Req) -> Page[Message]:
     "/v1/contacts/{id}/merge",
     summary="Merge another contact into this one",
     tag=TAG,
+    scopes=MANAGE,
     body=Merge,
     response=Contact,
     errors=(404, 409, 422),
@@ -83,6 +85,7 @@ async def merge(req: Req) -> Contact:
     "/v1/contacts/{id}/unmerge",
     summary="Detach an identity; answers the contact it belongs to afterwards",
     tag=TAG,
+    scopes=MANAGE,
     body=Unmerge,
     response=Contact,
     errors=(404, 409),

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from config.schema import Settings
 from gateway.api.auth import Authenticator
+from gateway.api.logins import LoginGuard
 from gateway.attachments import Attachments
 from gateway.channels import ChannelAdmin, LiveChannels
 from gateway.commands import Commands
@@ -50,6 +51,7 @@ class ApiContext:
     webhooks: Webhooks
     bus: EventBus
     auth: Authenticator
+    logins: LoginGuard  # authenticates requests, throttling failed logins
     limits: Limits
     metrics: Metrics
     attachments: Attachments

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import cast
 
-from gateway.api.auth import MANAGE, Scope
+from gateway.api.auth import MANAGE
 from gateway.api.errors import Forbidden
 from gateway.api.schemas import (
     Assign,
@@ -242,7 +242,7 @@ async def mark_read(req: Req) -> None:
     "/v1/conversations/{id}/routing",
     summary="Why the conversation went where it went",
     tag=TAG,
-    scopes=MANAGE | {Scope.AGENT},
+    scopes=MANAGE,
     response=RoutingLog,
     errors=(404,),
 )

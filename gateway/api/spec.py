@@ -315,7 +315,7 @@ def _wrap(op: Operation, ctx: ApiContext) -> Callable[[web.Request], Awaitable[w
             raise Malformed("the URL may not contain U+0000 (NUL)", code="bad_request")
         principal = None
         if op.scopes is not None:
-            principal = await ctx.auth.authenticate(request.headers.get("Authorization"))
+            principal = await ctx.logins.authenticate(request)
             wait = await ctx.limits.wait(principal.token_id)
             if wait:
                 limits = ctx.limits

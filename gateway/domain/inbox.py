@@ -61,7 +61,7 @@ async def ingest(
         created_at=tx.now_dt,
         status=MessageStatus.RECEIVED if inbound else MessageStatus.SENT,
     )
-    await tx.messages.insert(stored, conv.contact_id)
+    await tx.messages.insert(stored, conv.contact_id, peer_id=msg.sender.external_id)
     if inbound:
         # The provider's own time, when it gives one, starts reply windows (a webhook it
         # retried late must not stretch them); never later than now.

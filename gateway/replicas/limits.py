@@ -1,5 +1,6 @@
-"""Rate limits shared by every replica through Redis: one token bucket per API token, and
-buckets by key for webchat's limits (`SharedBuckets`).
+"""Rate limits shared by every replica through Redis: one token bucket per API token,
+buckets by key for webchat's limits (`SharedBuckets`), and the failed logins of each
+client address (gateway.api.logins, `SharedFailures`).
 
 For the API, each replica takes tokens from the shared bucket a few at a time (a tenth
 of a second's worth) and spends them locally, so a request costs a Redis round trip only
@@ -17,7 +18,7 @@ import time
 from redis.exceptions import RedisError
 
 from gateway.replicas.link import RedisLink
-from kernel.ratelimit import Bucket, LocalBuckets, RateLimiter
+from kernel.ratelimit import Bucket, LocalBuckets, RateLimiter, TokenBucket
 
 # KEYS[1]: the bucket; ARGV: rate, burst, wanted. Returns {granted, seconds to wait}.
 _TAKE = """
@@ -38,6 +39,28 @@ if granted > 0 then
   return {granted, '0'}
 end
 return {0, tostring((1 - tokens) / rate)}
+"""
+
+# KEYS[1]: an address's bucket of failed logins; ARGV: rate, burst. Takes one failure (if
+# one is left) and returns the seconds until the bucket holds one again ('0': it does).
+_FAIL = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens = tonumber(b[1]) or burst
+local stamp = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - stamp) * rate)
+if tokens >= 1 then
+  tokens = tokens - 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+if tokens >= 1 then
+  return '0'
+end
+return tostring((1 - tokens) / rate)
 """
 
 ALLOWANCE_TTL = 1.0  # tokens taken from the shared bucket are spent within this, or dropped
@@ -160,4 +183,49 @@ class SharedBuckets:
             )
         except (RedisError, OSError):
             return self.fallback.take_now(*buckets, cost=cost)
+        return max(float(wait), 0.0)
+
+
+class LocalFailures:
+    """Failed logins per client address, counted in this process (one bucket each)."""
+
+    MAX_KEYS = 100_000
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    async def take(self, key: str) -> float:
+        """Count one failure; the seconds until one more would fit (0.0: one does)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.MAX_KEYS:
+                self._buckets.clear()
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+        bucket.wait()  # takes one when there is one
+        return 0.0 if bucket.tokens >= 1 else (1 - bucket.tokens) / self.rate
+
+
+class SharedFailures:
+    """Failed logins per client address in one Redis bucket for every replica, so that
+    spreading guesses over replicas gains nothing. Failures are rare: each is one round
+    trip. While Redis cannot be reached, each process counts on its own."""
+
+    def __init__(self, link: RedisLink, rate: float, burst: int) -> None:
+        self.link = link
+        self.rate = rate
+        self.burst = burst
+        self.fallback = LocalFailures(rate, burst)
+        self._script = link.client.register_script(_FAIL)
+
+    async def take(self, key: str) -> float:
+        if not self.link.up:
+            return await self.fallback.take(key)
+        try:
+            wait = await self._script(
+                keys=[self.link.topic(f"logins:{key}")], args=[self.rate, self.burst]
+            )
+        except (RedisError, OSError):
+            return await self.fallback.take(key)
         return max(float(wait), 0.0)

@@ -95,8 +95,9 @@ class MessageReads(Protocol):
         after: MessageId | None,
         limit: int,
     ) -> list[Message]:
-        """This identity's merge group's messages on the channel, oldest first: the newest
-        before ``before``, or the first after ``after``."""
+        """This channel identity's own messages (from it or written to it), oldest first:
+        the newest before ``before``, or the first after ``after``. Never those of other
+        identities of its contact."""
         ...
 
     async def known(self, channel_id: ChannelId, external_id: str) -> bool:

@@ -90,8 +90,11 @@ class MessageRows(Protocol):
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         due_at: int | None = None,
+        peer_id: str | None = None,
     ) -> None:
-        """Store a message; ``due_at``: when a pending one is to be sent."""
+        """Store a message; ``due_at``: when a pending one is to be sent; ``peer_id``:
+        the external id of the channel identity it came from or is written to (default:
+        the conversation's recipient now)."""
         ...
 
     async def outbound_by_external(

@@ -17,7 +17,7 @@ from kernel.envelope import InboundMessage, Sender
 from kernel.ids import ChannelId
 from kernel.models import TextPart
 from tests.api.helpers import eventually, get_json, post_json
-from tests.conftest import GatewayFactory
+from tests.conftest import AUTH, GatewayFactory
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -195,7 +195,7 @@ async def test_the_queue_now(make_gateway: GatewayFactory) -> None:
         await client.put(
             "/v1/agents/lan/presence",
             json={"status": "online"},
-            headers={"Authorization": "Bearer test-admin-token-0123456789"},
+            headers=AUTH,
         )
         for conv_id in waiting:
             await eventually(lambda conv_id=conv_id: assigned(client, conv_id))

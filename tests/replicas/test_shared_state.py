@@ -239,3 +239,24 @@ async def test_a_replica_with_another_secret_key_says_so(
     # Another data directory: another generated key file.
     await make_gateway(toml, **{"server.data_dir": str(tmp_path / "elsewhere")})
     assert "secret key is not the one the store's secrets were sealed with" in caplog.text
+
+
+async def test_failed_logins_are_counted_across_replicas(
+    replicas: Callable[[str], Awaitable[Pair]],
+) -> None:
+    # Guesses spread over the replicas use one count: the address is refused on both.
+    _, one, _, other = await replicas(
+        "[server]\nlogin_failures_per_minute = 1\nlogin_failures_burst = 4\n"
+    )
+
+    async def status(client: TestClient, token: str) -> int:  # type: ignore[type-arg]
+        headers = {"Authorization": f"Bearer {token}"}
+        async with client.get("/v1/conversations", headers=headers) as resp:
+            return resp.status
+
+    for guess in range(4):
+        assert await status(one if guess % 2 else other, f"guess-{guess}") == 401
+    assert await status(one, "guess-4") == 429
+    await asyncio.sleep(0.2)  # the other replica is told through Redis
+    assert await status(other, "guess-5") == 429
+    assert await status(other, "guess-6") == 429

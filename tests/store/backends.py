@@ -34,6 +34,10 @@ class SqliteBackend:
         with sqlite3.connect(self.path) as conn:
             conn.execute("DROP TRIGGER IF EXISTS test_fail_events")
 
+    async def execute(self, sql: str) -> None:
+        with sqlite3.connect(self.path) as conn:
+            conn.executescript(sql)
+
     async def fetch(self, sql: str) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.path) as conn:
             return [tuple(r) for r in conn.execute(sql)]
@@ -45,7 +49,7 @@ class PostgresBackend:
 
     name = "postgres"
 
-    async def _execute(self, sql: str) -> None:
+    async def execute(self, sql: str) -> None:
         conn = await asyncpg.connect(self.url)
         try:
             await conn.execute(sql)
@@ -53,7 +57,7 @@ class PostgresBackend:
             await conn.close()
 
     async def fail_event_inserts(self, event_type: str) -> None:
-        await self._execute(
+        await self.execute(
             "CREATE FUNCTION test_fail_events() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
             f"IF NEW.type = '{event_type}' THEN RAISE EXCEPTION 'injected'; END IF; "
             "RETURN NEW; END $$; "
@@ -62,7 +66,7 @@ class PostgresBackend:
         )
 
     async def heal(self) -> None:
-        await self._execute(
+        await self.execute(
             "DROP TRIGGER IF EXISTS test_fail_events ON events; "
             "DROP FUNCTION IF EXISTS test_fail_events()"
         )

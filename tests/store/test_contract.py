@@ -341,6 +341,81 @@ async def test_channel_history_pages_both_ways(domain: Domain, store: Store) -> 
     assert await store.messages.history(WEB, "nobody", before=None, after=None, limit=3) == []
 
 
+async def test_channel_history_is_the_identity_s_own(domain: Domain, store: Store) -> None:
+    # Two visitors of one webchat, then merged into one contact: each one's history holds
+    # what it wrote and what was written to it, never the other's; a reply goes to the
+    # visitor it was written to even when the other one writes before it is sent.
+    a1 = await ingest(domain, inbound(WEB, "va:1", "va", "A one"))
+    b1 = await ingest(domain, inbound(WEB, "vb:1", "vb", "B one"))
+    agent = Author(type=AuthorType.AGENT, id="lan")
+
+    async def reply(result, text: str):  # type: ignore[no-untyped-def]
+        msg, _ = await domain.outbox.create(result.conversation_id, agent, [TextPart(text=text)])
+        return msg
+
+    to_a1, to_b1 = await reply(a1, "to A"), await reply(b1, "to B")
+    await domain.contacts.merge(a1.contact_id, b1.contact_id)
+    b2 = await ingest(domain, inbound(WEB, "vb:2", "vb", "B two"))
+    a2 = await ingest(domain, inbound(WEB, "va:2", "va", "A two"))
+    assert a2.conversation_id == b2.conversation_id  # the merged contact's open one
+    to_a2 = await reply(a2, "to A again")
+    b3 = await ingest(domain, inbound(WEB, "vb:3", "vb", "B three"))  # before it is sent
+    to_b3 = await reply(b3, "to B again")
+
+    def ids(*items):  # type: ignore[no-untyped-def]
+        return [i.id if hasattr(i, "id") else i.message.id for i in items]
+
+    history_a = await store.messages.history(WEB, "va", before=None, after=None, limit=50)
+    history_b = await store.messages.history(WEB, "vb", before=None, after=None, limit=50)
+    assert [m.id for m in history_a] == ids(a1, to_a1, a2, to_a2)
+    assert [m.id for m in history_b] == ids(b1, to_b1, b2, b3, to_b3)
+    older = await store.messages.history(WEB, "vb", before=b3.message.id, after=None, limit=2)
+    assert [m.id for m in older] == ids(to_b1, b2)
+    newer = await store.messages.history(WEB, "va", before=None, after=to_a1.id, limit=5)
+    assert [m.id for m in newer] == ids(a2, to_a2)
+    sent_to = {
+        j.outbound.message.id: j.outbound.recipient.external_id
+        for j in await store.outbound.due(utcnow(), 10)
+    }
+    assert sent_to == {to_a1.id: "va", to_b1.id: "vb", to_a2.id: "va", to_b3.id: "vb"}
+
+
+async def test_earlier_messages_get_their_peer_when_the_store_is_upgraded(
+    backend: Backend,
+) -> None:
+    # Messages stored before messages had a peer: a webchat visitor's own name it in
+    # their external id; the rest belong to their conversation's recipient.
+    store = await open_store(backend.url)
+    domain = Domain.over(store)
+    a1 = await ingest(domain, inbound(WEB, "va:1", "va", "A one"))
+    b1 = await ingest(domain, inbound(WEB, "vb:1", "vb", "B one"))
+    to_a1, _ = await domain.outbox.create(
+        a1.conversation_id, Author(type=AuthorType.AGENT, id="lan"), [TextPart(text="to A")]
+    )
+    await domain.contacts.merge(a1.contact_id, b1.contact_id)
+    b2 = await ingest(domain, inbound(WEB, "vb:2", "vb", "B two"))
+    a2 = await ingest(domain, inbound(WEB, "va:2", "va", "A two"))  # in B's conversation
+    z1 = await ingest(domain, inbound(ZALO, "z-1", "zu1", "Zalo"))
+    await store.close()
+    step = 9 if backend.name == "sqlite" else 2
+    await backend.execute(
+        "DROP INDEX messages_peer; ALTER TABLE messages DROP COLUMN peer_id; "
+        f"DELETE FROM schema_migrations WHERE version = {step}"
+    )
+    store = await open_store(backend.url)
+    try:
+
+        async def history(channel: ChannelId, peer: str) -> list[str]:
+            found = await store.messages.history(channel, peer, before=None, after=None, limit=9)
+            return [m.id for m in found]
+
+        assert await history(WEB, "va") == [a1.message.id, to_a1.id, a2.message.id]
+        assert await history(WEB, "vb") == [b1.message.id, b2.message.id]
+        assert await history(ZALO, "zu1") == [z1.message.id]
+    finally:
+        await store.close()
+
+
 # --- transactional outbox -----------------------------------------------------------------
 
 

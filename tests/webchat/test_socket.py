@@ -250,12 +250,60 @@ async def test_hmac_identity_links_visitors_of_one_user(make_gateway: GatewayFac
             await ws.send_json(
                 {"type": "identify", "user_id": "user-42", "hmac": good, "name": "Khách 42"}
             )
-        await laptop.send_json({"type": "history"})
-        history = await laptop.receive_json(timeout=5)
-        assert {m["parts"][0]["text"] for m in history["messages"]} == {
+        # one contact: the helpdesk sees both devices' messages together...
+        page = await get_json(client, "/v1/conversations")
+        contacts = [
+            await get_json(client, f"/v1/contacts/{c['contact_id']}") for c in page["items"]
+        ]
+        survivors = {c["merged_into"] or c["id"] for c in contacts}
+        assert len(survivors) == 1
+        timeline = await get_json(client, f"/v1/contacts/{survivors.pop()}/timeline")
+        assert {m["parts"][0]["text"] for m in timeline["items"]} == {
             "từ điện thoại",
             "từ máy tính",
         }
+        # ... while each device's widget shows its own
+        for ws, text in ((laptop, "từ máy tính"), (phone, "từ điện thoại")):
+            await ws.send_json({"type": "history"})
+            history = await ws.receive_json(timeout=5)
+            assert [m["parts"][0]["text"] for m in history["messages"]] == [text]
+
+
+async def test_a_merged_contact_s_visitors_each_see_their_own_history(client: Client) -> None:
+    # Two customers merged into one contact (by mistake, or by a token that should not
+    # have): neither's widget shows the other's messages, or the replies to the other.
+    first, s1 = await open_visitor(client)
+    second, s2 = await open_visitor(client)
+    await say(first, "Tôi là khách thứ nhất", "a1")
+    await say(second, "Số thẻ của tôi là 4111", "b1")
+    convs = {c["id"]: c for c in (await get_json(client, "/v1/conversations"))["items"]}
+    by_visitor = {}
+    for conv in convs.values():
+        contact = await get_json(client, f"/v1/contacts/{conv['contact_id']}")
+        by_visitor[contact["identities"][0]["external_id"]] = conv
+    one, two = by_visitor[s1["visitor_id"]], by_visitor[s2["visitor_id"]]
+    await post_json(
+        client, f"/v1/conversations/{two['id']}/messages", {"text": "Dạ, thẻ 4111 đã nhận"}, 202
+    )
+    assert (await second.receive_json(timeout=5))["type"] == "message"
+    await post_json(
+        client, f"/v1/contacts/{one['contact_id']}/merge", {"other_id": two["contact_id"]}
+    )
+    await say(second, "Còn một câu nữa", "b2")
+    await say(first, "Xin chào lần nữa", "a2")
+
+    async def texts(ws: Any) -> list[str]:
+        await ws.send_json({"type": "history"})
+        while (frame := await ws.receive_json(timeout=5))["type"] != "history":
+            pass  # a reply pushed meanwhile
+        return [m["parts"][0]["text"] for m in frame["messages"]]
+
+    assert await texts(first) == ["Tôi là khách thứ nhất", "Xin chào lần nữa"]
+    assert await texts(second) == [
+        "Số thẻ của tôi là 4111",
+        "Dạ, thẻ 4111 đã nhận",
+        "Còn một câu nữa",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,22 @@ from tests.providers import Fixtures, toml_options
 
 FIXTURES = Fixtures(Path(__file__).parent / "fixtures")
 fixture_names = FIXTURES.names
-load = FIXTURES.load
+# A fixture as recorded, its timestamp included (for parsing).
+recorded = FIXTURES.load
+
+
+def zalo_time(at: float | None = None) -> str:
+    """A Zalo timestamp: milliseconds since the epoch, as text (now by default)."""
+    return str(int((time.time() if at is None else at) * 1000))
+
+
+def load(name: str) -> dict[str, Any]:
+    """A fixture as Zalo would send it now: stamped with the time it is sent."""
+    data = recorded(name)
+    if "timestamp" in data:
+        data["timestamp"] = zalo_time()
+    return data
+
 
 CHANNEL = "zalo-shop"
 APP_ID = "1847265093412765431"

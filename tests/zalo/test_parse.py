@@ -22,11 +22,11 @@ from connectors.zalo.parse import (
     sign,
     signature_ok,
 )
-from tests.zalo.helpers import APP_ID, OA_ID, OA_SECRET, USER, dump, fixture_names, load
+from tests.zalo.helpers import APP_ID, OA_ID, OA_SECRET, USER, dump, fixture_names, recorded
 
 
 def test_the_signature_is_plain_sha256_of_app_id_body_timestamp_secret() -> None:
-    body = dump(load("user_send_text"))
+    body = dump(recorded("user_send_text"))
     expected = hashlib.sha256(
         APP_ID.encode() + body + b"1767225600000" + OA_SECRET.encode()
     ).hexdigest()
@@ -65,7 +65,7 @@ def test_every_fixture_has_an_expected_kind() -> None:
 
 @pytest.mark.parametrize("name", sorted(KINDS))
 def test_each_fixture_parses_to_its_kind(name: str) -> None:
-    event = parse_event(dump(load(name)))
+    event = parse_event(dump(recorded(name)))
     assert type(event) is KINDS[name]
     if isinstance(event, UserMessage | OaMessage):
         assert (event.oa_id, event.user_id) == (OA_ID, USER)  # sides swap for oa_send_*
@@ -73,14 +73,14 @@ def test_each_fixture_parses_to_its_kind(name: str) -> None:
 
 
 def test_ids_stay_text_even_beyond_2_to_the_53() -> None:
-    data = load("user_send_text")
+    data = recorded("user_send_text")
     data["sender"]["id"] = 18446744073709551615  # a number on the wire, by mistake
     event = parse_event(dump(data))
     assert isinstance(event, UserMessage) and event.user_id == "18446744073709551615"
 
 
 def test_delivery_lists_its_messages() -> None:
-    data = load("user_seen_message")
+    data = recorded("user_seen_message")
     data["message"] = {"msg_ids": ["m1", "m2", "m1"]}
     event = parse_event(dump(data))
     assert isinstance(event, Delivery)
@@ -88,7 +88,7 @@ def test_delivery_lists_its_messages() -> None:
 
 
 def test_empty_or_broken_messages() -> None:
-    data = load("user_send_text")
+    data = recorded("user_send_text")
     data["message"] = "hello"
     assert isinstance(parse_event(dump(data)), Invalid)
     data["message"] = {"msg_id": "x", "text": "   "}

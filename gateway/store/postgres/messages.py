@@ -25,11 +25,13 @@ if TYPE_CHECKING:
 
 THREAD_REFS_LIMIT = 30
 
+# The peer: the one given, else the conversation's recipient now.
 _INSERT = (
     "INSERT INTO messages (id, conversation_id, contact_id, channel_id, direction, "
     "author_type, author_id, external_id, parts, reply_to, created_at, status, "
-    "idempotency_key, request_hash, next_attempt_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    "idempotency_key, request_hash, next_attempt_at, peer_id) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
+    "COALESCE($16::text, (SELECT recipient_id FROM conversations WHERE id = $2)))"
 )
 
 
@@ -87,6 +89,7 @@ class MessageTx:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         due_at: int | None = None,
+        peer_id: str | None = None,
     ) -> None:
         tx = self.tx
         await tx.execute(
@@ -106,6 +109,7 @@ class MessageTx:
             idempotency_key,
             request_hash,
             due_at,
+            peer_id,
         )
 
     async def outbound_by_external(
@@ -217,11 +221,8 @@ async def _history(
     after: str | None,
     limit: int,
 ) -> list[Message]:
-    contact_id = await conversations.identity_contact(conn, channel_id, external_id)
-    if contact_id is None:
-        return []
-    params: list[Any] = [await group(conn, contact_id), channel_id]
-    sql = "SELECT * FROM messages WHERE contact_id = ANY($1::text[]) AND channel_id = $2"
+    params: list[Any] = [channel_id, external_id]
+    sql = "SELECT * FROM messages WHERE channel_id = $1 AND peer_id = $2"
     if before:
         params.append(before)
         sql += f" AND id < ${len(params)}"
@@ -319,10 +320,12 @@ async def _jobs(conn: asyncpg.Connection, ids: list[str]) -> list[OutboundJob]:
                 m["conversation_id"],
             )
         )
+        # A reply goes to the identity it was written to (the recipient then).
+        recipient = m["peer_id"] or conv.recipient_id
         ident = await conn.fetchrow(
             "SELECT * FROM identities WHERE channel_id = $1 AND external_id = $2",
             conv.channel_id,
-            conv.recipient_id,
+            recipient,
         )
         reply_ext = None
         if m["reply_to"]:
@@ -350,7 +353,7 @@ async def _jobs(conn: asyncpg.Connection, ids: list[str]) -> list[OutboundJob]:
                     else Identity(
                         channel_id=ChannelId(conv.channel_id),
                         channel_type=conv.channel_type,
-                        external_id=conv.recipient_id,
+                        external_id=recipient,
                     ),
                     reply_to_external_id=reply_ext,
                     thread_external_ids=refs,

@@ -274,6 +274,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        """
+        -- The channel identity a message came from or was written to (its peer), so
+        -- that a visitor's history is its own whatever contacts were merged. Earlier
+        -- messages get the conversation's recipient, or, for a webchat visitor's own,
+        -- the visitor its external id names ("<visitor>:<client id>").
+        ALTER TABLE messages ADD COLUMN peer_id text;
+        UPDATE messages m SET peer_id = CASE
+                WHEN c.channel_type = 'webchat' AND m.direction = 'inbound'
+                    AND strpos(COALESCE(m.external_id, ''), ':') > 1
+                THEN split_part(m.external_id, ':', 1)
+                ELSE c.recipient_id
+            END
+            FROM conversations c WHERE c.id = m.conversation_id;
+        CREATE INDEX messages_peer ON messages (channel_id, peer_id, id);
+        """,
+    ),
 ]
 
 

@@ -12,7 +12,6 @@ from gateway.store import rows
 from gateway.store.records import OutboundJob, StoredMessage, from_us, opt_dt, to_us
 from gateway.store.rows import CONVERSATION_COLUMNS
 from gateway.store.sqlite import contacts, conversations
-from gateway.store.sqlite.conversations import identity_contact
 from gateway.store.sqlite.reading import Reader, Write, group, marks, page
 from kernel.envelope import OutboundMessage
 from kernel.errors import NotFound
@@ -27,13 +26,15 @@ THREAD_REFS_LIMIT = 30
 
 _INSERT = (
     "INSERT INTO messages (id, conversation_id, contact_id, channel_id, direction, "
-    "author_type, author_id, external_id, parts, reply_to, created_at, status"
+    "author_type, author_id, external_id, parts, reply_to, created_at, status, peer_id"
 )
+# The peer given, else the conversation's recipient now.
+_PEER = "COALESCE(?, (SELECT recipient_id FROM conversations WHERE id = ?))"
 # A message that arrived (most of them) and one to send.
-_INSERT_RECEIVED = _INSERT + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_RECEIVED = _INSERT + f") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_PEER})"
 _INSERT_TO_SEND = (
     _INSERT + ", idempotency_key, request_hash, next_attempt_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_PEER}, ?, ?, ?)"
 )
 
 
@@ -88,6 +89,7 @@ class MessageTx:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         due_at: int | None = None,
+        peer_id: str | None = None,
     ) -> None:
         tx = self.tx
         values = (
@@ -104,6 +106,8 @@ class MessageTx:
             # the unit's own time, as it is (most messages are written at it)
             tx.now if message.created_at is tx.now_dt else to_us(message.created_at),
             message.status.value,
+            peer_id,
+            message.conversation_id,
         )
         if idempotency_key is None and request_hash is None and due_at is None:
             tx.execute(_INSERT_RECEIVED, values)
@@ -202,12 +206,8 @@ def _history(
     after: str | None,
     limit: int,
 ) -> list[Message]:
-    contact_id = identity_contact(conn, channel_id, external_id)
-    if contact_id is None:
-        return []
-    ids = group(conn, contact_id)
-    params: list[Any] = [*ids, channel_id]
-    sql = f"SELECT * FROM messages WHERE contact_id IN ({marks(ids)}) AND channel_id = ?"
+    params: list[Any] = [channel_id, external_id]
+    sql = "SELECT * FROM messages WHERE channel_id = ? AND peer_id = ?"
     if before:
         sql += " AND id < ?"
         params.append(before)
@@ -297,9 +297,11 @@ def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]
                 (m["conversation_id"],),
             ).fetchone()
         )
+        # A reply goes to the identity it was written to (the recipient then).
+        recipient = m["peer_id"] or conv.recipient_id
         ident = conn.execute(
             "SELECT * FROM identities WHERE channel_id = ? AND external_id = ?",
-            (conv.channel_id, conv.recipient_id),
+            (conv.channel_id, recipient),
         ).fetchone()
         reply_ext = None
         if m["reply_to"]:
@@ -326,7 +328,7 @@ def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]
                     else Identity(
                         channel_id=ChannelId(conv.channel_id),
                         channel_type=conv.channel_type,
-                        external_id=conv.recipient_id,
+                        external_id=recipient,
                     ),
                     reply_to_external_id=reply_ext,
                     thread_external_ids=refs,

@@ -273,6 +273,26 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        9,
+        """
+        -- The channel identity a message came from or was written to (its peer), so
+        -- that a visitor's history is its own whatever contacts were merged. Earlier
+        -- messages get the conversation's recipient, or, for a webchat visitor's own,
+        -- the visitor its external id names ("<visitor>:<client id>").
+        ALTER TABLE messages ADD COLUMN peer_id TEXT;
+        UPDATE messages SET peer_id = (
+            SELECT CASE
+                WHEN c.channel_type = 'webchat' AND messages.direction = 'inbound'
+                    AND instr(COALESCE(messages.external_id, ''), ':') > 1
+                THEN substr(messages.external_id, 1, instr(messages.external_id, ':') - 1)
+                ELSE c.recipient_id
+            END
+            FROM conversations c WHERE c.id = messages.conversation_id
+        );
+        CREATE INDEX messages_peer ON messages(channel_id, peer_id, id);
+        """,
+    ),
 ]
 
 

@@ -4,7 +4,9 @@ file (WAL, group commit, versioned migrations)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import stat
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -30,6 +32,8 @@ from gateway.store.sqlite.webhooks import WebhookLog
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 SYNCHRONOUS = {"full", "normal", "extra", "off"}
 
 
@@ -48,13 +52,33 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 def _prepare(path: str, sync: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    private_files(path)
     conn = connect(path, synchronous=sync)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         migrate(conn)
     finally:
         conn.close()
+
+
+def private_files(path: str) -> None:
+    """Make the database file readable by its owner only, before SQLite opens it (SQLite
+    gives the -wal and -shm files it creates the database file's mode); a folder made for
+    it is the owner's only too. Files left readable by others (an older version made
+    them so) are narrowed; a folder that already exists is left as it is."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        try:
+            if stat.S_IMODE(os.stat(name).st_mode) & 0o077:
+                os.chmod(name, 0o600)
+                log.info("%s was readable by other users: now by its owner only", name)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # not ours to change: say so, and carry on
+            log.warning("%s is readable by other users and cannot be changed: %s", name, exc)
 
 
 class LocalLeases:
