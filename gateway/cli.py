@@ -21,7 +21,7 @@ from aiohttp.web_response import StreamResponse
 from config import ConfigError, load_settings
 from config.schema import Settings
 from gateway import __version__
-from kernel.secrets import KEY_FILE, url_without_password
+from kernel.secrets import ENV_VAR, KEY_FILE, SecretKeyError, read_keys, url_without_password
 
 log = logging.getLogger("omnigw")
 
@@ -123,11 +123,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_config(path: Path) -> int:
+    problems: list[str] = []
+    settings = None
     try:
         settings = load_settings(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for problem in exc.problems:
+        problems.extend(str(p) for p in exc.problems)
+    if ENV_VAR in os.environ:
+        try:
+            read_keys(Path(), os.environ[ENV_VAR])
+        except SecretKeyError as exc:
+            problems.append(str(exc))
+    if problems or settings is None:
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
     print(f"{path}: OK ({len(settings.channels)} channel(s), {len(settings.agents)} agent(s))")
@@ -227,10 +236,18 @@ def serve(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    try:  # a refused key stops the start before anything is opened
+        read_keys(settings.server.data_dir, os.environ.get(ENV_VAR))
+    except (SecretKeyError, OSError) as exc:
+        print(f"omnigw: {exc}", file=sys.stderr)
+        return 2
     from kernel.errors import StoreUnavailable
 
     try:
         asyncio.run(_serve(settings))
+    except SecretKeyError as exc:
+        print(f"omnigw: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"omnigw: {exc}", file=sys.stderr)
         return 1

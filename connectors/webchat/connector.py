@@ -30,6 +30,7 @@ from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt
 from kernel.ids import ChannelId, MessageId, new_visitor_id
 from kernel.models import ChannelType, Identity, Message, MessageStatus, TextPart
 from kernel.ratelimit import TokenBucket
+from kernel.secrets import Keyring
 from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class WebchatConnector(SocketConnector):
         }
     )
 
-    def __init__(self, settings: WebchatSettings, signing_key: bytes) -> None:
+    def __init__(self, settings: WebchatSettings, signing_key: bytes | Keyring) -> None:
         super().__init__(ChannelId(settings.id))
         self.settings = settings
         self._key = signing_key
