@@ -23,14 +23,17 @@ from connectors.webchat.settings import WebchatSettings
 from connectors.zalo.settings import ZaloSettings
 from kernel.models import ChannelType
 from kernel.ratelimit import Buckets, LocalBuckets
+from kernel.secrets import Keyring
 
 
 @dataclass
 class BuildContext:
     """What the gateway gives a connector it builds."""
 
-    # Derives a key for one purpose from the gateway's secret key (see kernel.secrets).
-    derive_key: Callable[[str], bytes]
+    # The keys for one purpose derived from the gateway's secret keys, newest first (see
+    # kernel.secrets): the newest signs and seals, every one verifies and opens. Raises
+    # kernel.secrets.KeyMissing when the gateway runs without a key.
+    derive_key: Callable[[str], Keyring]
     data_dir: Path
     # A new HTTP client for one connector's provider API (the connector closes it in
     # aclose). Tests fake providers at its transport with respx.
@@ -66,16 +69,34 @@ def _facebook(settings: Any, ctx: BuildContext) -> Connector:
     return FacebookConnector(settings, ctx.http_client())
 
 
+@dataclass(frozen=True)
+class SealedState:
+    """A value a connector keeps with ``save_state(channel_id, key, {"sealed": ...})``,
+    its ``sealed`` field sealed with ``SecretBox(derive_key(f"{purpose}:{channel_id}"))``.
+    Declared here so that ``omnigw rotate-secrets`` seals it again under the newest key."""
+
+    key: str
+    purpose: str
+
+    def keys(self, ctx_keys: Callable[[str], Keyring], channel_id: str) -> Keyring:
+        return ctx_keys(f"{self.purpose}:{channel_id}")
+
+
+ZALO_TOKENS = SealedState("tokens", "zalo-tokens")  # the refreshed access/refresh pair
+
+
 def _zalo(settings: Any, ctx: BuildContext) -> Connector:
     from connectors.zalo.connector import ZaloConnector
 
-    return ZaloConnector(settings, ctx.http_client(), ctx.derive_key(f"zalo-tokens:{settings.id}"))
+    return ZaloConnector(settings, ctx.http_client(), ZALO_TOKENS.keys(ctx.derive_key, settings.id))
 
 
 @dataclass(frozen=True)
 class ChannelKind:
     settings: type[ChannelSettings]
     build: Callable[[Any, BuildContext], Connector]
+    # What its connectors keep sealed in their channel state.
+    sealed_state: tuple[SealedState, ...] = ()
 
 
 # In the order error messages list them.
@@ -83,7 +104,7 @@ CHANNELS: dict[ChannelType, ChannelKind] = {
     ChannelType.WEBCHAT: ChannelKind(WebchatSettings, _webchat),
     ChannelType.EMAIL: ChannelKind(EmailSettings, _email),
     ChannelType.FACEBOOK: ChannelKind(FacebookSettings, _facebook),
-    ChannelType.ZALO: ChannelKind(ZaloSettings, _zalo),
+    ChannelType.ZALO: ChannelKind(ZaloSettings, _zalo, (ZALO_TOKENS,)),
 }
 
 AVAILABLE = tuple(t.value for t in CHANNELS)
@@ -93,6 +114,14 @@ def settings_union() -> Any:
     """Any channel's settings, told apart by ``type`` (for pydantic)."""
     kinds = tuple(kind.settings for kind in CHANNELS.values())
     return Annotated[Union[kinds], Field(discriminator="type")]  # noqa: UP007
+
+
+def sealed_state(type_: str) -> tuple[SealedState, ...]:
+    """What connectors of a channel type keep sealed in their state (none for an unknown type)."""
+    try:
+        return CHANNELS[ChannelType(type_)].sealed_state
+    except ValueError:
+        return ()
 
 
 def build(settings: ChannelSettings, ctx: BuildContext) -> Connector:

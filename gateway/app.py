@@ -4,7 +4,6 @@ and starts and stops them in order."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ from gateway.api.auth import CACHE_SECONDS, Authenticator
 from gateway.api.context import ApiContext, Lifecycle, Limits
 from gateway.api.logins import LoginGuard
 from gateway.attachments import Attachments
-from gateway.channels import ChannelAdmin, LiveChannels
+from gateway.channels import ChannelAdmin, LiveChannels, Unopened, locked_channel
 from gateway.commands import Commands
 from gateway.domain.assignments import Assignments
 from gateway.domain.contacts import Contacts
@@ -33,6 +32,8 @@ from gateway.domain.inbox import Inbox
 from gateway.domain.outbox import Outbox
 from gateway.domain.state import RoutingState
 from gateway.events import EventBus
+from gateway.keys import KEY_CHECK as KEY_CHECK  # where the store keeps its key checks
+from gateway.keys import NO_KEY_DETAIL, check_keys, given_keys, load_keys
 from gateway.metrics import Metrics
 from gateway.outbound import OutboundWorker
 from gateway.pipeline import Pipeline
@@ -53,12 +54,9 @@ from kernel.events import Event
 from kernel.ids import AgentId, ChannelId
 from kernel.models import Agent, ChannelType, Identity, Message
 from kernel.ratelimit import Buckets, LocalBuckets, RateLimiter
-from kernel.secrets import SecretBox, derive, load_secret_key
+from kernel.secrets import ENV_VAR, KeyMissing, Keyring, SecretBox
 
 log = logging.getLogger(__name__)
-
-# Where the store keeps a check of the secret key (never the key).
-KEY_CHECK = (ChannelId("_gateway"), "secret_key_check")
 
 
 # An admin token shorter than this is refused at start: it is the key to everything.
@@ -103,6 +101,7 @@ class Gateway:
         self.connectors: dict[ChannelId, Connector] = self.channels.connectors
         self._store: Store | None = None
         self._stopped = False
+        self.keys = Keyring(())  # read at start (gateway.keys)
         # Replicas only (a shared store):
         self.keeper: LeaseKeeper | None = None
         self.link: RedisLink | None = None
@@ -123,6 +122,8 @@ class Gateway:
         s = self.settings
         # Customers' messages, files and the secret key live here: the owner's only.
         s.server.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # A refused key (too short, empty) stops the start before anything is opened.
+        given = await given_keys(s.server.data_dir, os.environ.get(ENV_VAR))
         self._store = store = await open_store(
             s.store_url,
             on_events=self._committed,
@@ -191,11 +192,9 @@ class Gateway:
         )
         self.pipeline.on_connected = self.outbound.channel_recovered
         self.pipeline.keeper = self.keeper
-        key = await asyncio.to_thread(
-            load_secret_key, s.server.data_dir, os.environ.get("OMNIGW_SECRET_KEY")
-        )
-        await self._check_key(store, key)
-        box = SecretBox(key)
+        self.keys = keys = await load_keys(store, s.server.data_dir, given)
+        await self._check_key(store, keys)
+        box = SecretBox(keys)
         self.webhooks = Webhooks(store, self.bus, s.webhook_delivery, box, self.keeper)
         await self.webhooks.configure(s.webhooks)
         for agent in s.agents:
@@ -213,7 +212,7 @@ class Gateway:
         # Webchat's limits per visitor and client address: shared by replicas with Redis.
         buckets: Buckets = SharedBuckets(self.link) if self.link is not None else LocalBuckets()
         self._build_context = BuildContext(
-            derive_key=lambda purpose: derive(key, purpose),
+            derive_key=self._derive_key,
             data_dir=s.server.data_dir,
             http_client=provider_client,
             buckets=buckets,
@@ -236,21 +235,16 @@ class Gateway:
         self.lifecycle.started = True
 
     @staticmethod
-    async def _check_key(store: Store, key: bytes) -> None:
-        """Say loudly when the secret key is not the one the store's secrets were sealed
-        with (replicas given different keys; a key file lost): what is sealed cannot be
-        read by this process."""
-        check = derive(key, "key-check").hex()[:32]
-        stored = await store.channel_state.load(KEY_CHECK[0], KEY_CHECK[1])
-        if stored is None:
-            await store.channel_state.save(KEY_CHECK[0], KEY_CHECK[1], check)
-        elif stored != check:
-            log.error(
-                "this process's secret key is not the one the store's secrets were sealed "
-                "with: sealed credentials and webhook secrets cannot be read here, and visitor "
-                "tokens of other processes are refused. Give every replica the same "
-                "OMNIGW_SECRET_KEY (or restore the data directory's key file)."
-            )
+    async def _check_key(store: Store, keys: Keyring) -> None:
+        """Say loudly when a key the store's secrets may be sealed with is not among this
+        process's keys (replicas given different keys; a key file lost): what it sealed
+        cannot be read by this process. The store keeps a check per key (gateway.keys)."""
+        await check_keys(store, keys)
+
+    def _derive_key(self, purpose: str) -> Keyring:
+        if not self.keys:
+            raise KeyMissing(NO_KEY_DETAIL)
+        return self.keys.derive(purpose)
 
     # --- replicas (a shared store) -------------------------------------------------------
 
@@ -342,7 +336,14 @@ class Gateway:
             self.follower.spawn(connector.send_typing(recipient, on))
 
     async def _launch(self, settings: Any) -> Connector:
-        connector = build_connector(settings, self._build_context)
+        connector: Connector
+        if isinstance(settings, Unopened):
+            connector = locked_channel(settings)
+        else:
+            try:
+                connector = build_connector(settings, self._build_context)
+            except KeyMissing as exc:  # running without a key: it waits for one
+                connector = locked_channel(Unopened(settings.id, settings.type, exc.message))
         await connector.start(self.pipeline)
         return connector
 

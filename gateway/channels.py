@@ -5,6 +5,11 @@ change them). Channels added through the API are validated with the same setting
 as the file's, kept in the store sealed with the gateway's secret key (credentials
 included: nothing of them is readable at rest), and started at once and at every start.
 Credentials are write-only: answers name the ones that are set, never their values.
+
+A channel that cannot run for want of the secret key (its settings sealed with a key
+this gateway does not have, or the gateway running without one: gateway.keys) stays
+listed as a ``LockedChannel`` that shows why, holds its replies and asks its provider
+and visitors to come back later; given its settings again (PATCH) it runs.
 """
 
 from __future__ import annotations
@@ -19,15 +24,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from aiohttp import web
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from config.schema import ChannelSettings
-from connectors.base import Connector, SocketConnector
+from connectors.base import (
+    Connector,
+    HealthState,
+    Sink,
+    SocketConnector,
+    WebhookConnector,
+)
+from connectors.errors import AuthError
 from gateway.store.protocols import ChannelRecords
+from kernel.envelope import OutboundMessage, SendReceipt
 from kernel.errors import Conflict, Invalid, Malformed, NotFound
 from kernel.ids import ChannelId
 from kernel.models import ChannelType
-from kernel.secrets import SecretBox
+from kernel.secrets import SecretBox, Unsealable
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +146,58 @@ def validate(raw: dict[str, Any]) -> Any:
 
 
 @dataclass(frozen=True)
+class Unopened:
+    """A channel that cannot be built: what is known of it, and why."""
+
+    id: str
+    type: str
+    reason: str
+
+
+class LockedChannel(WebhookConnector, SocketConnector):
+    """Stands in for a channel that cannot run without the secret key. It shows
+    BAD_CREDENTIALS with the reason (so the send path holds its replies instead of
+    failing them), and answers its provider's webhooks and its visitors' sockets 503, so
+    that they try again once it runs."""
+
+    def __init__(self, channel: Unopened) -> None:
+        super().__init__(ChannelId(channel.id))
+        self.reason = channel.reason
+
+    async def start(self, sink: Sink) -> None:
+        await super().start(sink)
+        self.set_health(HealthState.BAD_CREDENTIALS, self.reason)
+
+    async def send(self, outbound: OutboundMessage) -> SendReceipt:
+        raise AuthError(self.reason)
+
+    async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
+        return self._unavailable()
+
+    async def handle_socket(self, request: web.Request) -> web.StreamResponse:
+        return self._unavailable()
+
+    def _unavailable(self) -> web.Response:
+        body = {"error": {"code": "channel_unavailable", "message": self.reason, "details": None}}
+        return web.json_response(body, status=503, headers={"Retry-After": "60"})
+
+    def open_sockets(self) -> int:
+        return 0
+
+    async def close_sockets(self) -> None:
+        return None
+
+
+_LOCKED: dict[ChannelType, type[LockedChannel]] = {
+    t: type(f"Locked{t.value.title()}Channel", (LockedChannel,), {"type": t}) for t in ChannelType
+}
+
+
+def locked_channel(channel: Unopened) -> LockedChannel:
+    return _LOCKED[ChannelType(channel.type)](channel)
+
+
+@dataclass(frozen=True)
 class ChannelStatus:
     """A running channel as the API lists it."""
 
@@ -215,6 +281,7 @@ class ChannelAdmin:
         self.from_config = live.from_config
         self.launch = live.launch
         self.settings: dict[str, Any] = {}  # API channels' current settings, by id
+        self.locked: dict[str, str] = {}  # those whose settings cannot be opened: their type
         self._sealed: dict[str, str] = {}  # what the store holds for each, as last seen
         self._changing = asyncio.Lock()
         # Called after a change here (replicas sharing the store then read it at once).
@@ -245,20 +312,43 @@ class ChannelAdmin:
                     continue
                 try:
                     settings = _SETTINGS.validate_python(json.loads(self.box.open(record.sealed)))
-                except Exception as exc:  # a key changed, or a type no longer available
+                except Unsealable as exc:  # sealed with a key this gateway does not have
+                    await self._lock(record.id, record.type, record.sealed, exc)
+                    continue
+                except Exception as exc:  # a type no longer available
                     if self._sealed.get(record.id) is None:
                         log.error(
                             "channel %s kept in the store cannot be started: %s", record.id, exc
                         )
                     self._sealed[record.id] = record.sealed
                     continue
+                if self.settings.get(record.id) == settings:
+                    self._sealed[record.id] = record.sealed  # sealed again under a new key
+                    continue
                 await self._stop(record.id)
                 self._sealed[record.id] = record.sealed
                 self.settings[record.id] = settings
                 self.connectors[settings.id] = await self.launch(settings)
 
+    async def _lock(self, channel_id: str, type_: str, sealed: str, exc: Exception) -> None:
+        """Show the channel as one that cannot run, with the reason."""
+        reason = (
+            f"{exc}. Give that key back, or PATCH the channel with its whole settings "
+            "(credentials included) to seal them with this one."
+        )
+        log.error("channel %s kept in the store cannot be started: %s", channel_id, reason)
+        await self._stop(channel_id)
+        self._sealed[channel_id] = sealed
+        try:
+            unopened = Unopened(channel_id, ChannelType(type_).value, reason)
+        except ValueError:
+            return  # a type no longer available: nothing to stand in for it
+        self.locked[channel_id] = unopened.type
+        self.connectors[ChannelId(channel_id)] = await self.launch(unopened)
+
     async def _stop(self, channel_id: str) -> None:
         self.settings.pop(channel_id, None)
+        self.locked.pop(channel_id, None)
         self._sealed.pop(channel_id, None)
         connector = self.connectors.pop(ChannelId(channel_id), None)
         if connector is not None:
@@ -289,13 +379,18 @@ class ChannelAdmin:
     async def update(self, channel_id: str, patch: dict[str, Any]) -> Any:
         async with self._changing:
             old = self._changeable(channel_id)
-            raw = merge_patch(revealed(old), patch)
+            # A locked channel's settings cannot be read: the patch gives them all again.
+            known = revealed(old) if old is not None else self._locked_base(channel_id)
+            raw = merge_patch(known, patch)
             if raw.get("id") != channel_id:
                 raise Invalid("a channel's id cannot change", code="immutable_field")
-            if raw.get("type") != old.type:
+            if raw.get("type") != known["type"]:
                 raise Invalid("a channel's type cannot change", code="immutable_field")
             settings = validate(raw)
-            endpoints, missing = credentials_to_give_again(old, settings, patch)
+            # A locked channel's patch gives every setting again, credentials included.
+            endpoints, missing = (
+                credentials_to_give_again(old, settings, patch) if old is not None else ([], [])
+            )
             if missing:
                 raise Invalid(
                     f"{' and '.join(endpoints)} changed: the credentials sent there must be "
@@ -321,12 +416,18 @@ class ChannelAdmin:
         log.info("channel %s removed", channel_id)
         self._changed()
 
+    def _locked_base(self, channel_id: str) -> dict[str, Any]:
+        return {"id": channel_id, "type": self.locked[channel_id]}
+
     def _changeable(self, channel_id: str) -> Any:
+        """The API channel's settings (None for a locked one); errors for the others."""
         if channel_id in self.from_config:
             raise Conflict(
                 f"channel {channel_id} is defined in the config file; change it there",
                 code="channel_in_config",
             )
+        if channel_id in self.locked:
+            return None
         settings = self.settings.get(channel_id)
         if settings is None:
             raise NotFound(f"channel {channel_id} not found", code="channel_not_found")

@@ -1,4 +1,5 @@
-"""The `omnigw` command line: serve, migrate, migrate-store, check-config, simulate."""
+"""The `omnigw` command line: serve, migrate, migrate-store, rotate-secrets, check-config,
+simulate."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from aiohttp.web_response import StreamResponse
 from config import ConfigError, load_settings
 from config.schema import Settings
 from gateway import __version__
-from kernel.secrets import KEY_FILE, url_without_password
+from kernel.secrets import ENV_VAR, KEY_FILE, SecretKeyError, read_keys, url_without_password
 
 log = logging.getLogger("omnigw")
 
@@ -88,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
         help="the installation's data directory, where its attachments are "
         "(default: the SQLite file's folder)",
     )
+    rotate = sub.add_parser(
+        "rotate-secrets",
+        help="seal every stored secret again with the newest secret key",
+        description=f"Seals again, with the newest key of {ENV_VAR} (or of the key file), "
+        "everything the store keeps sealed under an older one: channels added through the "
+        "API, webhook endpoints' secrets, Zalo token pairs. Keys are listed newest first, "
+        "separated by commas. The gateway may be running meanwhile (with the same keys). "
+        "Once it reports nothing left under an older key, that key can be removed; visitor "
+        "tokens and e-mail threading ids it signed stop being accepted then.",
+    )
+    rotate.add_argument("--config", type=Path, help="omnigw.toml (default: embedded default)")
     check = sub.add_parser("check-config", help="validate a config file; list every problem")
     check.add_argument("file", type=Path)
     sim = sub.add_parser("simulate", help="discrete-event simulation of the routing engine")
@@ -107,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         return migrate(args.config)
     if args.command == "migrate-store":
         return migrate_store(args.source, args.target, args.data_dir)
+    if args.command == "rotate-secrets":
+        return rotate_secrets(args.config)
     if args.command == "simulate":
         from routing.simulation_report import run_command
 
@@ -123,11 +137,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_config(path: Path) -> int:
+    problems: list[str] = []
+    settings = None
     try:
         settings = load_settings(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for problem in exc.problems:
+        problems.extend(str(p) for p in exc.problems)
+    if ENV_VAR in os.environ:
+        try:
+            read_keys(Path(), os.environ[ENV_VAR])
+        except SecretKeyError as exc:
+            problems.append(str(exc))
+    if problems or settings is None:
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
     print(f"{path}: OK ({len(settings.channels)} channel(s), {len(settings.agents)} agent(s))")
@@ -201,6 +224,72 @@ def migrate_store(source: str, target: str, data_dir: Path | None) -> int:
     return 0
 
 
+def rotate_secrets(path: Path | None) -> int:
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        print("omnigw: the configuration has problems:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    key_file = settings.server.data_dir / KEY_FILE
+    try:
+        keys = read_keys(settings.server.data_dir, os.environ.get(ENV_VAR))
+    except (SecretKeyError, OSError) as exc:
+        print(f"omnigw: {exc}", file=sys.stderr)
+        return 2
+    if keys is None:
+        print(
+            f"omnigw: no secret key: set {ENV_VAR} to the new key followed by the old ones "
+            f"(comma-separated), or list them so in {key_file}",
+            file=sys.stderr,
+        )
+        return 2
+    from gateway.keys import config_channel_types, rotate
+    from gateway.store import open_store
+    from kernel.errors import StoreUnavailable
+
+    async def run() -> Any:
+        store = await open_store(settings.store_url)
+        try:
+            return await rotate(store, keys, config_channel_types(settings.channels))
+        finally:
+            await store.close()
+
+    shown = url_without_password(settings.store_url)
+    try:
+        done = asyncio.run(run())
+    except StoreUnavailable as exc:
+        print(f"omnigw: the store {shown} cannot be reached: {exc.message}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        print(f"omnigw: rotating the secrets of {shown} failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{shown}: sealed again with the newest of {len(keys)} key(s):")
+    for kind, n in done.resealed.items():
+        print(f"  {kind:<24} {n:>6}")
+    if not done.resealed:
+        print("  nothing")
+    print(f"  already under the newest key: {done.current}")
+    if done.unreadable:
+        print(
+            "omnigw: no key given opens these (give the key that sealed them, or enter their "
+            "credentials again):",
+            file=sys.stderr,
+        )
+        for name in done.unreadable:
+            print(f"  {name}", file=sys.stderr)
+    if done.busy:
+        print("omnigw: these kept changing while being read; run it again:", file=sys.stderr)
+        for name in done.busy:
+            print(f"  {name}", file=sys.stderr)
+    if not done.complete:
+        return 1
+    if len(keys) > 1:
+        print("  nothing is sealed under an older key any more: the older keys can be removed")
+    return 0
+
+
 def _hidden(text: str, url: str) -> str:
     """A message that may quote the URL, without its password."""
     password = urlsplit(url).password
@@ -224,12 +313,20 @@ def serve(args: argparse.Namespace) -> int:
         settings = load_settings(args.config, overrides=overrides)
     except ConfigError as exc:
         return _config_problems(exc)
+    try:  # a refused key stops the start before anything is opened
+        read_keys(settings.server.data_dir, os.environ.get(ENV_VAR))
+    except (SecretKeyError, OSError) as exc:
+        print(f"omnigw: {exc}", file=sys.stderr)
+        return 2
     from kernel.errors import StoreUnavailable
 
     try:
         asyncio.run(_serve(settings))
     except ConfigError as exc:  # what is checked at start (the admin token)
         return _config_problems(exc)
+    except SecretKeyError as exc:
+        print(f"omnigw: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"omnigw: {exc}", file=sys.stderr)
         return 1

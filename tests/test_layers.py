@@ -29,6 +29,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "gateway.pipeline",
         "gateway.channels",
         "gateway.webhooks",
+        "gateway.keys",
     ),
     ("gateway.commands",),
     ("gateway.api",),

@@ -62,6 +62,7 @@ from kernel.models import (
     Part,
     TextPart,
 )
+from kernel.secrets import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class EmailConnector(PollingConnector):
     def __init__(
         self,
         settings: EmailSettings,
-        key: bytes,
+        key: bytes | Keyring,
         *,
         http_client: Callable[[], httpx.AsyncClient] | None = None,
     ) -> None:

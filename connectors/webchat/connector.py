@@ -33,6 +33,7 @@ from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt
 from kernel.ids import ChannelId, ConversationId, MessageId, new_visitor_id
 from kernel.models import ChannelType, Identity, Message, MessageStatus, TextPart
 from kernel.ratelimit import Buckets, LocalBuckets, TokenBucket
+from kernel.secrets import Keyring
 from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,10 @@ class WebchatConnector(SocketConnector):
     )
 
     def __init__(
-        self, settings: WebchatSettings, signing_key: bytes, buckets: Buckets | None = None
+        self,
+        settings: WebchatSettings,
+        signing_key: bytes | Keyring,
+        buckets: Buckets | None = None,
     ) -> None:
         super().__init__(ChannelId(settings.id))
         self.settings = settings

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from kernel.ids import VisitorId
+from kernel.secrets import Keyring
 from kernel.text import clean_text, nul_path
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -138,7 +139,9 @@ class VisitorToken:
     issued_at: int
 
 
-def sign_token(key: bytes, visitor_id: str, channel_id: str, now: float | None = None) -> str:
+def sign_token(
+    key: bytes | Keyring, visitor_id: str, channel_id: str, now: float | None = None
+) -> str:
     payload = _b64(
         json.dumps(
             {"v": visitor_id, "c": channel_id, "iat": int(time.time() if now is None else now)},
@@ -146,24 +149,32 @@ def sign_token(key: bytes, visitor_id: str, channel_id: str, now: float | None =
         ).encode()
     )
     body = f"{TOKEN_VERSION}.{payload}"
-    sig = hmac.new(key, body.encode(), hashlib.sha256).digest()
+    sig = hmac.new(Keyring.of(key).newest, body.encode(), hashlib.sha256).digest()
     return f"{body}.{_b64(sig)}"
 
 
 def verify_token(
-    key: bytes, token: str, channel_id: str, ttl_seconds: float, now: float | None = None
+    key: bytes | Keyring,
+    token: str,
+    channel_id: str,
+    ttl_seconds: float,
+    now: float | None = None,
 ) -> VisitorToken | None:
-    """The visitor a token names, or None when it is forged, expired or for another channel."""
+    """The visitor a token names, or None when it is forged, expired or for another channel.
+    Signed with any of the keys (the newest signs; older ones verify until removed)."""
     if len(token) > 512:
         return None
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != TOKEN_VERSION:
         return None
     body = f"{parts[0]}.{parts[1]}"
-    expected = hmac.new(key, body.encode(), hashlib.sha256).digest()
     try:
         given = _unb64(parts[2])
-        if not hmac.compare_digest(expected, given):
+        signed = False
+        for one in Keyring.of(key):
+            expected = hmac.new(one, body.encode(), hashlib.sha256).digest()
+            signed |= hmac.compare_digest(expected, given)
+        if not signed:
             return None
         claims = json.loads(_unb64(parts[1]))
     except (binascii.Error, ValueError):

@@ -54,13 +54,13 @@ from connectors.zalo.settings import ZaloSettings
 from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt, StatusUpdate
 from kernel.ids import ChannelId
 from kernel.models import ChannelType, Direction, MediaPart, MessageStatus, utcnow
-from kernel.secrets import SecretBox
+from kernel.secrets import Keyring, SecretBox
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TOKENS_KEY = "tokens"
+TOKENS_KEY = "tokens"  # sealed: connectors.registry.ZALO_TOKENS declares it for rotation
 CUSTOMERS_CACHED = 50_000
 OURS_REMEMBERED = 10_000
 PROFILE_RETRY_SECONDS = 3600.0
@@ -96,7 +96,7 @@ class ZaloConnector(ProviderConnector):
         self,
         settings: ZaloSettings,
         http: httpx.AsyncClient,
-        state_key: bytes,
+        state_key: bytes | Keyring,
         *,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -406,8 +406,9 @@ class ZaloConnector(ProviderConnector):
             pair = json.loads(self._box.open(str(stored.get("sealed"))))
             access, refresh = pair["access_token"], pair["refresh_token"]
         except (ValueError, KeyError, TypeError):
-            log.warning(
-                "channel %s: the stored Zalo tokens cannot be read; using the configured ones",
+            log.error(
+                "channel %s: the stored Zalo tokens cannot be read (sealed with a secret key "
+                "this gateway does not have?); using the configured ones",
                 self.channel_id,
             )
             return

@@ -116,6 +116,9 @@ def _detail(req: Req, channel_id: str) -> ChannelDetail:
     else:
         raise NotFound(f"channel {channel_id} not found", code="channel_not_found")
     settings = req.ctx.channel_admin.current(channel_id)
+    if settings is None:  # locked: its settings cannot be opened (see gateway.channels)
+        known = {"id": info.id, "type": info.type}
+        return ChannelDetail(**info.model_dump(), settings=known, secrets=[])
     shown, secrets = public_view(settings)
     return ChannelDetail(**info.model_dump(), settings=shown, secrets=secrets)
 

@@ -137,13 +137,14 @@ def _info(record: WebhookRecord) -> dict[str, Any]:
     description="Deliveries follow the Standard Webhooks specification (webhook-id, "
     "webhook-timestamp, webhook-signature) and start with the events that happen after "
     "this call. URLs resolving to private, loopback or link-local addresses are refused "
-    "unless the configuration allows them.",
+    "unless the configuration allows them. 409 `secret_key_missing` while the gateway "
+    "runs without its secret key (nothing can be sealed).",
     tag=TAG,
     scopes=ADMIN_ONLY,
     body=WebhookBody,
     response=WebhookCreated,
     status=201,
-    errors=(422,),
+    errors=(409, 422),
 )
 async def create_webhook(req: Req) -> WebhookCreated:
     body = cast(WebhookBody, req.body)
@@ -163,7 +164,8 @@ async def create_webhook(req: Req) -> WebhookCreated:
 )
 async def list_webhooks(req: Req) -> WebhookList:
     records = await req.ctx.store.webhooks.all()
-    return WebhookList(items=[WebhookInfo(**_info(r)) for r in records])
+    shown = req.ctx.webhooks.shown
+    return WebhookList(items=[WebhookInfo(**_info(shown(r))) for r in records])
 
 
 @operations.add(
@@ -176,7 +178,8 @@ async def list_webhooks(req: Req) -> WebhookList:
     errors=(404,),
 )
 async def get_webhook(req: Req) -> WebhookInfo:
-    return WebhookInfo(**_info(await req.ctx.webhooks.get(req.param("id"))))
+    record = await req.ctx.webhooks.get(req.param("id"))
+    return WebhookInfo(**_info(req.ctx.webhooks.shown(record)))
 
 
 @operations.add(
@@ -198,7 +201,7 @@ async def patch_webhook(req: Req) -> WebhookInfo:
         description=body.description,
         enabled=body.enabled,
     )
-    return WebhookInfo(**_info(record))
+    return WebhookInfo(**_info(req.ctx.webhooks.shown(record)))
 
 
 @operations.add(

@@ -172,6 +172,11 @@ class WebhookLog(Protocol):
         """Enable or disable, announced by webhook.enabled / webhook.disabled."""
         ...
 
+    async def reseal(self, endpoint_id: str, old: str, new: str) -> bool:
+        """Replace the sealed secrets if they are still ``old`` (a key rotation); False
+        when they changed meanwhile or the endpoint is gone."""
+        ...
+
     async def record_progress(
         self,
         endpoint_id: str,
@@ -210,6 +215,10 @@ class ChannelRecords(Protocol):
         ...
 
     async def delete(self, channel_id: str) -> bool: ...
+    async def reseal(self, channel_id: str, old: str, new: str) -> bool:
+        """Replace the sealed settings if they are still ``old`` (a key rotation); False
+        when they changed meanwhile or the channel is gone."""
+        ...
 
 
 class ChannelState(Protocol):
@@ -217,6 +226,10 @@ class ChannelState(Protocol):
 
     async def load(self, channel_id: ChannelId, key: str) -> Any: ...
     async def save(self, channel_id: ChannelId, key: str, value: Any) -> None: ...
+    async def replace(self, channel_id: ChannelId, key: str, old: Any, new: Any) -> bool:
+        """Save ``new`` only if the value is still ``old`` (as ``load`` returned it), in
+        one transaction; False when it changed meanwhile."""
+        ...
 
 
 class RawEvents(Protocol):

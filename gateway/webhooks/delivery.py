@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 from config.webhooks import DeliverySettings
@@ -25,6 +26,8 @@ from gateway.store.records import WebhookRecord
 from gateway.webhooks.sending import WebhookClient
 from gateway.webhooks.worker import EndpointWorker
 from kernel.errors import StoreUnavailable
+from kernel.models import utcnow
+from kernel.secrets import Unsealable
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ class Deliveries:
         self.keys_of = keys_of
         self.client = WebhookClient(settings, keys_of)
         self.workers: dict[str, EndpointWorker] = {}
+        # Endpoints whose secrets no key of this process opens: since when, and why.
+        self.unopened: dict[str, tuple[datetime, str]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -61,10 +66,13 @@ class Deliveries:
             record = records.get(endpoint_id)
             if record is None or record.disabled_at is not None:
                 await self._stop(endpoint_id)
+        for endpoint_id in [e for e in self.unopened if e not in records]:
+            del self.unopened[endpoint_id]
         for record in records.values():
             if (
                 record.disabled_at is None
                 and record.id not in self.workers
+                and self._keys(record) is not None  # never claim what cannot be signed here
                 and (
                     self.keeper is None
                     or await self.keeper.claim(_lease(record.id), self._lost(record.id))
@@ -100,14 +108,36 @@ class Deliveries:
         if self.keeper is not None:
             await self.keeper.release(_lease(endpoint_id))
 
-    def _start(self, record: WebhookRecord) -> None:
-        if record.disabled_at is not None or record.id in self.workers:
-            return
-        found = self.keys_of(record)
+    def _keys(self, record: WebhookRecord) -> Any:
+        """The endpoint's signing keys; None (and the reason kept) when they cannot be
+        opened with this process's secret keys."""
+        try:
+            found = self.keys_of(record)
+        except Unsealable as exc:
+            if record.id not in self.unopened:
+                reason = (
+                    f"{exc}. Give that key back, or give the endpoint a new secret "
+                    f"(POST /v1/webhooks/{record.id}/rotate)"
+                )
+                log.error("webhook %s cannot be delivered to: %s", record.id, reason)
+                self.unopened[record.id] = (utcnow(), reason)
+            return None
+        self.unopened.pop(record.id, None)
+        return found
+
+    def _start(self, record: WebhookRecord) -> bool:
+        if record.disabled_at is not None:
+            return False
+        if record.id in self.workers:
+            return True
+        found = self._keys(record)
+        if found is None:
+            return False
         worker = EndpointWorker(self, record, found.keys)
         worker.keys_refresh_at = found.refresh_at
         self.workers[record.id] = worker
         worker.start()
+        return True
 
     async def pause(self, endpoint_id: str) -> None:
         """Stop the endpoint's worker, its progress written, until the next reload: for
@@ -125,9 +155,9 @@ class Deliveries:
         if worker is not None:
             await worker.stop()
         record = await self.store.webhooks.get(endpoint_id)
-        if record is not None and record.disabled_at is None:
-            self._start(record)
-        elif self.keeper is not None:
+        if record is None:
+            self.unopened.pop(endpoint_id, None)
+        if (record is None or not self._start(record)) and self.keeper is not None:
             await self.keeper.release(_lease(endpoint_id))
 
     def restart_later(self, endpoint_id: str) -> None:

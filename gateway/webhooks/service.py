@@ -1,5 +1,11 @@
 """Webhook endpoints as the gateway runs them: secrets sealed at rest, endpoints from the
-config file kept in step with it, and delivery (`Deliveries`) told about every change."""
+config file kept in step with it, and delivery (`Deliveries`) told about every change.
+
+An endpoint whose secrets no key of this gateway opens is not delivered to, and shows as
+disabled with the reason (`shown`) without that being written to the store: given its
+key back, the gateway delivers to it again; given a new secret (rotate) it delivers at
+once. Endpoints of the config file sign with the file's secret whatever the store holds.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from kernel import webhook_signing as signing
 from kernel.errors import Conflict, Invalid, NotFound
 from kernel.ids import ulid
 from kernel.netguard import UnsafeUrl
-from kernel.secrets import SecretBox
+from kernel.secrets import SecretBox, Unsealable
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,7 @@ class Webhooks:
         self.store = store
         self.settings = settings
         self.box = box
+        self._configured: dict[str, str] = {}  # config endpoints' secrets, by id
         self.deliveries = Deliveries(store, bus, settings, self.keys, keeper)
 
     # --- secrets -----------------------------------------------------------------------
@@ -62,13 +69,30 @@ class Webhooks:
         return [StoredSecret(**s) for s in json.loads(self.box.open(record.sealed_secrets))]
 
     def keys(self, record: WebhookRecord) -> Keys:
+        """The keys to sign with; raises Unsealable for secrets no key of ours opens."""
+        try:
+            stored = self._secrets(record)
+        except Unsealable:
+            configured = self._configured.get(record.id)
+            if configured is None:
+                raise
+            stored = [StoredSecret(configured)]
         now = time.time()
-        valid = [s for s in self._secrets(record) if s.valid(now)]
+        valid = [s for s in stored if s.valid(now)]
         expiries = [s.expires_at for s in valid if s.expires_at is not None]
         return Keys([signing.secret_key(s.secret) for s in valid], min(expiries, default=None))
 
     def _seal(self, secrets: list[StoredSecret]) -> str:
         return self.box.seal(json.dumps([vars(s) for s in secrets]))
+
+    def shown(self, record: WebhookRecord) -> WebhookRecord:
+        """The endpoint as the API shows it: disabled, with the reason, while its secrets
+        cannot be opened here."""
+        unopened = self.deliveries.unopened.get(record.id)
+        if unopened is None or record.disabled_at is not None:
+            return record
+        at, reason = unopened
+        return record.model_copy(update={"disabled_at": at, "disabled_reason": reason})
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -92,11 +116,20 @@ class Webhooks:
     async def _apply_config(self, item: WebhookSettings) -> str:
         endpoint_id = item.id or "cfg-" + hashlib.sha256(item.url.encode()).hexdigest()[:12]
         secret = item.secret.get_secret_value()
+        self._configured[endpoint_id] = secret
         existing = await self.store.webhooks.get(endpoint_id)
         secrets = [StoredSecret(secret)]
         cursor = await self.store.events.last_seq()
+        # Without a key nothing can be sealed: what the store holds stays for when it is back.
+        kept = existing.sealed_secrets if existing is not None else ""
         if existing is not None:
-            stored = self._secrets(existing)
+            try:
+                stored = self._secrets(existing)
+            except Unsealable as exc:
+                log.warning(
+                    "webhook %s: %s; it signs with the config file's secret alone", endpoint_id, exc
+                )
+                stored = []
             current = [s for s in stored if s.expires_at is None]
             if current and current[0].secret != secret:
                 # The config's secret changed: the old one keeps signing for the overlap.
@@ -112,7 +145,7 @@ class Webhooks:
                 events=item.events,
                 source="config",
                 cursor=cursor,
-                sealed_secrets=self._seal(secrets),
+                sealed_secrets=self._seal(secrets) if self.box.has_key else kept,
             ),
             keep_cursor=True,
         )
@@ -212,9 +245,13 @@ class Webhooks:
         self._managed(record)
         now = time.time()
         until = now + (self.settings.rotation_overlap if overlap is None else overlap)
+        try:
+            previous = self._secrets(record)
+        except Unsealable:  # a key lost: the new secret replaces what cannot be opened
+            previous = []
         kept = [
             StoredSecret(s.secret, until if s.expires_at is None else min(until, s.expires_at))
-            for s in self._secrets(record)
+            for s in previous
             if s.valid(now)
         ]
         secret = signing.new_secret()

@@ -232,12 +232,19 @@ async def test_a_replica_with_another_secret_key_says_so(
     make_gateway: GatewayFactory,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     toml = shared(pg_url, redis_url)
     await make_gateway(toml)
     assert "secret key is not the one" not in caplog.text
-    # Another data directory: another generated key file.
-    await make_gateway(toml, **{"server.data_dir": str(tmp_path / "elsewhere")})
+    # Another data directory and no key: none is generated beside the store's, it says so.
+    elsewhere = tmp_path / "elsewhere"
+    await make_gateway(toml, **{"server.data_dir": str(elsewhere)})
+    assert "no secret key" in caplog.text
+    assert not (elsewhere / "secret.key").exists()
+    # Another key given: it says so.
+    monkeypatch.setenv("OMNIGW_SECRET_KEY", "another-replica-secret-key-0123456789abcdef")
+    await make_gateway(toml, **{"server.data_dir": str(tmp_path / "third")})
     assert "secret key is not the one the store's secrets were sealed with" in caplog.text
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.store import open_store
 from gateway.store.protocols import Store
-from gateway.store.records import ConversationFilter
+from gateway.store.records import ConversationFilter, WebhookRecord
 from kernel.envelope import InboundMessage, Sender, StatusUpdate
 from kernel.errors import Conflict, Invalid, Malformed, NotFound
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId
@@ -812,6 +812,35 @@ async def test_channel_state_survives_and_is_per_channel(store: Store) -> None:
     await store.channel_state.save(ZALO, "imap:INBOX", "other")
     assert await store.channel_state.load(MAIL, "imap:INBOX") == {"uidvalidity": 7, "last_uid": 43}
     assert await store.channel_state.load(ZALO, "imap:INBOX") == "other"
+
+
+async def test_sealed_values_are_replaced_only_if_unchanged(store: Store) -> None:
+    """What a key rotation relies on: a value sealed again is written only over the value
+    it was made from, so a change made meanwhile (a refreshed token) is never lost."""
+    pair = {"seed": "s", "sealed": "old-seal", "expires_at": 1.5}
+    await store.channel_state.save(ZALO, "tokens", pair)
+    resealed = {**pair, "sealed": "new-seal"}
+    assert await store.channel_state.replace(ZALO, "tokens", pair, resealed)
+    assert await store.channel_state.load(ZALO, "tokens") == resealed
+    assert not await store.channel_state.replace(ZALO, "tokens", pair, {"sealed": "late"})
+    assert not await store.channel_state.replace(MAIL, "tokens", pair, {"sealed": "none"})
+    assert await store.channel_state.load(ZALO, "tokens") == resealed
+    assert await store.channel_state.load(MAIL, "tokens") is None
+
+    await store.channels.put("shop", "webchat", "sealed-1", new=True)
+    assert await store.channels.reseal("shop", "sealed-1", "sealed-2")
+    assert not await store.channels.reseal("shop", "sealed-1", "sealed-3")
+    assert not await store.channels.reseal("nowhere", "sealed-1", "sealed-3")
+    [channel] = await store.channels.all()
+    assert channel.sealed == "sealed-2" and channel.type == "webchat"
+
+    record = WebhookRecord(id="wh_1", url="https://h.example/x", events=["*"], sealed_secrets="a")
+    await store.webhooks.put(record, keep_cursor=False)
+    assert await store.webhooks.reseal("wh_1", "a", "b")
+    assert not await store.webhooks.reseal("wh_1", "a", "c")
+    assert not await store.webhooks.reseal("wh_2", "a", "c")
+    found = await store.webhooks.get("wh_1")
+    assert found is not None and found.sealed_secrets == "b" and found.url == record.url
 
 
 async def test_outbound_jobs_carry_the_last_inbound_time(domain: Domain, store: Store) -> None:

@@ -73,6 +73,19 @@ class ChannelRecords:
         deleted: bool = await self._write(work)
         return deleted
 
+    async def reseal(self, channel_id: str, old: str, new: str) -> bool:
+        async def work(tx: PgTx) -> bool:
+            status = await tx.execute(
+                "UPDATE api_channels SET sealed = $1 WHERE id = $2 AND sealed = $3",
+                new,
+                channel_id,
+                old,
+            )
+            return count(status) > 0
+
+        done: bool = await self._write(work)
+        return done
+
 
 async def _load_state(conn: asyncpg.Connection, channel_id: str, key: str) -> Any:
     value = await conn.fetchval(
@@ -104,6 +117,30 @@ class ChannelState:
             )
 
         await self._write(work)
+
+    async def replace(self, channel_id: ChannelId, key: str, old: Any, new: Any) -> bool:
+        text = dumps(new)
+
+        async def work(tx: PgTx) -> bool:
+            value = await tx.fetchval(
+                "SELECT value FROM channel_state WHERE channel_id = $1 AND key = $2 FOR UPDATE",
+                channel_id,
+                key,
+            )
+            if value is None or json.loads(value) != old:
+                return False
+            await tx.execute(
+                "UPDATE channel_state SET value = $1, updated_at = $2 "
+                "WHERE channel_id = $3 AND key = $4",
+                text,
+                tx.now,
+                channel_id,
+                key,
+            )
+            return True
+
+        done: bool = await self._write(work)
+        return done
 
 
 class RawEvents:

@@ -279,6 +279,19 @@ class WebhookLog:
         found: WebhookRecord = await self._do(set_enabled, endpoint_id, enabled, reason)
         return found
 
+    async def reseal(self, endpoint_id: str, old: str, new: str) -> bool:
+        async def work(tx: PgTx) -> bool:
+            status = await tx.execute(
+                "UPDATE webhook_endpoints SET secrets = $1 WHERE id = $2 AND secrets = $3",
+                new,
+                endpoint_id,
+                old,
+            )
+            return count(status) > 0
+
+        done: bool = await self._do(work)
+        return done
+
     async def record_progress(
         self,
         endpoint_id: str,

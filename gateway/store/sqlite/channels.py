@@ -67,6 +67,17 @@ class ChannelRecords:
         deleted: bool = await self._write(work)
         return deleted
 
+    async def reseal(self, channel_id: str, old: str, new: str) -> bool:
+        async def work(tx: SqliteTx) -> bool:
+            cursor = tx.execute(
+                "UPDATE api_channels SET sealed = ? WHERE id = ? AND sealed = ?",
+                (new, channel_id, old),
+            )
+            return cursor.rowcount > 0
+
+        done: bool = await self._write(work)
+        return done
+
 
 def _load_state(conn: sqlite3.Connection, channel_id: str, key: str) -> Any:
     row = conn.execute(
@@ -95,6 +106,26 @@ class ChannelState:
             )
 
         await self._write(work)
+
+    async def replace(self, channel_id: ChannelId, key: str, old: Any, new: Any) -> bool:
+        text = dumps(new)
+
+        async def work(tx: SqliteTx) -> bool:
+            row = tx.one(
+                "SELECT value FROM channel_state WHERE channel_id = ? AND key = ?",
+                (channel_id, key),
+            )
+            if row is None or json.loads(row[0]) != old:
+                return False
+            tx.execute(
+                "UPDATE channel_state SET value = ?, updated_at = ? "
+                "WHERE channel_id = ? AND key = ?",
+                (text, tx.now, channel_id, key),
+            )
+            return True
+
+        done: bool = await self._write(work)
+        return done
 
 
 class RawEvents:

@@ -273,6 +273,17 @@ class WebhookLog:
         found: WebhookRecord = await self._do(set_enabled, endpoint_id, enabled, reason)
         return found
 
+    async def reseal(self, endpoint_id: str, old: str, new: str) -> bool:
+        def work(tx: SqliteTx) -> bool:
+            cursor = tx.execute(
+                "UPDATE webhook_endpoints SET secrets = ? WHERE id = ? AND secrets = ?",
+                (new, endpoint_id, old),
+            )
+            return cursor.rowcount > 0
+
+        done: bool = await self._do(work)
+        return done
+
     async def record_progress(
         self,
         endpoint_id: str,
