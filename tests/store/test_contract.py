@@ -85,6 +85,25 @@ async def test_same_external_id_is_stored_once(
     assert recorder.types().count("message.received") == 1
 
 
+async def test_metadata_is_kept_beside_the_text(
+    domain: Domain, store: Store, recorder: Recorder
+) -> None:
+    metadata = {"payload": "ORDER_RECEIVED_12345", "choice": {"id": "yes", "title": "Có ạ"}}
+    msg = inbound(WEB, "m-meta", "v1", text="Đã nhận hàng").model_copy(
+        update={"metadata": metadata}
+    )
+    plain = await ingest(domain, inbound(WEB, "m-plain", "v1"))
+    result = await ingest(domain, msg)
+    assert result.message.metadata == metadata
+    page = await store.messages.page(result.conversation_id, None, 50)
+    stored = {m.id: m for m in page.items}
+    assert stored[result.message.id].metadata == metadata
+    assert stored[result.message.id].parts == [TextPart(text="Đã nhận hàng")]
+    assert stored[plain.message.id].metadata == {}
+    received = [e for e in recorder.events if e.type == "message.received"]
+    assert received[-1].data["message"]["metadata"] == metadata
+
+
 async def test_same_external_id_on_two_channels_is_two_messages(
     domain: Domain, store: Store
 ) -> None:
@@ -397,10 +416,12 @@ async def test_earlier_messages_get_their_peer_when_the_store_is_upgraded(
     a2 = await ingest(domain, inbound(WEB, "va:2", "va", "A two"))  # in B's conversation
     z1 = await ingest(domain, inbound(ZALO, "z-1", "zu1", "Zalo"))
     await store.close()
+    # Back to the schema before the peer's step: that step and the later ones undone.
     step = 9 if backend.name == "sqlite" else 2
     await backend.execute(
         "DROP INDEX messages_peer; ALTER TABLE messages DROP COLUMN peer_id; "
-        f"DELETE FROM schema_migrations WHERE version = {step}"
+        "ALTER TABLE messages DROP COLUMN metadata; "
+        f"DELETE FROM schema_migrations WHERE version >= {step}"
     )
     store = await open_store(backend.url)
     try:

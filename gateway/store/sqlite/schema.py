@@ -293,6 +293,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX messages_peer ON messages(channel_id, peer_id, id);
         """,
     ),
+    (
+        10,
+        """
+        -- Structured data beside a message's text (a quick reply's payload, a choice, an
+        -- email's Cc): a JSON object, NULL when there is none.
+        ALTER TABLE messages ADD COLUMN metadata TEXT;
+        """,
+    ),
 ]
 
 
