@@ -32,7 +32,13 @@ from tests.store.conftest import Domain, Recorder
 WEB = ChannelId("webchat")
 ZALO = ChannelId("zalo-oa")
 MAIL = ChannelId("mail")
-TYPES = {WEB: ChannelType.WEBCHAT, ZALO: ChannelType.ZALO, MAIL: ChannelType.EMAIL}
+FB = ChannelId("fb")
+TYPES = {
+    WEB: ChannelType.WEBCHAT,
+    ZALO: ChannelType.ZALO,
+    MAIL: ChannelType.EMAIL,
+    FB: ChannelType.FACEBOOK,
+}
 
 
 def inbound(
@@ -433,6 +439,49 @@ async def test_earlier_messages_get_their_peer_when_the_store_is_upgraded(
         assert await history(WEB, "va") == [a1.message.id, to_a1.id, a2.message.id]
         assert await history(WEB, "vb") == [b1.message.id, b2.message.id]
         assert await history(ZALO, "zu1") == [z1.message.id]
+    finally:
+        await store.close()
+
+
+async def test_payloads_stored_as_text_move_to_metadata_when_the_store_is_upgraded(
+    backend: Backend,
+) -> None:
+    # Earlier versions kept a Messenger quick reply's or button's payload as a second,
+    # labelled text part. The upgrade moves it into metadata and leaves the words alone.
+    store = await open_store(backend.url)
+    domain = Domain.over(store)
+
+    def old(channel: ChannelId, mid: str, *texts: str) -> InboundMessage:
+        msg = inbound(channel, mid, "psid-1")
+        return msg.model_copy(update={"parts": [TextPart(text=t) for t in texts]})
+
+    quick = await ingest(domain, old(FB, "m1", "Màu đỏ", "[quick reply payload] COLOR_RED"))
+    button = await ingest(domain, old(FB, "m2", "Bắt đầu", "[postback payload] GET_STARTED"))
+    alone = await ingest(domain, old(FB, "m3", "[postback payload] ONLY"))
+    typed = await ingest(domain, old(WEB, "w1", "[postback payload] typed by a visitor"))
+    await store.close()
+    step = 11 if backend.name == "sqlite" else 4
+    await backend.execute(f"DELETE FROM schema_migrations WHERE version >= {step}")
+    store = await open_store(backend.url)
+    try:
+
+        async def stored(result) -> tuple[list[str], dict[str, object]]:  # type: ignore[no-untyped-def]
+            page = await store.messages.page(result.conversation_id, None, 50)
+            (found,) = [m for m in page.items if m.id == result.message.id]
+            return [p.text for p in found.parts if isinstance(p, TextPart)], found.metadata
+
+        assert await stored(quick) == (
+            ["Màu đỏ"],
+            {"payload": "COLOR_RED", "payload_from": "quick_reply"},
+        )
+        assert await stored(button) == (
+            ["Bắt đầu"],
+            {"payload": "GET_STARTED", "payload_from": "postback"},
+        )
+        # Nothing else to show: left as it was rather than a message without parts.
+        assert await stored(alone) == (["[postback payload] ONLY"], {})
+        # Only Messenger ever wrote these labels; a visitor's own words are theirs.
+        assert await stored(typed) == (["[postback payload] typed by a visitor"], {})
     finally:
         await store.close()
 
