@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId
 from kernel.text import clean_text
@@ -188,6 +188,10 @@ class Message(Frozen):
     status: MessageStatus
     error: MessageError | None = None
     reactions: list[Reaction] = Field(default_factory=list)
+    # Structured data that is not for reading aloud: a quick reply's or button's
+    # ``payload``, the customer's ``choice`` ({id, title}), a Messenger ``referral``, a Zalo
+    # ``submit_info``, an email's ``cc``. Developer payloads never appear as text parts.
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class Agent(Frozen):

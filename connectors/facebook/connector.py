@@ -228,6 +228,7 @@ class FacebookConnector(ProviderConnector):
                 direction=direction,
                 reply_to_external_id=event.reply_to,
                 sent_at=event.sent_at,
+                metadata=event.metadata if isinstance(event, CustomerMessage) else {},
             )
         )
 
@@ -235,9 +236,6 @@ class FacebookConnector(ProviderConnector):
         result = await self._store_page_message(event, event.kind, Direction.INBOUND)
         if result is None or result.duplicate:
             return
-        if event.referral is not None:
-            # The message is stored; where the customer came from is kept beside it.
-            await self._keep_raw("referral", event.raw, event.referral)
         self._refresh_profile(event.psid, event.page_id)
 
     async def _echo(self, event: Echo) -> None:

@@ -60,6 +60,7 @@ async def ingest(
         reply_to=reply_to,
         created_at=tx.now_dt,
         status=MessageStatus.RECEIVED if inbound else MessageStatus.SENT,
+        metadata=msg.metadata,
     )
     await tx.messages.insert(stored, conv.contact_id, peer_id=msg.sender.external_id)
     if inbound:

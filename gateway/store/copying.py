@@ -107,7 +107,7 @@ TABLES: tuple[Table, ...] = (
         _cols(
             "id, conversation_id, contact_id, channel_id, direction, author_type, author_id, "
             "external_id, parts, reply_to, created_at, status, error, idempotency_key, "
-            "request_hash, attempts, next_attempt_at, reactions, sent_at, peer_id"
+            "request_hash, attempts, next_attempt_at, reactions, sent_at, peer_id, metadata"
         ),
     ),
     Table("events", _cols("seq, type, created_at, conversation_id, data")),

@@ -47,6 +47,11 @@ def reactions_json(reactions: list[Reaction]) -> str:
     return _reactions.dump_json(reactions, exclude_none=True).decode()
 
 
+def metadata_json(metadata: dict[str, Any]) -> str | None:
+    """A message's metadata as stored: NULL when empty, as most messages have none."""
+    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":")) if metadata else None
+
+
 def parts_json(parts: list[Part] | tuple[Part, ...]) -> str:
     return _parts.dump_json(list(parts), exclude_none=True).decode()
 
@@ -67,7 +72,16 @@ def message(row: Row) -> Message:
         status=MessageStatus(row["status"]),
         error=MessageError.model_validate_json(error) if error else None,
         reactions=_reactions.validate_json(reactions) if reactions else [],
+        metadata=_metadata(row["metadata"]),
     )
+
+
+def _metadata(stored: Any) -> dict[str, Any]:
+    if not stored:
+        return {}
+    # SQLite keeps text; asyncpg hands jsonb over as text too (no codec is set for it).
+    found = json.loads(stored) if isinstance(stored, str | bytes) else stored
+    return found if isinstance(found, dict) else {}
 
 
 # Columns in the order of ConversationRecord's fields.

@@ -199,7 +199,6 @@ async def test_a_message_is_stored_before_the_answer_and_routed(fb: Fb) -> None:
 EXPECTED_PARTS: dict[str, list[Json]] = {
     "message_quick_reply": [
         {"type": "text", "text": "Màu đỏ"},
-        {"type": "text", "text": "[quick reply payload] COLOR_RED"},
     ],
     "message_image": [{"type": "image"}],
     "message_audio": [{"type": "audio"}],
@@ -225,7 +224,6 @@ EXPECTED_PARTS: dict[str, list[Json]] = {
     "message_location": [{"type": "location", "latitude": 10.7769, "longitude": 106.7009}],
     "postback": [
         {"type": "text", "text": "Bắt đầu"},
-        {"type": "text", "text": "[postback payload] GET_STARTED"},
     ],
     "postback_standby": [{"type": "text", "text": "Xem sản phẩm"}],
     "standby_message": [{"type": "text", "text": "Bot không hiểu, cho em gặp người thật"}],
@@ -242,20 +240,31 @@ async def test_each_kind_of_customer_message_is_stored(fb: Fb, name: str) -> Non
         assert expected.items() <= part.items(), part
         if part["type"] in ("image", "audio", "video", "file", "sticker"):
             assert part["url"].startswith("https://")  # Meta's URL, kept as it came
-    kept = [(kind, reason) for kind, reason, _ in raw_events(fb.data_dir)]
-    if name == "postback":  # its referral (an m.me link) is kept beside the message
-        assert kept == [
-            ("referral", "referral (source=SHORTLINK, type=OPEN_THREAD, ref=summer_sale)")
-        ]
-    else:
-        assert kept == []
+    assert msg["metadata"] == EXPECTED_METADATA.get(name, {})
+    assert raw_events(fb.data_dir) == []
 
 
-async def test_a_replayed_postback_keeps_its_referral_once(fb: Fb) -> None:
-    for _ in range(3):
-        await fb.deliver(raw("postback"))
-    assert len(await all_messages(fb)) == 1
-    assert [kind for kind, _, _ in raw_events(fb.data_dir)] == ["referral"]
+EXPECTED_METADATA: dict[str, Json] = {
+    "message_quick_reply": {"payload": "COLOR_RED", "payload_from": "quick_reply"},
+    "postback": {
+        "payload": "GET_STARTED",
+        "payload_from": "postback",
+        "referral": {"source": "SHORTLINK", "type": "OPEN_THREAD", "ref": "summer_sale"},
+    },
+}
+
+
+async def test_payloads_never_reach_the_text_nor_the_customer_s_view(fb: Fb) -> None:
+    # The quick reply's and the button's developer data are kept as metadata; neither
+    # the stored parts nor the event the helpdesk reads carry them as words.
+    for name in ("message_quick_reply", "postback", "postback"):
+        await fb.deliver(raw(name))
+    stored = await all_messages(fb)
+    assert len(stored) == 2
+    for msg in stored:
+        text = json.dumps(msg["parts"], ensure_ascii=False)
+        assert "COLOR_RED" not in text and "GET_STARTED" not in text
+        assert "payload" not in text
 
 
 async def test_reply_to_joins_the_quoted_message(fb: Fb) -> None:

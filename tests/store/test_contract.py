@@ -32,7 +32,13 @@ from tests.store.conftest import Domain, Recorder
 WEB = ChannelId("webchat")
 ZALO = ChannelId("zalo-oa")
 MAIL = ChannelId("mail")
-TYPES = {WEB: ChannelType.WEBCHAT, ZALO: ChannelType.ZALO, MAIL: ChannelType.EMAIL}
+FB = ChannelId("fb")
+TYPES = {
+    WEB: ChannelType.WEBCHAT,
+    ZALO: ChannelType.ZALO,
+    MAIL: ChannelType.EMAIL,
+    FB: ChannelType.FACEBOOK,
+}
 
 
 def inbound(
@@ -83,6 +89,25 @@ async def test_same_external_id_is_stored_once(
     page = await store.messages.page(first.conversation_id, None, 50)
     assert [m.id for m in page.items] == [first.message.id]
     assert recorder.types().count("message.received") == 1
+
+
+async def test_metadata_is_kept_beside_the_text(
+    domain: Domain, store: Store, recorder: Recorder
+) -> None:
+    metadata = {"payload": "ORDER_RECEIVED_12345", "choice": {"id": "yes", "title": "Có ạ"}}
+    msg = inbound(WEB, "m-meta", "v1", text="Đã nhận hàng").model_copy(
+        update={"metadata": metadata}
+    )
+    plain = await ingest(domain, inbound(WEB, "m-plain", "v1"))
+    result = await ingest(domain, msg)
+    assert result.message.metadata == metadata
+    page = await store.messages.page(result.conversation_id, None, 50)
+    stored = {m.id: m for m in page.items}
+    assert stored[result.message.id].metadata == metadata
+    assert stored[result.message.id].parts == [TextPart(text="Đã nhận hàng")]
+    assert stored[plain.message.id].metadata == {}
+    received = [e for e in recorder.events if e.type == "message.received"]
+    assert received[-1].data["message"]["metadata"] == metadata
 
 
 async def test_same_external_id_on_two_channels_is_two_messages(
@@ -397,10 +422,12 @@ async def test_earlier_messages_get_their_peer_when_the_store_is_upgraded(
     a2 = await ingest(domain, inbound(WEB, "va:2", "va", "A two"))  # in B's conversation
     z1 = await ingest(domain, inbound(ZALO, "z-1", "zu1", "Zalo"))
     await store.close()
+    # Back to the schema before the peer's step: that step and the later ones undone.
     step = 9 if backend.name == "sqlite" else 2
     await backend.execute(
         "DROP INDEX messages_peer; ALTER TABLE messages DROP COLUMN peer_id; "
-        f"DELETE FROM schema_migrations WHERE version = {step}"
+        "ALTER TABLE messages DROP COLUMN metadata; "
+        f"DELETE FROM schema_migrations WHERE version >= {step}"
     )
     store = await open_store(backend.url)
     try:
@@ -412,6 +439,49 @@ async def test_earlier_messages_get_their_peer_when_the_store_is_upgraded(
         assert await history(WEB, "va") == [a1.message.id, to_a1.id, a2.message.id]
         assert await history(WEB, "vb") == [b1.message.id, b2.message.id]
         assert await history(ZALO, "zu1") == [z1.message.id]
+    finally:
+        await store.close()
+
+
+async def test_payloads_stored_as_text_move_to_metadata_when_the_store_is_upgraded(
+    backend: Backend,
+) -> None:
+    # Earlier versions kept a Messenger quick reply's or button's payload as a second,
+    # labelled text part. The upgrade moves it into metadata and leaves the words alone.
+    store = await open_store(backend.url)
+    domain = Domain.over(store)
+
+    def old(channel: ChannelId, mid: str, *texts: str) -> InboundMessage:
+        msg = inbound(channel, mid, "psid-1")
+        return msg.model_copy(update={"parts": [TextPart(text=t) for t in texts]})
+
+    quick = await ingest(domain, old(FB, "m1", "Màu đỏ", "[quick reply payload] COLOR_RED"))
+    button = await ingest(domain, old(FB, "m2", "Bắt đầu", "[postback payload] GET_STARTED"))
+    alone = await ingest(domain, old(FB, "m3", "[postback payload] ONLY"))
+    typed = await ingest(domain, old(WEB, "w1", "[postback payload] typed by a visitor"))
+    await store.close()
+    step = 11 if backend.name == "sqlite" else 4
+    await backend.execute(f"DELETE FROM schema_migrations WHERE version >= {step}")
+    store = await open_store(backend.url)
+    try:
+
+        async def stored(result) -> tuple[list[str], dict[str, object]]:  # type: ignore[no-untyped-def]
+            page = await store.messages.page(result.conversation_id, None, 50)
+            (found,) = [m for m in page.items if m.id == result.message.id]
+            return [p.text for p in found.parts if isinstance(p, TextPart)], found.metadata
+
+        assert await stored(quick) == (
+            ["Màu đỏ"],
+            {"payload": "COLOR_RED", "payload_from": "quick_reply"},
+        )
+        assert await stored(button) == (
+            ["Bắt đầu"],
+            {"payload": "GET_STARTED", "payload_from": "postback"},
+        )
+        # Nothing else to show: left as it was rather than a message without parts.
+        assert await stored(alone) == (["[postback payload] ONLY"], {})
+        # Only Messenger ever wrote these labels; a visitor's own words are theirs.
+        assert await stored(typed) == (["[postback payload] typed by a visitor"], {})
     finally:
         await store.close()
 

@@ -29,9 +29,9 @@ THREAD_REFS_LIMIT = 30
 _INSERT = (
     "INSERT INTO messages (id, conversation_id, contact_id, channel_id, direction, "
     "author_type, author_id, external_id, parts, reply_to, created_at, status, "
-    "idempotency_key, request_hash, next_attempt_at, peer_id) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
-    "COALESCE($16::text, (SELECT recipient_id FROM conversations WHERE id = $2)))"
+    "idempotency_key, request_hash, next_attempt_at, metadata, peer_id) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
+    "COALESCE($17::text, (SELECT recipient_id FROM conversations WHERE id = $2)))"
 )
 
 
@@ -109,6 +109,7 @@ class MessageTx:
             idempotency_key,
             request_hash,
             due_at,
+            rows.metadata_json(message.metadata),
             peer_id,
         )
 

@@ -293,6 +293,58 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX messages_peer ON messages(channel_id, peer_id, id);
         """,
     ),
+    (
+        10,
+        """
+        -- Structured data beside a message's text (a quick reply's payload, a choice, an
+        -- email's Cc): a JSON object, NULL when there is none.
+        ALTER TABLE messages ADD COLUMN metadata TEXT;
+        """,
+    ),
+    (
+        11,
+        """
+        -- Developer payloads stored as text by earlier versions (a Messenger quick reply's
+        -- or button's payload as a second text part "[quick reply payload] X" or
+        -- "[postback payload] X") move into the message's metadata: the customer's words
+        -- stay its only text.
+        UPDATE messages SET
+            metadata = json_patch(COALESCE(metadata, '{}'), (
+                SELECT json_object(
+                    'payload', CASE
+                        WHEN json_extract(p.value, '$.text') LIKE '[quick reply payload] %'
+                        THEN substr(json_extract(p.value, '$.text'), 23)
+                        ELSE substr(json_extract(p.value, '$.text'), 20) END,
+                    'payload_from', CASE
+                        WHEN json_extract(p.value, '$.text') LIKE '[quick reply payload] %'
+                        THEN 'quick_reply' ELSE 'postback' END)
+                FROM json_each(messages.parts) p
+                WHERE json_extract(p.value, '$.type') = 'text'
+                    AND (json_extract(p.value, '$.text') LIKE '[quick reply payload] %'
+                        OR json_extract(p.value, '$.text') LIKE '[postback payload] %')
+                ORDER BY p.key LIMIT 1)),
+            parts = (
+                SELECT json_group_array(json(p.value)) FROM (
+                    SELECT value FROM json_each(messages.parts)
+                    WHERE NOT (json_extract(value, '$.type') = 'text'
+                        AND (json_extract(value, '$.text') LIKE '[quick reply payload] %'
+                            OR json_extract(value, '$.text') LIKE '[postback payload] %'))
+                    ORDER BY key) p)
+        WHERE direction = 'inbound'
+            AND channel_id IN (SELECT DISTINCT channel_id FROM conversations
+                               WHERE channel_type = 'facebook')
+            AND EXISTS (
+                SELECT 1 FROM json_each(messages.parts) p
+                WHERE json_extract(p.value, '$.type') = 'text'
+                    AND (json_extract(p.value, '$.text') LIKE '[quick reply payload] %'
+                        OR json_extract(p.value, '$.text') LIKE '[postback payload] %'))
+            AND EXISTS (
+                SELECT 1 FROM json_each(messages.parts) p
+                WHERE NOT (json_extract(p.value, '$.type') = 'text'
+                    AND (json_extract(p.value, '$.text') LIKE '[quick reply payload] %'
+                        OR json_extract(p.value, '$.text') LIKE '[postback payload] %')));
+        """,
+    ),
 ]
 
 
