@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from connectors.base import Capability
-from kernel.models import LinkPart, LocationPart, MediaPart, Part, TextPart
+from kernel.models import ChoicesPart, LinkPart, LocationPart, MediaPart, Part, TextPart
 
 _PART_CAPABILITY = {
     "text": Capability.TEXT,
@@ -16,6 +16,7 @@ _PART_CAPABILITY = {
     "sticker": Capability.STICKER,
     "location": Capability.LOCATION,
     "link": Capability.LINK,
+    "choices": Capability.CHOICES,
 }
 
 _MEDIA_LABEL = {
@@ -36,6 +37,10 @@ def as_text(part: Part) -> str:
     if isinstance(part, LocationPart):
         lat, lon = part.latitude, part.longitude
         return f"📍 {lat}, {lon} https://www.openstreetmap.org/?mlat={lat}&mlon={lon}"
+    if isinstance(part, ChoicesPart):
+        # A numbered list: the customer answers with the number or the words.
+        lines = [part.text, *(f"{n}. {c.title}" for n, c in enumerate(part.choices, 1))]
+        return "\n".join(lines)
     label = _MEDIA_LABEL[part.type]
     bits = [f"[{label}]"]
     if part.name:

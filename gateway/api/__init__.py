@@ -19,6 +19,7 @@ from gateway.api import (
     intake,
     stats,
     system,
+    templates,
     webhooks,
 )
 from gateway.api.context import ApiContext
@@ -40,6 +41,7 @@ PARTS = (
     intake.operations,
     stats.operations,
     system.operations,
+    templates.operations,
     webhooks.operations,
 )
 

@@ -44,11 +44,25 @@ class ConversationQuery(PageQuery):
     contact_id: Id | None = None
 
 
+VariableName = Annotated[
+    str, Field(max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+]
+
+
 class SendMessage(In):
-    """An agent's reply: ``text``, or ``parts`` for richer content."""
+    """An agent's reply: ``text``, ``parts`` for richer content, or a canned reply
+    (``template_id`` with its ``variables``)."""
 
     text: Annotated[Text, Field(min_length=1, max_length=20_000)] | None = None
     parts: Annotated[list[Part], Field(min_length=1, max_length=20)] | None = None
+    template_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    variables: Annotated[
+        dict[VariableName, Annotated[Text, Field(max_length=20_000)]], Field(max_length=50)
+    ] = Field(
+        default_factory=dict,
+        description="Values of the template's own variables; the gateway fills in "
+        "`contact.*` and `agent.*`. Values are text, put in as they are.",
+    )
     reply_to: Id | None = None
     agent_id: Id | None = Field(
         None, description="Author, for admin and integration tokens (default: the assignee)."
@@ -56,10 +70,13 @@ class SendMessage(In):
 
     @model_validator(mode="after")
     def _one_of(self) -> SendMessage:
-        if (self.text is None) == (self.parts is None):
-            raise ValueError("give either text or parts")
+        given = [x for x in (self.text, self.parts, self.template_id) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give one of text, parts or template_id")
         if self.text is not None and not self.text.strip():
             raise ValueError("text is empty")
+        if self.variables and self.template_id is None:
+            raise ValueError("variables go with template_id")
         return self
 
 

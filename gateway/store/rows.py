@@ -18,6 +18,7 @@ from gateway.store.records import (
     from_us,
     opt_dt,
 )
+from kernel.errors import Conflict
 from kernel.events import Event
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId
 from kernel.models import (
@@ -34,6 +35,7 @@ from kernel.models import (
     Part,
     Presence,
     Reaction,
+    Template,
 )
 
 # sqlite3.Row or asyncpg.Record
@@ -50,6 +52,31 @@ def reactions_json(reactions: list[Reaction]) -> str:
 def metadata_json(metadata: dict[str, Any]) -> str | None:
     """A message's metadata as stored: NULL when empty, as most messages have none."""
     return json.dumps(metadata, ensure_ascii=False, separators=(",", ":")) if metadata else None
+
+
+def template_body(template: Template) -> str:
+    """What a template says, as stored: ``{"text": ...}`` or ``{"parts": [...]}``."""
+    return template.model_dump_json(include={"text", "parts"}, exclude_none=True)
+
+
+def template(row: Row) -> Template:
+    body = json.loads(row["body"])
+    return Template(
+        id=row["id"],
+        name=row["name"],
+        language=row["language"],
+        text=body.get("text"),
+        parts=_parts.validate_python(body["parts"]) if "parts" in body else None,
+        created_at=from_us(row["created_at"]),
+        updated_at=from_us(row["updated_at"]),
+    )
+
+
+def template_exists(template: Template) -> Conflict:
+    return Conflict(
+        f"a template named {template.name!r} in {template.language!r} exists",
+        code="template_exists",
+    )
 
 
 def parts_json(parts: list[Part] | tuple[Part, ...]) -> str:

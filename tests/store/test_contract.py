@@ -422,12 +422,11 @@ async def test_earlier_messages_get_their_peer_when_the_store_is_upgraded(
     a2 = await ingest(domain, inbound(WEB, "va:2", "va", "A two"))  # in B's conversation
     z1 = await ingest(domain, inbound(ZALO, "z-1", "zu1", "Zalo"))
     await store.close()
-    # Back to the schema before the peer's step: that step and the later ones undone.
+    # The peer's step undone: the upgrade applies it again.
     step = 9 if backend.name == "sqlite" else 2
     await backend.execute(
         "DROP INDEX messages_peer; ALTER TABLE messages DROP COLUMN peer_id; "
-        "ALTER TABLE messages DROP COLUMN metadata; "
-        f"DELETE FROM schema_migrations WHERE version >= {step}"
+        f"DELETE FROM schema_migrations WHERE version = {step}"
     )
     store = await open_store(backend.url)
     try:
@@ -461,7 +460,7 @@ async def test_payloads_stored_as_text_move_to_metadata_when_the_store_is_upgrad
     typed = await ingest(domain, old(WEB, "w1", "[postback payload] typed by a visitor"))
     await store.close()
     step = 11 if backend.name == "sqlite" else 4
-    await backend.execute(f"DELETE FROM schema_migrations WHERE version >= {step}")
+    await backend.execute(f"DELETE FROM schema_migrations WHERE version = {step}")
     store = await open_store(backend.url)
     try:
 
@@ -974,3 +973,48 @@ async def test_nul_in_a_providers_names_does_not_fail_the_write(
     assert (contact.display_name or "").replace("\x00", "") == "Lan Anh"
     page = await store.messages.page(r.conversation_id, None, 10)
     assert [m.id for m in page.items] == [r.message.id]
+
+
+# --- canned replies -------------------------------------------------------------------------
+
+
+async def test_templates_keep_their_variants_and_refuse_a_taken_name(store: Store) -> None:
+    from kernel.models import ChoicesPart, Template
+
+    now = utcnow()
+
+    def template(tid: str, language: str, **body: object) -> Template:
+        return Template.model_validate(
+            {
+                "id": tid,
+                "name": "cảm ơn",
+                "language": language,
+                "created_at": now,
+                "updated_at": now,
+                **body,
+            }
+        )
+
+    vi = template("tpl_1", "vi", text="Cảm ơn {{contact.display_name}}")
+    en = template(
+        "tpl_2",
+        "en",
+        parts=[ChoicesPart(text="Received?", choices=[{"id": "y", "title": "Yes"}])],
+    )
+    assert await store.templates.put(vi, new=True)
+    assert await store.templates.put(en, new=True)
+    assert await store.templates.get("tpl_1") == vi
+    assert await store.templates.get("tpl_2") == en
+    assert [t.id for t in await store.templates.all("cảm ơn")] == ["tpl_2", "tpl_1"]
+    with pytest.raises(Conflict):
+        await store.templates.put(template("tpl_3", "vi", text="again"), new=True)
+    with pytest.raises(Conflict):
+        await store.templates.put(en.model_copy(update={"language": "vi"}), new=False)
+    assert await store.templates.get("tpl_3") is None
+    changed = vi.model_copy(update={"text": "Cảm ơn ạ"})
+    assert await store.templates.put(changed, new=False)
+    assert (await store.templates.get("tpl_1")) == changed
+    assert await store.templates.delete("tpl_1")
+    assert not await store.templates.delete("tpl_1")
+    assert not await store.templates.put(changed, new=False)
+    assert [t.id for t in await store.templates.all()] == ["tpl_2"]

@@ -343,6 +343,21 @@ MIGRATIONS: list[tuple[int, str]] = [
                         OR p.value->>'text' LIKE '[postback payload] %')));
         """,
     ),
+    (
+        5,
+        """
+        -- Canned replies: rows with the same name are one reply's language variants.
+        CREATE TABLE templates (
+            id          text PRIMARY KEY,
+            name        text NOT NULL,
+            language    text NOT NULL,
+            body        jsonb NOT NULL,
+            created_at  timestamptz NOT NULL,
+            updated_at  timestamptz NOT NULL
+        );
+        CREATE UNIQUE INDEX templates_name_language ON templates (name, language);
+        """,
+    ),
 ]
 
 
@@ -358,15 +373,16 @@ async def migrate(conn: Any) -> int:
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         newest = MIGRATIONS[-1][0]
-        if current > newest:
+        if applied - {version for version, _ in MIGRATIONS}:
             raise SchemaTooNew(
-                f"database schema version {current} is newer than this gateway knows "
+                f"database schema version {max(applied)} is newer than this gateway knows "
                 f"({newest}); upgrade the gateway"
             )
+        # Every step not applied yet, in order (see the SQLite backend's migrate).
         for version, sql in MIGRATIONS:
-            if version <= current:
+            if version in applied:
                 continue
             async with conn.transaction():
                 await conn.execute(sql)

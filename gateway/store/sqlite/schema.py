@@ -345,6 +345,21 @@ MIGRATIONS: list[tuple[int, str]] = [
                         OR json_extract(p.value, '$.text') LIKE '[postback payload] %')));
         """,
     ),
+    (
+        12,
+        """
+        -- Canned replies: rows with the same name are one reply's language variants.
+        CREATE TABLE templates (
+            id          TEXT PRIMARY KEY,
+            name        TEXT NOT NULL,
+            language    TEXT NOT NULL,
+            body        TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            updated_at  INTEGER NOT NULL
+        );
+        CREATE UNIQUE INDEX templates_name_language ON templates(name, language);
+        """,
+    ),
 ]
 
 
@@ -358,15 +373,17 @@ def migrate(conn: sqlite3.Connection) -> int:
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
     )
-    current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+    applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
     newest = MIGRATIONS[-1][0]
-    if current > newest:
+    if applied - {version for version, _ in MIGRATIONS}:
         raise SchemaTooNew(
-            f"database schema version {current} is newer than this gateway knows ({newest}); "
-            "upgrade the gateway"
+            f"database schema version {max(applied)} is newer than this gateway knows "
+            f"({newest}); upgrade the gateway"
         )
+    # Every step not applied yet, in order: also one numbered below a step applied before
+    # it (steps are independent; a database is up to date when it has all of them).
     for version, sql in MIGRATIONS:
-        if version <= current:
+        if version in applied:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
