@@ -68,6 +68,7 @@ class FacebookConnector(ProviderConnector):
             Capability.AUDIO,
             Capability.VIDEO,
             Capability.FILE,
+            Capability.CHOICES,
             Capability.TYPING,
             Capability.READ_RECEIPTS,
         }

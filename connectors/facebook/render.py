@@ -16,7 +16,7 @@ from connectors.degrade import as_text
 from connectors.errors import WindowClosed
 from connectors.facebook.parse import MARKER_PREFIX
 from connectors.textsplit import split_text
-from kernel.models import MediaPart, Part, TextPart
+from kernel.models import ChoicesPart, MediaPart, Part, TextPart
 
 # Meta's Send API text limit is 2,000 characters. Whether it counts code points or UTF-16
 # code units is not documented; UTF-16 units are never fewer, so counting them is safe
@@ -93,6 +93,11 @@ def _units(parts: Sequence[Part]) -> list[str | MediaPart]:
             and part.url.lower().startswith(("https://", "http://"))
         ):
             unit = part
+        elif isinstance(part, ChoicesPart):
+            # The question; its answers ride as quick replies (choice_options). Titles too
+            # long for a chip are listed in the text, numbered, and the chips say the numbers.
+            short = all(len(c.title) <= QUICK_REPLY_TITLE_MAX for c in part.choices)
+            unit = part.text if short else as_text(part)
         else:
             # Meta fetches attachments by URL: one it cannot reach (a path on this server
             # without public_url) goes as text, like any part the channel cannot show.
@@ -128,6 +133,22 @@ def quick_replies(options: Sequence[QuickReply]) -> list[dict[str, str]]:
     ]
 
 
+def choice_options(parts: Sequence[Part]) -> list[QuickReply]:
+    """Quick replies for the message's (last) choices part: one per answer, its payload the
+    choice id (the pick comes back with it); numbered chips when a title is too long for
+    one (Meta caps quick reply and button titles alike at 20 characters, so a button
+    template would not show them either)."""
+    found = [p for p in parts if isinstance(p, ChoicesPart)]
+    if not found:
+        return []
+    choices = found[-1].choices[:QUICK_REPLIES_MAX]
+    short = all(len(c.title) <= QUICK_REPLY_TITLE_MAX for c in found[-1].choices)
+    return [
+        QuickReply(title=c.title if short else str(n), payload=c.id)
+        for n, c in enumerate(choices, 1)
+    ]
+
+
 def requests_for(
     psid: str,
     parts: Sequence[Part],
@@ -142,6 +163,7 @@ def requests_for(
     own. Quick replies ride on the last request, so they show under the whole message.
     """
     messages = _message_bodies(parts)
+    options = [*options, *choice_options(parts)]
     if messages and options:
         chips = quick_replies(options)
         if chips:

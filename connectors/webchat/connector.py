@@ -78,6 +78,7 @@ class WebchatConnector(SocketConnector):
             Capability.FILE,
             Capability.LINK,
             Capability.LOCATION,
+            Capability.CHOICES,
             Capability.TYPING,
         }
     )
@@ -272,6 +273,8 @@ class WebchatConnector(SocketConnector):
             external_id=f"{visitor}:{frame.client_id}",
             sender=Sender(external_id=visitor),
             parts=[TextPart(text=frame.text)],
+            # A pick: the gateway matches it to the question asked (metadata.choice).
+            metadata={"choice_id": frame.choice_id} if frame.choice_id else {},
         )
         # Stored from here: its own commit must not come back to it through relay().
         self._storing.add(inbound.external_id)

@@ -89,7 +89,7 @@ class ZaloConnector(ProviderConnector):
     # else (audio, video, stickers, locations, links) becomes text in the shared degrade
     # step, since the CS message API has no way to send them by URL.
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.TEXT, Capability.IMAGE, Capability.FILE}
+        {Capability.TEXT, Capability.IMAGE, Capability.FILE, Capability.CHOICES}
     )
 
     def __init__(
@@ -330,6 +330,8 @@ class ZaloConnector(ProviderConnector):
                         body = render.text_body(
                             user_id, step.text, quote=quote if index == 0 else None
                         )
+                    elif isinstance(step, render.ChoicesStep):
+                        body = render.choices_body(user_id, step.part)
                     else:
                         body = await self._media_body(user_id, step.part)
                     sent = await self._api(functools.partial(self._send_cs, body))

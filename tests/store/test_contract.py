@@ -1018,3 +1018,56 @@ async def test_templates_keep_their_variants_and_refuse_a_taken_name(store: Stor
     assert not await store.templates.delete("tpl_1")
     assert not await store.templates.put(changed, new=False)
     assert [t.id for t in await store.templates.all()] == ["tpl_2"]
+
+
+# --- choices ----------------------------------------------------------------------------------
+
+
+async def test_an_answer_to_a_question_is_the_pick(domain: Domain, store: Store) -> None:
+    from kernel.models import ChoicesPart
+
+    question = ChoicesPart.model_validate(
+        {
+            "text": "Anh/chị đã nhận được hàng chưa ạ?",
+            "choices": [
+                {"id": "received", "title": "Đã nhận hàng"},
+                {"id": "not_yet", "title": "Chưa nhận"},
+                {"id": "other", "title": "Khác"},
+            ],
+        }
+    )
+    first = await ingest(domain, inbound(WEB, "q0", "v1", "Đơn của em đâu rồi?"))
+    agent = Author(type=AuthorType.AGENT, id="lan")
+
+    async def ask() -> None:
+        await domain.outbox.create(first.conversation_id, agent, [question])
+
+    async def answer(mid: str, text: str, **metadata: str) -> dict[str, object]:
+        msg = inbound(WEB, mid, "v1", text).model_copy(update={"metadata": metadata})
+        result = await ingest(domain, msg)
+        assert result.message.parts == [TextPart(text=text)]
+        return result.message.metadata
+
+    received = {"choice": {"id": "received", "title": "Đã nhận hàng"}}
+    not_yet = {"choice": {"id": "not_yet", "title": "Chưa nhận"}}
+    await ask()
+    assert await answer("a1", "2.") == not_yet  # by number
+    # Only the first answer after the question is read as a pick...
+    assert await answer("a2", "1") == {}
+    # ...but an id from the channel always is; the widget's own key is not kept.
+    assert await answer("a3", "Đã nhận hàng", choice_id="received") == received
+    assert await answer("a4", "x", choice_id="nope") == {}
+    await ask()
+    assert await answer("a5", "  da NHAN hang! ") == received  # title, diacritics ignored
+    await ask()
+    assert await answer("a6", "4") == {}  # no such number
+    await ask()
+    # A Messenger quick reply: its payload names the choice, and stays beside it.
+    assert await answer("a7", "Chưa nhận", payload="not_yet", payload_from="quick_reply") == {
+        "payload": "not_yet",
+        "payload_from": "quick_reply",
+        **not_yet,
+    }
+    # No question asked (a plain reply came after it): nothing is a pick.
+    await domain.outbox.create(first.conversation_id, agent, [TextPart(text="Dạ vâng ạ")])
+    assert await answer("a8", "1") == {}

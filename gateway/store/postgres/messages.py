@@ -12,7 +12,16 @@ import asyncpg
 from gateway.store import rows
 from gateway.store.postgres import contacts, conversations
 from gateway.store.postgres.reading import Reader, Write, count, group, page
-from gateway.store.records import OutboundJob, StoredMessage, from_us, opt_dt, to_us
+from gateway.store.records import (
+    ASKED_WITHIN,
+    Asked,
+    OutboundJob,
+    StoredMessage,
+    asked_from,
+    from_us,
+    opt_dt,
+    to_us,
+)
 from gateway.store.rows import CONVERSATION_COLUMNS
 from kernel.envelope import OutboundMessage
 from kernel.errors import NotFound
@@ -80,6 +89,15 @@ class MessageTx:
             conversation_id,
         )
         return found is not None
+
+    async def asked(self, conversation_id: str) -> Asked | None:
+        recent = await self.tx.fetch(
+            "SELECT id, direction, parts::text FROM messages WHERE conversation_id = $1 "
+            "ORDER BY id DESC LIMIT $2",
+            conversation_id,
+            ASKED_WITHIN,
+        )
+        return asked_from([(r[0], r[1], r[2]) for r in recent])
 
     async def insert(
         self,

@@ -9,7 +9,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway.store import rows
-from gateway.store.records import OutboundJob, StoredMessage, from_us, opt_dt, to_us
+from gateway.store.records import (
+    ASKED_WITHIN,
+    Asked,
+    OutboundJob,
+    StoredMessage,
+    asked_from,
+    from_us,
+    opt_dt,
+    to_us,
+)
 from gateway.store.rows import CONVERSATION_COLUMNS
 from gateway.store.sqlite import contacts, conversations
 from gateway.store.sqlite.reading import Reader, Write, group, marks, page
@@ -80,6 +89,14 @@ class MessageTx:
             (message_id, conversation_id),
         )
         return row is not None
+
+    async def asked(self, conversation_id: str) -> Asked | None:
+        recent = self.tx.execute(
+            "SELECT id, direction, parts FROM messages WHERE conversation_id = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (conversation_id, ASKED_WITHIN),
+        ).fetchall()
+        return asked_from([tuple(r) for r in recent])
 
     async def insert(
         self,
