@@ -136,7 +136,7 @@ class OutboundWorker:
         if connector.health.state == HealthState.BAD_CREDENTIALS:
             await self._defer(job, HELD_RECHECK, AuthError("the channel's credentials are broken"))
             return False
-        parts = degrade(message.parts, connector.capabilities)
+        parts = degrade(message.parts, connector.capabilities, out.conversation.language)
         if not parts:
             await self._fail(job, "empty_message", "nothing in this message can be sent", False)
             return True

@@ -373,7 +373,11 @@ class FacebookConnector(ProviderConnector):
         )
         page = await self._page_for(psid)
         bodies = render.requests_for(
-            psid, outbound.message.parts, message_id=message_id, window=window
+            psid,
+            outbound.message.parts,
+            message_id=message_id,
+            window=window,
+            language=outbound.conversation.language,
         )
         if not bodies:
             raise PermanentError("nothing in this message can be sent", code="empty_message")

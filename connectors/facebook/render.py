@@ -81,7 +81,7 @@ def marker(message_id: str, index: int, total: int) -> str:
     return f"{MARKER_PREFIX}{message_id}:{index}/{total}"
 
 
-def _units(parts: Sequence[Part]) -> list[str | MediaPart]:
+def _units(parts: Sequence[Part], language: str | None) -> list[str | MediaPart]:
     """Texts (adjacent ones merged) and sendable attachments, in order."""
     units: list[str | MediaPart] = []
     for part in parts:
@@ -97,11 +97,11 @@ def _units(parts: Sequence[Part]) -> list[str | MediaPart]:
             # The question; its answers ride as quick replies (choice_options). Titles too
             # long for a chip are listed in the text, numbered, and the chips say the numbers.
             short = all(len(c.title) <= QUICK_REPLY_TITLE_MAX for c in part.choices)
-            unit = part.text if short else as_text(part)
+            unit = part.text if short else as_text(part, language)
         else:
             # Meta fetches attachments by URL: one it cannot reach (a path on this server
             # without public_url) goes as text, like any part the channel cannot show.
-            unit = part.text if isinstance(part, TextPart) else as_text(part)
+            unit = part.text if isinstance(part, TextPart) else as_text(part, language)
         if isinstance(unit, str) and units and isinstance(units[-1], str):
             units[-1] = units[-1] + "\n" + unit
         else:
@@ -109,9 +109,9 @@ def _units(parts: Sequence[Part]) -> list[str | MediaPart]:
     return units
 
 
-def _message_bodies(parts: Sequence[Part]) -> list[dict[str, Any]]:
+def _message_bodies(parts: Sequence[Part], language: str | None) -> list[dict[str, Any]]:
     bodies: list[dict[str, Any]] = []
-    for unit in _units(parts):
+    for unit in _units(parts, language):
         if isinstance(unit, MediaPart):
             kind = _ATTACHMENT_TYPES[unit.type]
             bodies.append({"attachment": {"type": kind, "payload": {"url": unit.url}}})
@@ -156,13 +156,14 @@ def requests_for(
     message_id: str,
     window: dict[str, str],
     options: Sequence[QuickReply] = (),
+    language: str | None = None,
 ) -> list[dict[str, Any]]:
     """The Send API bodies that deliver one message, in order.
 
     Text beyond the limit becomes several requests; each attachment is a request of its
     own. Quick replies ride on the last request, so they show under the whole message.
     """
-    messages = _message_bodies(parts)
+    messages = _message_bodies(parts, language)
     options = [*options, *choice_options(parts)]
     if messages and options:
         chips = quick_replies(options)

@@ -60,7 +60,7 @@ BUTTONS_MAX = 5
 BUTTON_TITLE_MAX = 100
 
 
-def plan(parts: Sequence[Part]) -> list[Step]:
+def plan(parts: Sequence[Part], language: str | None = None) -> list[Step]:
     """The steps that deliver one reply, in order. Adjacent texts are merged; text over
     the limit becomes several steps; image and file parts become attachments."""
     units: list[str | MediaPart | ChoicesPart] = []
@@ -76,7 +76,7 @@ def plan(parts: Sequence[Part]) -> list[Step]:
             units.append(part)
             continue
         else:
-            unit = part.text if isinstance(part, TextPart) else as_text(part)
+            unit = part.text if isinstance(part, TextPart) else as_text(part, language)
             unit = clean_text(unit)
         if isinstance(unit, str) and units and isinstance(units[-1], str):
             units[-1] = units[-1] + "\n" + unit
