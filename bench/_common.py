@@ -179,6 +179,33 @@ def process_cpu_seconds(pid: int) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process and all its descendants (a postmaster and its backends), from
+    /proc: user + system time of each live one, plus the time of the children they have
+    already reaped (cutime, cstime), so that a backend that exits is still counted."""
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it ended meanwhile; its parent's cutime has it
+        fields = stat[stat.rindex(")") + 2 :].split()
+        child = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(child)  # ppid
+        ticks[child] = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    if pid not in ticks:
+        return None
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += ticks.get(current, 0)
+        todo.extend(children.get(current, ()))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 # --- server subprocesses ---------------------------------------------------------------------
 
 
