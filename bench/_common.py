@@ -179,6 +179,15 @@ def process_cpu_seconds(pid: int) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent of a process on this machine (a PostgreSQL backend's: its postmaster)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
 def process_tree_cpu_seconds(pid: int) -> float | None:
     """CPU time of a process and all its descendants (a postmaster and its backends), from
     /proc: user + system time of each live one, plus the time of the children they have
