@@ -91,6 +91,15 @@ def percentiles(
     return out
 
 
+def fmt_ms(value: float | None) -> str:
+    """Milliseconds for a report; "-" when there were no samples."""
+    return "-" if value is None else f"{value:.1f}"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
 # --- machine facts --------------------------------------------------------------------------
 
 
@@ -177,6 +186,17 @@ def process_cpu_seconds(pid: int) -> float | None:
     fields = stat[stat.rindex(")") + 2 :].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU time spent by the whole machine, every process and the kernel, since boot
+    (from /proc/stat: all but idle and iowait; steal counts, as the cores were taken)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def parent_pid(pid: int) -> int | None:

@@ -44,13 +44,16 @@ from _common import (
     REPO,
     ServerProcess,
     clean_env,
+    fmt_ms,
     fs_type,
+    machine_cpu_seconds,
     machine_facts,
     open_work_dir,
     percentiles,
     process_cpu_seconds,
     process_tree_cpu_seconds,
     serve_until_signalled,
+    verdict,
     vi_text,
 )
 
@@ -77,6 +80,7 @@ class Stats:
     t_measure: int = 0
     t_end: int = 0
     awaiting_sse: dict[str, int] = field(default_factory=dict)  # key -> send time
+    acked_unseen: set[str] = field(default_factory=set)  # acked, event not seen yet
     first_keys: set[str] = field(default_factory=set)
     first_conv: dict[str, int] = field(default_factory=dict)  # conversation -> first send
     ack_ns: list[int] = field(default_factory=list)
@@ -98,6 +102,7 @@ class Stats:
     per_second_acks: bool = False  # bucket acks (reference runs) instead of SSE arrivals
 
     def forget(self, key: str) -> int | None:
+        self.acked_unseen.discard(key)
         sent_at = self.awaiting_sse.pop(key, None)
         if not self.awaiting_sse:
             self.all_seen.set()
@@ -115,8 +120,10 @@ class Stats:
             if first:
                 self.first_keys.add(key)
 
-    def on_ack(self, sent_at: int, t: int) -> None:
+    def on_ack(self, sent_at: int, t: int, key: str = "") -> None:
         self.acked_total += 1
+        if key in self.awaiting_sse:
+            self.acked_unseen.add(key)
         if self.in_window(t):
             self.acked_window += 1
             if self.per_second_acks:
@@ -173,7 +180,7 @@ class Visitor:
             if kind == "ack" or (self.echo and kind == "message"):
                 pending = self.inflight.pop(frame.get("client_id"), None)
                 if pending is not None:
-                    stats.on_ack(pending[0], t)
+                    stats.on_ack(pending[0], t, f"{self.visitor_id}:{frame['client_id']}")
                     self._done(pending[1])
             elif kind == "error":
                 stats.errors[frame.get("code", "?")] += 1
@@ -430,6 +437,7 @@ class Load:
                         await stats.all_seen.wait()
             drain_s = time.perf_counter() - drain_start
             lost = len(stats.awaiting_sse)
+            lost_acked = len(stats.acked_unseen)
             for task in list(self.closing):
                 task.cancel()
             if sse_task is not None and sse is not None:
@@ -460,7 +468,8 @@ class Load:
             "send_lag_ms": percentiles(stats.lag_ns) if spec["mode"] == "open" else None,
             "errors": dict(stats.errors),
             "ack_timeouts": stats.timeouts,
-            "lost": lost,
+            "lost": lost,  # sent, event not seen (a message never acked may not be stored)
+            "lost_acked": lost_acked,  # acked, event not seen: lost for a helpdesk
             "unknown_events": stats.unknown_events,
             "events": dict(stats.events),
             "visitors": stats.visitors,
@@ -483,6 +492,7 @@ class Load:
                 await asyncio.sleep(delay / 1e9)
             now = time.perf_counter_ns()
             watched = {name: read(pid, tree) for name, (pid, tree) in watch.items()}
+            watched["machine"] = machine_cpu_seconds()
             return now, time.process_time(), watched
 
         t0, load0, watched0 = await until(stats.t_measure)
@@ -497,7 +507,7 @@ class Load:
             "load_cpu": round((load1 - load0) / wall, 2),
             "load_cpu_s": round(load1 - load0, 3),
             "cpu_wall_s": round(wall, 3),
-            "cpu_s": cpu_s,
+            "cpu_s": cpu_s,  # with "machine": every process on it, this one included
         }
         if "server" in cpu_s:
             out["server_cpu"] = round(cpu_s["server"] / wall, 2)
@@ -763,17 +773,9 @@ def count_inbound(db: Path) -> int | None:
 # --- report ------------------------------------------------------------------------------
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
 def _spread(per_second: list[int]) -> str:
     """Slowest and fastest whole second of the window."""
     return f"{min(per_second):,}..{max(per_second):,}" if per_second else "-"
-
-
-def _pass(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def report(
@@ -836,8 +838,8 @@ def report(
         for i, (kind, p) in enumerate(rows):
             label = r["label"] if i == 0 else ""
             print(
-                f"{label:<24} {kind:<14} {p['n']:>7} {_ms(p['p50']):>7} {_ms(p['p90']):>7} "
-                f"{_ms(p['p99']):>7} {_ms(p['max']):>7}"
+                f"{label:<24} {kind:<14} {p['n']:>7} {fmt_ms(p['p50']):>7} {fmt_ms(p['p90']):>7} "
+                f"{fmt_ms(p['p99']):>7} {fmt_ms(p['max']):>7}"
             )
     print()
     print("integrity (messages stored in SQLite vs acked by the gateway, over both runs):")
@@ -893,13 +895,13 @@ def report(
         print(f"goals, SQLite synchronous={sync}{default}:")
         print(
             f"  throughput end to end   {v['max_msgs_per_s']:>8,.0f} msgs/s   "
-            f"goal >= {GOAL_THROUGHPUT:,.0f}        {_pass(v['throughput_goal_pass'])}"
+            f"goal >= {GOAL_THROUGHPUT:,.0f}        {verdict(v['throughput_goal_pass'])}"
         )
         p99 = v["fixed_e2e_ms"]["p99"]
         note = "" if abs(args.rate - GOAL_RATE) < 1e-9 else f" (measured at {args.rate:g}/s)"
         print(
-            f"  p99 e2e at {GOAL_RATE:g} msgs/s    {_ms(p99):>8} ms       "
-            f"goal < {GOAL_P99_MS:g} ms          {_pass(v['p99_goal_pass'])}{note}"
+            f"  p99 e2e at {GOAL_RATE:g} msgs/s    {fmt_ms(p99):>8} ms       "
+            f"goal < {GOAL_P99_MS:g} ms          {verdict(v['p99_goal_pass'])}{note}"
         )
         if v["ratio_to_bare_ws"] is not None:
             print(
