@@ -891,11 +891,12 @@ async def fresh_pg_database(server_url: str, name: str) -> tuple[str, int | None
     conn = await asyncpg.connect(server_url)
     try:
         await conn.execute(f"CREATE DATABASE {database} TEMPLATE template0 ENCODING 'UTF8'")
-        backend = await conn.fetchval("SELECT pg_backend_pid()")
+        # read while the backend lives: its parent is the postmaster
+        postmaster = parent_pid(await conn.fetchval("SELECT pg_backend_pid()"))
     finally:
         await conn.close()
     parts = urlsplit(server_url)
-    return urlunsplit(parts._replace(path=f"/{database}")), parent_pid(backend)
+    return urlunsplit(parts._replace(path=f"/{database}")), postmaster
 
 
 def raw_floor(workdir: Path, measured: dict[str, Any]) -> dict[str, Any]:
