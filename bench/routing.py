@@ -50,6 +50,7 @@ from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 from _common import (  # noqa: E402
     fs_type,
+    machine_cpu_seconds,
     machine_facts,
     parent_pid,
     percentiles,
@@ -761,6 +762,7 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
         marks: dict[float, float] = {}
         changes0 = conn.total_changes if conn is not None else 0
         server0 = process_tree_cpu_seconds(postmaster) if postmaster else None
+        machine0 = machine_cpu_seconds()
         cpu0 = time.process_time()
         log0 = len(counting.log)
         t0 = time.perf_counter()
@@ -779,6 +781,7 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
         cpu1 = time.process_time()
         changes1 = conn.total_changes if conn is not None else 0
         server1 = process_tree_cpu_seconds(postmaster) if postmaster else None
+        machine1 = machine_cpu_seconds()
         done.set()
         await prober
         router.kick()
@@ -804,6 +807,12 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
                 else None
             ),
             probe_ack_ms=percentiles(probe_ns, (50, 99)),
+            # every process on the machine: how busy it was with other work meanwhile
+            machine_cpu_cores=(
+                round((machine1 - machine0) / span, 2)
+                if machine0 is not None and machine1 is not None
+                else None
+            ),
         )
         # everything served once, nobody over capacity, one event per assignment
         checks = {}

@@ -470,6 +470,11 @@ def report(
                 f"(middle 80%: {d['middle_80_per_s']:,.0f}/s; logins {d['login_seconds']} s "
                 f"of {d['seconds']} s); cores: benchmark {d['cpu_cores']}"
                 + (f", PostgreSQL {server}" if server is not None else "")
+                + (
+                    f", whole machine {d['machine_cpu_cores']}"
+                    if d.get("machine_cpu_cores") is not None
+                    else ""
+                )
                 + f"; probe ack p50/p99 {d['probe_ack_ms']['p50']}/{d['probe_ack_ms']['p99']} ms"
                 + f"; checks {'ok' if d['checks']['ok'] else 'FAILED'}"
             )
@@ -530,7 +535,7 @@ def report(
                 if name in by_name:
                     print("        " + limit_note(by_name[name], facts["cpus_usable"]))
             if key == "routing_on_postgresql" and pg_drain is not None:
-                print("        " + routing_note(pg_drain))
+                print("        " + routing_note(pg_drain, facts["cpus_usable"]))
     for r in rows:
         for proc, lines in r["profiles"].items():
             if lines:
@@ -560,6 +565,7 @@ def report(
                     "middle_80_per_s": v["middle_80_per_s"],
                     "cpu_cores": v["cpu_cores"],
                     "server_cpu_cores": v.get("server_cpu_cores"),
+                    "machine_cpu_cores": v.get("machine_cpu_cores"),
                     "checks_ok": v["checks"]["ok"],
                 }
             )
@@ -598,9 +604,17 @@ def limit_note(r: dict[str, Any], cores: int) -> str:
     return f"limit in {r['name']}: {why}. Cores: {split}, other work {others:.2f}."
 
 
-def routing_note(d: dict[str, Any]) -> str:
+def routing_note(d: dict[str, Any], cores: int) -> str:
     server = d.get("server_cpu_cores")
     bench = d["cpu_cores"]
+    machine = d.get("machine_cpu_cores")
+    if machine is not None and machine >= 0.9 * cores:
+        others = machine - bench - (server or 0)
+        return (
+            f"limit: the machine is saturated ({machine:.2f} of {cores} cores, {others:.2f} "
+            f"of them other work); routing service {bench} cores, PostgreSQL {server}; logins "
+            f"(a write each) took {d['login_seconds']} s of {d['seconds']} s"
+        )
     if server is not None and bench < 0.9 and server < 0.9:
         return (
             f"limit: neither the routing service ({bench} cores) nor PostgreSQL ({server}) is "
