@@ -514,18 +514,23 @@ def report(
         for r in rows:
             if r["name"] == SQLITE:
                 continue
-            ratio = r["gateway_cpu_s_per_1000"] / max(1e-9, base["gateway_cpu_s_per_1000"])
-            goals[f"cpu_per_message_{r['replicas']}"] = {
-                "pass": ratio <= GOAL_CPU_RATIO,
-                "detail": (
-                    f"{r['name']}: gateway {r['gateway_cpu_s_per_1000']:.3f} vs SQLite "
-                    f"{base['gateway_cpu_s_per_1000']:.3f} CPU s per 1,000 msgs = {ratio:.2f}x "
-                    f"(fixed rate: {r['gateway_cpu_s_per_1000_fixed']:.3f} vs "
-                    f"{base['gateway_cpu_s_per_1000_fixed']:.3f})"
-                ),
-                "ratio": round(ratio, 3),
-                "runs": [r["name"]],
-            }
+            # At max load each side batches as much as its own speed allows; at the fixed
+            # rate both get the same messages per second. Both are judged.
+            for run, key in (("max load", ""), (f"{args.rate:g}/s", "_fixed")):
+                field = f"gateway_cpu_s_per_1000{key}"
+                kept = all(x["fixed_achieved"] >= 0.95 * args.rate for x in (r, base))
+                if key and not kept:
+                    continue  # above a configuration's capacity: not the same load
+                ratio = r[field] / max(1e-9, base[field])
+                goals[f"cpu_per_message_{r['replicas']}{key}"] = {
+                    "pass": ratio <= GOAL_CPU_RATIO,
+                    "detail": (
+                        f"{r['name']} at {run}: gateway {r[field]:.3f} vs SQLite "
+                        f"{base[field]:.3f} CPU s per 1,000 msgs = {ratio:.2f}x"
+                    ),
+                    "ratio": round(ratio, 3),
+                    "runs": [r["name"]],
+                }
     pg_drain = routing.get("postgresql")
     if pg_drain is not None:
         goals["routing_on_postgresql"] = {
