@@ -17,6 +17,7 @@ from connectors.facebook.connector import FacebookConnector
 from connectors.facebook.parse import sign
 from connectors.facebook.settings import FacebookSettings
 from kernel.envelope import InboundMessage, IngestResult
+from kernel.errors import StoreUnavailable
 from tests.api.helpers import eventually, get_json
 from tests.facebook.conftest import PROFILE, Fb, FbFactory
 from tests.facebook.helpers import (
@@ -481,16 +482,24 @@ async def test_profile_failure_never_blocks_the_message(fb: Fb) -> None:
 class FlakySink:
     """The gateway's sink, failing ingest of one mid a set number of times."""
 
-    def __init__(self, inner: Any, mid: str, failures: int, keep_raw_fails: bool = False) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        mid: str,
+        failures: int,
+        keep_raw_fails: bool = False,
+        error: Exception | None = None,
+    ) -> None:
         self.inner = inner
         self.mid = mid
         self.failures = failures
         self.keep_raw_fails = keep_raw_fails
+        self.error = error or RuntimeError("database is locked")
 
     async def ingest(self, message: InboundMessage) -> IngestResult:
         if message.external_id == self.mid and self.failures > 0:
             self.failures -= 1
-            raise RuntimeError("database is locked")
+            raise self.error
         result: IngestResult = await self.inner.ingest(message)
         return result
 
@@ -552,6 +561,26 @@ async def test_an_item_that_keeps_failing_is_kept_raw_after_three_tries(fb: Fb) 
             (await client.post("/hook", data=quick, headers=signed(quick))).status for _ in range(4)
         ]
         assert statuses == [503] * 4  # never acknowledged while nothing can be kept
+    finally:
+        await client.close()
+        await connector.aclose()
+
+
+async def test_an_item_is_never_given_up_while_the_store_is_unreachable(fb: Fb) -> None:
+    # The store answering "unreachable" (PostgreSQL restarting) is not the event's fault:
+    # however often Meta retries meanwhile, it ends as a message, never kept raw.
+    body = raw("message_text")
+    down = StoreUnavailable("the database is unreachable: connection refused")
+    sink = FlakySink(fb.gw.pipeline, "m_text-0001-kT9xQ2bV7nL4sW8cR1yZ", failures=5, error=down)
+    client, connector = await hook(fb, sink)
+    try:
+        statuses = [
+            (await client.post("/hook", data=body, headers=signed(body))).status for _ in range(6)
+        ]
+        assert statuses == [503] * 5 + [200]
+        assert raw_events(fb.data_dir) == []
+        (msg,) = await all_messages(fb)
+        assert msg["external_id"] == "m_text-0001-kT9xQ2bV7nL4sW8cR1yZ"
     finally:
         await client.close()
         await connector.aclose()
