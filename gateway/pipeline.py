@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -72,11 +73,15 @@ class Pipeline:
             raise NotFound(f"channel {channel_id} not found", code="channel_not_found") from None
 
     async def ingest(self, message: InboundMessage) -> IngestResult:
-        result = await self.inbox.ingest(message, self._type(message.channel_id))
+        started = time.perf_counter()
+        channel = message.channel_id
+        result = await self.inbox.ingest(message, self._type(channel))
+        # Stored: the connector acknowledges it as soon as this returns.
+        self.metrics.ingest_ack.labels(channel).observe(time.perf_counter() - started)
         if result.duplicate:
-            self.metrics.inc("omnigw_inbound_duplicates_total", channel=message.channel_id)
+            self.metrics.inbound_duplicates.labels(channel).inc()
             return result
-        self.metrics.inc("omnigw_inbound_messages_total", channel=message.channel_id)
+        self.metrics.inbound_messages.labels(channel).inc()
         if result.conversation_status == ConversationStatus.QUEUED:
             self.queue.kick()
         return result
