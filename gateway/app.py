@@ -260,7 +260,11 @@ class Gateway:
         m.probe(self._read_queue)
 
     async def _read_queue(self) -> None:
-        queue = await self.store.stats.queue()
+        try:
+            queue = await self.store.stats.queue()
+        except BaseException:
+            self.metrics.set_queue({})  # left out of this scrape rather than shown stale
+            raise
         for channel_id in self.channels.connectors:  # those with none queued show 0
             queue.setdefault(channel_id, (0, None))
         self.metrics.set_queue(queue)

@@ -233,6 +233,11 @@ class Metrics:
             self.queued.labels(channel).set(length)
             self.queue_oldest.labels(channel).set(oldest or 0.0)
 
+    def forget_endpoint(self, endpoint: str) -> None:
+        """A webhook endpoint was deleted: its series go with it."""
+        for metric in (self.webhook_delivery, self.webhook_request, self.webhook_attempts):
+            metric.remove_by_labels({"endpoint": endpoint})
+
     def render(self, accept: str = "") -> tuple[bytes, str]:
         """The exposition, in the format the scraper asks for (Prometheus text, or
         OpenMetrics), and its content type."""

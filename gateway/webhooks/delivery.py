@@ -166,6 +166,7 @@ class Deliveries:
         record = await self.store.webhooks.get(endpoint_id)
         if record is None:
             self.unopened.pop(endpoint_id, None)
+            self.metrics.forget_endpoint(endpoint_id)
         if (record is None or not self._start(record)) and self.keeper is not None:
             await self.keeper.release(_lease(endpoint_id))
 

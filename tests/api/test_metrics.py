@@ -322,6 +322,11 @@ async def test_webhook_deliveries_backlog_and_latency_per_endpoint(
     assert waited >= first.get("omnigw_webhook_oldest_wait_seconds", endpoint=endpoint) + 0.15
     assert receiver.url not in later.text
     assert str(receiver.url.split(":")[2].split("/")[0]) not in later.text  # nor its port
+    # deleted: its series go with it
+    resp = await client.delete(f"/v1/webhooks/{endpoint}", headers=AUTH)
+    assert resp.status == 204
+    gone = await scrape(client)
+    assert f'endpoint="{endpoint}"' not in gone.text
     await ws.close()
 
 
