@@ -513,3 +513,14 @@ def test_a_short_metrics_token_is_refused_without_echoing_it(tmp_path: Path) -> 
     settings = load_settings(None, env={"OMNIGW_SERVER_METRICS_TOKEN": METRICS_TOKEN})
     assert settings.server.metrics_token.get_secret_value() == METRICS_TOKEN
     assert METRICS_TOKEN not in repr(settings)
+
+
+async def test_metrics_answer_without_the_queue_while_the_store_is_gone(
+    client: Client, gw: Gateway
+) -> None:
+    assert (await scrape(client)).value("omnigw_queued_conversations", channel="webchat") == 0
+    await gw.store.close()
+    found = await scrape(client)
+    assert found.labelled("omnigw_queued_conversations") == []  # absent, not stale
+    assert found.labelled("omnigw_queue_oldest_wait_seconds") == []
+    assert found.value("omnigw_webchat_sockets") == 0  # the rest is there
