@@ -191,10 +191,43 @@ class Metrics:
             registry=r,
         )
         self._probes: list[Callable[[], Awaitable[None]]] = []
+        # Instruments bound to their labels, by label values: binding costs more than
+        # counting, and these are used for every message and request.
+        self._by_channel: dict[str, tuple[Histogram, Counter, Counter]] = {}
+        self._by_code: dict[int, Counter] = {}
+        self._by_route: dict[tuple[str, str], Histogram] = {}
         # The process's own figures (CPU, memory, open files; Python's version and GC).
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
+
+    # --- what is counted on the hot paths --------------------------------------------
+
+    def ingested(self, channel: str, seconds: float, *, duplicate: bool) -> None:
+        """A customer message stored (or recognised as stored) in ``seconds``."""
+        bound = self._by_channel.get(channel)
+        if bound is None:
+            bound = self._by_channel[channel] = (
+                self.ingest_ack.labels(channel),
+                self.inbound_messages.labels(channel),
+                self.inbound_duplicates.labels(channel),
+            )
+        latency, stored, duplicates = bound
+        latency.observe(seconds)
+        (duplicates if duplicate else stored).inc()
+
+    def answered(self, status: int, route: tuple[str, str] | None, seconds: float) -> None:
+        """An HTTP request answered; ``route`` (method, template) None: not timed."""
+        code = status // 100
+        counter = self._by_code.get(code)
+        if counter is None:
+            counter = self._by_code[code] = self.http_requests.labels(f"{code}xx")
+        counter.inc()
+        if route is not None:
+            histogram = self._by_route.get(route)
+            if histogram is None:
+                histogram = self._by_route[route] = self.http_duration.labels(*route)
+            histogram.observe(seconds)
 
     # --- what is read when scraped ------------------------------------------------------
 

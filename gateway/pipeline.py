@@ -74,14 +74,13 @@ class Pipeline:
 
     async def ingest(self, message: InboundMessage) -> IngestResult:
         started = time.perf_counter()
-        channel = message.channel_id
-        result = await self.inbox.ingest(message, self._type(channel))
+        result = await self.inbox.ingest(message, self._type(message.channel_id))
         # Stored: the connector acknowledges it as soon as this returns.
-        self.metrics.ingest_ack.labels(channel).observe(time.perf_counter() - started)
+        self.metrics.ingested(
+            message.channel_id, time.perf_counter() - started, duplicate=result.duplicate
+        )
         if result.duplicate:
-            self.metrics.inbound_duplicates.labels(channel).inc()
             return result
-        self.metrics.inbound_messages.labels(channel).inc()
         if result.conversation_status == ConversationStatus.QUEUED:
             self.queue.kick()
         return result

@@ -103,10 +103,9 @@ def _errors(ctx: ApiContext) -> Any:
             if request.get(REPLAYED):
                 response.headers["Idempotent-Replayed"] = "true"
         elapsed = time.perf_counter() - started
-        metrics = ctx.metrics
-        metrics.http_requests.labels(f"{response.status // 100}xx").inc()
-        if not response.prepared:  # event streams and sockets have been answered long ago
-            metrics.http_duration.labels(*_route_labels(request)).observe(elapsed)
+        # Event streams and sockets (prepared: answered long ago) are counted, not timed.
+        route = None if response.prepared else _route_labels(request)
+        ctx.metrics.answered(response.status, route, elapsed)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s %s -> %s in %.1f ms",
