@@ -6,8 +6,11 @@ nothing secret or a customer's shows in it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+import random
 import re
+import string
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config import ConfigError, load_settings
 from gateway.app import Gateway
+from gateway.metrics import METHODS
 from tests.api.helpers import eventually, get_json, open_visitor, post_json, say
 from tests.conftest import ADMIN, AUTH, GatewayFactory
 from tests.webhooks.receiver import Delivery, Receiver
@@ -191,8 +195,18 @@ async def test_labels_stay_bounded_whatever_clients_send(client: Client) -> None
         await client.get(f"/no/such/route-{i}-Nguyễn")
         await client.request("PROPFIND", f"/v1/conversations/conv-{i}")
         await client.get(f"/v1/conversations/conv-{i}", headers=AUTH)
+    rng = random.Random(17)
+    alphabet = string.ascii_letters + string.digits + "-._~%!$&'()*+,;=:@/"
+    for _ in range(200):
+        path = "/" + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))).lstrip("/")
+        method = "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(3, 8)))
+        with contextlib.suppress(ValueError):  # a path yarl itself refuses
+            await client.request(rng.choice([method, "GET", "POST", "DELETE"]), path)
     found = await scrape(client)
     labels = found.labelled("omnigw_http_request_duration_seconds_count")
+    templates = {r.canonical for r in client.app.router.resources()} | {"unmatched"}
+    assert {label["route"] for label in labels} <= templates
+    assert {label["method"] for label in labels} <= {*METHODS, "other"}
     assert {"method": "GET", "route": "unmatched"} in labels
     assert {"method": "other", "route": "unmatched"} in labels
     assert (
