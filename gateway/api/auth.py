@@ -25,6 +25,10 @@ class Scope(StrEnum):
 ANY_SCOPE = frozenset({Scope.ADMIN, Scope.AGENT, Scope.INTEGRATION})
 ADMIN_ONLY = frozenset({Scope.ADMIN})
 MANAGE = frozenset({Scope.ADMIN, Scope.INTEGRATION})
+# The scope of `[server] metrics_token` alone (no API token can be given it): /metrics and
+# the details of /readyz, nothing else.
+METRICS_SCOPE = "metrics"
+READ_METRICS = frozenset({Scope.ADMIN, METRICS_SCOPE})
 
 TOKEN_PREFIX = "ogw_"  # noqa: S105 (a prefix, not a secret)
 CACHE_SECONDS = 10.0
@@ -59,10 +63,16 @@ class Principal:
 
 class Authenticator:
     def __init__(
-        self, tokens: Tokens, admin_token: str, *, cache_seconds: float = CACHE_SECONDS
+        self,
+        tokens: Tokens,
+        admin_token: str,
+        *,
+        cache_seconds: float = CACHE_SECONDS,
+        metrics_token: str = "",
     ) -> None:
         self._tokens = tokens
         self._admin_hash = hash_token(admin_token)
+        self._metrics_hash = hash_token(metrics_token) if metrics_token else None
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         # A token revoked on another replica stops working here within this time.
         self.cache_seconds = cache_seconds
@@ -77,6 +87,8 @@ class Authenticator:
         digest = hash_token(token)
         if hmac.compare_digest(digest, self._admin_hash):
             return Principal(token_id="admin", scopes=frozenset({Scope.ADMIN}))  # noqa: S106
+        if self._metrics_hash is not None and hmac.compare_digest(digest, self._metrics_hash):
+            return Principal(token_id="metrics", scopes=frozenset({METRICS_SCOPE}))  # noqa: S106
         principal = await self._lookup(digest)
         if principal is None:
             raise Unauthorized("the token is not valid", code="invalid_token")

@@ -259,11 +259,12 @@ class ChannelList(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
-    store: str
+    # The rest is left out without the token when `[server] metrics_token` is set.
+    store: str | None = None
     # Replicas only: "ok", or why Redis cannot be reached (the replica then polls the
     # store, so it stays ready; only what replicas tell each other is slower).
     redis: str | None = None
-    channels: dict[str, ChannelInfo]
+    channels: dict[str, ChannelInfo] | None = None
 
 
 class Health(BaseModel):

@@ -318,6 +318,11 @@ class StatsReads(Protocol):
         """Per channel, what GET /v1/stats is made of (see gateway.stats)."""
         ...
 
+    async def queue(self) -> dict[str, tuple[int, float | None]]:
+        """The queue now: channel -> (conversations queued, seconds the oldest of them
+        has waited, None if unknown); channels with none queued are left out."""
+        ...
+
 
 class Store(Protocol):
     """A storage backend. See the module docstring."""

@@ -709,6 +709,27 @@ async def test_queue_is_served_by_priority_then_age(domain: Domain, store: Store
     assert c2.status == ConversationStatus.QUEUED
 
 
+async def test_the_queue_now_per_channel(domain: Domain, store: Store) -> None:
+    assert await store.stats.queue() == {}
+    await _agent(domain, "lan", presence=Presence.OFFLINE, total=1)
+    await ingest(domain, inbound(WEB, "m1", "v1"))
+    await asyncio.sleep(0.05)
+    await ingest(domain, inbound(WEB, "m2", "v2"))
+    await ingest(domain, inbound(ZALO, "z1", "u1"))
+    await domain.assignments.dispatch()
+    queue = await store.stats.queue()
+    assert set(queue) == {WEB, ZALO}
+    (web_length, web_oldest), (zalo_length, zalo_oldest) = queue[WEB], queue[ZALO]
+    assert (web_length, zalo_length) == (2, 1)
+    assert web_oldest is not None
+    assert zalo_oldest is not None
+    assert web_oldest - zalo_oldest >= 0.045 and zalo_oldest >= 0  # each channel's oldest
+    await domain.assignments.set_presence(AgentId("lan"), Presence.ONLINE)
+    await domain.assignments.dispatch()
+    after = await store.stats.queue()
+    assert sum(length for length, _ in after.values()) == 2  # one was assigned
+
+
 async def test_manual_assignment_rules(domain: Domain, store: Store, recorder: Recorder) -> None:
     await _agent(domain, "lan", total=1)
     await _agent(domain, "minh", presence=Presence.OFFLINE)
