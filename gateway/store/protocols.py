@@ -334,6 +334,12 @@ class Store(Protocol):
 
     async def ping(self) -> None: ...
     async def close(self) -> None: ...
+    async def reclaim(self) -> None:
+        """After an erasure or a retention sweep committed: leave no copy of what was
+        blanked or deleted in the database's files (SQLite: the write-ahead log emptied;
+        PostgreSQL: the tables erasure touches vacuumed)."""
+        ...
+
     async def follow(self) -> None:
         """Publish events that other processes sharing the store committed (called on a
         wake-up from them, or on a timer)."""

@@ -307,6 +307,14 @@ class Database:
         except UNREACHABLE as exc:
             raise unavailable(exc) from exc
 
+    async def vacuum(self, tables: tuple[str, ...]) -> None:
+        """VACUUM these tables (outside any transaction, on a pooled connection)."""
+
+        async def run(conn: asyncpg.Connection) -> None:
+            await conn.execute(f"VACUUM {', '.join(tables)}")
+
+        await self.read(run)
+
     # --- lifecycle -----------------------------------------------------------------
 
     async def close(self) -> None:
