@@ -156,6 +156,11 @@ class RetentionSettings(Section):
     # their subject; their rows, times and events stay, so figures still add up.
     resolved_conversations: Duration = 0.0
     sweep_interval: Annotated[Duration, Field(ge=60, le=7 * DAY)] = 3600.0
+    # PostgreSQL: after an erasure, rewrite the tables it touched (VACUUM FULL), so that
+    # the erased values are gone from the database's files at once; each table is locked
+    # while it is rewritten. false: a plain VACUUM, which leaves the old bytes in free
+    # space until PostgreSQL reuses it. (SQLite zeroes what is deleted as it goes.)
+    compact_after_erasure: bool = True
 
     @field_validator("raw_events", "delivery_logs", "attachments", "resolved_conversations")
     @classmethod

@@ -75,7 +75,7 @@ class Retention:
             return await erasure.erase(tx, contact_id)
 
         report, done = await self.store.transact(work)
-        await self._settle([done])
+        await self._settle([done], thorough=self.settings.compact_after_erasure)
         log.info(
             "contact %s erased: %d contacts, %d conversations, %d messages",
             report.contact_id,
@@ -132,7 +132,7 @@ class Retention:
                 if count < BATCH:
                     break
         if swept.anything:
-            await self._settle(done)
+            await self._settle(done, thorough=False)
             log.info("retention sweep: %s", swept)
         return swept
 
@@ -144,14 +144,14 @@ class Retention:
             if count < BATCH:
                 return total
 
-    async def _settle(self, done: list[Forgotten]) -> None:
+    async def _settle(self, done: list[Forgotten], *, thorough: bool) -> None:
         """After the commit: files removed, the live ring cleared of rewritten events, and
         the store's files left without old copies."""
-        paths = [p for d in done for p in d.paths]
+        paths = [p for d in done for p in d.paths if p]
         if paths:
             await asyncio.to_thread(self._remove, paths)
         self.bus.forget([seq for d in done for seq in d.events])
-        await self.store.reclaim()
+        await self.store.reclaim(thorough=thorough)
 
     def _remove(self, paths: list[str]) -> None:
         root = self.files.resolve()

@@ -289,8 +289,8 @@ class ErasureRows(Protocol):
         self, attachment_ids: Sequence[str] = (), *, before: int | None = None, limit: int = 0
     ) -> list[str]:
         """Delete these attachments, or up to ``limit`` of those kept before ``before``,
-        with their bytes if the store keeps them; returns the paths of their files (in the
-        data directory) to remove after the commit."""
+        with their bytes if the store keeps them; returns, for each, the path of its file
+        in the data directory, to remove after the commit ("" when the store kept it)."""
         ...
 
 

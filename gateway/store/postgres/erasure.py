@@ -179,4 +179,4 @@ class ErasureTx:
         else:
             return []
         # attachment_data goes with them (ON DELETE CASCADE)
-        return [r[0] for r in rows if r[0]]
+        return [r[0] or "" for r in rows]

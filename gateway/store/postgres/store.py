@@ -128,8 +128,8 @@ class PostgresStore:
     async def follow(self) -> None:
         await self.database.catch_up()
 
-    async def reclaim(self) -> None:
-        await self.database.vacuum(RECLAIMED)
+    async def reclaim(self, *, thorough: bool) -> None:
+        await self.database.vacuum(RECLAIMED, full=thorough)
 
     async def close(self) -> None:
         await self.database.close()

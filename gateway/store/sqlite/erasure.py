@@ -180,4 +180,4 @@ class ErasureTx:
         ids = tuple(r[0] for r in rows)
         if ids:
             self.tx.execute(f"DELETE FROM attachments WHERE id IN ({marks(ids)})", ids)
-        return [r[1] for r in rows if r[1]]
+        return [r[1] or "" for r in rows]
