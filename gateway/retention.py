@@ -181,15 +181,15 @@ class Retention:
         await asyncio.sleep(FIRST_SWEEP)
         while True:
             try:
-                await self._sweep_once()
+                await self.sweep_if_mine()
             except Exception as exc:  # the store is away, or one batch failed: next time
                 log.warning("retention sweep failed: %s", exc)
             await asyncio.sleep(self.settings.sweep_interval)
 
-    async def _sweep_once(self) -> None:
+    async def sweep_if_mine(self) -> Swept | None:
+        """Sweep, unless another replica holds the lease (then None)."""
         if self.keeper is None:
-            await self.sweep()
-            return
+            return await self.sweep()
 
         async def lost() -> None:
             # Another replica sweeps from now on; the batch under way is short, and
@@ -197,9 +197,9 @@ class Retention:
             return None
 
         if not await self.keeper.claim(LEASE, lost):
-            return
+            return None
         try:
-            await self.sweep()
+            return await self.sweep()
         finally:
             await self.keeper.release(LEASE)
 

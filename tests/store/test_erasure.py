@@ -18,8 +18,10 @@ from config.schema import RetentionSettings
 from gateway.attachments import Attachments
 from gateway.domain.contacts import load as load_contact
 from gateway.events import EventBus
-from gateway.retention import Retention
+from gateway.replicas.leases import LeaseKeeper
+from gateway.retention import LEASE, Retention
 from gateway.stats import figures
+from gateway.store import open_store
 from gateway.store.protocols import Store
 from gateway.store.records import AttemptLog, WebhookRecord
 from gateway.store.transaction import Tx
@@ -434,3 +436,30 @@ async def test_the_sweep_takes_out_what_is_older_than_its_age(
     # Nothing more to do the second time.
     again = await sweep.sweep()
     assert not again.anything
+
+
+async def test_one_replica_sweeps_at_a_time(pg_url: str, tmp_path: Path) -> None:
+    here, there = await open_store(pg_url), await open_store(pg_url)
+    keepers = [LeaseKeeper(s.leases, 10.0) for s in (here, there)]
+
+    async def nothing() -> None:
+        return None
+
+    try:
+        await here.raw_events.keep(MAIL, "bounce", '{"to": "cu@khach.example"}', "unknown kind")
+        await PostgresBackend(pg_url).execute(
+            "UPDATE raw_events SET created_at = now() - interval '40 days'"
+        )
+        sweeper = Retention(there, tmp_path, EventBus(), RetentionSettings(), keepers[1])
+        assert await keepers[0].claim(LEASE, nothing)
+        assert await sweeper.sweep_if_mine() is None  # the other replica sweeps
+        assert len(await PostgresBackend(pg_url).fetch("SELECT id FROM raw_events")) == 1
+        await keepers[0].release(LEASE)
+        swept = await sweeper.sweep_if_mine()
+        assert swept is not None and swept.raw_events == 1
+        assert await keepers[0].claim(LEASE, nothing)  # given back after the sweep
+    finally:
+        for keeper in keepers:
+            await keeper.close()
+        await here.close()
+        await there.close()
