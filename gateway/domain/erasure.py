@@ -92,7 +92,7 @@ def redact(value: Any) -> Any:
                 blank = _BLANK[key]
                 out[key] = type(blank)() if blank is not None else None
             elif key == "error" and isinstance(item, dict) and "reason" in item:
-                out[key] = {**item, "reason": "erased"}
+                out[key] = {**redact(item), "reason": "erased"}
             else:
                 out[key] = redact(item)
         return out

@@ -53,6 +53,11 @@ def test_redacted_data_holds_nothing_under_a_personal_key(value: Any) -> None:
     json.dumps(once)  # still JSON
 
 
+def test_a_failure_keeps_its_code_only() -> None:
+    data = {"error": {"code": "x", "reason": "550 an@x.example", "text": "an@x.example"}}
+    assert redact(data) == {"error": {"code": "x", "reason": "erased", "text": None}}
+
+
 def test_a_message_event_keeps_its_shape() -> None:
     data = {
         "message": {
