@@ -246,7 +246,7 @@ class ErasureRows(Protocol):
 
     async def blank_messages(self, conversation_ids: Sequence[str], error_json: str) -> int:
         """Every message of these conversations keeps its place, times and status but no
-        content: no parts, no external or peer id, no idempotency key; a failure keeps
+        content: no parts or metadata, no external or peer id, no idempotency key; a failure keeps
         only its code. Pending ones fail with ``error_json``. Returns how many."""
         ...
 

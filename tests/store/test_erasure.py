@@ -62,6 +62,7 @@ class Person:
     mail_text: str
     file_bytes: bytes
     file_name: str
+    cc: str  # someone the person copied in
 
     @classmethod
     def new(cls) -> Person:
@@ -77,11 +78,12 @@ class Person:
             mail_text=f"Số tài khoản {tag} xin hoàn tiền",
             file_bytes=f"CCCD-scan-{tag}".encode() * 20,
             file_name=f"cccd-{tag}.png",
+            cc=f"chong.{tag}@nha.example",
         )
 
     def values(self) -> list[bytes]:
         texts = [self.name, self.email, self.phone, self.local_phone, self.visitor, self.text]
-        return [t.encode() for t in [*texts, self.mail_text]] + [self.file_bytes]
+        return [t.encode() for t in [*texts, self.mail_text, self.cc]] + [self.file_bytes]
 
 
 def message(
@@ -90,6 +92,7 @@ def message(
     sender: Sender,
     parts: list[Part],
     direction: Direction = Direction.INBOUND,
+    metadata: dict[str, Any] | None = None,
 ) -> InboundMessage:
     return InboundMessage(
         channel_id=channel,
@@ -97,6 +100,7 @@ def message(
         sender=sender,
         parts=parts,
         direction=direction,
+        metadata=metadata or {},
     )
 
 
@@ -135,7 +139,13 @@ async def populate(domain: Domain, store: Store, files: Path) -> World:
     mail_sender = Sender(external_id=p.email, display_name=p.name, email=p.email, verified=True)
     mail = await ingest(
         domain,
-        message(MAIL, f"<m1.{p.visitor}@khach.example>", mail_sender, [TextPart(text=p.mail_text)]),
+        message(
+            MAIL,
+            f"<m1.{p.visitor}@khach.example>",
+            mail_sender,
+            [TextPart(text=p.mail_text)],
+            metadata={"cc": [p.cc]},
+        ),
     )
     # Reopened and resolved again: not a first-contact resolution.
     await domain.assignments.resolve(mail.conversation_id)

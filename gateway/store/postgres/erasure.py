@@ -33,7 +33,8 @@ class ErasureTx:
             "SELECT c.id FROM conversations c WHERE c.status = 'resolved' "
             "AND c.resolved_at < $1 AND (c.subject IS NOT NULL OR EXISTS ("
             "SELECT 1 FROM messages m WHERE m.conversation_id = c.id "
-            "AND m.parts <> '[]'::jsonb)) ORDER BY c.resolved_at, c.id LIMIT $2",
+            "AND (m.parts <> '[]'::jsonb OR m.metadata IS NOT NULL))) "
+            "ORDER BY c.resolved_at, c.id LIMIT $2",
             before,
             limit,
         )
@@ -48,7 +49,8 @@ class ErasureTx:
 
     async def blank_messages(self, conversation_ids: Sequence[str], error_json: str) -> int:
         status = await self.tx.execute(
-            "UPDATE messages SET parts = '[]'::jsonb, external_id = NULL, peer_id = NULL, "
+            "UPDATE messages SET parts = '[]'::jsonb, metadata = NULL, external_id = NULL, "
+            "peer_id = NULL, "
             "idempotency_key = NULL, request_hash = NULL, "
             "error = CASE WHEN status = 'pending' THEN $2::jsonb WHEN error IS NULL THEN NULL "
             "ELSE jsonb_set(error, '{reason}', '\"erased\"') END, "

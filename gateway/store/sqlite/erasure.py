@@ -41,7 +41,8 @@ class ErasureTx:
             for r in self.tx.execute(
                 "SELECT c.id FROM conversations c WHERE c.status = 'resolved' "
                 "AND c.resolved_at < ? AND (c.subject IS NOT NULL OR EXISTS ("
-                "SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.parts != '[]')) "
+                "SELECT 1 FROM messages m WHERE m.conversation_id = c.id "
+                "AND (m.parts != '[]' OR m.metadata IS NOT NULL))) "
                 "ORDER BY c.resolved_at, c.id LIMIT ?",
                 (before, limit),
             )
@@ -58,7 +59,8 @@ class ErasureTx:
 
     async def blank_messages(self, conversation_ids: Sequence[str], error_json: str) -> int:
         cur = self.tx.execute(
-            "UPDATE messages SET parts = '[]', external_id = NULL, peer_id = NULL, "
+            "UPDATE messages SET parts = '[]', metadata = NULL, external_id = NULL, "
+            "peer_id = NULL, "
             "idempotency_key = NULL, request_hash = NULL, "
             "error = CASE WHEN status = 'pending' THEN ? WHEN error IS NULL THEN NULL "
             "ELSE json_set(error, '$.reason', 'erased') END, "
