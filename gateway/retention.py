@@ -74,7 +74,7 @@ class Retention:
         async def work(tx: Tx) -> tuple[Erasure, Forgotten]:
             return await erasure.erase(tx, contact_id)
 
-        report, done = await self.store.transact(work)
+        report, done = await self.store.transact(work, alone=True)
         await self._settle([done], thorough=self.settings.compact_after_erasure)
         log.info(
             "contact %s erased: %d contacts, %d conversations, %d messages",
@@ -126,7 +126,7 @@ class Retention:
                 return await erasure.forget_resolved(tx, cutoff_conversations, BATCH)
 
             while True:
-                count, forgotten = await self.store.transact(conversations)
+                count, forgotten = await self.store.transact(conversations, alone=True)
                 done.append(forgotten)
                 swept.conversations += count
                 if count < BATCH:

@@ -172,6 +172,10 @@ async def erase(tx: Tx, contact_id: ContactId) -> tuple[Erasure, Forgotten]:
     values = needles(records, contact.identities if contact is not None else ())
     conversation_ids = await tx.erasure.conversations_of(members)
     done = await forget(tx, conversation_ids, members, values, recipient=True)
+    if contact is not None:
+        await tx.erasure.drop_channel_state(
+            [i.external_id for i in contact.identities if len(i.external_id) >= MIN_NEEDLE]
+        )
     await tx.erasure.blank_contacts(members, tx.now)
     await tx.emit(
         "contact.erased",

@@ -281,6 +281,11 @@ class ErasureRows(Protocol):
         to ``limit`` of those kept before then. Returns how many."""
         ...
 
+    async def drop_channel_state(self, naming: Sequence[str]) -> int:
+        """Delete values connectors keep under a key naming one of these external ids
+        (Messenger's ``customer:<psid>``). Returns how many."""
+        ...
+
     async def drop_attempts(self, before: int, limit: int) -> int:
         """Delete up to ``limit`` webhook attempts made before ``before``."""
         ...

@@ -164,6 +164,9 @@ async def populate(domain: Domain, store: Store, files: Path) -> World:
         "unknown kind",
     )
     await store.raw_events.keep(MAIL, "bounce", json.dumps({"to": "ai@else.example"}), "x")
+    # What a connector keeps about one customer (Messenger: customer:<psid>), and not.
+    await store.channel_state.save(WEB, f"customer:{p.visitor}", {"page": "104000000000001"})
+    await store.channel_state.save(WEB, "checkpoint", {"uid": 42})
     hook = WebhookRecord(id="wh_1", url="https://h.example/x", events=["*"], sealed_secrets="s")
     await store.webhooks.put(hook, keep_cursor=False)
     seq = await store.events.last_seq()
@@ -266,6 +269,8 @@ async def test_erasure_takes_the_person_out_and_keeps_the_figures(
     assert attempts and all(a.get("response") is None for a in attempts)
     other = await store.messages.timeline(w.other_contact, None, 10)
     assert other.items[0].parts == [TextPart(text=w.other_text)]
+    assert await store.channel_state.load(WEB, f"customer:{w.person.visitor}") is None
+    assert await store.channel_state.load(WEB, "checkpoint") == {"uid": 42}
     remaining_raw = await backend.fetch("SELECT payload FROM raw_events")
     assert len(remaining_raw) == 1 and "ai@else.example" in remaining_raw[0][0]
 

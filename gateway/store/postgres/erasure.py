@@ -154,6 +154,15 @@ class ErasureTx:
             dropped += int(status.split()[-1])
         return dropped
 
+    async def drop_channel_state(self, naming: Sequence[str]) -> int:
+        dropped = 0
+        for external_id in naming:
+            status = await self.tx.execute(
+                "DELETE FROM channel_state WHERE strpos(key, $1) > 0", external_id
+            )
+            dropped += int(status.split()[-1])
+        return dropped
+
     async def drop_attempts(self, before: int, limit: int) -> int:
         status = await self.tx.execute(
             "DELETE FROM webhook_attempts WHERE id IN (SELECT id FROM webhook_attempts "

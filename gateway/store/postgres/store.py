@@ -44,6 +44,7 @@ RECLAIMED = (
     "messages",
     "events",
     "raw_events",
+    "channel_state",
     "attachments",
     "attachment_data",
     "webhook_attempts",

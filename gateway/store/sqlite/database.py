@@ -180,7 +180,7 @@ class Database:
     def _truncate(self) -> None:
         if self._checkpoint_conn is None:
             self._checkpoint_conn = connect(self.path, synchronous=self.synchronous)
-        for _ in range(50):
+        for _ in range(20):
             busy = self._checkpoint_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if not busy[0]:
                 return

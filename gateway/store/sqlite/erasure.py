@@ -157,6 +157,14 @@ class ErasureTx:
             ).rowcount
         return dropped
 
+    async def drop_channel_state(self, naming: Sequence[str]) -> int:
+        return sum(
+            self.tx.execute(
+                "DELETE FROM channel_state WHERE instr(key, ?) > 0", (external_id,)
+            ).rowcount
+            for external_id in naming
+        )
+
     async def drop_attempts(self, before: int, limit: int) -> int:
         return self.tx.execute(
             "DELETE FROM webhook_attempts WHERE id IN (SELECT id FROM webhook_attempts "
