@@ -163,7 +163,7 @@ async def populate(domain: Domain, store: Store, files: Path) -> World:
         json.dumps({"to": p.email, "phone": p.local_phone, "note": "mailbox full"}),
         "unknown kind",
     )
-    await store.raw_events.keep(MAIL, "bounce", json.dumps({"to": "ai@else.example"}), "x")
+    await store.raw_events.keep(MAIL, "bounce", json.dumps({"to": "lan@else.example"}), "x")
     # What a connector keeps about one customer (Messenger: customer:<psid>), and not.
     await store.channel_state.save(WEB, f"customer:{p.visitor}", {"page": "104000000000001"})
     await store.channel_state.save(WEB, "checkpoint", {"uid": 42})
@@ -272,7 +272,7 @@ async def test_erasure_takes_the_person_out_and_keeps_the_figures(
     assert await store.channel_state.load(WEB, f"customer:{w.person.visitor}") is None
     assert await store.channel_state.load(WEB, "checkpoint") == {"uid": 42}
     remaining_raw = await backend.fetch("SELECT payload FROM raw_events")
-    assert len(remaining_raw) == 1 and "ai@else.example" in remaining_raw[0][0]
+    assert len(remaining_raw) == 1 and "lan@else.example" in remaining_raw[0][0]
 
 
 async def test_erasure_twice_is_gone_and_unknown_is_not_found(
@@ -433,7 +433,7 @@ async def test_the_sweep_takes_out_what_is_older_than_its_age(
         2,
     )
     raw = await backend.fetch("SELECT payload FROM raw_events")
-    assert len(raw) == 1 and "ai@else.example" in raw[0][0]
+    assert len(raw) == 1 and "lan@else.example" in raw[0][0]
     assert await store.webhooks.attempts("wh_1", None, 10, None) == []
     assert await store.attachments.get(w.attachment_id) is None
     assert not any(files.rglob(w.attachment_id))
