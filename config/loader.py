@@ -18,7 +18,7 @@ from config.schema import CHANNEL_TYPES_AVAILABLE, Settings, embedded_default
 ENV_PREFIX = "OMNIGW_"
 # Environment variables that are not config keys.
 RESERVED_ENV = {"OMNIGW_ADMIN_TOKEN", "OMNIGW_SECRET_KEY", "OMNIGW_LOG_LEVEL"}
-SECTIONS = ("server", "store", "redis", "events", "routing", "webhook_delivery")
+SECTIONS = ("server", "store", "redis", "events", "routing", "webhook_delivery", "retention")
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from config.webhooks import DeliverySettings, WebhookSettings
 from connectors.registry import AVAILABLE, settings_union
 from connectors.settings import ChannelSettings as AnyChannelSettings
+from kernel.durations import Duration
 from kernel.models import ChannelIdStr, Presence
 from routing.settings import RoutingSettings
 
@@ -137,6 +138,38 @@ class EventsSettings(Section):
     slow_consumer_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
 
+DAY = 86400.0
+
+
+class RetentionSettings(Section):
+    """How long records are kept, each a duration ("90d", "12w"); 0 keeps them for ever.
+    A sweep deletes or anonymises what is older, every `sweep_interval` (on PostgreSQL,
+    one replica at a time)."""
+
+    # Provider events the gateway could not use, kept as they came (to look into).
+    raw_events: Duration = 30 * DAY
+    # Webhook delivery attempts (GET /v1/webhooks/{id}/deliveries): statuses, answers.
+    delivery_logs: Duration = 30 * DAY
+    # Files received or uploaded; a message keeps its part, whose URL then answers 404.
+    attachments: Duration = 0.0
+    # Conversations resolved this long ago lose their messages' content and files and
+    # their subject; their rows, times and events stay, so figures still add up.
+    resolved_conversations: Duration = 0.0
+    sweep_interval: Annotated[Duration, Field(ge=60, le=7 * DAY)] = 3600.0
+    # PostgreSQL: after an erasure, rewrite the tables it touched (VACUUM FULL), so that
+    # the erased values are gone from the database's files at once; each table is locked
+    # while it is rewritten. false: a plain VACUUM, which leaves the old bytes in free
+    # space until PostgreSQL reuses it. (SQLite zeroes what is deleted as it goes.)
+    compact_after_erasure: bool = True
+
+    @field_validator("raw_events", "delivery_logs", "attachments", "resolved_conversations")
+    @classmethod
+    def _at_least_an_hour(cls, value: float) -> float:
+        if 0 < value < 3600:
+            raise ValueError("keep records at least an hour (1h), or 0 for ever")
+        return value
+
+
 AgentIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")]
 DEFAULT_CAPACITY = {"total": 5}
 
@@ -163,6 +196,7 @@ class Settings(Section):
     events: EventsSettings = EventsSettings()
     routing: RoutingSettings = RoutingSettings()
     webhook_delivery: DeliverySettings = DeliverySettings()
+    retention: RetentionSettings = RetentionSettings()
     channels: list[ChannelSettings] = Field(default_factory=list)
     agents: list[AgentSettings] = Field(default_factory=list)
     webhooks: list[WebhookSettings] = Field(default_factory=list)

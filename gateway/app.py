@@ -48,6 +48,7 @@ from gateway.replicas.limits import (
     SharedLimits,
 )
 from gateway.replicas.link import RedisLink
+from gateway.retention import Retention
 from gateway.store import Store, open_store
 from gateway.webhooks.service import Webhooks
 from kernel.events import Event
@@ -168,20 +169,22 @@ class Gateway:
             interval=s.routing.dispatch_interval,
             on_customer_messages=self.outbound.wake,
         )
+        self.attachments = Attachments(
+            s.server.data_dir / "attachments",
+            store.attachments,
+            max_bytes=s.server.max_attachment_bytes,
+            public_url=s.server.public_url or None,
+        )
+        self.retention = Retention(store, self.attachments.root, self.bus, s.retention, self.keeper)
         self.commands = Commands(
             store,
             self.assignments,
             self.outbox,
             self.contacts,
             self.channels,
+            self.retention,
             wake_queue=self.queue.kick,
             wake_sender=self.outbound.wake,
-        )
-        self.attachments = Attachments(
-            s.server.data_dir / "attachments",
-            store.attachments,
-            max_bytes=s.server.max_attachment_bytes,
-            public_url=s.server.public_url or None,
         )
         self.pipeline = Pipeline(
             store,
@@ -233,6 +236,7 @@ class Gateway:
         await self.webhooks.start()
         self.outbound.start()
         self.queue.start()  # whatever waited in the queue while we were down
+        self.retention.start()
         if self.follower is not None:
             self.follower.start()
         self.lifecycle.started = True
@@ -394,6 +398,7 @@ class Gateway:
         self._stopped = True
         if self.follower is not None:
             await self.follower.close()
+        await self.retention.stop()
         await self.queue.stop()
         await self.webhooks.stop()
         await self.outbound.stop()

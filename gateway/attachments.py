@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from gateway.store.protocols import AttachmentRecords
 from gateway.store.records import AttachmentRecord
-from kernel.ids import ChannelId, ulid
+from kernel.ids import ATTACHMENT_ID, ChannelId, ulid
 from kernel.models import MediaPart
 from kernel.text import clean_text
 
@@ -22,7 +22,7 @@ _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{
 _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
 
 
-_OWN_URL = re.compile(r"/v1/attachments/(att_[0-9A-Z]{26})$")
+_OWN_URL = re.compile(rf"/v1/attachments/({ATTACHMENT_ID})$")
 
 
 class AttachmentTooLarge(ValueError):

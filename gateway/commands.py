@@ -12,7 +12,9 @@ from gateway.channels import LiveChannels
 from gateway.domain import templates
 from gateway.domain.assignments import Assignments
 from gateway.domain.contacts import Contacts
+from gateway.domain.erasure import Erasure
 from gateway.domain.outbox import Outbox
+from gateway.retention import Retention
 from gateway.store.protocols import Store
 from kernel.errors import Invalid
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId
@@ -36,6 +38,7 @@ class Commands:
         outbox: Outbox,
         contacts: Contacts,
         channels: LiveChannels,
+        retention: Retention,
         *,
         wake_queue: Callable[[], None],
         wake_sender: Callable[[], None],
@@ -45,6 +48,7 @@ class Commands:
         self.outbox = outbox
         self.contacts = contacts
         self.channels = channels
+        self.retention = retention
         self._wake_queue = wake_queue
         self._wake_sender = wake_sender
         # Replicas: tell the others an agent is typing (channel, customer, on).
@@ -193,3 +197,7 @@ class Commands:
         self, contact_id: ContactId, channel_id: ChannelId, external_id: str
     ) -> Contact:
         return await self.contacts.unmerge(contact_id, channel_id, external_id)
+
+    async def erase_contact(self, contact_id: ContactId) -> Erasure:
+        """Erase the person (gateway.domain.erasure); their replies still waiting fail."""
+        return await self.retention.erase(contact_id)

@@ -18,6 +18,9 @@ from kernel.events import Event
 
 Ephemeral = dict[str, Any]
 
+# Events announcing that earlier events' data was rewritten in the log.
+REWRITING = frozenset({"contact.erased"})
+
 
 def seq_of(event: Event) -> int:
     return event.seq
@@ -43,6 +46,11 @@ class EventBus:
             seq = seq_of(event)
             if seq <= self.last_seq:
                 continue
+            if event.type in REWRITING:
+                # Events before it may have been rewritten in the store (whoever erased):
+                # readers behind it read the store's version.
+                self._ring.clear()
+                self._floor = self.last_seq
             if seq != self.last_seq + 1:
                 self._ring.clear()
                 self._floor = seq - 1
@@ -52,6 +60,13 @@ class EventBus:
             self.last_seq = seq
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+    def forget(self, seqs: Iterable[int]) -> None:
+        """These events were rewritten in the store: readers who want them read it."""
+        wanted = set(seqs)
+        if wanted and any(seq_of(e) in wanted for e in self._ring):
+            self._ring.clear()
+            self._floor = self.last_seq
 
     def from_ring(self, after: int, limit: int) -> list[Event] | None:
         """Events after ``after`` from memory, or None when the ring no longer covers it."""

@@ -5,6 +5,7 @@ DomainError (code, message, details)
 ├── Malformed    the input cannot be read (a cursor not made here, settings that do not parse)
 ├── NotFound     what it names does not exist
 ├── Conflict     it exists, but its state does not allow this
+├── Gone         it existed, and was erased for good
 ├── Invalid      well-formed, but it makes no sense here (an unknown agent, a reused key)
 └── StoreUnavailable  the database cannot be reached now: nothing was done, try again
 """
@@ -34,6 +35,10 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     default_code = "conflict"
+
+
+class Gone(DomainError):
+    default_code = "gone"
 
 
 class Invalid(DomainError):

@@ -109,6 +109,7 @@ EVENT_TYPES = (
     "sla.breached",
     "contact.created",
     "contact.merged",
+    "contact.erased",
     "agent.presence_changed",
     "channel.state_changed",
     "webhook.disabled",

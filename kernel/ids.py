@@ -21,6 +21,9 @@ ChannelId = NewType("ChannelId", str)
 VisitorId = NewType("VisitorId", str)
 TokenId = NewType("TokenId", str)
 
+# A stored file's id ("att_" and a ULID), as it appears in the URLs of media parts.
+ATTACHMENT_ID = r"att_[0-9A-Z]{26}"
+
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _lock = threading.Lock()
 _last_ms = 0

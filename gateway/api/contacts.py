@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.api.auth import MANAGE
 from gateway.api.schemas import ContactPatch, Merge, PageQuery, Unmerge
 from gateway.api.spec import Operations, Req
+from gateway.domain.erasure import Erasure
 from kernel.errors import NotFound
 from kernel.ids import ChannelId, ContactId
 from kernel.models import Contact, Message
@@ -49,6 +50,26 @@ async def patch_contact(req: Req) -> Contact:
         phone=body.phone,
         attributes=dict(body.attributes) if body.attributes is not None else None,
     )
+
+
+@operations.add(
+    "DELETE",
+    "/v1/contacts/{id}",
+    summary="Erase a person",
+    description="Erases the contact and every contact merged into it (one person): names, "
+    "e-mail, phone, attributes and identities; the content and files of their messages; "
+    "their conversations' subjects; the person's values in the event log's data; webhook "
+    "answers logged for those events; kept provider events that mention them. Rows stay "
+    "anonymised, so figures still add up; replies still waiting fail with "
+    "`contact_erased`. Announced by `contact.erased`. Irreversible: a second call answers "
+    "410 `contact_erased`.",
+    tag=TAG,
+    scopes=MANAGE,
+    response=Erasure,
+    errors=(404, 410),
+)
+async def erase(req: Req) -> Erasure:
+    return await req.ctx.commands.erase_contact(ContactId(req.param("id")))
 
 
 @operations.add(

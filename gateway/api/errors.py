@@ -5,6 +5,7 @@ DomainError                  (kernel.errors)
 ├── Malformed          400
 ├── NotFound           404
 ├── Conflict           409
+├── Gone               410   erased for good
 ├── Invalid            422
 ├── StoreUnavailable   503   the database cannot be reached (retry later)
 └── ApiError                 errors of the HTTP surface itself
@@ -19,12 +20,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel.errors import Conflict, DomainError, Invalid, Malformed, NotFound, StoreUnavailable
+from kernel.errors import (
+    Conflict,
+    DomainError,
+    Gone,
+    Invalid,
+    Malformed,
+    NotFound,
+    StoreUnavailable,
+)
 
 _STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (Malformed, 400),
     (NotFound, 404),
     (Conflict, 409),
+    (Gone, 410),
     (Invalid, 422),
     (StoreUnavailable, 503),
 )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from gateway.store.protocols import Store
 from gateway.store.transaction import Tx
-from kernel.errors import Invalid, NotFound
+from kernel.errors import Conflict, Invalid, NotFound
 from kernel.ids import ConversationId, MessageId, new_message_id
 from kernel.models import (
     Author,
@@ -40,6 +40,11 @@ async def create(
     conv = await tx.conversations.get(conversation_id)
     if conv is None:
         raise NotFound(f"conversation {conversation_id} not found", code="conversation_not_found")
+    if await tx.erasure.erased_at(conv.contact_id) is not None:
+        raise Conflict(
+            f"the customer of conversation {conversation_id} was erased: nobody to write to",
+            code="contact_erased",
+        )
     if idempotency_key is not None:
         earlier = await tx.messages.by_idempotency_key(conversation_id, idempotency_key)
         if earlier is not None:

@@ -74,7 +74,7 @@ TABLES: tuple[Table, ...] = (
         "contacts",
         _cols(
             "id, display_name, phone, phone_verified, email, email_verified, created_at, "
-            "merged_into, attributes, last_agent_id, last_served_at"
+            "merged_into, attributes, last_agent_id, last_served_at, erased_at"
         ),
         booleans=frozenset({"phone_verified", "email_verified"}),
     ),

@@ -334,6 +334,15 @@ class Store(Protocol):
 
     async def ping(self) -> None: ...
     async def close(self) -> None: ...
+    async def reclaim(self, *, thorough: bool) -> None:
+        """After an erasure or a retention sweep committed: leave no copy of what was
+        blanked or deleted in the database's files. SQLite: the write-ahead log is
+        emptied (deleted content is zeroed as it goes). PostgreSQL: the tables erasure
+        touches are vacuumed; ``thorough``: rewritten (VACUUM FULL, which locks each table
+        while it is rewritten), since a plain VACUUM leaves old bytes in pages' free
+        space until they are reused."""
+        ...
+
     async def follow(self) -> None:
         """Publish events that other processes sharing the store committed (called on a
         wake-up from them, or on a timer)."""

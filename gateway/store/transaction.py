@@ -227,6 +227,78 @@ class AssignmentRows(Protocol):
         ...
 
 
+class ErasureRows(Protocol):
+    """What erasing a person and the retention sweep read and blank (gateway.domain.erasure).
+    Rows are kept, with the person's values taken out, so that figures still add up."""
+
+    async def erased_at(self, contact_id: str) -> int | None: ...
+
+    async def conversations_of(self, contact_ids: Sequence[str]) -> list[str]: ...
+
+    async def resolved_before(self, before: int, limit: int) -> list[str]:
+        """Resolved conversations (resolved before ``before``) whose messages still hold
+        anything, oldest first."""
+        ...
+
+    async def message_parts(self, conversation_ids: Sequence[str]) -> list[str]:
+        """The parts (JSON) of every message of these conversations."""
+        ...
+
+    async def blank_messages(self, conversation_ids: Sequence[str], error_json: str) -> int:
+        """Every message of these conversations keeps its place, times and status but no
+        content: no parts or metadata, no external or peer id, no idempotency key; a failure keeps
+        only its code. Pending ones fail with ``error_json``. Returns how many."""
+        ...
+
+    async def blank_conversations(
+        self, conversation_ids: Sequence[str], *, recipient: bool
+    ) -> None:
+        """No subject; with ``recipient``, no recipient either."""
+        ...
+
+    async def blank_contacts(self, contact_ids: Sequence[str], at: int) -> None:
+        """No name, phone, e-mail or attributes, erased at ``at``; their identities go."""
+        ...
+
+    async def events_of(
+        self, conversation_ids: Sequence[str], contact_ids: Sequence[str]
+    ) -> list[tuple[int, str]]:
+        """(seq, data JSON) of the events of these conversations, and of the contact
+        events naming one of these contacts."""
+        ...
+
+    async def rewrite_event(self, seq: int, data_json: str) -> None: ...
+
+    async def blank_attempts(self, seqs: Sequence[int], needles: Sequence[str]) -> int:
+        """Webhook attempts (and deliveries) of these events, or whose answer or error
+        mentions one of ``needles``, keep no answer and no error text."""
+        ...
+
+    async def drop_raw_events(
+        self, *, needles: Sequence[str] = (), before: int | None = None, limit: int = 0
+    ) -> int:
+        """Delete kept provider events mentioning one of ``needles``, or (``before``) up
+        to ``limit`` of those kept before then. Returns how many."""
+        ...
+
+    async def drop_channel_state(self, naming: Sequence[str]) -> int:
+        """Delete values connectors keep under a key naming one of these external ids
+        (Messenger's ``customer:<psid>``). Returns how many."""
+        ...
+
+    async def drop_attempts(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` webhook attempts made before ``before``."""
+        ...
+
+    async def drop_attachments(
+        self, attachment_ids: Sequence[str] = (), *, before: int | None = None, limit: int = 0
+    ) -> list[str]:
+        """Delete these attachments, or up to ``limit`` of those kept before ``before``,
+        with their bytes if the store keeps them; returns, for each, the path of its file
+        in the data directory, to remove after the commit ("" when the store kept it)."""
+        ...
+
+
 class Tx(Protocol):
     """One unit of work's transaction."""
 
@@ -248,6 +320,8 @@ class Tx(Protocol):
     def agents(self) -> AgentRows: ...
     @property
     def assignments(self) -> AssignmentRows: ...
+    @property
+    def erasure(self) -> ErasureRows: ...
 
     async def emit(
         self, type_: str, fields: dict[str, Any], conversation_id: str | None = None

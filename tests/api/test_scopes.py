@@ -49,6 +49,7 @@ SCOPES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/contacts/{id}"): ANY,
     ("GET", "/v1/contacts/{id}/timeline"): ANY,
     ("PATCH", "/v1/contacts/{id}"): ANY,
+    ("DELETE", "/v1/contacts/{id}"): MANAGE,
     ("POST", "/v1/contacts/{id}/merge"): MANAGE,
     ("POST", "/v1/contacts/{id}/unmerge"): MANAGE,
     ("GET", "/v1/agents"): ANY,

@@ -230,3 +230,31 @@ def test_channel_types_come_from_the_registry() -> None:
         load_settings(None, env={"OMNIGW_CHANNELS__WEBCHAT__TYPE": "telegram"})
     [problem] = exc.value.problems
     assert problem.message.endswith("(available: " + ", ".join(t.value for t in CHANNELS) + ")")
+
+
+def test_retention_ages(tmp_path: Path) -> None:
+    default = load_settings(None, env={}).retention
+    assert (default.raw_events, default.delivery_logs) == (30 * 86400, 30 * 86400)
+    assert (default.attachments, default.resolved_conversations) == (0, 0)
+    assert default.compact_after_erasure and default.sweep_interval == 3600
+    s = load_settings(
+        write(
+            tmp_path,
+            '[retention]\nraw_events = 0\nattachments = "12w"\n'
+            'resolved_conversations = "365d"\nsweep_interval = "15m"\n',
+        ),
+        env={"OMNIGW_RETENTION__DELIVERY_LOGS": "7d"},
+    ).retention
+    assert (s.raw_events, s.delivery_logs, s.attachments) == (0, 7 * 86400, 84 * 86400)
+    assert s.resolved_conversations == 365 * 86400 and s.sweep_interval == 900
+    with pytest.raises(ConfigError) as exc:
+        load_settings(
+            write(tmp_path, '[retention]\nattachments = "10m"\nraw_events = "soon"\nkeep = 1\n'),
+            env={},
+        )
+    assert {p.key for p in exc.value.problems} == {
+        "retention.attachments",
+        "retention.raw_events",
+        "retention.keep",
+    }
+    assert "at least an hour" in " | ".join(str(p) for p in exc.value.problems)

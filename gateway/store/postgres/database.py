@@ -307,6 +307,15 @@ class Database:
         except UNREACHABLE as exc:
             raise unavailable(exc) from exc
 
+    async def vacuum(self, tables: tuple[str, ...], *, full: bool) -> None:
+        """VACUUM (``full``: VACUUM FULL) these tables, outside any transaction."""
+        how = "VACUUM (FULL) " if full else "VACUUM "
+
+        async def run(conn: asyncpg.Connection) -> None:
+            await conn.execute(how + ", ".join(tables))
+
+        await self.read(run)
+
     # --- lifecycle -----------------------------------------------------------------
 
     async def close(self) -> None:

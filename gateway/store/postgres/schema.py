@@ -358,6 +358,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE UNIQUE INDEX templates_name_language ON templates (name, language);
         """,
     ),
+    (
+        6,
+        """
+        -- A contact erased at the person's request (its rows stay, anonymised, so that
+        -- figures add up), and what the retention sweep looks for by age.
+        ALTER TABLE contacts ADD COLUMN erased_at timestamptz;
+        CREATE INDEX raw_events_created ON raw_events (created_at);
+        CREATE INDEX webhook_attempts_at ON webhook_attempts (at);
+        CREATE INDEX attachments_created ON attachments (created_at);
+        CREATE INDEX conversations_resolved ON conversations (resolved_at)
+            WHERE status = 'resolved';
+        """,
+    ),
 ]
 
 

@@ -35,6 +35,21 @@ from kernel.ids import ulid
 T = TypeVar("T")
 
 DEFAULT_POOL_SIZE = 10
+# What erasure and the retention sweep blank or delete: vacuumed after them, so that dead
+# row versions (holding the old values) are cleared from the tables' files.
+RECLAIMED = (
+    "contacts",
+    "identities",
+    "conversations",
+    "messages",
+    "events",
+    "raw_events",
+    "channel_state",
+    "attachments",
+    "attachment_data",
+    "webhook_attempts",
+    "webhook_deliveries",
+)
 DEFAULT_LEASE_SECONDS = 10.0
 
 
@@ -113,6 +128,9 @@ class PostgresStore:
 
     async def follow(self) -> None:
         await self.database.catch_up()
+
+    async def reclaim(self, *, thorough: bool) -> None:
+        await self.database.vacuum(RECLAIMED, full=thorough)
 
     async def close(self) -> None:
         await self.database.close()

@@ -12,6 +12,7 @@ import asyncpg
 from gateway.store.postgres.agents import AgentTx, AssignmentTx
 from gateway.store.postgres.contacts import ContactTx
 from gateway.store.postgres.conversations import ConversationTx
+from gateway.store.postgres.erasure import ErasureTx
 from gateway.store.postgres.messages import MessageTx
 from kernel.events import Event, compose_json
 
@@ -27,6 +28,7 @@ class PgTx:
         self.contacts = ContactTx(self)
         self.agents = AgentTx(self)
         self.assignments = AssignmentTx(self)
+        self.erasure = ErasureTx(self)
 
     def next_unit(self) -> list[Event]:
         """The next unit of work starts: the list its events go to."""

@@ -82,6 +82,9 @@ class Database:
         self._loop = asyncio.get_running_loop()
         self._conn = connect(path, synchronous=synchronous)
         self._conn.execute("PRAGMA journal_mode = WAL")
+        # What is deleted or overwritten is zeroed in the file, not left in free pages
+        # (an erased person's values must not be found in it afterwards).
+        self._conn.execute("PRAGMA secure_delete = ON")
         # The writer never checkpoints inside a commit (copying the log into the database
         # and syncing it there would hold up every write): a thread of its own does it
         # beside the writes, without blocking them (passive checkpoints), as often as
@@ -168,6 +171,21 @@ class Database:
             self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except Exception as exc:  # the next one tries again; the log just grows meanwhile
             log.warning("WAL checkpoint failed: %s", exc)
+
+    async def truncate_log(self) -> None:
+        """Copy the write-ahead log into the database and empty it: old versions of
+        pages (with what was since deleted) no longer lie in it."""
+        await self._loop.run_in_executor(self._checkpointer, self._truncate)
+
+    def _truncate(self) -> None:
+        if self._checkpoint_conn is None:
+            self._checkpoint_conn = connect(self.path, synchronous=self.synchronous)
+        for _ in range(20):
+            busy = self._checkpoint_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy[0]:
+                return
+            time.sleep(0.1)  # a reader or the writer is in the way: again, shortly
+        log.warning("the write-ahead log could not be emptied: readers kept it busy")
 
     def _close_checkpointer(self) -> None:
         if self._checkpoint_conn is not None:

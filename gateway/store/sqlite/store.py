@@ -148,5 +148,8 @@ class SqliteStore:
     async def follow(self) -> None:
         return None  # nothing else writes here
 
+    async def reclaim(self, *, thorough: bool) -> None:
+        await self.database.truncate_log()
+
     async def close(self) -> None:
         await self.database.close()

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from gateway.store.sqlite.agents import AgentTx, AssignmentTx
 from gateway.store.sqlite.contacts import ContactTx
 from gateway.store.sqlite.conversations import ConversationTx
+from gateway.store.sqlite.erasure import ErasureTx
 from gateway.store.sqlite.messages import MessageTx
 from kernel.events import Event, compose_json
 
@@ -48,6 +49,7 @@ class SqliteTx:
         self.contacts = ContactTx(self)
         self.agents = AgentTx(self)
         self.assignments = AssignmentTx(self)
+        self.erasure = ErasureTx(self)
 
     def begin(self, now: int) -> None:
         """A batch starts at ``now`` (microseconds since the epoch)."""
