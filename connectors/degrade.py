@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from connectors.base import Capability
-from kernel.models import LinkPart, LocationPart, MediaPart, Part, TextPart
+from kernel.models import LinkPart, LocationPart, MediaPart, Part, TemplatePart, TextPart
 
 _PART_CAPABILITY = {
     "text": Capability.TEXT,
@@ -16,6 +16,7 @@ _PART_CAPABILITY = {
     "sticker": Capability.STICKER,
     "location": Capability.LOCATION,
     "link": Capability.LINK,
+    "template": Capability.TEMPLATE,
 }
 
 _MEDIA_LABEL = {
@@ -36,6 +37,8 @@ def as_text(part: Part) -> str:
     if isinstance(part, LocationPart):
         lat, lon = part.latitude, part.longitude
         return f"📍 {lat}, {lon} https://www.openstreetmap.org/?mlat={lat}&mlon={lon}"
+    if isinstance(part, TemplatePart):
+        return f"[Template] {part.name}"
     label = _MEDIA_LABEL[part.type]
     bits = [f"[{label}]"]
     if part.name:
@@ -55,6 +58,8 @@ def degrade(parts: Iterable[Part], capabilities: frozenset[Capability]) -> list[
     for part in parts:
         if _PART_CAPABILITY[part.type] in capabilities:
             kept: Part = part
+        elif isinstance(part, TemplatePart):
+            continue  # refused before it was stored (unsupported_part); never shown as text
         else:
             if isinstance(part, MediaPart) and not part.url and not part.name:
                 continue  # nothing a reader could use

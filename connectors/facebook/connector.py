@@ -45,7 +45,7 @@ from kernel.envelope import (
     StatusUpdate,
 )
 from kernel.ids import ChannelId, MessageId
-from kernel.models import ChannelType, Direction, Identity, MessageStatus, utcnow
+from kernel.models import ChannelType, Direction, Identity, MessageStatus, ReplyWindow, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -364,6 +364,14 @@ class FacebookConnector(ProviderConnector):
                 self._profile_wait.clear()
 
     # --- outbound -----------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def reply_window(self, last_inbound_at: datetime | None, *, phone: str | None) -> ReplyWindow:
+        return render.reply_window(
+            last_inbound_at, self._clock(), human_agent_tag=self.settings.human_agent_tag
+        )
 
     async def send(self, outbound: OutboundMessage) -> SendReceipt:
         psid = outbound.recipient.external_id

@@ -9,14 +9,16 @@ attachment id or token.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from connectors.degrade import as_text
 from connectors.textsplit import split_text
-from kernel.models import MediaPart, Part, TextPart
+from connectors.windows import hours_ago
+from kernel.models import MediaPart, Part, ReplyWindow, TemplatePart, TextPart, WindowState
 from kernel.text import clean_text
 
 # Zalo's CS text limit is reported as 2,000 characters (channels.md 2.3). Counting UTF-16
@@ -32,6 +34,60 @@ FILE_TYPES = {
 
 UploadKind = Literal["image", "gif", "file"]
 
+# channels.md 2.7: CS messages are free for 48 hours after the customer's last interaction,
+# billable up to 7 days, refused after (-230).
+FREE_WINDOW = timedelta(hours=48)
+CS_WINDOW = timedelta(days=7)
+
+
+def reply_window(last_inbound_at: datetime | None, now: datetime, *, zns: bool) -> ReplyWindow:
+    """Zalo's window: customer-service messages up to 7 days after the customer's last
+    interaction (free for the first 48 hours: ``free_until``); after that only a ZNS
+    template to the customer's phone (``zns``: configured, and the phone is known)."""
+    if last_inbound_at is not None and now - last_inbound_at < CS_WINDOW:
+        free_until = last_inbound_at + FREE_WINDOW
+        return ReplyWindow(
+            state=WindowState.OPEN,
+            closes_at=last_inbound_at + CS_WINDOW,
+            free_until=free_until,
+            reason="within 48 hours of the customer's last interaction (free)"
+            if now < free_until
+            else "within 7 days of the customer's last interaction (billable)",
+        )
+    if last_inbound_at is None:
+        why = "the customer has not interacted with the OA here"
+    else:
+        why = (
+            f"the customer last interacted {hours_ago(last_inbound_at, now)} hours ago, "
+            "beyond Zalo's 7 days"
+        )
+    if zns:
+        return ReplyWindow(
+            state=WindowState.TEMPLATE_ONLY, reason=f"{why}: only a ZNS template may go out"
+        )
+    return ReplyWindow(
+        state=WindowState.CLOSED,
+        reason=f"{why}; a ZNS template needs zns_templates on the channel and the "
+        "customer's phone",
+    )
+
+
+def zns_phone(phone: str) -> str:
+    """ZNS's phone form: E.164 without the plus (``84912345678``)."""
+    return phone.removeprefix("+")
+
+
+def zns_body(
+    part: TemplatePart, phone: str, templates: Mapping[str, str], tracking_id: str
+) -> dict[str, Any]:
+    """The body of ``POST /message/template`` on the ZNS API."""
+    return {
+        "phone": zns_phone(phone),
+        "template_id": templates[part.name],
+        "template_data": dict(part.data),
+        "tracking_id": tracking_id,
+    }
+
 
 @dataclass(frozen=True)
 class TextStep:
@@ -45,16 +101,25 @@ class MediaStep:
     part: MediaPart
 
 
-Step = TextStep | MediaStep
+@dataclass(frozen=True)
+class TemplateStep:
+    """A template part: a ZNS message to the customer's phone."""
+
+    part: TemplatePart
+
+
+Step = TextStep | MediaStep | TemplateStep
 
 
 def plan(parts: Sequence[Part]) -> list[Step]:
     """The steps that deliver one reply, in order. Adjacent texts are merged; text over
     the limit becomes several steps; image and file parts become attachments."""
-    units: list[str | MediaPart] = []
+    units: list[str | MediaPart | TemplatePart] = []
     for part in parts:
-        unit: str | MediaPart
-        if isinstance(part, MediaPart) and part.type in ("image", "file") and part.url:
+        unit: str | MediaPart | TemplatePart
+        if isinstance(part, TemplatePart):
+            unit = part
+        elif isinstance(part, MediaPart) and part.type in ("image", "file") and part.url:
             unit = part
         else:
             unit = part.text if isinstance(part, TextPart) else as_text(part)
@@ -65,7 +130,9 @@ def plan(parts: Sequence[Part]) -> list[Step]:
             units.append(unit)
     steps: list[Step] = []
     for unit in units:
-        if isinstance(unit, MediaPart):
+        if isinstance(unit, TemplatePart):
+            steps.append(TemplateStep(unit))
+        elif isinstance(unit, MediaPart):
             steps.append(MediaStep(unit))
         else:
             steps.extend(TextStep(chunk) for chunk in split_text(unit, TEXT_LIMIT))

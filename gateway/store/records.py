@@ -128,7 +128,8 @@ class ConversationRecord:
             f'"created_at":{_json_time(value["created_at"])},'
             f'"first_response_at":{_json_time(value["first_response_at"])},'
             f'"resolved_at":{_json_time(value["resolved_at"])},'
-            f'"last_message_at":{_json_time(value["last_message_at"])}}}'
+            f'"last_message_at":{_json_time(value["last_message_at"])},'
+            '"reply_window":null}'
         )
 
 

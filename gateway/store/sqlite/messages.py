@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.store import rows
 from gateway.store.records import OutboundJob, StoredMessage, from_us, opt_dt, to_us
-from gateway.store.rows import CONVERSATION_COLUMNS
+from gateway.store.rows import CONVERSATION_COLUMNS, PHONE_CHANNELS
 from gateway.store.sqlite import contacts, conversations
 from gateway.store.sqlite.reading import Reader, Write, group, marks, page
 from kernel.envelope import OutboundMessage
@@ -281,6 +281,13 @@ class MessageReads:
 # --- the outbound queue -------------------------------------------------------------------
 
 
+# The phone of a conversation's contact (or of the contact it was merged into).
+_PHONE = (
+    "SELECT COALESCE(r.phone, k.phone) FROM contacts k "
+    "LEFT JOIN contacts r ON r.id = k.merged_into WHERE k.id = ?"
+)
+
+
 def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]:
     jobs = []
     # A message waits while an earlier pending message of its conversation is not due yet,
@@ -334,6 +341,9 @@ def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]
                     reply_to_external_id=reply_ext,
                     thread_external_ids=refs,
                     last_inbound_at=opt_dt(conv.last_inbound_at),
+                    phone=conn.execute(_PHONE, (conv.contact_id,)).fetchone()[0]
+                    if conv.channel_type in PHONE_CHANNELS
+                    else None,
                 ),
                 attempts=m["attempts"],
             )
