@@ -133,6 +133,21 @@ class ConversationRecord:
         )
 
 
+class WindowFacts(NamedTuple):
+    """What a conversation's reply window is worked out from, besides its channel."""
+
+    last_inbound_at: int | None
+    phone: str | None  # the contact's (or the contact it was merged into)
+
+
+class WindowCandidate(NamedTuple):
+    """An open conversation whose reply window may close soon."""
+
+    record: ConversationRecord
+    warned_at: int | None  # the closing time last announced (conversation.window_closing)
+    phone: str | None
+
+
 _MODEL_FIELDS = (
     "id",
     "contact_id",
