@@ -21,10 +21,11 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from connectors.windows import UNLIMITED
 from kernel.envelope import (
     InboundMessage,
     IngestResult,
@@ -33,7 +34,6 @@ from kernel.envelope import (
     SendReceipt,
     StatusUpdate,
 )
-from connectors.windows import UNLIMITED
 from kernel.errors import Invalid
 from kernel.ids import ChannelId, ContactId, ConversationId, MessageId
 from kernel.models import (
@@ -184,6 +184,9 @@ class Connector(abc.ABC):
 
     type: ClassVar[ChannelType]
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.TEXT})
+    # How long after the customer's last message each reply window of the channel ends
+    # (none: the channel has no window); conversation.window_closing is announced before.
+    window_ends: ClassVar[tuple[timedelta, ...]] = ()
 
     def __init__(self, channel_id: ChannelId) -> None:
         self.channel_id = channel_id

@@ -7,7 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar, assert_never
 
 import httpx
@@ -364,6 +364,11 @@ class FacebookConnector(ProviderConnector):
                 self._profile_wait.clear()
 
     # --- outbound -----------------------------------------------------------------------
+
+    window_ends: ClassVar[tuple[timedelta, ...]] = (
+        render.RESPONSE_WINDOW,
+        render.HUMAN_AGENT_WINDOW,
+    )
 
     def now(self) -> datetime:
         return self._clock()

@@ -18,7 +18,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 import httpx
@@ -52,8 +52,8 @@ from connectors.zalo.parse import (
 )
 from connectors.zalo.settings import ZaloSettings
 from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt, StatusUpdate
-from kernel.ids import ChannelId
 from kernel.errors import Invalid
+from kernel.ids import ChannelId
 from kernel.models import (
     ChannelType,
     Direction,
@@ -318,6 +318,8 @@ class ZaloConnector(ProviderConnector):
                 self._profile_wait.popitem(last=False)
 
     # --- outbound -----------------------------------------------------------------------
+
+    window_ends: ClassVar[tuple[timedelta, ...]] = (render.CS_WINDOW,)
 
     def now(self) -> datetime:
         return self._clock()

@@ -67,8 +67,7 @@ def reply_window(last_inbound_at: datetime | None, now: datetime, *, zns: bool) 
         )
     return ReplyWindow(
         state=WindowState.CLOSED,
-        reason=f"{why}; a ZNS template needs zns_templates on the channel and the "
-        "customer's phone",
+        reason=f"{why}; a ZNS template needs zns_templates on the channel and the customer's phone",
     )
 
 
@@ -117,9 +116,9 @@ def plan(parts: Sequence[Part]) -> list[Step]:
     units: list[str | MediaPart | TemplatePart] = []
     for part in parts:
         unit: str | MediaPart | TemplatePart
-        if isinstance(part, TemplatePart):
-            unit = part
-        elif isinstance(part, MediaPart) and part.type in ("image", "file") and part.url:
+        if isinstance(part, TemplatePart) or (
+            isinstance(part, MediaPart) and part.type in ("image", "file") and part.url
+        ):
             unit = part
         else:
             unit = part.text if isinstance(part, TextPart) else as_text(part)

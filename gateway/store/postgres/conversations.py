@@ -45,8 +45,10 @@ _WINDOW_CANDIDATES = (
     f"SELECT {_C}, c.window_warned_at, COALESCE(p.phone, k.phone) "
     "FROM conversations c LEFT JOIN contacts k ON k.id = c.contact_id "
     "LEFT JOIN contacts p ON p.id = k.merged_into "
-    "WHERE c.status <> 'resolved' AND c.last_inbound_at >= $1 "
-    "AND c.channel_type = ANY($2::text[]) ORDER BY c.last_inbound_at LIMIT $3"
+    "WHERE c.status <> 'resolved' AND EXISTS (SELECT 1 FROM unnest($1::bigint[], "
+    "$2::bigint[]) AS s(lo, hi) WHERE c.last_inbound_at BETWEEN to_timestamp(s.lo / 1e6) "
+    "AND to_timestamp(s.hi / 1e6)) "
+    "AND c.channel_type = ANY($3::text[]) ORDER BY c.last_inbound_at LIMIT $4"
 )
 _QUEUED = (
     f"SELECT {_C}, r.last_agent_id, r.last_served_at FROM conversations c "
@@ -172,11 +174,17 @@ class ConversationTx:
         return None if found is None else int(found)
 
     async def window_candidates(
-        self, channel_types: Sequence[str], since: int, limit: int
+        self, channel_types: Sequence[str], spans: Sequence[tuple[int, int]], limit: int
     ) -> list[WindowCandidate]:
         return [
             WindowCandidate(rows.conversation(tuple(r)[:-2]), r[-2], r[-1])
-            for r in await self.tx.fetch(_WINDOW_CANDIDATES, since, list(channel_types), limit)
+            for r in await self.tx.fetch(
+                _WINDOW_CANDIDATES,
+                [lo for lo, _ in spans],
+                [hi for _, hi in spans],
+                list(channel_types),
+                limit,
+            )
         ]
 
     async def warn_window(self, conversation_id: str, closes_at: int) -> bool:

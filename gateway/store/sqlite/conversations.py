@@ -170,19 +170,20 @@ class ConversationTx:
         return None if row is None or row[0] is None else int(row[0])
 
     async def window_candidates(
-        self, channel_types: Sequence[str], since: int, limit: int
+        self, channel_types: Sequence[str], spans: Sequence[tuple[int, int]], limit: int
     ) -> list[WindowCandidate]:
         columns = ", ".join(f"c.{c.strip()}" for c in CONVERSATION_COLUMNS.split(","))
+        within = " OR ".join("c.last_inbound_at BETWEEN ? AND ?" for _ in spans)
         return [
             WindowCandidate(rows.conversation(tuple(r)[:-2]), r[-2], r[-1])
             for r in self.tx.execute(
                 f"SELECT {columns}, c.window_warned_at, COALESCE(p.phone, k.phone) "
                 "FROM conversations c LEFT JOIN contacts k ON k.id = c.contact_id "
                 "LEFT JOIN contacts p ON p.id = k.merged_into "
-                "WHERE c.status != 'resolved' AND c.last_inbound_at >= ? "
+                f"WHERE c.status != 'resolved' AND ({within}) "
                 f"AND c.channel_type IN ({marks(channel_types)}) "
                 "ORDER BY c.last_inbound_at LIMIT ?",
-                (since, *channel_types, limit),
+                (*[t for span in spans for t in span], *channel_types, limit),
             ).fetchall()
         ]
 
