@@ -50,6 +50,7 @@ from gateway.replicas.limits import (
 from gateway.replicas.link import RedisLink
 from gateway.store import Store, open_store
 from gateway.webhooks.service import Webhooks
+from gateway.windows import WindowWatch
 from kernel.events import Event
 from kernel.ids import AgentId, ChannelId
 from kernel.models import Agent, ChannelType, Identity, Message
@@ -230,6 +231,14 @@ class Gateway:
         await self.webhooks.start()
         self.outbound.start()
         self.queue.start()  # whatever waited in the queue while we were down
+        self.windows = WindowWatch(
+            store,
+            self.channels,
+            lead=s.events.window_closing_lead_seconds,
+            every=s.events.window_sweep_seconds,
+            keeper=self.keeper,
+        )
+        self.windows.start()
         if self.follower is not None:
             self.follower.start()
         self.lifecycle.started = True
@@ -359,6 +368,7 @@ class Gateway:
         self._stopped = True
         if self.follower is not None:
             await self.follower.close()
+        await self.windows.stop()
         await self.queue.stop()
         await self.webhooks.stop()
         await self.outbound.stop()

@@ -74,17 +74,6 @@ class ReplyWindows:
     async def one(self, conversation: Conversation) -> Conversation:
         return (await self.show([conversation]))[0]
 
-    async def ensure(self, conversation: Conversation, parts: Sequence[Part]) -> None:
-        """Refuse (422) parts the conversation's window or channel does not let out."""
-        connector = self.channels.get(conversation.channel_id)
-        if connector is None:
-            return  # the send path fails it (channel_unavailable)
-        facts = (await self.store.conversations.window_facts([conversation.id])).get(
-            conversation.id
-        )
-        if facts is not None:
-            ensure_allowed(connector, parts, facts.last_inbound_at, facts.phone)
-
 
 class WindowWatch:
     """Announces conversation.window_closing ``lead`` before each window closes."""

@@ -30,6 +30,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "gateway.channels",
         "gateway.webhooks",
         "gateway.keys",
+        "gateway.windows",
     ),
     ("gateway.commands",),
     ("gateway.api",),

@@ -73,8 +73,10 @@ async def create(
     reply_to: MessageId | None,
     idempotency_key: str | None,
     request_hash: str | None,
+    check: WindowCheck | None = None,
 ) -> tuple[Message, bool]:
-    """Store a message to send as pending; returns (message, replayed)."""
+    """Store a message to send as pending; returns (message, replayed). ``check`` refuses
+    what the reply window does not let out (a retried request gets its message anyway)."""
     conv = await tx.conversations.get(conversation_id)
     if conv is None:
         raise NotFound(f"conversation {conversation_id} not found", code="conversation_not_found")
@@ -87,6 +89,8 @@ async def create(
                     code="idempotency_key_reused",
                 )
             return earlier.message, True
+    if check is not None:
+        check(conv.last_inbound_at, (await contacts.load(tx, conv.contact_id)).phone)
     if reply_to is not None and not await tx.messages.in_conversation(reply_to, conversation_id):
         raise Invalid(
             f"reply_to {reply_to} is not a message of this conversation",
@@ -305,12 +309,13 @@ class Outbox:
         reply_to: MessageId | None = None,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        check: WindowCheck | None = None,
     ) -> tuple[Message, bool]:
         """Store a message as pending. Returns (message, replayed)."""
 
         async def work(tx: Tx) -> tuple[Message, bool]:
             return await create(
-                tx, conversation_id, author, parts, reply_to, idempotency_key, request_hash
+                tx, conversation_id, author, parts, reply_to, idempotency_key, request_hash, check
             )
 
         return await self.store.transact(work)
