@@ -41,6 +41,7 @@ from connectors.email.render import (
     checked_address,
     render,
     reply_subject,
+    thread_subject,
     threading,
 )
 from connectors.email.settings import EmailSettings
@@ -420,7 +421,10 @@ class EmailConnector(PollingConnector):
             from_name=self.settings.display_name,
             to_address=to,
             to_name=outbound.recipient.display_name,
-            subject=reply_subject(conv.subject, self.settings.default_subject),
+            # The first message of a thread the business starts has no "Re:".
+            subject=reply_subject(conv.subject, self.settings.default_subject)
+            if outbound.thread_external_ids
+            else thread_subject(conv.subject, self.settings.default_subject),
             text="\n\n".join(texts),
             message_id=message_id,
             date=datetime.now(UTC),

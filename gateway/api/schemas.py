@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from connectors.email.render import RenderError, checked_address
 from kernel.models import Conversation, Message, Part, Presence, Text, TextPart
 from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
 
@@ -78,9 +79,14 @@ _NOT_IN_ADDRESS = frozenset('<>()[]\\,;:"\r\n\t ')
 
 def _address(value: str) -> str:
     email = normalize_email(value)
-    if email is None or any(c in _NOT_IN_ADDRESS for c in email) or len(email) > 254:
-        raise ValueError("not an e-mail address (give the bare address: name@example.com)")
-    return email
+    try:
+        if email is None or any(c in _NOT_IN_ADDRESS for c in email) or len(email) > 254:
+            raise RenderError("not an address")
+        return checked_address(email)
+    except RenderError:
+        raise ValueError(
+            "not an e-mail address (give the bare address: name@example.com)"
+        ) from None
 
 
 def _one_line(value: str) -> str:

@@ -252,16 +252,15 @@ async def start(
                 )
             return Started(record.model(), earlier.message, True)
     contact_id, recipient_id = await _addressee(tx, channel_id, channel_type, contact_id, to)
-    if channel_type != ChannelType.EMAIL:
-        # On chat channels the customer's next message joins their open conversation.
-        already = await open_for(tx, contact_id, channel_id)
-        if already is not None:
-            raise Conflict(
-                f"the contact already has conversation {already.id} open on {channel_id}: "
-                "send to it (POST /v1/conversations/{id}/messages)",
-                code="conversation_open",
-                details={"conversation_id": already.id},
-            )
+    # A contact has one open conversation per channel (what they write next joins it).
+    already = await open_for(tx, contact_id, channel_id)
+    if already is not None:
+        raise Conflict(
+            f"the contact already has conversation {already.id} open on {channel_id}: "
+            "send to it (POST /v1/conversations/{id}/messages)",
+            code="conversation_open",
+            details={"conversation_id": already.id},
+        )
     members = await tx.contacts.members(contact_id)
     last = await tx.conversations.last_inbound(members or [contact_id], channel_id)
     contact = await contacts.load(tx, contact_id)
