@@ -5,17 +5,19 @@ inside the window, and conversation.window_closing fires once per window."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.windows import WindowWatch
+from gateway.windows import LEASE, WindowWatch
 from kernel.models import utcnow
-from tests.api.helpers import get_json, post_json
-from tests.conftest import AUTH
-from tests.facebook.conftest import Fb, FbFactory
-from tests.facebook.helpers import CHANNEL, PSID, PSID2
+from tests.api.helpers import eventually, get_json, post_json
+from tests.conftest import AUTH, GatewayFactory
+from tests.facebook.conftest import Fb, FbFactory, GraphFake
+from tests.facebook.helpers import CHANNEL, PSID, PSID2, config
 from tests.facebook.test_send import attach_with_clock, customer_writes
 from tests.providers import settled
 
@@ -186,3 +188,34 @@ async def test_window_closing_fires_once_per_window(start_fb: FbFactory) -> None
     await attach_with_clock(fb, days=7 * DAY + 1 * HOUR)
     await fb.gw.windows.sweep()
     assert len(await closing_events(fb)) == 2
+
+
+async def test_replicas_on_postgresql_announce_each_window_once(
+    graph: GraphFake, make_gateway: GatewayFactory, pg_url: str
+) -> None:
+    """Two processes on one PostgreSQL store: one holds the sweep's lease, and even both
+    sweeping at once announce a window once."""
+    fbs: list[Fb] = []
+    try:
+        for _ in range(2):
+            gw = await make_gateway(config(human_agent_tag=True), **{"store.url": pg_url})
+            client = TestClient(TestServer(gw.web_app()))
+            await client.start_server()
+            fbs.append(Fb(gw, client, graph))
+        first, second = fbs
+        conv_id = await customer_writes(first)
+
+        async def one_holder() -> bool:
+            holders = [f.gw.keeper is not None and f.gw.keeper.holds(LEASE) for f in fbs]
+            return holders.count(True) == 1
+
+        await eventually(one_holder)
+        for fb in fbs:
+            await attach_with_clock(fb, days=23 * HOUR + 30 * MINUTE)
+        counts = await asyncio.gather(*(f.gw.windows.sweep() for f in fbs for _ in range(3)))
+        assert sum(counts) == 1
+        (event,) = await closing_events(second)
+        assert event["conversation"]["id"] == conv_id
+    finally:
+        for fb in fbs:
+            await fb.client.close()
