@@ -30,6 +30,18 @@ def at(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+async def aged(fb: Fb, conv_id: str, days: float) -> None:
+    """Move the channel's clock so that the customer's message is ``days`` old (the
+    fixtures are stamped a minute before the session began, minutes ago by now)."""
+    page = await get_json(fb.client, f"/v1/conversations/{conv_id}/messages")
+    wrote = min(at(m["created_at"]) for m in page["items"])
+    state = await window_of(fb, conv_id)
+    spans = {"open": timedelta(hours=24), "tag_only": timedelta(days=7)}
+    if state["state"] in spans:
+        wrote = at(state["closes_at"]) - spans[state["state"]]  # the provider's own time
+    await attach_with_clock(fb, days=days - (utcnow() - wrote) / timedelta(days=1))
+
+
 async def window_of(fb: Fb, conv_id: str) -> dict[str, Any]:
     conv = await get_json(fb.client, f"/v1/conversations/{conv_id}")
     window: dict[str, Any] = conv["reply_window"]
@@ -57,9 +69,9 @@ async def test_every_conversation_shows_its_window(fb: Fb) -> None:
 
 
 @pytest.mark.parametrize(
-    ("tag", "ahead", "state", "accepted"),
+    ("tag", "ahead", "state", "accepted"),  # ahead: how old the customer's message is
     [
-        (False, 23 * HOUR + 58 * MINUTE, "open", True),
+        (False, 23 * HOUR + 59 * MINUTE, "open", True),
         (False, 24 * HOUR + 1 * MINUTE, "closed", False),
         (True, 24 * HOUR + 1 * MINUTE, "tag_only", True),
         (True, 6 * DAY + 22 * HOUR, "tag_only", True),
@@ -71,10 +83,9 @@ async def test_every_conversation_shows_its_window(fb: Fb) -> None:
 async def test_window_edges_through_the_api(
     start_fb: FbFactory, tag: bool, ahead: float, state: str, accepted: bool
 ) -> None:
-    # (the customer wrote a minute before the session: 23 h 58 ahead is 23 h 59 after)
     fb = await start_fb(human_agent_tag=tag)
     conv_id = await customer_writes(fb)
-    await attach_with_clock(fb, days=ahead)
+    await aged(fb, conv_id, ahead)
     assert (await window_of(fb, conv_id))["state"] == state
     before = await messages_of(fb, conv_id)
     resp = await fb.client.post(
@@ -164,7 +175,7 @@ async def test_window_closing_fires_once_per_window(start_fb: FbFactory) -> None
     conv_id = await customer_writes(fb)
     await fb.gw.windows.sweep()
     assert await closing_events(fb) == []  # 24 hours to go: not yet
-    await attach_with_clock(fb, days=23 * HOUR + 30 * MINUTE)
+    await aged(fb, conv_id, 23 * HOUR + 30 * MINUTE)
     for _ in range(3):
         await fb.gw.windows.sweep()
     (first,) = await closing_events(fb)
@@ -175,7 +186,7 @@ async def test_window_closing_fires_once_per_window(start_fb: FbFactory) -> None
     again = WindowWatch(fb.gw.store, fb.gw.channels, lead=3600, every=3600)
     assert await again.sweep() == 0
     # the human agent window is a window of its own, announced before it closes
-    await attach_with_clock(fb, days=6 * DAY + 23 * HOUR + 30 * MINUTE)
+    await aged(fb, conv_id, 6 * DAY + 23 * HOUR + 30 * MINUTE)
     await again.sweep()
     await fb.gw.windows.sweep()
     first_, second = await closing_events(fb)
@@ -185,7 +196,7 @@ async def test_window_closing_fires_once_per_window(start_fb: FbFactory) -> None
         timedelta(days=6)
     )
     # once closed, nothing more
-    await attach_with_clock(fb, days=7 * DAY + 1 * HOUR)
+    await aged(fb, conv_id, 7 * DAY + 1 * HOUR)
     await fb.gw.windows.sweep()
     assert len(await closing_events(fb)) == 2
 
@@ -211,7 +222,7 @@ async def test_replicas_on_postgresql_announce_each_window_once(
 
         await eventually(one_holder)
         for fb in fbs:
-            await attach_with_clock(fb, days=23 * HOUR + 30 * MINUTE)
+            await aged(fb, conv_id, 23 * HOUR + 30 * MINUTE)
         counts = await asyncio.gather(*(f.gw.windows.sweep() for f in fbs for _ in range(3)))
         assert sum(counts) == 1
         (event,) = await closing_events(second)
