@@ -211,9 +211,10 @@ async def assign(req: Req) -> Conversation:
     assert principal is not None
     if body.force and not principal.is_admin:
         raise Forbidden("only admin tokens may force an assignment", code="force_needs_admin")
-    return await req.ctx.commands.assign(
+    changed = await req.ctx.commands.assign(
         ConversationId(req.param("id")), AgentId(body.agent_id), force=body.force
     )
+    return await req.ctx.commands.windows.one(changed)
 
 
 @operations.add(
@@ -232,12 +233,13 @@ async def transfer(req: Req) -> Conversation:
     if body.force and not principal.is_admin:
         raise Forbidden("only admin tokens may force a transfer", code="force_needs_admin")
     skills = body.skills
-    return await req.ctx.commands.transfer(
+    changed = await req.ctx.commands.transfer(
         ConversationId(req.param("id")),
         agent_id=AgentId(body.agent_id) if body.agent_id is not None else None,
         skills=dict.fromkeys(skills, 1) if isinstance(skills, list) else dict(skills or {}),
         force=body.force,
     )
+    return await req.ctx.commands.windows.one(changed)
 
 
 @operations.add(
@@ -249,7 +251,8 @@ async def transfer(req: Req) -> Conversation:
     errors=(404, 409),
 )
 async def resolve(req: Req) -> Conversation:
-    return await req.ctx.commands.resolve(ConversationId(req.param("id")))
+    changed = await req.ctx.commands.resolve(ConversationId(req.param("id")))
+    return await req.ctx.commands.windows.one(changed)
 
 
 @operations.add(
@@ -261,7 +264,8 @@ async def resolve(req: Req) -> Conversation:
     errors=(404, 409),
 )
 async def reopen(req: Req) -> Conversation:
-    return await req.ctx.commands.reopen(ConversationId(req.param("id")))
+    changed = await req.ctx.commands.reopen(ConversationId(req.param("id")))
+    return await req.ctx.commands.windows.one(changed)
 
 
 @operations.add(

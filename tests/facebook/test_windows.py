@@ -110,7 +110,8 @@ async def test_window_edges_through_the_api(
 
 async def test_the_business_writes_first_inside_the_window(fb: Fb) -> None:
     old = await customer_writes(fb)
-    await post_json(fb.client, f"/v1/conversations/{old}/resolve", {})
+    resolved = await post_json(fb.client, f"/v1/conversations/{old}/resolve", {})
+    assert resolved["reply_window"]["state"] == "open"  # every answer shows it
     started = await post_json(
         fb.client,
         "/v1/conversations",
