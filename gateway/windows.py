@@ -137,7 +137,8 @@ class WindowWatch:
             ends = {end for c in channels.values() for end in c.window_ends}
             spans = [(to_us(now - end), to_us(now - end + lead)) for end in sorted(ends)]
             types = sorted({c.type.value for c in channels.values()})
-            for cand in await tx.conversations.window_candidates(types, spans, BATCH):
+            found = await tx.conversations.window_candidates(types, spans, to_us(now), BATCH)
+            for cand in found:
                 record = cand.record
                 connector = channels.get(record.channel_id)
                 if connector is None or record.last_inbound_at is None:

@@ -76,10 +76,15 @@ class ConversationRows(Protocol):
         """When these contacts last wrote on the channel, over all their conversations."""
 
     async def window_candidates(
-        self, channel_types: Sequence[str], spans: Sequence[tuple[int, int]], limit: int
+        self,
+        channel_types: Sequence[str],
+        spans: Sequence[tuple[int, int]],
+        now: int,
+        limit: int,
     ) -> list[WindowCandidate]:
         """Open conversations on these channel types whose customer last wrote within one
-        of the spans (inclusive), oldest interaction first."""
+        of the spans (inclusive), oldest interaction first, leaving out those whose window
+        closing after ``now`` was announced already."""
 
     async def warn_window(self, conversation_id: str, closes_at: int) -> bool:
         """Note that the window closing at ``closes_at`` was announced; False when it was

@@ -144,8 +144,8 @@ async def test_closing_candidates_and_the_once_only_mark(domain: Domain, store: 
 
     async def candidates(spans: list[tuple[int, int]], types: list[str]) -> list[str]:
         async def work(tx: Tx) -> list[str]:
-            found = await tx.conversations.window_candidates(types, spans, 10)
-            return [c.record.id for c in found if c.warned_at is None or c.warned_at != closes]
+            found = await tx.conversations.window_candidates(types, spans, to_us(now), 10)
+            return [c.record.id for c in found]
 
         return await store.transact(work)
 

@@ -48,7 +48,9 @@ _WINDOW_CANDIDATES = (
     "WHERE c.status <> 'resolved' AND EXISTS (SELECT 1 FROM unnest($1::bigint[], "
     "$2::bigint[]) AS s(lo, hi) WHERE c.last_inbound_at BETWEEN to_timestamp(s.lo / 1e6) "
     "AND to_timestamp(s.hi / 1e6)) "
-    "AND c.channel_type = ANY($3::text[]) ORDER BY c.last_inbound_at LIMIT $4"
+    "AND c.channel_type = ANY($3::text[]) "
+    "AND (c.window_warned_at IS NULL OR c.window_warned_at <= $4) "
+    "ORDER BY c.last_inbound_at LIMIT $5"
 )
 _QUEUED = (
     f"SELECT {_C}, r.last_agent_id, r.last_served_at FROM conversations c "
@@ -174,7 +176,11 @@ class ConversationTx:
         return None if found is None else int(found)
 
     async def window_candidates(
-        self, channel_types: Sequence[str], spans: Sequence[tuple[int, int]], limit: int
+        self,
+        channel_types: Sequence[str],
+        spans: Sequence[tuple[int, int]],
+        now: int,
+        limit: int,
     ) -> list[WindowCandidate]:
         return [
             WindowCandidate(rows.conversation(tuple(r)[:-2]), r[-2], r[-1])
@@ -183,6 +189,7 @@ class ConversationTx:
                 [lo for lo, _ in spans],
                 [hi for _, hi in spans],
                 list(channel_types),
+                now,
                 limit,
             )
         ]

@@ -170,7 +170,11 @@ class ConversationTx:
         return None if row is None or row[0] is None else int(row[0])
 
     async def window_candidates(
-        self, channel_types: Sequence[str], spans: Sequence[tuple[int, int]], limit: int
+        self,
+        channel_types: Sequence[str],
+        spans: Sequence[tuple[int, int]],
+        now: int,
+        limit: int,
     ) -> list[WindowCandidate]:
         columns = ", ".join(f"c.{c.strip()}" for c in CONVERSATION_COLUMNS.split(","))
         within = " OR ".join("c.last_inbound_at BETWEEN ? AND ?" for _ in spans)
@@ -182,8 +186,9 @@ class ConversationTx:
                 "LEFT JOIN contacts p ON p.id = k.merged_into "
                 f"WHERE c.status != 'resolved' AND ({within}) "
                 f"AND c.channel_type IN ({marks(channel_types)}) "
+                "AND (c.window_warned_at IS NULL OR c.window_warned_at <= ?) "
                 "ORDER BY c.last_inbound_at LIMIT ?",
-                (*[t for span in spans for t in span], *channel_types, limit),
+                (*[t for span in spans for t in span], *channel_types, now, limit),
             ).fetchall()
         ]
 
