@@ -421,6 +421,9 @@ async def test_earlier_messages_get_their_peer_when_the_store_is_upgraded(
     await backend.execute(
         "DROP INDEX messages_peer; ALTER TABLE messages DROP COLUMN peer_id; "
         "ALTER TABLE messages DROP COLUMN metadata; "
+        "DROP INDEX conversations_start_key; DROP INDEX conversations_last_inbound; "
+        "ALTER TABLE conversations DROP COLUMN window_warned_at; "
+        "ALTER TABLE conversations DROP COLUMN start_key; "
         f"DELETE FROM schema_migrations WHERE version >= {step}"
     )
     store = await open_store(backend.url)
