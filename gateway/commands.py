@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from connectors.base import HealthState, SocketConnector
+from connectors.base import Connector, HealthState, SocketConnector
 from gateway.channels import LiveChannels
 from gateway.domain.assignments import Assignments
 from gateway.domain.contacts import Contacts
@@ -75,18 +75,23 @@ class Commands:
             reply_to=reply_to,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
-            check=self._window_check(conversation.channel_id, parts),
+            check=self._window_check(self.channels.get(conversation.channel_id), parts),
         )
         if not replayed:
             self._wake_sender()
         return message, replayed
 
-    def _window_check(self, channel_id: ChannelId, parts: Sequence[Part]) -> WindowCheck | None:
+    @staticmethod
+    def _window_check(
+        connector: Connector | None, parts: Sequence[Part], *, always: bool = False
+    ) -> WindowCheck | None:
         """Known before sending: a send the channel's window or parts do not allow is
-        refused (422) with nothing stored and no provider called."""
-        connector = self.channels.get(channel_id)
+        refused (422) with nothing stored and no provider called. None where nothing needs
+        checking (no window on the channel, no template): the send path stays as cheap."""
         if connector is None:
             return None  # the send path fails it (channel_unavailable)
+        if not (always or connector.window_ends or any(p.type == "template" for p in parts)):
+            return None
 
         def check(last_inbound_us: int | None, phone: str | None) -> None:
             ensure_allowed(connector, parts, last_inbound_us, phone)
@@ -108,7 +113,7 @@ class Commands:
         """The business starts a conversation (POST /v1/conversations): refused at once,
         nothing stored, when the channel's window or parts do not allow it."""
         connector = self.channels.get(channel_id)
-        check = self._window_check(channel_id, parts)
+        check = self._window_check(connector, parts, always=True)
         if connector is None or check is None:
             raise NotFound(f"channel {channel_id} not found", code="channel_not_found")
         if agent_id is not None and await self.store.agents.get(agent_id) is None:

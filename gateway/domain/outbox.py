@@ -65,6 +65,14 @@ async def message(tx: Tx, message_id: str) -> Message:
     return found
 
 
+async def _phone(tx: Tx, contact_id: str) -> str | None:
+    """The contact's phone (or that of the contact it was merged into)."""
+    found = await tx.contacts.get(contact_id)
+    if found is not None and found.merged_into is not None:
+        found = await tx.contacts.get(found.merged_into) or found
+    return None if found is None else found.phone
+
+
 async def create(
     tx: Tx,
     conversation_id: ConversationId,
@@ -90,7 +98,7 @@ async def create(
                 )
             return earlier.message, True
     if check is not None:
-        check(conv.last_inbound_at, (await contacts.load(tx, conv.contact_id)).phone)
+        check(conv.last_inbound_at, await _phone(tx, conv.contact_id))
     if reply_to is not None and not await tx.messages.in_conversation(reply_to, conversation_id):
         raise Invalid(
             f"reply_to {reply_to} is not a message of this conversation",
