@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.domain import contacts
 from gateway.domain.state import RoutingState
@@ -327,11 +326,38 @@ class Outbox:
 
         return await self.store.transact(work)
 
-    async def start(self, routing: RoutingState, **given: Any) -> Started:
+    async def start(
+        self,
+        routing: RoutingState,
+        *,
+        channel_id: ChannelId,
+        channel_type: ChannelType,
+        contact_id: ContactId | None,
+        to: Address | None,
+        author: Author,
+        parts: Sequence[Part],
+        subject: str | None,
+        idempotency_key: str | None,
+        request_hash: str | None,
+        check: WindowCheck,
+    ) -> Started:
         """Start a conversation from the business side (see :func:`start`)."""
 
         async def work(tx: Tx) -> Started:
-            return await start(tx, routing, **given)
+            return await start(
+                tx,
+                routing,
+                channel_id=channel_id,
+                channel_type=channel_type,
+                contact_id=contact_id,
+                to=to,
+                author=author,
+                parts=parts,
+                subject=subject,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                check=check,
+            )
 
         return await self.store.transact(work)
 

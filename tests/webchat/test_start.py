@@ -50,7 +50,16 @@ async def test_a_known_visitor_sees_it_on_their_next_visit(client: Client, gw: G
     assert history[-1]["parts"] == [{"type": "text", "text": "Đơn hàng của bạn đã giao ✅"}]
 
 
-async def test_an_unknown_visitor_is_refused(client: Client, gw: Gateway) -> None:
+async def test_an_unknown_visitor_and_a_template_are_refused(client: Client, gw: Gateway) -> None:
+    ws, _ = await open_visitor(client)
+    await say(ws, "Chào shop", "c1")
+    conv_id = (await get_json(client, "/v1/conversations?channel_id=webchat"))["items"][0]["id"]
+    template = {"type": "template", "name": "order_confirmed", "data": {"order": "DH-1"}}
+    refused = await post_json(
+        client, f"/v1/conversations/{conv_id}/messages", {"parts": [template]}, status=422
+    )
+    assert refused["error"]["code"] == "unsupported_part"
+    await post_json(client, f"/v1/conversations/{conv_id}/resolve", {})
     seq = await gw.store.events.last_seq()
     for visitor, status, code in (
         ("v_nobody", 404, "visitor_not_found"),
@@ -65,6 +74,6 @@ async def test_an_unknown_visitor_is_refused(client: Client, gw: Gateway) -> Non
         )
         if code is not None:
             assert refused["error"]["code"] == code
-    assert (await get_json(client, "/v1/conversations"))["items"] == []
+    assert [c["id"] for c in (await get_json(client, "/v1/conversations"))["items"]] == [conv_id]
     later = await gw.store.events.after(seq, 100)
     assert [e.type for e in later if not e.type.startswith("channel.")] == []
