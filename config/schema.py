@@ -136,6 +136,10 @@ class EventsSettings(Section):
     # A stream client that cannot take what is written for this long is cut off; it
     # resumes with Last-Event-ID instead of making the gateway buffer for it.
     slow_consumer_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # conversation.window_closing fires this long before a reply window closes (once per
+    # window); open conversations are looked at every window_sweep_seconds.
+    window_closing_lead_seconds: Annotated[float, Field(gt=0, le=6 * 86400)] = 3600.0
+    window_sweep_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
 
 DAY = 86400.0

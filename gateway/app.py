@@ -51,6 +51,7 @@ from gateway.replicas.link import RedisLink
 from gateway.retention import Retention
 from gateway.store import Store, open_store
 from gateway.webhooks.service import Webhooks
+from gateway.windows import WindowWatch
 from kernel.events import Event
 from kernel.ids import AgentId, ChannelId
 from kernel.models import Agent, ChannelType, Identity, Message
@@ -237,6 +238,14 @@ class Gateway:
         self.outbound.start()
         self.queue.start()  # whatever waited in the queue while we were down
         self.retention.start()
+        self.windows = WindowWatch(
+            store,
+            self.channels,
+            lead=s.events.window_closing_lead_seconds,
+            every=s.events.window_sweep_seconds,
+            keeper=self.keeper,
+        )
+        self.windows.start()
         if self.follower is not None:
             self.follower.start()
         self.lifecycle.started = True
@@ -399,6 +408,7 @@ class Gateway:
         if self.follower is not None:
             await self.follower.close()
         await self.retention.stop()
+        await self.windows.stop()
         await self.queue.stop()
         await self.webhooks.stop()
         await self.outbound.stop()

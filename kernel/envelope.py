@@ -97,6 +97,8 @@ class OutboundMessage(Frozen):
     thread_external_ids: list[str] = Field(default_factory=list)
     # When the customer last wrote in this conversation (reply windows, e.g. Messenger's 24 h).
     last_inbound_at: datetime | None = None
+    # The contact's phone (E.164), where a channel sends to it (Zalo ZNS templates).
+    phone: str | None = None
 
 
 class SendReceipt(Frozen):

@@ -43,6 +43,27 @@ class ConversationStatus(StrEnum):
     RESOLVED = "resolved"
 
 
+class WindowState(StrEnum):
+    """Whether the business may write to the customer now (design.md section 10)."""
+
+    OPEN = "open"  # any message
+    TAG_ONLY = "tag_only"  # only with a message tag (Messenger's HUMAN_AGENT)
+    TEMPLATE_ONLY = "template_only"  # only a provider-approved template (Zalo ZNS)
+    CLOSED = "closed"  # nothing until the customer writes again
+    UNLIMITED = "unlimited"  # the channel has no window (email, webchat)
+
+
+class ReplyWindow(Frozen):
+    """The reply window, worked out from the channel's rules and the customer's last
+    interaction: ``closes_at`` ends the current state, ``free_until`` ends free messages
+    where the channel bills later ones (Zalo)."""
+
+    state: WindowState
+    closes_at: datetime | None = None
+    free_until: datetime | None = None
+    reason: str
+
+
 class Direction(StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
@@ -129,8 +150,22 @@ class ChoicesPart(Frozen):
         return self
 
 
+class TemplatePart(Frozen):
+    """A provider-approved template (a Zalo ZNS template) by the ``name`` the channel's
+    settings give it, with the values it is filled with. Channels without templates refuse
+    it (``unsupported_part``)."""
+
+    type: Literal["template"] = "template"
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    language: Annotated[str, Field(min_length=2, max_length=16)] | None = None
+    data: dict[str, Annotated[Text, Field(max_length=4000)] | int | float | bool] = Field(
+        default_factory=dict, max_length=100
+    )
+
+
 Part = Annotated[
-    TextPart | MediaPart | LocationPart | LinkPart | ChoicesPart, Field(discriminator="type")
+    TextPart | MediaPart | LocationPart | LinkPart | ChoicesPart | TemplatePart,
+    Field(discriminator="type"),
 ]
 
 
@@ -177,6 +212,9 @@ class Conversation(Frozen):
     first_response_at: datetime | None = None
     resolved_at: datetime | None = None
     last_message_at: datetime | None = None
+    # Worked out when the conversation is shown by the API (null where it is not, e.g. in
+    # events other than conversation.window_closing).
+    reply_window: ReplyWindow | None = None
 
 
 class Author(Frozen):

@@ -41,6 +41,7 @@ from connectors.email.render import (
     checked_address,
     render,
     reply_subject,
+    thread_subject,
     threading,
 )
 from connectors.email.settings import EmailSettings
@@ -416,16 +417,19 @@ class EmailConnector(PollingConnector):
             if self.settings.plus_address_reply_to
             else None
         )
+        default_subject = self.settings.default_subject or system_text(
+            "email_subject", conv.language
+        )
+        reply_prefix = system_text("reply_prefix", conv.language)
         draft = Draft(
             from_address=self.address,
             from_name=self.settings.display_name,
             to_address=to,
             to_name=outbound.recipient.display_name,
-            subject=reply_subject(
-                conv.subject,
-                self.settings.default_subject or system_text("email_subject", conv.language),
-                system_text("reply_prefix", conv.language),
-            ),
+            # The first message of a thread the business starts has no "Re:".
+            subject=reply_subject(conv.subject, default_subject, reply_prefix)
+            if outbound.thread_external_ids
+            else thread_subject(conv.subject, default_subject),
             text="\n\n".join(texts),
             message_id=message_id,
             date=datetime.now(UTC),

@@ -75,9 +75,14 @@ def checked_address(value: str) -> str:
     return address
 
 
+def thread_subject(subject: str | None, default: str) -> str:
+    """The subject of a thread the business starts: as given (or the default)."""
+    return one_line(subject, SUBJECT_MAX) or one_line(default, SUBJECT_MAX)
+
+
 def reply_subject(subject: str | None, default: str, prefix: str = "Re:") -> str:
     """``Re: <subject>`` unless the subject already says it is a reply."""
-    text = one_line(subject, SUBJECT_MAX) or one_line(default, SUBJECT_MAX)
+    text = thread_subject(subject, default)
     return text if _REPLY_PREFIX.match(text) else f"{prefix} {text}"
 
 

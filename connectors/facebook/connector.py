@@ -7,7 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar, assert_never
 
 import httpx
@@ -45,7 +45,7 @@ from kernel.envelope import (
     StatusUpdate,
 )
 from kernel.ids import ChannelId, MessageId
-from kernel.models import ChannelType, Direction, Identity, MessageStatus, utcnow
+from kernel.models import ChannelType, Direction, Identity, MessageStatus, ReplyWindow, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +363,19 @@ class FacebookConnector(ProviderConnector):
                 self._profile_wait.clear()
 
     # --- outbound -----------------------------------------------------------------------
+
+    window_ends: ClassVar[tuple[timedelta, ...]] = (
+        render.RESPONSE_WINDOW,
+        render.HUMAN_AGENT_WINDOW,
+    )
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def reply_window(self, last_inbound_at: datetime | None, *, phone: str | None) -> ReplyWindow:
+        return render.reply_window(
+            last_inbound_at, self._clock(), human_agent_tag=self.settings.human_agent_tag
+        )
 
     async def send(self, outbound: OutboundMessage) -> SendReceipt:
         psid = outbound.recipient.external_id

@@ -16,7 +16,8 @@ from connectors.degrade import as_text
 from connectors.errors import WindowClosed
 from connectors.facebook.parse import MARKER_PREFIX
 from connectors.textsplit import split_text
-from kernel.models import ChoicesPart, MediaPart, Part, TextPart
+from connectors.windows import hours_ago
+from kernel.models import ChoicesPart, MediaPart, Part, ReplyWindow, TextPart, WindowState
 
 # Meta's Send API text limit is 2,000 characters. Whether it counts code points or UTF-16
 # code units is not documented; UTF-16 units are never fewer, so counting them is safe
@@ -35,36 +36,65 @@ _ATTACHMENT_TYPES = {"image": "image", "audio": "audio", "video": "video", "file
 # --- the 24-hour window -------------------------------------------------------------------
 
 
-def messaging_type(
+def reply_window(
     last_inbound_at: datetime | None, now: datetime, *, human_agent_tag: bool
-) -> dict[str, str]:
-    """The messaging_type (and tag) fields for a reply; raises WindowClosed when no reply
-    may go out.
-
-    Inside 24 hours of the customer's last message: RESPONSE. Up to 7 days, with the Human
-    Agent permission: MESSAGE_TAG + HUMAN_AGENT. When the gateway never saw the customer
-    write (a conversation opened by a reply from the Page inbox), it cannot know the window:
-    the reply goes as RESPONSE and Meta, which knows, accepts it or answers "outside of
-    allowed window" (mapped to WindowClosed by the client).
-    """
+) -> ReplyWindow:
+    """Messenger's window (channels.md 1.7): open for 24 hours after the customer's last
+    message; then, with the Human Agent permission, ``tag_only`` (MESSAGE_TAG +
+    HUMAN_AGENT) up to 7 days; then closed until the customer writes again."""
     if last_inbound_at is None:
-        return {"messaging_type": "RESPONSE"}
+        return ReplyWindow(
+            state=WindowState.CLOSED,
+            reason="the customer has not written to the Page here: Messenger lets the "
+            "business answer only after the customer writes",
+        )
     age = now - last_inbound_at
     if age < RESPONSE_WINDOW:
-        return {"messaging_type": "RESPONSE"}
+        return ReplyWindow(
+            state=WindowState.OPEN,
+            closes_at=last_inbound_at + RESPONSE_WINDOW,
+            reason="within 24 hours of the customer's last message",
+        )
     if age < HUMAN_AGENT_WINDOW and human_agent_tag:
-        return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
-    hours = int(age.total_seconds() // 3600)
+        return ReplyWindow(
+            state=WindowState.TAG_ONLY,
+            closes_at=last_inbound_at + HUMAN_AGENT_WINDOW,
+            reason="beyond 24 hours of the customer's last message: only a human agent may "
+            "answer (HUMAN_AGENT tag), up to 7 days",
+        )
+    hours = hours_ago(last_inbound_at, now)
     if human_agent_tag:
         why = f"the customer last wrote {hours} hours ago, beyond the 7-day human agent window"
     elif age < HUMAN_AGENT_WINDOW:
         why = (
             f"the customer last wrote {hours} hours ago, beyond the 24-hour window "
-            "(human_agent_tag is off for this channel)"
+            "(human_agent_tag is off for this channel: with Meta's Human Agent permission "
+            "and human_agent_tag = true, a human agent could answer up to 7 days)"
         )
     else:
         why = f"the customer last wrote {hours} hours ago, beyond the 24-hour window"
-    raise WindowClosed(f"window_closed: {why}")
+    return ReplyWindow(state=WindowState.CLOSED, reason=why)
+
+
+def messaging_type(
+    last_inbound_at: datetime | None, now: datetime, *, human_agent_tag: bool
+) -> dict[str, str]:
+    """The messaging_type (and tag) fields for a reply; raises WindowClosed when no reply
+    may go out (:func:`reply_window`).
+
+    When the gateway never saw the customer write (a conversation opened by a reply from
+    the Page inbox), it cannot know the window: the reply goes as RESPONSE and Meta, which
+    knows, accepts it or answers "outside of allowed window" (mapped to WindowClosed by the
+    client).
+    """
+    if last_inbound_at is None:
+        return {"messaging_type": "RESPONSE"}
+    window = reply_window(last_inbound_at, now, human_agent_tag=human_agent_tag)
+    if window.state == WindowState.OPEN:
+        return {"messaging_type": "RESPONSE"}
+    if window.state == WindowState.TAG_ONLY:
+        return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+    raise WindowClosed(f"window_closed: {window.reason}")
 
 
 # --- Send API bodies ------------------------------------------------------------------------

@@ -16,9 +16,9 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 import httpx
@@ -52,8 +52,18 @@ from connectors.zalo.parse import (
 )
 from connectors.zalo.settings import ZaloSettings
 from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt, StatusUpdate
+from kernel.errors import Invalid
 from kernel.ids import ChannelId
-from kernel.models import ChannelType, Direction, MediaPart, MessageStatus, utcnow
+from kernel.models import (
+    ChannelType,
+    Direction,
+    MediaPart,
+    MessageStatus,
+    Part,
+    ReplyWindow,
+    TemplatePart,
+    utcnow,
+)
 from kernel.secrets import Keyring, SecretBox
 
 log = logging.getLogger(__name__)
@@ -89,7 +99,13 @@ class ZaloConnector(ProviderConnector):
     # else (audio, video, stickers, locations, links) becomes text in the shared degrade
     # step, since the CS message API has no way to send them by URL.
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.TEXT, Capability.IMAGE, Capability.FILE, Capability.CHOICES}
+        {
+            Capability.TEXT,
+            Capability.IMAGE,
+            Capability.FILE,
+            Capability.CHOICES,
+            Capability.TEMPLATE,
+        }
     )
 
     def __init__(
@@ -103,7 +119,9 @@ class ZaloConnector(ProviderConnector):
         super().__init__(ChannelId(settings.id))
         self.settings = settings
         self._clock = clock
-        self.client = ZaloClient(http, settings.api_base, settings.oauth_base, now=clock)
+        self.client = ZaloClient(
+            http, settings.api_base, settings.oauth_base, zns_base=settings.zns_api_base, now=clock
+        )
         self._box = SecretBox(state_key)
         self._secret = settings.oa_secret_key.get_secret_value()
         # Which configured refresh token the stored pair descends from.
@@ -307,6 +325,38 @@ class ZaloConnector(ProviderConnector):
 
     # --- outbound -----------------------------------------------------------------------
 
+    window_ends: ClassVar[tuple[timedelta, ...]] = (render.CS_WINDOW,)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def reply_window(self, last_inbound_at: datetime | None, *, phone: str | None) -> ReplyWindow:
+        zns = bool(self.settings.zns_templates) and phone is not None
+        return render.reply_window(last_inbound_at, self._clock(), zns=zns)
+
+    def check_parts(self, parts: Sequence[Part], *, phone: str | None) -> None:
+        templates = self.settings.zns_templates
+        for part in parts:
+            if not isinstance(part, TemplatePart):
+                continue
+            if not templates:
+                raise Invalid(
+                    f"channel {self.channel_id} has no ZNS templates (zns_templates)",
+                    code="unsupported_part",
+                    details={"part": "template"},
+                )
+            if part.name not in templates:
+                raise Invalid(
+                    f"no ZNS template named {part.name[:128]!r} on channel {self.channel_id}",
+                    code="unknown_template",
+                    details={"templates": sorted(templates)},
+                )
+            if phone is None:
+                raise Invalid(
+                    "a ZNS template goes to the customer's phone, and it is not known",
+                    code="phone_unknown",
+                )
+
     async def send(self, outbound: OutboundMessage) -> SendReceipt:
         user_id = outbound.recipient.external_id
         message_id = outbound.message.id
@@ -327,15 +377,18 @@ class ZaloConnector(ProviderConnector):
             for index in range(len(ids), len(steps)):
                 step = steps[index]
                 try:
-                    if isinstance(step, render.TextStep):
-                        body = render.text_body(
-                            user_id, step.text, quote=quote if index == 0 else None
-                        )
-                    elif isinstance(step, render.ChoicesStep):
-                        body = render.choices_body(user_id, step.part)
+                    if isinstance(step, render.TemplateStep):
+                        sent = await self._send_template(step.part, outbound)
                     else:
-                        body = await self._media_body(user_id, step.part, language)
-                    sent = await self._api(functools.partial(self._send_cs, body))
+                        if isinstance(step, render.TextStep):
+                            body = render.text_body(
+                                user_id, step.text, quote=quote if index == 0 else None
+                            )
+                        elif isinstance(step, render.ChoicesStep):
+                            body = render.choices_body(user_id, step.part)
+                        else:
+                            body = await self._media_body(user_id, step.part, language)
+                        sent = await self._api(functools.partial(self._send_cs, body))
                 except SendError as exc:
                     if ids and exc.retryable:
                         await self.sink.save_state(self.channel_id, key, {"ids": ids})
@@ -360,6 +413,20 @@ class ZaloConnector(ProviderConnector):
 
     async def _send_cs(self, body: dict[str, Any], token: SecretStr) -> str | None:
         return await self.client.send_cs(token, body)
+
+    async def _send_template(self, part: TemplatePart, outbound: OutboundMessage) -> str | None:
+        """A ZNS template to the customer's phone; its msg_id is what ZNS delivery news
+        (user_received_message) names."""
+        recipient = outbound.recipient.external_id
+        phone = outbound.phone or (recipient if recipient.startswith("+") else None)
+        templates = self.settings.zns_templates
+        if phone is None or part.name not in templates:
+            raise PermanentError(
+                "the ZNS template or the customer's phone is no longer known",
+                code="template_unavailable",
+            )
+        body = render.zns_body(part, phone, templates, tracking_id=outbound.message.id)
+        return await self._api(lambda token: self.client.send_zns(token, body))
 
     def _remember_ours(self, message_id: str) -> None:
         self._ours[message_id] = None

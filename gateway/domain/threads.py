@@ -15,7 +15,7 @@ from gateway.domain.state import RoutingState
 from gateway.store.records import ConversationRecord, OpenConversation
 from gateway.store.transaction import Tx
 from kernel.envelope import InboundMessage
-from kernel.ids import ContactId, ConversationId, new_conversation_id
+from kernel.ids import ChannelId, ContactId, ConversationId, new_conversation_id
 from kernel.models import ChannelType, Conversation, ConversationStatus, text_of
 
 
@@ -66,28 +66,57 @@ async def thread_for(
     found = await open_for(tx, contact_id, msg.channel_id)
     if found is not None:
         return found
+    created = await open_new(
+        tx,
+        routing,
+        contact_id=contact_id,
+        channel_id=msg.channel_id,
+        channel_type=channel_type,
+        recipient_id=msg.sender.external_id,
+        subject=msg.subject,
+        text=text_of(msg.parts) or (msg.subject or ""),
+        language=msg.language,
+    )
+    return _open(created)
+
+
+async def open_new(
+    tx: Tx,
+    routing: RoutingState,
+    *,
+    contact_id: str,
+    channel_id: ChannelId,
+    channel_type: ChannelType,
+    recipient_id: str,
+    subject: str | None,
+    text: str,
+    language: str | None,
+    last_inbound_at: int | None = None,
+) -> ConversationRecord:
+    """A new conversation, queued and classified by the routing rules, announced."""
     needs = await routing.classify_new(
         tx,
-        channel_id=msg.channel_id,
+        channel_id=channel_id,
         channel_type=channel_type.value,
-        text=text_of(msg.parts) or (msg.subject or ""),
-        declared_language=msg.language,
+        text=text,
+        declared_language=language,
         contact_id=contact_id,
     )
     skills = dict(needs.requirements.skills)
     created = ConversationRecord(
         id=new_conversation_id(),
         contact_id=contact_id,
-        channel_id=msg.channel_id,
+        channel_id=channel_id,
         channel_type=channel_type.value,
-        recipient_id=msg.sender.external_id,
+        recipient_id=recipient_id,
         status=ConversationStatus.QUEUED.value,
         assignee_id=None,
         priority=needs.priority,
         skills_json=json.dumps(sorted(skills)),
         language=needs.language,
-        subject=msg.subject,
+        subject=subject,
         created_at=tx.now,
+        last_inbound_at=last_inbound_at,
         queued_at=tx.now,
         required_skills_json=json.dumps(skills),
         routing_rule=needs.rule,
@@ -96,16 +125,16 @@ async def thread_for(
     announced = Conversation(
         id=ConversationId(created.id),
         contact_id=ContactId(contact_id),
-        channel_id=msg.channel_id,
+        channel_id=channel_id,
         status=ConversationStatus.QUEUED,
         priority=needs.priority,
         skills=sorted(skills),
-        subject=msg.subject,
+        subject=subject,
         language=needs.language,
         created_at=tx.now_dt,
     )  # (what created.model() gives, made straight: every new conversation comes here)
     await tx.emit("conversation.created", {"conversation": announced}, created.id)
-    return _open(created)
+    return created
 
 
 async def reopen_record(tx: Tx, record: ConversationRecord) -> None:

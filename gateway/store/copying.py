@@ -98,7 +98,8 @@ TABLES: tuple[Table, ...] = (
             "id, contact_id, channel_id, channel_type, recipient_id, status, assignee_id, "
             "priority, skills, language, subject, created_at, first_response_at, resolved_at, "
             "last_message_at, last_inbound_at, queued_at, queue_announced, excluded_agents, "
-            "required_skills, routing_rule, assigned_at, awaiting_since"
+            "required_skills, routing_rule, assigned_at, awaiting_since, window_warned_at, "
+            "start_key"
         ),
         booleans=frozenset({"queue_announced"}),
     ),

@@ -28,6 +28,7 @@ from gateway.store.records import (
     StoredChannel,
     TokenRecord,
     WebhookRecord,
+    WindowFacts,
 )
 from gateway.store.transaction import Work
 from kernel.events import Event
@@ -66,6 +67,9 @@ class ConversationReads(Protocol):
     async def recipient(self, conversation_id: ConversationId) -> Identity | None:
         """The channel identity replies in this conversation go to."""
         ...
+
+    async def window_facts(self, ids: Sequence[str]) -> dict[str, WindowFacts]:
+        """What the reply windows of these conversations are worked out from."""
 
     async def decisions(self, conversation_id: ConversationId) -> list[dict[str, Any]]:
         """Its kept routing decisions, oldest first, each with ``created_at``."""

@@ -111,6 +111,10 @@ def _metadata(stored: Any) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
+# Channel types that can send to a contact's phone (Zalo ZNS): the outbound queue reads the
+# phone along with their messages.
+PHONE_CHANNELS = frozenset({"zalo"})
+
 # Columns in the order of ConversationRecord's fields.
 CONVERSATION_COLUMNS = (
     "id, contact_id, channel_id, channel_type, recipient_id, status, assignee_id, priority, "

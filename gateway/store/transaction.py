@@ -21,6 +21,7 @@ from gateway.store.records import (
     IdentityRecord,
     OpenConversation,
     StoredMessage,
+    WindowCandidate,
 )
 from kernel.events import Event
 from kernel.models import Agent, Contact, Message, MessageError, MessageStatus, Presence, Reaction
@@ -66,6 +67,29 @@ class ConversationRows(Protocol):
     async def loads(self) -> list[tuple[str, str, int]]:
         """(agent id, channel type, assigned conversations) for every agent with any."""
         ...
+
+    async def by_start_key(self, key: str) -> str | None:
+        """The conversation a POST /v1/conversations with this Idempotency-Key started."""
+
+    async def set_start_key(self, conversation_id: str, key: str) -> None: ...
+
+    async def last_inbound(self, contact_ids: Sequence[str], channel_id: str) -> int | None:
+        """When these contacts last wrote on the channel, over all their conversations."""
+
+    async def window_candidates(
+        self,
+        channel_types: Sequence[str],
+        spans: Sequence[tuple[int, int]],
+        now: int,
+        limit: int,
+    ) -> list[WindowCandidate]:
+        """Open conversations on these channel types whose customer last wrote within one
+        of the spans (inclusive), oldest interaction first, leaving out those whose window
+        closing after ``now`` was announced already."""
+
+    async def warn_window(self, conversation_id: str, closes_at: int) -> bool:
+        """Note that the window closing at ``closes_at`` was announced; False when it was
+        already (by this process or another)."""
 
     async def channel_types(self) -> set[str]:
         """Every channel type a conversation was ever opened on."""

@@ -32,6 +32,7 @@ SCOPES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/webchat/widget.js"): NONE,
     ("GET", "/"): NONE,
     ("GET", "/v1/conversations"): ANY,
+    ("POST", "/v1/conversations"): ANY,
     ("GET", "/v1/conversations/{id}"): ANY,
     ("GET", "/v1/conversations/{id}/messages"): ANY,
     ("POST", "/v1/conversations/{id}/messages"): ANY,

@@ -54,6 +54,7 @@ KINDS = {
     "oa_send_image": OaMessage,
     "user_seen_message": Delivery,
     "user_received_message": Delivery,
+    "zns_user_received_message": Delivery,  # ZNS: one msg_id, with tracking_id
     "follow": Unhandled,
     "unknown_react_message": Unhandled,
 }

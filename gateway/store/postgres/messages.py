@@ -22,7 +22,7 @@ from gateway.store.records import (
     opt_dt,
     to_us,
 )
-from gateway.store.rows import CONVERSATION_COLUMNS
+from gateway.store.rows import CONVERSATION_COLUMNS, PHONE_CHANNELS
 from kernel.envelope import OutboundMessage
 from kernel.errors import NotFound
 from kernel.ids import ChannelId, ContactId, ConversationId, MessageId
@@ -318,6 +318,11 @@ class MessageReads:
 # Due messages, claimed for a while by the replica that will send them. One waits while
 # an earlier pending message of its conversation is not due yet or is being sent by
 # another replica: replies never overtake each other.
+# The phone of a conversation's contact (or of the contact it was merged into).
+_PHONE = (
+    "SELECT COALESCE(r.phone, k.phone) FROM contacts k "
+    "LEFT JOIN contacts r ON r.id = k.merged_into WHERE k.id = $1"
+)
 _CLAIM = (
     "UPDATE messages SET lease_owner = $3, lease_until = $4 WHERE id IN ("
     " SELECT m.id FROM messages m WHERE m.status = 'pending' AND m.next_attempt_at <= $1"
@@ -377,6 +382,9 @@ async def _jobs(conn: asyncpg.Connection, ids: list[str]) -> list[OutboundJob]:
                     reply_to_external_id=reply_ext,
                     thread_external_ids=refs,
                     last_inbound_at=opt_dt(conv.last_inbound_at),
+                    phone=await conn.fetchval(_PHONE, conv.contact_id)
+                    if conv.channel_type in PHONE_CHANNELS
+                    else None,
                 ),
                 attempts=m["attempts"],
             )

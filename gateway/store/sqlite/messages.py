@@ -19,7 +19,7 @@ from gateway.store.records import (
     opt_dt,
     to_us,
 )
-from gateway.store.rows import CONVERSATION_COLUMNS
+from gateway.store.rows import CONVERSATION_COLUMNS, PHONE_CHANNELS
 from gateway.store.sqlite import contacts, conversations
 from gateway.store.sqlite.reading import Reader, Write, group, marks, page
 from kernel.envelope import OutboundMessage
@@ -298,6 +298,13 @@ class MessageReads:
 # --- the outbound queue -------------------------------------------------------------------
 
 
+# The phone of a conversation's contact (or of the contact it was merged into).
+_PHONE = (
+    "SELECT COALESCE(r.phone, k.phone) FROM contacts k "
+    "LEFT JOIN contacts r ON r.id = k.merged_into WHERE k.id = ?"
+)
+
+
 def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]:
     jobs = []
     # A message waits while an earlier pending message of its conversation is not due yet,
@@ -351,6 +358,9 @@ def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]
                     reply_to_external_id=reply_ext,
                     thread_external_ids=refs,
                     last_inbound_at=opt_dt(conv.last_inbound_at),
+                    phone=conn.execute(_PHONE, (conv.contact_id,)).fetchone()[0]
+                    if conv.channel_type in PHONE_CHANNELS
+                    else None,
                 ),
                 attempts=m["attempts"],
             )

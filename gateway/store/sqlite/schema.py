@@ -373,6 +373,20 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE status = 'resolved';
         """,
     ),
+    (
+        14,
+        """
+        -- Reply windows: the closing time last announced (conversation.window_closing
+        -- fires once per window), and the Idempotency-Key of the request that started a
+        -- conversation from the business side (POST /v1/conversations).
+        ALTER TABLE conversations ADD COLUMN window_warned_at INTEGER;
+        ALTER TABLE conversations ADD COLUMN start_key TEXT;
+        CREATE UNIQUE INDEX conversations_start_key ON conversations(start_key)
+            WHERE start_key IS NOT NULL;
+        CREATE INDEX conversations_last_inbound ON conversations(last_inbound_at)
+            WHERE status != 'resolved';
+        """,
+    ),
 ]
 
 
