@@ -5,9 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from kernel.models import Conversation, Part, Presence, Text
+from gateway.attachments import OWN_PATH
+from kernel.models import (
+    Conversation,
+    LinkPart,
+    LocationPart,
+    MediaPart,
+    Presence,
+    Text,
+    TextPart,
+)
+from kernel.text import is_web_url
 
 SkillName = Annotated[str, Field(min_length=1, max_length=64)]
 SkillList = Annotated[list[SkillName], Field(min_length=1, max_length=20)]
@@ -44,11 +54,45 @@ class ConversationQuery(PageQuery):
     contact_id: Id | None = None
 
 
+# What a message the business sends may hold: one cap for `text` and for every text part.
+MAX_TEXT = 20_000
+MessageText = Annotated[Text, Field(min_length=1, max_length=MAX_TEXT)]
+
+
+def _web_url(value: str) -> str:
+    if is_web_url(value) or (value.startswith(OWN_PATH) and is_web_url("http://h" + value)):
+        return value
+    raise ValueError("only http:// and https:// URLs (or the url of a file uploaded here)")
+
+
+WebUrl = Annotated[str, AfterValidator(_web_url)]
+
+
+class OutgoingTextPart(TextPart):
+    text: MessageText
+
+
+class OutgoingMediaPart(MediaPart):
+    url: WebUrl | None = None
+
+
+class OutgoingLinkPart(LinkPart):
+    url: WebUrl
+
+
+# The parts a message the business sends may have: those of the model (kernel.models.Part),
+# with the limits above.
+OutgoingPart = Annotated[
+    OutgoingTextPart | OutgoingMediaPart | LocationPart | OutgoingLinkPart,
+    Field(discriminator="type"),
+]
+
+
 class SendMessage(In):
     """An agent's reply: ``text``, or ``parts`` for richer content."""
 
-    text: Annotated[Text, Field(min_length=1, max_length=20_000)] | None = None
-    parts: Annotated[list[Part], Field(min_length=1, max_length=20)] | None = None
+    text: MessageText | None = None
+    parts: Annotated[list[OutgoingPart], Field(min_length=1, max_length=20)] | None = None
     reply_to: Id | None = None
     agent_id: Id | None = Field(
         None, description="Author, for admin and integration tokens (default: the assignee)."
