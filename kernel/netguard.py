@@ -34,11 +34,26 @@ class UnsafeAddress(OSError):
         super().__init__(errno.EACCES, message)
 
 
+# IPv6 addresses that reach an IPv4 one through a translator (NAT64, RFC 6052).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (mapped, NAT64, 6to4), if any."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour
+
+
 def forbidden(address: str, *, allow_private: bool, allow_loopback: bool) -> str | None:
     """Why an IP address may not be called, or None."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+        address.split("%", 1)[0]
+    )
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = _embedded(ip) or ip
     if ip.is_loopback:
         return None if allow_loopback else "loopback"
     if ip.is_link_local:

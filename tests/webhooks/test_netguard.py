@@ -159,6 +159,8 @@ async def test_ipv6_urls_are_checked_like_ipv4_ones(make_gateway: GatewayFactory
             "http://[fd00::8]/x",
             "http://[::ffff:127.0.0.1]/x",
             "http://[::ffff:169.254.169.254]/x",
+            "http://[64:ff9b::a9fe:a9fe]/x",  # NAT64 to 169.254.169.254
+            "http://[2002:7f00:1::]/x",  # 6to4 from 127.0.0.1
             "http://[::]/x",
             "http://[ff02::1]/x",
             "http://127.0.0.1:99999/x",
