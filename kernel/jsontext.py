@@ -20,6 +20,7 @@ MAX_DEPTH = 64
 
 # Escapes that can decode to NUL or to a surrogate: only then is the value looked into.
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_SUSPECT_ESCAPE_BYTES = re.compile(_SUSPECT_ESCAPE.pattern.encode())
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -86,8 +87,12 @@ def refused_text(
     NUL has no meaning in text and cannot be stored everywhere (PostgreSQL refuses it);
     it is allowed under keys in ``nul_allowed`` (text whose control characters are removed
     anyway). A lone surrogate never is."""
-    raw = data if isinstance(data, str) else data.decode("utf-8", "replace")
-    if _SUSPECT_ESCAPE.search(raw) is None:
+    suspect = (
+        _SUSPECT_ESCAPE.search(data)
+        if isinstance(data, str)
+        else _SUSPECT_ESCAPE_BYTES.search(data)
+    )
+    if suspect is None:
         return None
     return _walk(value, "", nul_allowed, nul_ok=False)
 
