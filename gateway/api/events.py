@@ -147,7 +147,7 @@ async def stream_events(req: Req) -> web.StreamResponse:
                 min(last_write + heartbeat, next_check) if principal else last_write + heartbeat
             )
             try:
-                await asyncio.wait(
+                done, _ = await asyncio.wait(
                     {waiter, nudger, closing, tokens},
                     timeout=max(0.0, wake_at - loop.time()),
                     return_when=asyncio.FIRST_COMPLETED,
@@ -158,7 +158,7 @@ async def stream_events(req: Req) -> web.StreamResponse:
             if ctx.lifecycle.closing.is_set():
                 break
             now = loop.time()
-            if principal is not None and (tokens.done() or now >= next_check):
+            if principal is not None and (tokens in done or now >= next_check):
                 next_check = now + recheck
                 if not await _still_valid(ctx.auth, principal):
                     log.info("event stream closed: its token %s was revoked", principal.token_id)
