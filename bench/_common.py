@@ -91,6 +91,15 @@ def percentiles(
     return out
 
 
+def fmt_ms(value: float | None) -> str:
+    """Milliseconds for a report; "-" when there were no samples."""
+    return "-" if value is None else f"{value:.1f}"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
 # --- machine facts --------------------------------------------------------------------------
 
 
@@ -177,6 +186,53 @@ def process_cpu_seconds(pid: int) -> float | None:
     fields = stat[stat.rindex(")") + 2 :].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU time spent by the whole machine, every process and the kernel, since boot
+    (from /proc/stat: all but idle and iowait; steal counts, as the cores were taken)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of a process on this machine (a PostgreSQL backend's: its postmaster)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def process_tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process and all its descendants (a postmaster and its backends), from
+    /proc: user + system time of each live one, plus the time of the children they have
+    already reaped (cutime, cstime), so that a backend that exits is still counted."""
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it ended meanwhile; its parent's cutime has it
+        fields = stat[stat.rindex(")") + 2 :].split()
+        child = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(child)  # ppid
+        ticks[child] = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    if pid not in ticks:
+        return None
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += ticks.get(current, 0)
+        todo.extend(children.get(current, ()))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 # --- server subprocesses ---------------------------------------------------------------------

@@ -44,12 +44,16 @@ from _common import (
     REPO,
     ServerProcess,
     clean_env,
+    fmt_ms,
     fs_type,
+    machine_cpu_seconds,
     machine_facts,
     open_work_dir,
     percentiles,
     process_cpu_seconds,
+    process_tree_cpu_seconds,
     serve_until_signalled,
+    verdict,
     vi_text,
 )
 
@@ -57,6 +61,8 @@ GOAL_THROUGHPUT = 1500.0  # messages/s end to end, one gateway process
 GOAL_P99_MS = 50.0  # p99 end-to-end latency at GOAL_RATE
 GOAL_RATE = 500.0
 ADMIN_TOKEN = "ogw_admin_bench_" + uuid.uuid4().hex
+# Replicas seal and sign with the same key; a fixed one keeps every run alike.
+SECRET_KEY = "bench-secret-key-" + uuid.uuid4().hex
 CHANNEL = "webchat"
 ACK_TIMEOUT = 30.0
 TEXT_POOL = 4000
@@ -74,6 +80,7 @@ class Stats:
     t_measure: int = 0
     t_end: int = 0
     awaiting_sse: dict[str, int] = field(default_factory=dict)  # key -> send time
+    acked_unseen: set[str] = field(default_factory=set)  # acked, event not seen yet
     first_keys: set[str] = field(default_factory=set)
     first_conv: dict[str, int] = field(default_factory=dict)  # conversation -> first send
     ack_ns: list[int] = field(default_factory=list)
@@ -95,6 +102,7 @@ class Stats:
     per_second_acks: bool = False  # bucket acks (reference runs) instead of SSE arrivals
 
     def forget(self, key: str) -> int | None:
+        self.acked_unseen.discard(key)
         sent_at = self.awaiting_sse.pop(key, None)
         if not self.awaiting_sse:
             self.all_seen.set()
@@ -112,8 +120,10 @@ class Stats:
             if first:
                 self.first_keys.add(key)
 
-    def on_ack(self, sent_at: int, t: int) -> None:
+    def on_ack(self, sent_at: int, t: int, key: str = "") -> None:
         self.acked_total += 1
+        if key in self.awaiting_sse:
+            self.acked_unseen.add(key)
         if self.in_window(t):
             self.acked_window += 1
             if self.per_second_acks:
@@ -170,7 +180,7 @@ class Visitor:
             if kind == "ack" or (self.echo and kind == "message"):
                 pending = self.inflight.pop(frame.get("client_id"), None)
                 if pending is not None:
-                    stats.on_ack(pending[0], t)
+                    stats.on_ack(pending[0], t, f"{self.visitor_id}:{frame['client_id']}")
                     self._done(pending[1])
             elif kind == "error":
                 stats.errors[frame.get("code", "?")] += 1
@@ -220,6 +230,7 @@ class Load:
         ]
         self.text_bytes = sum(len(t.encode()) for t in self.texts) / len(self.texts)
         self.counter = 0
+        self.connections = 0
         self.t_start = 0
         self.closing: set[asyncio.Task[None]] = set()
 
@@ -230,7 +241,11 @@ class Load:
         return client_id, f'{{"type":"message","client_id":"{client_id}","text":{text}}}'
 
     async def connect(self, session: Any) -> Visitor:
-        ws = await session.ws_connect(self.spec["ws_url"], autoping=True, max_msg_size=0)
+        # Sockets go round the servers' URLs (one per replica) in turn.
+        urls = self.spec["ws_urls"]
+        url = urls[self.connections % len(urls)]
+        self.connections += 1
+        ws = await session.ws_connect(url, autoping=True, max_msg_size=0)
         first = await ws.receive_json(timeout=30)
         if first.get("type") != "session":
             raise RuntimeError(f"expected a session frame, got {first!r}")
@@ -395,7 +410,7 @@ class Load:
             self.t_start = time.perf_counter_ns()
             stats.t_measure = self.t_start + int(spec["warmup"] * 1e9)
             stats.t_end = stats.t_measure + int(spec["duration"] * 1e9)
-            cpu = asyncio.create_task(self.cpu_sampler(spec.get("server_pid")))
+            cpu = asyncio.create_task(self.cpu_sampler(spec.get("watch", {})))
 
             if http is not None:
                 try:
@@ -422,6 +437,7 @@ class Load:
                         await stats.all_seen.wait()
             drain_s = time.perf_counter() - drain_start
             lost = len(stats.awaiting_sse)
+            lost_acked = len(stats.acked_unseen)
             for task in list(self.closing):
                 task.cancel()
             if sse_task is not None and sse is not None:
@@ -452,7 +468,8 @@ class Load:
             "send_lag_ms": percentiles(stats.lag_ns) if spec["mode"] == "open" else None,
             "errors": dict(stats.errors),
             "ack_timeouts": stats.timeouts,
-            "lost": lost,
+            "lost": lost,  # sent, event not seen (a message never acked may not be stored)
+            "lost_acked": lost_acked,  # acked, event not seen: lost for a helpdesk
             "unknown_events": stats.unknown_events,
             "events": dict(stats.events),
             "visitors": stats.visitors,
@@ -461,24 +478,39 @@ class Load:
             **cpu_used,
         }
 
-    async def cpu_sampler(self, server_pid: int | None) -> dict[str, Any]:
-        """CPU used by this process and by the server during the measurement window."""
+    async def cpu_sampler(self, watch: dict[str, list[Any]]) -> dict[str, Any]:
+        """CPU used during the measurement window by this process and by each watched one:
+        ``watch`` maps a name to ``[pid, tree]`` (tree: with all its descendants)."""
         stats = self.stats
 
-        async def until(t: int) -> tuple[int, float, float | None]:
+        def read(pid: int, tree: bool) -> float | None:
+            return process_tree_cpu_seconds(pid) if tree else process_cpu_seconds(pid)
+
+        async def until(t: int) -> tuple[int, float, dict[str, float | None]]:
             delay = t - time.perf_counter_ns()
             if delay > 0:
                 await asyncio.sleep(delay / 1e9)
             now = time.perf_counter_ns()
-            server = process_cpu_seconds(server_pid) if server_pid else None
-            return now, time.process_time(), server
+            watched = {name: read(pid, tree) for name, (pid, tree) in watch.items()}
+            watched["machine"] = machine_cpu_seconds()
+            return now, time.process_time(), watched
 
-        t0, load0, server0 = await until(stats.t_measure)
-        t1, load1, server1 = await until(stats.t_end)
+        t0, load0, watched0 = await until(stats.t_measure)
+        t1, load1, watched1 = await until(stats.t_end)
         wall = (t1 - t0) / 1e9
-        out: dict[str, Any] = {"load_cpu": round((load1 - load0) / wall, 2)}
-        if server0 is not None and server1 is not None:
-            out["server_cpu"] = round((server1 - server0) / wall, 2)
+        cpu_s: dict[str, float] = {}
+        for name, before in watched0.items():
+            after = watched1.get(name)
+            if before is not None and after is not None:
+                cpu_s[name] = round(after - before, 3)
+        out: dict[str, Any] = {
+            "load_cpu": round((load1 - load0) / wall, 2),
+            "load_cpu_s": round(load1 - load0, 3),
+            "cpu_wall_s": round(wall, 3),
+            "cpu_s": cpu_s,  # with "machine": every process on it, this one included
+        }
+        if "server" in cpu_s:
+            out["server_cpu"] = round(cpu_s["server"] / wall, 2)
         return out
 
 
@@ -528,16 +560,23 @@ def bare_main(host: str) -> int:
 # =========================================================================================
 
 
-def gateway_config(path: Path, data_dir: Path, sync: str) -> None:
-    db = (data_dir / "omnigw.db").resolve()
+def sqlite_url(data_dir: Path, sync: str) -> str:
+    return f"sqlite:///{(data_dir / 'omnigw.db').resolve()}?synchronous={sync}"
+
+
+def gateway_config(path: Path, store_url: str, redis_url: str | None = None) -> None:
+    """The benchmark's gateway: one webchat channel with limits above the load (every
+    visitor comes from this machine's one address) and one agent, `demo`, who takes every
+    conversation. Replicas share one such file."""
+    redis = f'\n[redis]\nurl = "{redis_url}"\n' if redis_url else ""
     path.write_text(
         f"""\
 [server]
 demo_page = false
 
 [store]
-url = "sqlite:///{db}?synchronous={sync}"
-
+url = "{store_url}"
+{redis}
 [[channels]]
 id = "{CHANNEL}"
 type = "webchat"
@@ -630,10 +669,10 @@ class Bench:
         port = server.start()
         self.log(f"reference: bare aiohttp server, pid {server.pid}, port {port}")
         try:
-            common = {"duration": self.args.ref_duration, "server_pid": server.pid}
+            common = {"duration": self.args.ref_duration, "watch": {"server": [server.pid, False]}}
             self.run_load(
                 "bare-ws echo, max",
-                self.spec(target="bare-ws", ws_url=f"http://127.0.0.1:{port}/ws", **common),
+                self.spec(target="bare-ws", ws_urls=[f"http://127.0.0.1:{port}/ws"], **common),
             )
             self.run_load(
                 "bare-http, max",
@@ -642,15 +681,13 @@ class Bench:
         finally:
             server.stop()
 
-    def gateway(self, work: Path, sync: str) -> dict[str, Any]:
-        data_dir = work / f"gw-{sync}"
-        data_dir.mkdir(parents=True)
-        config = work / f"omnigw-{sync}.toml"
-        gateway_config(config, data_dir, sync)
-        stderr_log = work / f"gateway-{sync}.stderr.log"
+    def start_gateway(self, name: str, config: Path, data_dir: Path, work: Path) -> ServerProcess:
+        """``python -m gateway serve`` on ``config`` with a data directory of its own (under
+        cProfile with --profile: gateway-<name>.prof in the work dir)."""
+        data_dir.mkdir(parents=True, exist_ok=True)
         argv = [self.python]
         if self.args.profile:
-            argv += ["-m", "cProfile", "-o", str(work / f"gateway-{sync}.prof")]
+            argv += ["-m", "cProfile", "-o", str(work / f"gateway-{name}.prof")]
         argv += [
             "-m",
             "gateway",
@@ -667,45 +704,58 @@ class Bench:
             "warning",
         ]
         server = ServerProcess(
-            f"gateway ({sync})",
+            f"gateway ({name})",
             argv,
             port_pattern=r"listening on http://[^:]+:(\d+)",
-            env=clean_env(OMNIGW_ADMIN_TOKEN=ADMIN_TOKEN),
-            stderr_path=stderr_log,
+            env=clean_env(OMNIGW_ADMIN_TOKEN=ADMIN_TOKEN, OMNIGW_SECRET_KEY=SECRET_KEY),
+            stderr_path=work / f"gateway-{name}.stderr.log",
         )
-        port = server.start()
-        self.log(f"gateway synchronous={sync}: pid {server.pid}, port {port}")
-        base = f"http://127.0.0.1:{port}"
+        server.start(timeout=60)
+        return server
+
+    def stop_gateway(self, server: ServerProcess) -> dict[str, Any]:
+        """Stop it (SIGTERM); its exit code and what it wrote to stderr."""
+        code = server.stop()
+        if code not in (0, None):
+            self.log(f"{server.name} exited with {code}; {server.diagnostics()}")
+        assert server.stderr_path is not None
+        text = server.stderr_path.read_text(errors="replace")
+        warnings = [ln for ln in text.splitlines() if ln.strip()]
+        return {"stderr_lines": len(warnings), "stderr_tail": warnings[-5:], "exit_code": code}
+
+    def gateway_load(
+        self, name: str, servers: list[ServerProcess], watch: dict[str, list[Any]]
+    ) -> int:
+        """The max run then the fixed-rate run against ``servers``: the sockets are spread
+        over them, the SSE stream is read from the first. Returns the acks received."""
+        base = [f"http://127.0.0.1:{server.port}" for server in servers]
         common = {
             "target": "gateway",
-            "ws_url": f"{base}/webchat/{CHANNEL}/ws",
-            "sse_url": f"{base}/v1/events",
+            "ws_urls": [f"{url}/webchat/{CHANNEL}/ws" for url in base],
+            "sse_url": f"{base[0]}/v1/events",
             "token": ADMIN_TOKEN,
-            "server_pid": server.pid,
+            "watch": watch,
         }
-        acked = 0
+        r = self.run_load(f"gateway {name}, max", self.spec(**common))
+        acked: int = r["acked_total"]
+        r = self.run_load(
+            f"gateway {name}, {self.args.rate:g}/s",
+            self.spec(mode="open", rate=self.args.rate, **common),
+        )
+        return acked + int(r["acked_total"])
+
+    def gateway(self, work: Path, sync: str) -> dict[str, Any]:
+        data_dir = work / f"gw-{sync}"
+        config = work / f"omnigw-{sync}.toml"
+        gateway_config(config, sqlite_url(data_dir, sync))
+        server = self.start_gateway(sync, config, data_dir, work)
+        self.log(f"gateway synchronous={sync}: pid {server.pid}, port {server.port}")
         try:
-            r = self.run_load(f"gateway {sync}, max", self.spec(**common))
-            acked += r["acked_total"]
-            r = self.run_load(
-                f"gateway {sync}, {self.args.rate:g}/s",
-                self.spec(mode="open", rate=self.args.rate, **common),
-            )
-            acked += r["acked_total"]
+            acked = self.gateway_load(sync, [server], {"server": [server.pid, False]})
         finally:
-            code = server.stop()
-        if code not in (0, None):
-            self.log(f"gateway exited with {code}; {server.diagnostics()}")
+            ended = self.stop_gateway(server)
         stored = count_inbound(data_dir / "omnigw.db")
-        warnings = [ln for ln in stderr_log.read_text(errors="replace").splitlines() if ln.strip()]
-        return {
-            "sync": sync,
-            "stored": stored,
-            "acked": acked,
-            "stderr_lines": len(warnings),
-            "stderr_tail": warnings[-5:],
-            "exit_code": code,
-        }
+        return {"sync": sync, "stored": stored, "acked": acked, **ended}
 
 
 def count_inbound(db: Path) -> int | None:
@@ -723,17 +773,9 @@ def count_inbound(db: Path) -> int | None:
 # --- report ------------------------------------------------------------------------------
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
 def _spread(per_second: list[int]) -> str:
     """Slowest and fastest whole second of the window."""
     return f"{min(per_second):,}..{max(per_second):,}" if per_second else "-"
-
-
-def _pass(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def report(
@@ -796,8 +838,8 @@ def report(
         for i, (kind, p) in enumerate(rows):
             label = r["label"] if i == 0 else ""
             print(
-                f"{label:<24} {kind:<14} {p['n']:>7} {_ms(p['p50']):>7} {_ms(p['p90']):>7} "
-                f"{_ms(p['p99']):>7} {_ms(p['max']):>7}"
+                f"{label:<24} {kind:<14} {p['n']:>7} {fmt_ms(p['p50']):>7} {fmt_ms(p['p90']):>7} "
+                f"{fmt_ms(p['p99']):>7} {fmt_ms(p['max']):>7}"
             )
     print()
     print("integrity (messages stored in SQLite vs acked by the gateway, over both runs):")
@@ -853,13 +895,13 @@ def report(
         print(f"goals, SQLite synchronous={sync}{default}:")
         print(
             f"  throughput end to end   {v['max_msgs_per_s']:>8,.0f} msgs/s   "
-            f"goal >= {GOAL_THROUGHPUT:,.0f}        {_pass(v['throughput_goal_pass'])}"
+            f"goal >= {GOAL_THROUGHPUT:,.0f}        {verdict(v['throughput_goal_pass'])}"
         )
         p99 = v["fixed_e2e_ms"]["p99"]
         note = "" if abs(args.rate - GOAL_RATE) < 1e-9 else f" (measured at {args.rate:g}/s)"
         print(
-            f"  p99 e2e at {GOAL_RATE:g} msgs/s    {_ms(p99):>8} ms       "
-            f"goal < {GOAL_P99_MS:g} ms          {_pass(v['p99_goal_pass'])}{note}"
+            f"  p99 e2e at {GOAL_RATE:g} msgs/s    {fmt_ms(p99):>8} ms       "
+            f"goal < {GOAL_P99_MS:g} ms          {verdict(v['p99_goal_pass'])}{note}"
         )
         if v["ratio_to_bare_ws"] is not None:
             print(

@@ -42,11 +42,21 @@ import shutil  # noqa: E402
 import sqlite3  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import uuid  # noqa: E402
 from collections import Counter, deque  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
+from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
-from _common import fs_type, machine_facts, percentiles, vi_text  # noqa: E402
+from _common import (  # noqa: E402
+    fs_type,
+    machine_cpu_seconds,
+    machine_facts,
+    parent_pid,
+    percentiles,
+    process_tree_cpu_seconds,
+    vi_text,
+)
 
 from gateway.cli import tune_gc  # noqa: E402
 from gateway.domain.assignments import Assignments  # noqa: E402
@@ -495,10 +505,12 @@ def writer_conn(store: Store) -> sqlite3.Connection:
     return conn
 
 
-async def open_routed(path: Path, settings: RoutingSettings) -> tuple[Store, Inbox, Assignments]:
-    """A SQLite store with the domain's inbox and routing over it, as the gateway wires
-    them."""
-    store = await open_store(f"sqlite:///{path}")
+async def open_routed(
+    path: Path, settings: RoutingSettings, url: str | None = None
+) -> tuple[Store, Inbox, Assignments]:
+    """A store (SQLite at ``path``, or ``url``) with the domain's inbox and routing over
+    it, as the gateway wires them."""
+    store = await open_store(url or f"sqlite:///{path}")
     state = RoutingState(settings, [t.value for t in ChannelType])
     return store, Inbox(store, state), Assignments(store, state)
 
@@ -664,7 +676,10 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
     settings = RoutingSettings(
         sticky_window=STICKY_WINDOW, rules=SERVICE_RULES, escalation=list(LADDER)
     )
-    store, inbox, assignments = await open_routed(path, settings)
+    pg_url = postmaster = None
+    if args.store_url:
+        pg_url, postmaster = await fresh_pg_database(args.store_url, f"drain_{agents}")
+    store, inbox, assignments = await open_routed(path, settings, pg_url)
     backlog = args.backlog
     # spare slots: the queue, not capacity, runs out first
     per_agent = math.ceil(backlog * 1.25 / agents) + 2
@@ -715,7 +730,7 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
         router = QueueRunner(counting, interval=3600.0)  # type: ignore[arg-type]
         router.start()
         await router.settle()  # nobody online: the front of the queue is announced
-        conn = writer_conn(store)
+        conn = writer_conn(store) if pg_url is None else None
         tune_gc()
         gc.collect()
 
@@ -745,7 +760,9 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
             router.kick()
 
         marks: dict[float, float] = {}
-        changes0 = conn.total_changes
+        changes0 = conn.total_changes if conn is not None else 0
+        server0 = process_tree_cpu_seconds(postmaster) if postmaster else None
+        machine0 = machine_cpu_seconds()
         cpu0 = time.process_time()
         log0 = len(counting.log)
         t0 = time.perf_counter()
@@ -762,7 +779,9 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
             await asyncio.sleep(0.005)
         t1 = marks[1.0]
         cpu1 = time.process_time()
-        changes1 = conn.total_changes
+        changes1 = conn.total_changes if conn is not None else 0
+        server1 = process_tree_cpu_seconds(postmaster) if postmaster else None
+        machine1 = machine_cpu_seconds()
         done.set()
         await prober
         router.kick()
@@ -776,21 +795,28 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
             middle_80_per_s=round(0.8 * backlog / (marks[0.9] - marks[0.1]), 1),
             dispatches=dispatches,
             assigned_per_dispatch=round(assigned / max(1, dispatches), 1),
-            rows_changed_per_assignment=round((changes1 - changes0) / max(1, backlog), 2),
+            # SQLite's change counter; PostgreSQL has none per connection
+            rows_changed_per_assignment=(
+                round((changes1 - changes0) / max(1, backlog), 2) if conn is not None else None
+            ),
             cpu_cores=round((cpu1 - cpu0) / span, 2),
+            # the PostgreSQL server (postmaster and every backend), when on this machine
+            server_cpu_cores=(
+                round((server1 - server0) / span, 2)
+                if server0 is not None and server1 is not None
+                else None
+            ),
             probe_ack_ms=percentiles(probe_ns, (50, 99)),
+            # every process on the machine: how busy it was with other work meanwhile
+            machine_cpu_cores=(
+                round((machine1 - machine0) / span, 2)
+                if machine0 is not None and machine1 is not None
+                else None
+            ),
         )
         # everything served once, nobody over capacity, one event per assignment
         checks = {}
-        with sqlite3.connect(path) as db:
-            status = dict(db.execute("SELECT status, COUNT(*) FROM conversations GROUP BY 1"))
-            most = db.execute(
-                "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM conversations "
-                "WHERE status = 'assigned' GROUP BY assignee_id)"
-            ).fetchone()[0]
-            events = db.execute(
-                "SELECT COUNT(*) FROM events WHERE type = 'conversation.assigned'"
-            ).fetchone()[0]
+        status, most, events = await drain_counts(path, pg_url)
         checks["queued_left"] = status.get("queued", 0)
         checks["assigned"] = status.get("assigned", 0)
         checks["assigned_events"] = events
@@ -803,6 +829,12 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
         out["checks"] = checks
     finally:
         await store.close()
+    out["store"] = "postgresql" if pg_url else "sqlite"
+    if pg_url is not None:
+        # The raw floor is SQLite's; on PostgreSQL the run is judged on its own.
+        out["raw_floor"] = out["ratio_to_floor"] = None
+        out["pass"] = out["assignments_per_s"] >= GOAL_ASSIGNMENTS and out["checks"]["ok"]
+        return out
     commits = out["dispatches"] / backlog
     out["raw_floor"] = raw_floor(
         workdir,
@@ -823,6 +855,57 @@ async def drain_run(args: argparse.Namespace, agents: int, workdir: Path) -> dic
     )
     out["pass"] = out["assignments_per_s"] >= GOAL_ASSIGNMENTS and out["checks"]["ok"]
     return out
+
+
+DRAIN_COUNTS = (
+    "SELECT status, COUNT(*) FROM conversations GROUP BY 1",
+    "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM conversations "
+    "WHERE status = 'assigned' GROUP BY assignee_id) AS per_agent",
+    "SELECT COUNT(*) FROM events WHERE type = 'conversation.assigned'",
+)
+
+
+async def drain_counts(path: Path, pg_url: str | None) -> tuple[dict[str, int], int, int]:
+    """Conversations by status, the most assigned to one agent, and the
+    `conversation.assigned` events, read from the database after a drain."""
+    by_status, most, events = DRAIN_COUNTS
+    if pg_url is None:
+        with sqlite3.connect(path) as db:
+            return (
+                dict(db.execute(by_status).fetchall()),
+                db.execute(most).fetchone()[0],
+                db.execute(events).fetchone()[0],
+            )
+    import asyncpg
+
+    conn = await asyncpg.connect(pg_url)
+    try:
+        rows = await conn.fetch(by_status)
+        return (
+            {r[0]: r[1] for r in rows},
+            await conn.fetchval(most),
+            await conn.fetchval(events),
+        )
+    finally:
+        await conn.close()
+
+
+async def fresh_pg_database(server_url: str, name: str) -> tuple[str, int | None]:
+    """A new, empty UTF8 database ``<name>_<hex>`` on the PostgreSQL server of
+    ``server_url`` (which names a database its user may create databases from); its URL,
+    and the server's postmaster pid when it runs on this machine (a backend's parent)."""
+    import asyncpg
+
+    database = f"{name}_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f"CREATE DATABASE {database} TEMPLATE template0 ENCODING 'UTF8'")
+        # read while the backend lives: its parent is the postmaster
+        postmaster = parent_pid(await conn.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await conn.close()
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{database}")), postmaster
 
 
 def raw_floor(workdir: Path, measured: dict[str, Any]) -> dict[str, Any]:
@@ -1002,7 +1085,8 @@ def print_decisions(r: dict[str, Any]) -> None:
 
 
 def print_drain(runs: list[dict[str, Any]], fs: str) -> None:
-    print(f"\n== Sustained assignments: a backlog served by the QueueRunner (SQLite, {fs})")
+    where = "PostgreSQL" if runs and runs[0]["store"] == "postgresql" else f"SQLite, {fs}"
+    print(f"\n== Sustained assignments: a backlog served by the QueueRunner ({where})")
     print(
         "the backlog is ingested first; then every agent comes online (a presence write "
         "each) and the real QueueRunner assigns until the queue is empty, at most "
@@ -1011,7 +1095,7 @@ def print_drain(runs: list[dict[str, Any]], fs: str) -> None:
     )
     rows = []
     for r in runs:
-        f = r["raw_floor"]
+        f = r["raw_floor"] or {"assignments_per_s": None}
         rows.append(
             [
                 f"{r['agents']:,} agents x {r['slots_per_agent']} slots",
@@ -1020,9 +1104,11 @@ def print_drain(runs: list[dict[str, Any]], fs: str) -> None:
                 f"{r['assignments_per_s']:,.0f}",
                 f"{r['middle_80_per_s']:,.0f}",
                 r["assigned_per_dispatch"],
-                f"{f['assignments_per_s']:,.0f}",
-                r["ratio_to_floor"],
-                r["cpu_cores"],
+                "-" if f["assignments_per_s"] is None else f"{f['assignments_per_s']:,.0f}",
+                "-" if r["ratio_to_floor"] is None else r["ratio_to_floor"],
+                r["cpu_cores"]
+                if r.get("server_cpu_cores") is None
+                else f"{r['cpu_cores']} + {r['server_cpu_cores']}",
                 f"{r['probe_ack_ms']['p50']} / {r['probe_ack_ms']['p99']}",
             ]
         )
@@ -1037,7 +1123,7 @@ def print_drain(runs: list[dict[str, Any]], fs: str) -> None:
                 "per dispatch",
                 "raw floor/s",
                 "ratio",
-                "cores",
+                "cores (+PostgreSQL)",
                 "probe ack p50/p99 ms",
             ],
             rows,
@@ -1047,7 +1133,7 @@ def print_drain(runs: list[dict[str, Any]], fs: str) -> None:
         c = r["checks"]
         print(
             f"{r['agents']:,} agents: logins took {r['login_seconds']} s of the drain; "
-            f"{r['rows_changed_per_assignment']} rows written per assignment; checks: "
+            f"{r['rows_changed_per_assignment'] or '?'} rows written per assignment; checks: "
             f"{c['assigned']:,} assigned, {c['assigned_events']:,} assigned events, "
             f"{c['queued_left']} left queued, at most {c['max_per_agent']} per agent "
             f"({'ok' if c['ok'] else 'FAILED'})"
@@ -1182,6 +1268,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--backlog", type=int, default=50_000, help="sustained runs: queued backlog")
     p.add_argument("--skip-drain", action="store_true")
+    p.add_argument(
+        "--store-url",
+        help="sustained runs on this PostgreSQL server instead of SQLite files, a new "
+        "database each (postgresql://USER@HOST:PORT/DB; USER may create databases)",
+    )
     p.add_argument("--customers", type=int, default=128, help="concurrent customers (service)")
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--window", type=float, default=8.0, help="measured seconds per service run")

@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from config.webhooks import DeliverySettings, WebhookSettings
 from connectors.registry import AVAILABLE, settings_union
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 else:
     ChannelSettings = settings_union()
 CHANNEL_TYPES_AVAILABLE = AVAILABLE
+# A token shorter than this is refused at start (the admin token, the metrics token).
+TOKEN_MIN_LENGTH = 32
 
 
 class Section(BaseModel):
@@ -53,6 +55,22 @@ class ServerSettings(Section):
     # X-Forwarded-For is believed: a request from one of them comes from the address they
     # name. Empty: the client is the connection's peer, whatever the header says.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # When set, GET /metrics needs `Authorization: Bearer <it>` (or an admin token), and
+    # GET /readyz shows its details (store, Redis, channels) only with one; without, just
+    # the status. Empty: both open to anyone who reaches the server.
+    metrics_token: SecretStr = SecretStr("")
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        length = len(value.get_secret_value())
+        if 0 < length < TOKEN_MIN_LENGTH:
+            raise ValueError(
+                f"is {length} characters long; at least {TOKEN_MIN_LENGTH} are needed (make "
+                "one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'), or "
+                "leave it empty"
+            )
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -56,6 +56,8 @@ class Capability(StrEnum):
     STICKER = "sticker"
     LOCATION = "location"
     LINK = "link"
+    # Answers to pick from shown as the channel's own buttons or chips.
+    CHOICES = "choices"
     TYPING = "typing"
     READ_RECEIPTS = "read_receipts"
 

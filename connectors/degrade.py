@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from connectors.base import Capability
-from kernel.models import LinkPart, LocationPart, MediaPart, Part, TextPart
+from kernel.models import ChoicesPart, LinkPart, LocationPart, MediaPart, Part, TextPart
+from kernel.texts import system_text
 
 _PART_CAPABILITY = {
     "text": Capability.TEXT,
@@ -16,19 +17,13 @@ _PART_CAPABILITY = {
     "sticker": Capability.STICKER,
     "location": Capability.LOCATION,
     "link": Capability.LINK,
-}
-
-_MEDIA_LABEL = {
-    "image": "Image",
-    "audio": "Audio",
-    "video": "Video",
-    "file": "File",
-    "sticker": "Sticker",
+    "choices": Capability.CHOICES,
 }
 
 
-def as_text(part: Part) -> str:
-    """A readable text rendering of any part."""
+def as_text(part: Part, language: str | None = None) -> str:
+    """A readable text rendering of any part; media are named in the conversation's
+    ``language`` ("[Hình ảnh]", "[Image]")."""
     if isinstance(part, TextPart):
         return part.text
     if isinstance(part, LinkPart):
@@ -36,7 +31,11 @@ def as_text(part: Part) -> str:
     if isinstance(part, LocationPart):
         lat, lon = part.latitude, part.longitude
         return f"📍 {lat}, {lon} https://www.openstreetmap.org/?mlat={lat}&mlon={lon}"
-    label = _MEDIA_LABEL[part.type]
+    if isinstance(part, ChoicesPart):
+        # A numbered list: the customer answers with the number or the words.
+        lines = [part.text, *(f"{n}. {c.title}" for n, c in enumerate(part.choices, 1))]
+        return "\n".join(lines)
+    label = system_text(part.type, language)
     bits = [f"[{label}]"]
     if part.name:
         bits.append(part.name)
@@ -45,7 +44,9 @@ def as_text(part: Part) -> str:
     return " ".join(bits)
 
 
-def degrade(parts: Iterable[Part], capabilities: frozenset[Capability]) -> list[Part]:
+def degrade(
+    parts: Iterable[Part], capabilities: frozenset[Capability], language: str | None = None
+) -> list[Part]:
     """Keep the parts the channel can show; turn the others into text.
 
     Adjacent text (original or degraded) is merged into one text part, so a channel that
@@ -58,7 +59,7 @@ def degrade(parts: Iterable[Part], capabilities: frozenset[Capability]) -> list[
         else:
             if isinstance(part, MediaPart) and not part.url and not part.name:
                 continue  # nothing a reader could use
-            kept = TextPart(text=as_text(part))
+            kept = TextPart(text=as_text(part, language))
         if isinstance(kept, TextPart) and out and isinstance(out[-1], TextPart):
             out[-1] = TextPart(text=out[-1].text + "\n" + kept.text)
         else:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from connectors.base import HealthState, WebhookConnector
 from connectors.errors import AuthError, PermanentError, RateLimited, SendError, TransientError
+from kernel.errors import StoreUnavailable
 from kernel.ids import ChannelId
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,13 @@ class ProviderConnector(WebhookConnector):
             return True
         except asyncio.CancelledError:
             raise
+        except StoreUnavailable as exc:
+            # Not the event's fault: it is never counted towards giving it up (kept raw
+            # and acknowledged), or a message retried across an outage would end raw.
+            log.warning(
+                "channel %s: a %s event waits for the store: %s", self.channel_id, kind, exc
+            )
+            return False
         except Exception as exc:
             key = hashlib.sha256(raw.encode()).hexdigest()
             count = self._failures.get(key, 0) + 1

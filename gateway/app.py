@@ -14,7 +14,7 @@ import httpx
 from aiohttp import web
 
 from config import ConfigError, Problem
-from config.schema import Settings
+from config.schema import TOKEN_MIN_LENGTH, Settings
 from connectors.base import Connector, SocketConnector
 from connectors.registry import BuildContext
 from connectors.registry import build as build_connector
@@ -34,7 +34,7 @@ from gateway.domain.state import RoutingState
 from gateway.events import EventBus
 from gateway.keys import KEY_CHECK as KEY_CHECK  # where the store keeps its key checks
 from gateway.keys import NO_KEY_DETAIL, check_keys, given_keys, load_keys
-from gateway.metrics import Metrics
+from gateway.metrics import ChannelState, Metrics
 from gateway.outbound import OutboundWorker
 from gateway.pipeline import Pipeline
 from gateway.queue_runner import QueueRunner
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 
 # An admin token shorter than this is refused at start: it is the key to everything.
-ADMIN_TOKEN_MIN_LENGTH = 32
+ADMIN_TOKEN_MIN_LENGTH = TOKEN_MIN_LENGTH
 
 # Events whose message another replica's sockets may need to show.
 RELAYED = frozenset({"message.sent", "message.received"})
@@ -141,7 +141,10 @@ class Gateway:
         self.contacts = Contacts(store)
         # Replicas: a token revoked on one stops working on the others within a second.
         self.auth = Authenticator(
-            store.tokens, self.admin_token, cache_seconds=1.0 if store.shared else CACHE_SECONDS
+            store.tokens,
+            self.admin_token,
+            cache_seconds=1.0 if store.shared else CACHE_SECONDS,
+            metrics_token=s.server.metrics_token.get_secret_value(),
         )
         rate, burst = s.server.login_failures_per_minute / 60, s.server.login_failures_burst
         self.logins = LoginGuard(
@@ -195,7 +198,9 @@ class Gateway:
         self.keys = keys = await load_keys(store, s.server.data_dir, given)
         await self._check_key(store, keys)
         box = SecretBox(keys)
-        self.webhooks = Webhooks(store, self.bus, s.webhook_delivery, box, self.keeper)
+        self.webhooks = Webhooks(
+            store, self.bus, s.webhook_delivery, box, self.metrics, self.keeper
+        )
         await self.webhooks.configure(s.webhooks)
         for agent in s.agents:
             await self.assignments.put_agent(
@@ -224,15 +229,45 @@ class Gateway:
             self.channel_admin.on_change = self.follower.config_changed
             self.commands.on_typing = self._typing_elsewhere
         await self.pipeline.drain()  # their first state changes are in the log before we serve
-        self.metrics.gauge("omnigw_webchat_sockets", lambda: float(self.channels.sockets()))
-        self.metrics.gauge("omnigw_sse_clients", lambda: float(self.lifecycle.streams))
-        self.metrics.gauge("omnigw_event_log_last_id", lambda: float(self.bus.last_seq))
+        self._watch()
         await self.webhooks.start()
         self.outbound.start()
         self.queue.start()  # whatever waited in the queue while we were down
         if self.follower is not None:
             self.follower.start()
         self.lifecycle.started = True
+
+    def _watch(self) -> None:
+        """What /metrics reads from the running gateway when scraped."""
+        m = self.metrics
+        m.gauge(
+            "omnigw_webchat_sockets",
+            "Open webchat sockets.",
+            lambda: float(self.channels.sockets()),
+        )
+        m.gauge("omnigw_sse_clients", "Open event streams.", lambda: float(self.lifecycle.streams))
+        m.gauge(
+            "omnigw_event_log_last_id",
+            "Newest event id in the durable log.",
+            lambda: float(self.bus.last_seq),
+        )
+        m.watch(
+            channels=lambda: (
+                ChannelState(s.id, s.type, s.state) for s in self.channels.statuses()
+            ),
+            endpoints=self.webhooks.deliveries.backlogs,
+        )
+        m.probe(self._read_queue)
+
+    async def _read_queue(self) -> None:
+        try:
+            queue = await self.store.stats.queue()
+        except BaseException:
+            self.metrics.set_queue({})  # left out of this scrape rather than shown stale
+            raise
+        for channel_id in self.channels.connectors:  # those with none queued show 0
+            queue.setdefault(channel_id, (0, None))
+        self.metrics.set_queue(queue)
 
     @staticmethod
     async def _check_key(store: Store, keys: Keyring) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from connectors.base import HealthState, SocketConnector
 from gateway.channels import LiveChannels
+from gateway.domain import templates
 from gateway.domain.assignments import Assignments
 from gateway.domain.contacts import Contacts
 from gateway.domain.outbox import Outbox
@@ -77,6 +78,28 @@ class Commands:
         if not replayed:
             self._wake_sender()
         return message, replayed
+
+    async def fill_template(
+        self,
+        conversation: Conversation,
+        template_id: str,
+        variables: Mapping[str, str],
+        *,
+        agent_id: AgentId | None,
+    ) -> list[Part]:
+        """A canned reply's parts for this conversation: the variant in its language, with
+        the contact's, the author's and the given variables filled in (422 when one has no
+        value), before anything is stored."""
+        chosen = await self.store.templates.get(template_id)
+        if chosen is None:
+            raise Invalid(f"template {template_id} not found", code="template_not_found")
+        family = await self.store.templates.all(chosen.name)
+        template = templates.variant(family, chosen, conversation.language)
+        contact = await self.store.contacts.get(conversation.contact_id)
+        author = agent_id if agent_id is not None else conversation.assignee_id
+        agent = await self.store.agents.get(author) if author is not None else None
+        values = {**templates.known_values(contact, agent), **variables}
+        return templates.render(template, values)
 
     async def typing(self, conversation: Conversation, on: bool) -> None:
         """Show the customer that an agent is typing, where the channel can."""

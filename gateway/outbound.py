@@ -136,7 +136,7 @@ class OutboundWorker:
         if connector.health.state == HealthState.BAD_CREDENTIALS:
             await self._defer(job, HELD_RECHECK, AuthError("the channel's credentials are broken"))
             return False
-        parts = degrade(message.parts, connector.capabilities)
+        parts = degrade(message.parts, connector.capabilities, out.conversation.language)
         if not parts:
             await self._fail(job, "empty_message", "nothing in this message can be sent", False)
             return True
@@ -163,7 +163,7 @@ class OutboundWorker:
             await self._retry_or_fail(job, TransientError(f"{type(exc).__name__}"), None)
             return False
         await self.outbox.mark_sent(message.id, receipt.external_id)
-        self.metrics.inc("omnigw_outbound_sent_total", channel=message.channel_id)
+        self.metrics.outbound_sent.labels(message.channel_id).inc()
         return True
 
     async def _retry_or_fail(
@@ -179,12 +179,12 @@ class OutboundWorker:
         )
 
     async def _defer(self, job: OutboundJob, seconds: float, exc: SendError) -> None:
-        self.metrics.inc("omnigw_outbound_deferred_total", channel=job.outbound.message.channel_id)
+        self.metrics.outbound_deferred.labels(job.outbound.message.channel_id).inc()
         error = MessageError(code=exc.code, reason=exc.reason, retryable=True)
         until = self._clock() + timedelta(seconds=seconds)
         await self.queue.defer(job.outbound.message.id, until, error)
 
     async def _fail(self, job: OutboundJob, code: str, reason: str, retryable: bool) -> None:
-        self.metrics.inc("omnigw_outbound_failed_total", channel=job.outbound.message.channel_id)
+        self.metrics.outbound_failed.labels(job.outbound.message.channel_id).inc()
         error = MessageError(code=code, reason=reason, retryable=retryable)
         await self.outbox.mark_failed(job.outbound.message.id, error)

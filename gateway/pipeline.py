@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -72,11 +73,14 @@ class Pipeline:
             raise NotFound(f"channel {channel_id} not found", code="channel_not_found") from None
 
     async def ingest(self, message: InboundMessage) -> IngestResult:
+        started = time.perf_counter()
         result = await self.inbox.ingest(message, self._type(message.channel_id))
+        # Stored: the connector acknowledges it as soon as this returns.
+        self.metrics.ingested(
+            message.channel_id, time.perf_counter() - started, duplicate=result.duplicate
+        )
         if result.duplicate:
-            self.metrics.inc("omnigw_inbound_duplicates_total", channel=message.channel_id)
             return result
-        self.metrics.inc("omnigw_inbound_messages_total", channel=message.channel_id)
         if result.conversation_status == ConversationStatus.QUEUED:
             self.queue.kick()
         return result

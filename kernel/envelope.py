@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
 from kernel.ids import ChannelId, ContactId, ConversationId
 from kernel.models import (
@@ -60,6 +60,8 @@ class InboundMessage(Frozen):
     subject: Text | None = None
     sent_at: datetime | None = None
     language: str | None = None
+    # Structured data beside the text (kernel.models.Message.metadata).
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class StatusUpdate(Frozen):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId
 from kernel.text import clean_text
@@ -81,6 +81,11 @@ class Presence(StrEnum):
 # --- message parts -------------------------------------------------------------------
 
 
+# The longest text a message the business sends may hold, in `text` and in each text part
+# (once a template's variables are filled in too). What customers send is not capped here.
+MAX_TEXT = 20_000
+
+
 class TextPart(Frozen):
     type: Literal["text"] = "text"
     text: Annotated[Text, Field(min_length=1)]
@@ -106,7 +111,32 @@ class LinkPart(Frozen):
     title: Text | None = None
 
 
-Part = Annotated[TextPart | MediaPart | LocationPart | LinkPart, Field(discriminator="type")]
+class Choice(Frozen):
+    """One answer the customer can pick: ``id`` comes back in the pick's metadata."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+    title: Annotated[Text, Field(min_length=1, max_length=80)]
+
+
+class ChoicesPart(Frozen):
+    """A question with answers to pick from: quick replies or buttons where the channel
+    has them, a numbered list where it does not. The pick comes back as an inbound
+    message with ``metadata.choice``."""
+
+    type: Literal["choices"] = "choices"
+    text: Annotated[Text, Field(min_length=1, max_length=2000)]
+    choices: Annotated[list[Choice], Field(min_length=1, max_length=13)]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ChoicesPart:
+        if len({c.id for c in self.choices}) != len(self.choices):
+            raise ValueError("choice ids must be distinct")
+        return self
+
+
+Part = Annotated[
+    TextPart | MediaPart | LocationPart | LinkPart | ChoicesPart, Field(discriminator="type")
+]
 
 
 def text_of(parts: list[Part] | tuple[Part, ...]) -> str:
@@ -188,6 +218,23 @@ class Message(Frozen):
     status: MessageStatus
     error: MessageError | None = None
     reactions: list[Reaction] = Field(default_factory=list)
+    # Structured data that is not for reading aloud: a quick reply's or button's
+    # ``payload``, the customer's ``choice`` ({id, title}), a Messenger ``referral``, a Zalo
+    # ``submit_info``, an email's ``cc``. Developer payloads never appear as text parts.
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Template(Frozen):
+    """A canned reply: ``text`` or ``parts`` with ``{{variables}}``. Templates with the same
+    ``name`` are the language variants of one reply."""
+
+    id: str
+    name: Text
+    language: str
+    text: Text | None = None
+    parts: list[Part] | None = None
+    created_at: datetime
+    updated_at: datetime
 
 
 class Agent(Frozen):

@@ -1,9 +1,10 @@
 """Throw-away PostgreSQL and Redis for tests.
 
 `pg_server` and `redis_server` (session) start a server with tests/db/start-db.sh on free
-ports in a world-traversable folder under /tmp the first time a test asks for one, and stop
-it at the end of the session; OMNIGW_TEST_PG_URL / OMNIGW_TEST_REDIS_URL name an existing
-server to use instead. `pg_url` and `redis_url` give each test a database of its own:
+ports in a world-traversable folder under /tmp (tests/db/throwaway.py, which bench/scale.py
+uses too) the first time a test asks for one, and stop it at the end of the session;
+OMNIGW_TEST_PG_URL / OMNIGW_TEST_REDIS_URL name an existing server to use instead.
+`pg_url` and `redis_url` give each test a database of its own:
 
     async def test_store(pg_url: str, redis_url: str) -> None:
         conn = await asyncpg.connect(pg_url)           # an empty database t_<hex>
@@ -21,54 +22,17 @@ import asyncio
 import contextlib
 import itertools
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parent / "db"
-REDIS_DATABASES = 256  # per-test database numbers 1..255 of our own server, round-robin
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _run(script: str, *args: str, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(
-        ["bash", str(SCRIPTS / script), *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,  # start-db.sh may first have to apt-get install the servers
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{script} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return done.stdout
-
-
-def _with_path(url: str, path: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{path}"))
+from tests.db import throwaway
+from tests.db.throwaway import REDIS_DATABASES  # per-test numbers 1..255, round-robin
+from tests.db.throwaway import with_path as _with_path
 
 
 @dataclass
@@ -104,7 +68,7 @@ class _Server:
     def _ctl(self, verb: str) -> None:
         if self.dir is None:
             pytest.skip(f"{self.variable} names a server the tests did not start: cannot {verb} it")
-        _run("ctl.sh", str(self.dir), f"{self.kind}-{verb}")
+        throwaway.run_script("ctl.sh", str(self.dir), f"{self.kind}-{verb}")
 
 
 @dataclass
@@ -132,41 +96,12 @@ class RedisServer(_Server):
 
 
 @contextlib.contextmanager
-def _started(kind: str, key: str) -> Iterator[tuple[Path, str]]:
-    """Start one server with start-db.sh; yield its folder and URL; stop and remove it."""
-    # Not pytest's tmp_path: it is 0700, and PostgreSQL runs as user postgres.
-    root = tempfile.mkdtemp(prefix=f"omnigw-{kind}-", dir="/tmp")
-    os.chmod(root, 0o755)
-    folder = Path(root) / "db"
-    try:
-        last_error: Exception | None = None
-        for _ in range(3):  # a port picked as free may be taken before the server binds it
-            (port,) = _free_ports(1)
-            env = {
-                **os.environ,
-                "START_PG": "1" if kind == "pg" else "0",
-                "START_REDIS": "1" if kind == "redis" else "0",
-                "PG_PORT": str(port),
-                "REDIS_PORT": str(port),
-                "PG_FSYNC": "off",
-                "REDIS_DATABASES": str(REDIS_DATABASES),
-            }
-            try:
-                out = _run("start-db.sh", str(folder), env=env)
-            except RuntimeError as exc:
-                last_error = exc
-                _run("stop-db.sh", str(folder))
-                continue
-            urls = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-            break
-        else:
-            raise RuntimeError(f"the test {kind} server did not start: {last_error}")
-        try:
-            yield folder, urls[key]
-        finally:
-            _run("stop-db.sh", str(folder))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+def _started(kind: str) -> Iterator[tuple[Path, str]]:
+    """Start one server (pg or redis); yield its folder and URL; stop and remove it."""
+    with throwaway.started(pg=kind == "pg", redis=kind == "redis") as servers:
+        url = servers.pg_url if kind == "pg" else servers.redis_url
+        assert url is not None
+        yield servers.dir, url
 
 
 @pytest.fixture(scope="session")
@@ -174,7 +109,7 @@ def pg_server() -> Iterator[PgServer]:
     if url := os.environ.get(PgServer.variable):
         yield PgServer(url, None)
         return
-    with _started("pg", "DATABASE_URL") as (folder, url):
+    with _started("pg") as (folder, url):
         yield PgServer(url, folder)
 
 
@@ -183,7 +118,7 @@ def redis_server() -> Iterator[RedisServer]:
     if url := os.environ.get(RedisServer.variable):
         yield RedisServer(url, None, databases=_redis_databases(url))
         return
-    with _started("redis", "REDIS_URL") as (folder, url):
+    with _started("redis") as (folder, url):
         yield RedisServer(url, folder)
 
 

@@ -63,6 +63,7 @@ from kernel.models import (
     TextPart,
 )
 from kernel.secrets import Keyring
+from kernel.texts import system_text
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +421,11 @@ class EmailConnector(PollingConnector):
             from_name=self.settings.display_name,
             to_address=to,
             to_name=outbound.recipient.display_name,
-            subject=reply_subject(conv.subject, self.settings.default_subject),
+            subject=reply_subject(
+                conv.subject,
+                self.settings.default_subject or system_text("email_subject", conv.language),
+                system_text("reply_prefix", conv.language),
+            ),
             text="\n\n".join(texts),
             message_id=message_id,
             date=datetime.now(UTC),

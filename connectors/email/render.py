@@ -75,10 +75,10 @@ def checked_address(value: str) -> str:
     return address
 
 
-def reply_subject(subject: str | None, default: str) -> str:
+def reply_subject(subject: str | None, default: str, prefix: str = "Re:") -> str:
     """``Re: <subject>`` unless the subject already says it is a reply."""
     text = one_line(subject, SUBJECT_MAX) or one_line(default, SUBJECT_MAX)
-    return text if _REPLY_PREFIX.match(text) else f"Re: {text}"
+    return text if _REPLY_PREFIX.match(text) else f"{prefix} {text}"
 
 
 def _usable_id(ident: str) -> bool:

@@ -102,7 +102,9 @@ class EmailSettings(ChannelSettings):
         Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9-]+)*$")]
         | None
     ) = None
-    default_subject: Annotated[str, Field(min_length=1, max_length=200)] = "Your message"
+    # The subject of a reply in a conversation without one; unset: "Tin nhắn của bạn" or
+    # "Your message", by the conversation's language (kernel.texts).
+    default_subject: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
     @field_validator("address")
     @classmethod

@@ -68,6 +68,7 @@ class FacebookConnector(ProviderConnector):
             Capability.AUDIO,
             Capability.VIDEO,
             Capability.FILE,
+            Capability.CHOICES,
             Capability.TYPING,
             Capability.READ_RECEIPTS,
         }
@@ -228,6 +229,7 @@ class FacebookConnector(ProviderConnector):
                 direction=direction,
                 reply_to_external_id=event.reply_to,
                 sent_at=event.sent_at,
+                metadata=event.metadata if isinstance(event, CustomerMessage) else {},
             )
         )
 
@@ -235,9 +237,6 @@ class FacebookConnector(ProviderConnector):
         result = await self._store_page_message(event, event.kind, Direction.INBOUND)
         if result is None or result.duplicate:
             return
-        if event.referral is not None:
-            # The message is stored; where the customer came from is kept beside it.
-            await self._keep_raw("referral", event.raw, event.referral)
         self._refresh_profile(event.psid, event.page_id)
 
     async def _echo(self, event: Echo) -> None:
@@ -374,7 +373,11 @@ class FacebookConnector(ProviderConnector):
         )
         page = await self._page_for(psid)
         bodies = render.requests_for(
-            psid, outbound.message.parts, message_id=message_id, window=window
+            psid,
+            outbound.message.parts,
+            message_id=message_id,
+            window=window,
+            language=outbound.conversation.language,
         )
         if not bodies:
             raise PermanentError("nothing in this message can be sent", code="empty_message")

@@ -1,5 +1,5 @@
-"""Pure parsing of what a Messenger message carries: its text, the payload of a quick reply
-and its attachments, as the gateway's parts.
+"""Pure parsing of what a Messenger message carries: its text and attachments as the
+gateway's parts, and the payload of a quick reply as metadata (never as text).
 
 Every attachment kind Meta sends becomes a part, or a readable line when the gateway has
 no part for it; one that cannot be shown (no URL, broken coordinates) is left out. The
@@ -25,16 +25,19 @@ _MEDIA = {"image", "audio", "video", "file", "sticker"}
 _SHARES = {"reel": "Reel", "ig_reel": "Instagram reel", "post": "Post", "ig_post": "Instagram post"}
 
 
+def quick_reply_payload(msg: dict[str, Any]) -> str | None:
+    """The developer data behind the quick reply the customer tapped, if they tapped one:
+    it goes into the message's metadata; the chip's title is the message's text."""
+    payload = _text(_obj(msg.get("quick_reply")).get("payload"))
+    return payload or None
+
+
 def message_parts(msg: dict[str, Any]) -> tuple[tuple[Part, ...], str | None]:
     """The parts of a message, and the sticker id when it is exactly one sticker."""
     parts: list[Part] = []
     text = _text(msg.get("text"))
     if text.strip():
         parts.append(TextPart(text=text))
-    quick_payload = _text(_obj(msg.get("quick_reply")).get("payload"))
-    if quick_payload:
-        # Like a postback payload: the developer data behind the chip the customer tapped.
-        parts.append(TextPart(text=f"[quick reply payload] {quick_payload}"))
     attachments = msg.get("attachments")
     media, sticker_id = _attachment_parts(
         attachments if isinstance(attachments, list) else [], _id(msg.get("sticker_id"))

@@ -14,11 +14,11 @@ import hmac
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from connectors.facebook.content import message_parts
+from connectors.facebook.content import message_parts, quick_reply_payload
 from connectors.wire import PayloadError as PayloadError
 from connectors.wire import clean as _clean
 from connectors.wire import decode_body
@@ -60,8 +60,10 @@ class CustomerMessage:
     raw: str
     # Set when the message is one sticker: Meta may send the same sticker twice.
     sticker_id: str | None = None
-    # Where the customer came from (an m.me link, an ad), when the event says so.
-    referral: str | None = None
+    # Structured data beside the text: a quick reply's or button's payload, and where the
+    # customer came from (an m.me link, an ad) when the event says so
+    # (kernel.models.Message.metadata).
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,43 @@ def _referral(value: Any) -> str | None:
     return f"referral ({detail})"
 
 
+# What a referral's metadata keeps: Meta's own fields naming where the customer came from.
+_REFERRAL_KEYS = ("source", "type", "ref", "ad_id", "referer_uri", "ads_context_data")
+
+
+def _referral_metadata(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    kept: dict[str, Any] = {}
+    for key in _REFERRAL_KEYS:
+        found = value.get(key)
+        if isinstance(found, str):
+            kept[key] = _text(found)[:1000]
+        elif isinstance(found, dict):
+            kept[key] = {
+                str(k)[:64]: _text(v)[:1000]
+                for k, v in list(found.items())[:20]
+                if isinstance(v, str | int | float)
+            }
+    return kept
+
+
+def _metadata(payload: str | None, source: str, *referrals: Any) -> dict[str, Any]:
+    """A customer message's metadata: the payload of the quick reply or button tapped
+    (``payload``, and ``payload_from``: ``quick_reply`` or ``postback``) and where they
+    came from (``referral``)."""
+    metadata: dict[str, Any] = {}
+    if payload:
+        metadata["payload"] = payload[:2000]
+        metadata["payload_from"] = source
+    for value in referrals:
+        referral = _referral_metadata(value)
+        if referral is not None:
+            metadata["referral"] = referral
+            break
+    return metadata
+
+
 def _parties(item: dict[str, Any]) -> tuple[str | None, str | None]:
     return _id(_obj(item.get("sender")).get("id")), _id(_obj(item.get("recipient")).get("id"))
 
@@ -306,7 +345,9 @@ def _message(page_id: str, source: Source, item: dict[str, Any], raw: str) -> We
         raw=raw,
         sticker_id=sticker_id,
         # A message sent from an ad or a link may carry its referral beside it or in it.
-        referral=_referral(item.get("referral")) or _referral(msg.get("referral")),
+        metadata=_metadata(
+            quick_reply_payload(msg), "quick_reply", item.get("referral"), msg.get("referral")
+        ),
     )
 
 
@@ -321,16 +362,13 @@ def _postback(page_id: str, source: Source, item: dict[str, Any], raw: str) -> W
     payload = _text(postback.get("payload")).strip()
     # A postback is the customer tapping a button: the title is what they saw and "said",
     # so it is the message text. The payload is the button's developer data (an order id,
-    # GET_STARTED, ...); the Message model has no metadata field, so it travels as a second,
-    # labelled text part that agents and integrations can read. Standby postbacks carry no
-    # payload (it goes only to the app that sent the button): then the title stands alone.
-    parts: list[Part] = []
-    if title:
-        parts.append(TextPart(text=title))
-    if payload:
-        parts.append(TextPart(text=f"[postback payload] {payload}"))
-    if not parts:
+    # GET_STARTED, ...): metadata, never text. Standby postbacks carry no payload (it goes
+    # only to the app that sent the button): then the title stands alone. A postback with
+    # a payload and no title (not seen from Meta, but allowed by its format) still needs
+    # words for the history: a neutral stand-in, never the payload.
+    if not title and not payload:
         return Invalid("postback", "the postback has neither title nor payload", raw)
+    parts: list[Part] = [TextPart(text=title or "[button]")]
     sent_at = _ms(item.get("timestamp"))
     mid = _mid(postback.get("mid"))
     if mid is None:
@@ -350,7 +388,7 @@ def _postback(page_id: str, source: Source, item: dict[str, Any], raw: str) -> W
         kind="postback",
         source=source,
         raw=raw,
-        referral=_referral(postback.get("referral")),
+        metadata=_metadata(payload, "postback", postback.get("referral")),
     )
 
 

@@ -16,7 +16,7 @@ from connectors.degrade import as_text
 from connectors.errors import WindowClosed
 from connectors.facebook.parse import MARKER_PREFIX
 from connectors.textsplit import split_text
-from kernel.models import MediaPart, Part, TextPart
+from kernel.models import ChoicesPart, MediaPart, Part, TextPart
 
 # Meta's Send API text limit is 2,000 characters. Whether it counts code points or UTF-16
 # code units is not documented; UTF-16 units are never fewer, so counting them is safe
@@ -81,7 +81,7 @@ def marker(message_id: str, index: int, total: int) -> str:
     return f"{MARKER_PREFIX}{message_id}:{index}/{total}"
 
 
-def _units(parts: Sequence[Part]) -> list[str | MediaPart]:
+def _units(parts: Sequence[Part], language: str | None) -> list[str | MediaPart]:
     """Texts (adjacent ones merged) and sendable attachments, in order."""
     units: list[str | MediaPart] = []
     for part in parts:
@@ -93,10 +93,15 @@ def _units(parts: Sequence[Part]) -> list[str | MediaPart]:
             and part.url.lower().startswith(("https://", "http://"))
         ):
             unit = part
+        elif isinstance(part, ChoicesPart):
+            # The question; its answers ride as quick replies (choice_options). Titles too
+            # long for a chip are listed in the text, numbered, and the chips say the numbers.
+            short = all(len(c.title) <= QUICK_REPLY_TITLE_MAX for c in part.choices)
+            unit = part.text if short else as_text(part, language)
         else:
             # Meta fetches attachments by URL: one it cannot reach (a path on this server
             # without public_url) goes as text, like any part the channel cannot show.
-            unit = part.text if isinstance(part, TextPart) else as_text(part)
+            unit = part.text if isinstance(part, TextPart) else as_text(part, language)
         if isinstance(unit, str) and units and isinstance(units[-1], str):
             units[-1] = units[-1] + "\n" + unit
         else:
@@ -104,9 +109,9 @@ def _units(parts: Sequence[Part]) -> list[str | MediaPart]:
     return units
 
 
-def _message_bodies(parts: Sequence[Part]) -> list[dict[str, Any]]:
+def _message_bodies(parts: Sequence[Part], language: str | None) -> list[dict[str, Any]]:
     bodies: list[dict[str, Any]] = []
-    for unit in _units(parts):
+    for unit in _units(parts, language):
         if isinstance(unit, MediaPart):
             kind = _ATTACHMENT_TYPES[unit.type]
             bodies.append({"attachment": {"type": kind, "payload": {"url": unit.url}}})
@@ -128,6 +133,22 @@ def quick_replies(options: Sequence[QuickReply]) -> list[dict[str, str]]:
     ]
 
 
+def choice_options(parts: Sequence[Part]) -> list[QuickReply]:
+    """Quick replies for the message's (last) choices part: one per answer, its payload the
+    choice id (the pick comes back with it); numbered chips when a title is too long for
+    one (Meta caps quick reply and button titles alike at 20 characters, so a button
+    template would not show them either)."""
+    found = [p for p in parts if isinstance(p, ChoicesPart)]
+    if not found:
+        return []
+    choices = found[-1].choices[:QUICK_REPLIES_MAX]
+    short = all(len(c.title) <= QUICK_REPLY_TITLE_MAX for c in found[-1].choices)
+    return [
+        QuickReply(title=c.title if short else str(n), payload=c.id)
+        for n, c in enumerate(choices, 1)
+    ]
+
+
 def requests_for(
     psid: str,
     parts: Sequence[Part],
@@ -135,13 +156,15 @@ def requests_for(
     message_id: str,
     window: dict[str, str],
     options: Sequence[QuickReply] = (),
+    language: str | None = None,
 ) -> list[dict[str, Any]]:
     """The Send API bodies that deliver one message, in order.
 
     Text beyond the limit becomes several requests; each attachment is a request of its
     own. Quick replies ride on the last request, so they show under the whole message.
     """
-    messages = _message_bodies(parts)
+    messages = _message_bodies(parts, language)
+    options = [*options, *choice_options(parts)]
     if messages and options:
         chips = quick_replies(options)
         if chips:

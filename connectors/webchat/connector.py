@@ -78,6 +78,7 @@ class WebchatConnector(SocketConnector):
             Capability.FILE,
             Capability.LINK,
             Capability.LOCATION,
+            Capability.CHOICES,
             Capability.TYPING,
         }
     )
@@ -194,6 +195,14 @@ class WebchatConnector(SocketConnector):
     async def _on_frame(self, sock: _Socket, data: str | None) -> None:
         """Handle one client frame (None: a binary one). Every frame, refused ones too,
         counts against the visitor's and the address's frame limits."""
+        try:
+            await self._frame(sock, data)
+        except ConnectionResetError:
+            # The visitor left before the answer could be written (what was stored stays
+            # stored: a message is acknowledged again when its client_id is resent).
+            log.debug("webchat: a socket of %s closed before its answer", sock.address)
+
+    async def _frame(self, sock: _Socket, data: str | None) -> None:
         frame = None
         try:
             if data is None:
@@ -236,6 +245,8 @@ class WebchatConnector(SocketConnector):
                 await self._identify(sock, frame)
         except FrameError as exc:
             await sock.ws.send_str(render.error(exc.code, exc.message, exc.client_id))
+        except ConnectionResetError:
+            raise
         except Exception:
             log.exception("webchat frame failed")
             await sock.ws.send_str(
@@ -272,6 +283,8 @@ class WebchatConnector(SocketConnector):
             external_id=f"{visitor}:{frame.client_id}",
             sender=Sender(external_id=visitor),
             parts=[TextPart(text=frame.text)],
+            # A pick: the gateway matches it to the question asked (metadata.choice).
+            metadata={"choice_id": frame.choice_id} if frame.choice_id else {},
         )
         # Stored from here: its own commit must not come back to it through relay().
         self._storing.add(inbound.external_id)

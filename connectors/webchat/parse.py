@@ -47,6 +47,8 @@ class MessageFrame(_Frame):
     type: Literal["message"]
     client_id: ClientId
     text: str
+    # The answer picked from a choices part (its id); ``text`` is its title.
+    choice_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 class HistoryFrame(_Frame):

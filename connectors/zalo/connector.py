@@ -89,7 +89,7 @@ class ZaloConnector(ProviderConnector):
     # else (audio, video, stickers, locations, links) becomes text in the shared degrade
     # step, since the CS message API has no way to send them by URL.
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.TEXT, Capability.IMAGE, Capability.FILE}
+        {Capability.TEXT, Capability.IMAGE, Capability.FILE, Capability.CHOICES}
     )
 
     def __init__(
@@ -310,7 +310,8 @@ class ZaloConnector(ProviderConnector):
     async def send(self, outbound: OutboundMessage) -> SendReceipt:
         user_id = outbound.recipient.external_id
         message_id = outbound.message.id
-        steps = render.plan(outbound.message.parts)
+        language = outbound.conversation.language
+        steps = render.plan(outbound.message.parts, language)
         if not steps:
             raise PermanentError("nothing in this message can be sent", code="empty_message")
         # A reply that takes several requests: if a later one fails and is retried, the
@@ -330,8 +331,10 @@ class ZaloConnector(ProviderConnector):
                         body = render.text_body(
                             user_id, step.text, quote=quote if index == 0 else None
                         )
+                    elif isinstance(step, render.ChoicesStep):
+                        body = render.choices_body(user_id, step.part)
                     else:
-                        body = await self._media_body(user_id, step.part)
+                        body = await self._media_body(user_id, step.part, language)
                     sent = await self._api(functools.partial(self._send_cs, body))
                 except SendError as exc:
                     if ids and exc.retryable:
@@ -363,7 +366,9 @@ class ZaloConnector(ProviderConnector):
         while len(self._ours) > OURS_REMEMBERED:
             self._ours.popitem(last=False)
 
-    async def _media_body(self, user_id: str, part: MediaPart) -> dict[str, Any]:
+    async def _media_body(
+        self, user_id: str, part: MediaPart, language: str | None
+    ) -> dict[str, Any]:
         """The CS message for an image or file part: uploaded first when the gateway
         keeps its bytes; an image elsewhere goes by URL; anything Zalo cannot take goes
         as a text line naming it."""
@@ -372,15 +377,15 @@ class ZaloConnector(ProviderConnector):
         if content is None:
             if part.type == "image" and part.url and part.url.startswith("https://"):
                 return render.media_body(user_id, url=part.url)
-            return render.text_body(user_id, as_text(part))
+            return render.text_body(user_id, as_text(part, language))
         upload = render.upload_for(part, content)
         if upload is None:
-            return render.text_body(user_id, as_text(part))
+            return render.text_body(user_id, as_text(part, language))
         most = (
             self.settings.max_file_bytes if upload.kind == "file" else self.settings.max_image_bytes
         )
         if len(content) > most:
-            return render.text_body(user_id, as_text(part))
+            return render.text_body(user_id, as_text(part, language))
         ident = await self._api(
             lambda token: self.client.upload(
                 token, upload.kind, content, name=upload.name, mime=upload.mime

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from connectors.degrade import as_text
 from connectors.textsplit import split_text
-from kernel.models import MediaPart, Part, TextPart
+from kernel.models import ChoicesPart, MediaPart, Part, TextPart
 from kernel.text import clean_text
 
 # Zalo's CS text limit is reported as 2,000 characters (channels.md 2.3). Counting UTF-16
@@ -45,30 +45,51 @@ class MediaStep:
     part: MediaPart
 
 
-Step = TextStep | MediaStep
+@dataclass(frozen=True)
+class ChoicesStep:
+    """A question with its answers as buttons (``choices_body``)."""
+
+    part: ChoicesPart
 
 
-def plan(parts: Sequence[Part]) -> list[Step]:
+Step = TextStep | MediaStep | ChoicesStep
+
+# Buttons under a CS message: at most this many, titles cut to this length ([3rd-party]:
+# the limits are not on an official page; more answers go as a numbered list instead).
+BUTTONS_MAX = 5
+BUTTON_TITLE_MAX = 100
+
+
+def plan(parts: Sequence[Part], language: str | None = None) -> list[Step]:
     """The steps that deliver one reply, in order. Adjacent texts are merged; text over
     the limit becomes several steps; image and file parts become attachments."""
-    units: list[str | MediaPart] = []
+    units: list[str | MediaPart | ChoicesPart] = []
     for part in parts:
         unit: str | MediaPart
         if isinstance(part, MediaPart) and part.type in ("image", "file") and part.url:
             unit = part
+        elif (
+            isinstance(part, ChoicesPart)
+            and len(part.choices) <= BUTTONS_MAX
+            and len(part.text) <= TEXT_LIMIT
+        ):
+            units.append(part)
+            continue
         else:
-            unit = part.text if isinstance(part, TextPart) else as_text(part)
+            unit = part.text if isinstance(part, TextPart) else as_text(part, language)
             unit = clean_text(unit)
         if isinstance(unit, str) and units and isinstance(units[-1], str):
             units[-1] = units[-1] + "\n" + unit
         else:
             units.append(unit)
     steps: list[Step] = []
-    for unit in units:
-        if isinstance(unit, MediaPart):
-            steps.append(MediaStep(unit))
+    for planned in units:
+        if isinstance(planned, MediaPart):
+            steps.append(MediaStep(planned))
+        elif isinstance(planned, ChoicesPart):
+            steps.append(ChoicesStep(planned))
         else:
-            steps.extend(TextStep(chunk) for chunk in split_text(unit, TEXT_LIMIT))
+            steps.extend(TextStep(chunk) for chunk in split_text(planned, TEXT_LIMIT))
     return steps
 
 
@@ -121,6 +142,24 @@ def text_body(user_id: str, text: str, *, quote: str | None = None) -> dict[str,
     if quote:
         message["quote_message_id"] = quote
     return {"recipient": _recipient(user_id), "message": message}
+
+
+def choices_body(user_id: str, part: ChoicesPart) -> dict[str, Any]:
+    """The question with one ``oa.query.show`` button per answer. A tap sends the button's
+    payload back as the customer's own text message (shown in the chat as theirs): the
+    payload is the answer's title, so the customer sees what they picked and the pick is
+    matched by its title."""
+    buttons = [
+        {"title": c.title[:BUTTON_TITLE_MAX], "type": "oa.query.show", "payload": c.title}
+        for c in part.choices
+    ]
+    return {
+        "recipient": _recipient(user_id),
+        "message": {
+            "text": clean_text(part.text),
+            "attachment": {"type": "template", "payload": {"buttons": buttons}},
+        },
+    }
 
 
 def media_body(

@@ -19,11 +19,13 @@ from gateway.api import (
     intake,
     stats,
     system,
+    templates,
     webhooks,
 )
 from gateway.api.context import ApiContext
 from gateway.api.errors import ApiError, PayloadTooLarge
 from gateway.api.spec import API, MAX_BODY, REPLAYED, Operations, error_response
+from gateway.metrics import METHODS, UNMATCHED
 from kernel.errors import DomainError, NotFound
 
 log = logging.getLogger("gateway.http")
@@ -40,6 +42,7 @@ PARTS = (
     intake.operations,
     stats.operations,
     system.operations,
+    templates.operations,
     webhooks.operations,
 )
 
@@ -101,15 +104,26 @@ def _errors(ctx: ApiContext) -> Any:
             response.headers["X-Request-Id"] = request_id
             if request.get(REPLAYED):
                 response.headers["Idempotent-Replayed"] = "true"
-        ctx.metrics.inc("omnigw_http_requests_total", code=f"{response.status // 100}xx")
+        elapsed = time.perf_counter() - started
+        # Event streams and sockets (prepared: answered long ago) are counted, not timed.
+        route = None if response.prepared else _route_labels(request)
+        ctx.metrics.answered(response.status, route, elapsed)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s %s -> %s in %.1f ms",
                 request.method,
                 request.path,
                 response.status,
-                (time.perf_counter() - started) * 1000,
+                elapsed * 1000,
             )
         return response
 
     return middleware
+
+
+def _route_labels(request: web.Request) -> tuple[str, str]:
+    """A request's method and route template (`/v1/conversations/{id}`): bounded, whatever
+    the client sends."""
+    method = request.method if request.method in METHODS else "other"
+    resource = request.match_info.route.resource
+    return method, UNMATCHED if resource is None else resource.canonical

@@ -26,6 +26,10 @@ class Scope(StrEnum):
 ANY_SCOPE = frozenset({Scope.ADMIN, Scope.AGENT, Scope.INTEGRATION})
 ADMIN_ONLY = frozenset({Scope.ADMIN})
 MANAGE = frozenset({Scope.ADMIN, Scope.INTEGRATION})
+# The scope of `[server] metrics_token` alone (no API token can be given it): /metrics and
+# the details of /readyz, nothing else.
+METRICS_SCOPE = "metrics"
+READ_METRICS = frozenset({Scope.ADMIN, METRICS_SCOPE})
 
 TOKEN_PREFIX = "ogw_"  # noqa: S105 (a prefix, not a secret)
 CACHE_SECONDS = 10.0
@@ -39,7 +43,9 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+# The ids of the tokens given by configuration (not stored, never revoked).
 ADMIN_TOKEN_ID = "admin"  # noqa: S105 (the id of OMNIGW_ADMIN_TOKEN, not a secret)
+METRICS_TOKEN_ID = "metrics"  # noqa: S105 ([server] metrics_token's id, not a secret)
 
 
 @dataclass(frozen=True)
@@ -65,10 +71,16 @@ class Principal:
 
 class Authenticator:
     def __init__(
-        self, tokens: Tokens, admin_token: str, *, cache_seconds: float = CACHE_SECONDS
+        self,
+        tokens: Tokens,
+        admin_token: str,
+        *,
+        cache_seconds: float = CACHE_SECONDS,
+        metrics_token: str = "",
     ) -> None:
         self._tokens = tokens
         self._admin_hash = hash_token(admin_token)
+        self._metrics_hash = hash_token(metrics_token) if metrics_token else None
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         # A token revoked on another replica stops working here within this time.
         self.cache_seconds = cache_seconds
@@ -85,6 +97,8 @@ class Authenticator:
         digest = hash_token(token)
         if hmac.compare_digest(digest, self._admin_hash):
             return Principal(ADMIN_TOKEN_ID, frozenset({Scope.ADMIN}), digest=digest)
+        if self._metrics_hash is not None and hmac.compare_digest(digest, self._metrics_hash):
+            return Principal(METRICS_TOKEN_ID, frozenset({METRICS_SCOPE}), digest=digest)
         principal = await self._lookup(digest)
         if principal is None:
             raise Unauthorized("the token is not valid", code="invalid_token")
@@ -108,8 +122,9 @@ class Authenticator:
 
     async def still_valid(self, principal: Principal) -> bool:
         """Whether the token ``principal`` came from still works (not revoked here or, within
-        ``cache_seconds``, on another replica). The admin token works while configured."""
-        if principal.token_id == ADMIN_TOKEN_ID:
+        ``cache_seconds``, on another replica). The tokens of the configuration work while
+        configured."""
+        if principal.token_id in (ADMIN_TOKEN_ID, METRICS_TOKEN_ID):
             return True
         return await self._lookup(principal.digest) is not None
 

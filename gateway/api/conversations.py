@@ -23,7 +23,7 @@ from gateway.api.spec import REPLAYED, Header, Operations, Req
 from gateway.store.records import ConversationFilter
 from kernel.errors import Invalid, NotFound
 from kernel.ids import AgentId, ChannelId, ConversationId, MessageId
-from kernel.models import Conversation, Message, Part, TextPart
+from kernel.models import Conversation, Message, TextPart
 from kernel.pages import Page
 
 TAG = "conversations"
@@ -110,9 +110,15 @@ async def send_message(req: Req) -> Message:
         if body.agent_id not in (None, principal.agent_id):
             raise Forbidden("an agent token sends as its own agent", code="not_your_agent")
         author = principal.agent_id
-    parts: list[Part] = (
-        list(body.parts) if body.parts is not None else [TextPart(text=body.text or "")]
-    )
+    if body.template_id is not None:
+        parts = await req.ctx.commands.fill_template(
+            conv,
+            body.template_id,
+            body.variables,
+            agent_id=AgentId(author) if author is not None else None,
+        )
+    else:
+        parts = list(body.parts) if body.parts is not None else [TextPart(text=body.text or "")]
     message, replayed = await req.ctx.commands.send(
         conv,
         parts,

@@ -9,6 +9,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from gateway.attachments import OWN_PATH
 from kernel.models import (
+    MAX_TEXT,
+    ChoicesPart,
     Conversation,
     LinkPart,
     LocationPart,
@@ -54,8 +56,8 @@ class ConversationQuery(PageQuery):
     contact_id: Id | None = None
 
 
-# What a message the business sends may hold: one cap for `text` and for every text part.
-MAX_TEXT = 20_000
+# What a message the business sends may hold: one cap (kernel.models.MAX_TEXT) for `text`
+# and for every text part.
 MessageText = Annotated[Text, Field(min_length=1, max_length=MAX_TEXT)]
 
 
@@ -83,16 +85,31 @@ class OutgoingLinkPart(LinkPart):
 # The parts a message the business sends may have: those of the model (kernel.models.Part),
 # with the limits above.
 OutgoingPart = Annotated[
-    OutgoingTextPart | OutgoingMediaPart | LocationPart | OutgoingLinkPart,
+    OutgoingTextPart | OutgoingMediaPart | LocationPart | OutgoingLinkPart | ChoicesPart,
     Field(discriminator="type"),
+]
+OutgoingParts = Annotated[list[OutgoingPart], Field(min_length=1, max_length=20)]
+
+
+VariableName = Annotated[
+    str, Field(max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 ]
 
 
 class SendMessage(In):
-    """An agent's reply: ``text``, or ``parts`` for richer content."""
+    """An agent's reply: ``text``, ``parts`` for richer content, or a canned reply
+    (``template_id`` with its ``variables``)."""
 
     text: MessageText | None = None
-    parts: Annotated[list[OutgoingPart], Field(min_length=1, max_length=20)] | None = None
+    parts: OutgoingParts | None = None
+    template_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    variables: Annotated[
+        dict[VariableName, Annotated[Text, Field(max_length=MAX_TEXT)]], Field(max_length=50)
+    ] = Field(
+        default_factory=dict,
+        description="Values of the template's own variables; the gateway fills in "
+        "`contact.*` and `agent.*`. Values are text, put in as they are.",
+    )
     reply_to: Id | None = None
     agent_id: Id | None = Field(
         None, description="Author, for admin and integration tokens (default: the assignee)."
@@ -100,10 +117,13 @@ class SendMessage(In):
 
     @model_validator(mode="after")
     def _one_of(self) -> SendMessage:
-        if (self.text is None) == (self.parts is None):
-            raise ValueError("give either text or parts")
+        given = [x for x in (self.text, self.parts, self.template_id) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give one of text, parts or template_id")
         if self.text is not None and not self.text.strip():
             raise ValueError("text is empty")
+        if self.variables and self.template_id is None:
+            raise ValueError("variables go with template_id")
         return self
 
 
@@ -286,11 +306,12 @@ class ChannelList(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
-    store: str
+    # The rest is left out without the token when `[server] metrics_token` is set.
+    store: str | None = None
     # Replicas only: "ok", or why Redis cannot be reached (the replica then polls the
     # store, so it stays ready; only what replicas tell each other is slower).
     redis: str | None = None
-    channels: dict[str, ChannelInfo]
+    channels: dict[str, ChannelInfo] | None = None
 
 
 class Health(BaseModel):

@@ -7,7 +7,8 @@ from typing import cast
 from aiohttp import web
 
 from gateway import __version__
-from gateway.api.auth import ADMIN_ONLY, hash_token, new_token
+from gateway.api.auth import ADMIN_ONLY, READ_METRICS, hash_token, new_token
+from gateway.api.errors import Unauthorized
 from gateway.api.schemas import (
     ChannelDetail,
     ChannelFields,
@@ -36,6 +37,19 @@ async def healthz(req: Req) -> Health:
     return Health(status="ok", version=__version__)
 
 
+async def _guarded(req: Req) -> bool:
+    """With `[server] metrics_token` set, whether this request may see the details: it
+    must carry that token or an admin token (401 for one that is not valid, counted as a
+    failed login; 403 for another scope). Always True when the token is not set."""
+    if not req.ctx.settings.server.metrics_token.get_secret_value():
+        return True
+    if "Authorization" not in req.request.headers:
+        return False
+    principal = await req.ctx.logins.authenticate(req.request)
+    principal.require(READ_METRICS)
+    return True
+
+
 @operations.add(
     "GET",
     "/readyz",
@@ -43,13 +57,16 @@ async def healthz(req: Req) -> Health:
     description="200 when the store answers, 503 otherwise. Channels report their own "
     "state (CONNECTED, BAD_CREDENTIALS, ...); a broken channel does not make the gateway "
     "unready, because the others still work. Replicas report Redis too: without it they "
-    "poll the store, so they stay ready.",
+    "poll the store, so they stay ready. With `[server] metrics_token` set, the details "
+    "(store, redis, channels) need `Authorization: Bearer <that token or an admin "
+    "token>`; without it the answer is only the status.",
     tag=TAG,
     scopes=None,
     response=Readiness,
-    errors=(503,),
+    errors=(401, 403, 503),
 )
-async def readyz(req: Req) -> tuple[Readiness, int]:
+async def readyz(req: Req) -> tuple[Readiness, int] | web.Response:
+    details = await _guarded(req)
     store_state = "ok"
     try:
         await req.ctx.store.ping()
@@ -58,26 +75,39 @@ async def readyz(req: Req) -> tuple[Readiness, int]:
     except Exception as exc:
         store_state = f"unreachable: {type(exc).__name__}"
     ready = store_state == "ok" and req.ctx.lifecycle.started
+    status = 200 if ready else 503
+    if not details:
+        return web.json_response({"status": "ready" if ready else "not_ready"}, status=status)
     body = Readiness(
         status="ready" if ready else "not_ready",
         store=store_state,
         redis=req.ctx.redis_state(),
         channels={c.id: c for c in channel_infos(req)},
     )
-    return body, 200 if ready else 503
+    return body, status
 
 
 @operations.add(
     "GET",
     "/metrics",
     summary="Prometheus metrics",
+    description="This process's metrics in the Prometheus text format (OpenMetrics when "
+    "the scraper asks for it). With `[server] metrics_token` set, they need "
+    "`Authorization: Bearer <that token or an admin token>`.",
     tag=TAG,
     scopes=None,
     raw=True,
     content_type="text/plain",
+    errors=(401, 403),
 )
 async def metrics(req: Req) -> web.Response:
-    return web.Response(text=req.ctx.metrics.render(), content_type="text/plain", charset="utf-8")
+    if not await _guarded(req):
+        raise Unauthorized("an Authorization: Bearer <token> header is required")
+    await req.ctx.metrics.refresh()
+    body, content_type = req.ctx.metrics.render(req.request.headers.get("Accept", ""))
+    response = web.Response(body=body, headers={"Content-Type": content_type})
+    response.enable_compression()
+    return response
 
 
 @operations.add(

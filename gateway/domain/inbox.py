@@ -3,7 +3,7 @@ stored with their events in one unit of work), delivery news, reactions, identit
 
 from __future__ import annotations
 
-from gateway.domain import contacts
+from gateway.domain import choices, contacts
 from gateway.domain.state import RoutingState
 from gateway.domain.threads import thread_for
 from gateway.store.protocols import Store
@@ -22,6 +22,7 @@ from kernel.models import (
     MessageError,
     MessageStatus,
     Reaction,
+    text_of,
 )
 
 
@@ -46,6 +47,11 @@ async def ingest(
     if msg.reply_to_external_id:
         earlier = await tx.messages.by_external(msg.channel_id, msg.reply_to_external_id)
         reply_to = earlier.message.id if earlier else None
+    metadata = msg.metadata
+    if inbound:
+        # An answer to a question the business asked (a choices part): the pick.
+        text = text_of(msg.parts)
+        metadata = choices.answered(await tx.messages.asked(conv.id), text, metadata)
     stored = Message(
         id=new_message_id(),
         conversation_id=conv.id,
@@ -60,6 +66,7 @@ async def ingest(
         reply_to=reply_to,
         created_at=tx.now_dt,
         status=MessageStatus.RECEIVED if inbound else MessageStatus.SENT,
+        metadata=metadata,
     )
     await tx.messages.insert(stored, conv.contact_id, peer_id=msg.sender.external_id)
     if inbound:

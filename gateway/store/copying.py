@@ -107,9 +107,10 @@ TABLES: tuple[Table, ...] = (
         _cols(
             "id, conversation_id, contact_id, channel_id, direction, author_type, author_id, "
             "external_id, parts, reply_to, created_at, status, error, idempotency_key, "
-            "request_hash, attempts, next_attempt_at, reactions, sent_at, peer_id"
+            "request_hash, attempts, next_attempt_at, reactions, sent_at, peer_id, metadata"
         ),
     ),
+    Table("templates", _cols("id, name, language, body, created_at, updated_at")),
     Table("events", _cols("seq, type, created_at, conversation_id, data")),
     Table(
         "routing_decisions",
@@ -459,25 +460,25 @@ def _begin(path: str) -> sqlite3.Connection:
     try:
         conn.execute("BEGIN")
         # The first read takes the snapshot every later read of this transaction sees.
-        known = conn.execute(
+        has_log = conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
         ).fetchone()[0]
-        if not known:
+        if not has_log:
             raise CopyError(f"{path} is not a database of this gateway (no schema_migrations)")
-        version = conn.execute(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
-        ).fetchone()[0]
+        applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+        known = {step for step, _ in SQLITE_MIGRATIONS}
         newest = SQLITE_MIGRATIONS[-1][0]
-        if version < newest:
+        version = max(applied, default=0)
+        if applied - known:
+            raise CopyError(
+                f"{path} has schema version {version}, newer than this gateway knows "
+                f"({newest}): run migrate-store of the gateway version that wrote it"
+            )
+        if known - applied:
             raise CopyError(
                 f"{path} has schema version {version}, older than this gateway's ({newest}): "
                 "bring it up to date first (`omnigw migrate` with its configuration, or start "
                 "the gateway on it once)"
-            )
-        if version > newest:
-            raise CopyError(
-                f"{path} has schema version {version}, newer than this gateway knows "
-                f"({newest}): run migrate-store of the gateway version that wrote it"
             )
     except BaseException as exc:
         conn.close()

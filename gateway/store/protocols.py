@@ -39,6 +39,7 @@ from kernel.models import (
     Identity,
     Message,
     MessageError,
+    Template,
 )
 from kernel.pages import Page
 
@@ -296,11 +297,30 @@ class Tokens(Protocol):
     async def revoke(self, token_id: TokenId) -> None: ...
 
 
+class Templates(Protocol):
+    async def get(self, template_id: str) -> Template | None: ...
+    async def all(self, name: str | None = None) -> list[Template]:
+        """Every template, or the language variants of one name."""
+        ...
+
+    async def put(self, template: Template, *, new: bool) -> bool:
+        """Create (``new``) or replace a template; False when there is none to replace.
+        Conflict ``template_exists`` when another has its name and language."""
+        ...
+
+    async def delete(self, template_id: str) -> bool: ...
+
+
 class StatsReads(Protocol):
     async def samples(
         self, since: datetime, until: datetime, channel_ids: Sequence[str] | None
     ) -> dict[str, ChannelSamples]:
         """Per channel, what GET /v1/stats is made of (see gateway.stats)."""
+        ...
+
+    async def queue(self) -> dict[str, tuple[int, float | None]]:
+        """The queue now: channel -> (conversations queued, seconds the oldest of them
+        has waited, None if unknown); channels with none queued are left out."""
         ...
 
 
@@ -349,5 +369,7 @@ class Store(Protocol):
     def attachments(self) -> AttachmentRecords: ...
     @property
     def tokens(self) -> Tokens: ...
+    @property
+    def templates(self) -> Templates: ...
     @property
     def stats(self) -> StatsReads: ...

@@ -368,3 +368,28 @@ class TokenRecord(BaseModel):
     agent_id: AgentId | None = None
     created_at: datetime
     last_used_at: datetime | None = None
+
+
+# How many of a conversation's newest messages are looked through for the business's
+# latest (a customer writing more in a row than this is not answering a question).
+ASKED_WITHIN = 20
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The business's latest message in a conversation, as a possible question: its parts
+    as stored, and whether the customer wrote after it."""
+
+    message_id: str
+    parts_json: str
+    answered: bool
+
+
+def asked_from(recent: list[tuple[str, str, str]]) -> Asked | None:
+    """From a conversation's newest messages (id, direction, parts), newest first."""
+    answered = False
+    for message_id, direction, parts_json in recent:
+        if direction == "outbound":
+            return Asked(message_id, parts_json, answered)
+        answered = True
+    return None

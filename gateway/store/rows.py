@@ -18,6 +18,7 @@ from gateway.store.records import (
     from_us,
     opt_dt,
 )
+from kernel.errors import Conflict
 from kernel.events import Event
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId
 from kernel.models import (
@@ -34,6 +35,7 @@ from kernel.models import (
     Part,
     Presence,
     Reaction,
+    Template,
 )
 
 # sqlite3.Row or asyncpg.Record
@@ -45,6 +47,36 @@ _reactions = TypeAdapter(list[Reaction])
 
 def reactions_json(reactions: list[Reaction]) -> str:
     return _reactions.dump_json(reactions, exclude_none=True).decode()
+
+
+def metadata_json(metadata: dict[str, Any]) -> str | None:
+    """A message's metadata as stored: NULL when empty, as most messages have none."""
+    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":")) if metadata else None
+
+
+def template_body(template: Template) -> str:
+    """What a template says, as stored: ``{"text": ...}`` or ``{"parts": [...]}``."""
+    return template.model_dump_json(include={"text", "parts"}, exclude_none=True)
+
+
+def template(row: Row) -> Template:
+    body = json.loads(row["body"])
+    return Template(
+        id=row["id"],
+        name=row["name"],
+        language=row["language"],
+        text=body.get("text"),
+        parts=_parts.validate_python(body["parts"]) if "parts" in body else None,
+        created_at=from_us(row["created_at"]),
+        updated_at=from_us(row["updated_at"]),
+    )
+
+
+def template_exists(template: Template) -> Conflict:
+    return Conflict(
+        f"a template named {template.name!r} in {template.language!r} exists",
+        code="template_exists",
+    )
 
 
 def parts_json(parts: list[Part] | tuple[Part, ...]) -> str:
@@ -67,7 +99,16 @@ def message(row: Row) -> Message:
         status=MessageStatus(row["status"]),
         error=MessageError.model_validate_json(error) if error else None,
         reactions=_reactions.validate_json(reactions) if reactions else [],
+        metadata=_metadata(row["metadata"]),
     )
+
+
+def _metadata(stored: Any) -> dict[str, Any]:
+    if not stored:
+        return {}
+    # SQLite keeps text; asyncpg hands jsonb over as text too (no codec is set for it).
+    found = json.loads(stored) if isinstance(stored, str | bytes) else stored
+    return found if isinstance(found, dict) else {}
 
 
 # Columns in the order of ConversationRecord's fields.

@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from gateway.store.records import (
     AgentRecord,
+    Asked,
     AssignmentBatch,
     ContactRecord,
     ConversationRecord,
@@ -81,6 +82,11 @@ class MessageRows(Protocol):
     async def by_idempotency_key(self, conversation_id: str, key: str) -> StoredMessage | None: ...
     async def get(self, message_id: str) -> Message | None: ...
     async def in_conversation(self, message_id: str, conversation_id: str) -> bool: ...
+
+    async def asked(self, conversation_id: str) -> Asked | None:
+        """The business's latest message among the conversation's newest few (a question
+        the customer may be answering), or None."""
+        ...
 
     async def insert(
         self,

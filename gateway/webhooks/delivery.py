@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
 from config.webhooks import DeliverySettings
 from gateway.events import EventBus
+from gateway.metrics import EndpointBacklog, Metrics
 from gateway.replicas.leases import LeaseKeeper
 from gateway.store.protocols import Store
 from gateway.store.records import WebhookRecord
@@ -41,9 +43,11 @@ class Deliveries:
         bus: EventBus,
         settings: DeliverySettings,
         keys_of: Callable[[WebhookRecord], Any],
+        metrics: Metrics,
         keeper: LeaseKeeper | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.keeper = keeper  # None: the only process on its store
         self.bus = bus
         self.settings = settings
@@ -108,6 +112,11 @@ class Deliveries:
         if self.keeper is not None:
             await self.keeper.release(_lease(endpoint_id))
 
+    def backlogs(self) -> list[EndpointBacklog]:
+        """What each endpoint delivered from this process still owes (for /metrics)."""
+        last_seq, now = self.bus.last_seq, time.time()
+        return [worker.backlog(last_seq, now) for worker in self.workers.values()]
+
     def _keys(self, record: WebhookRecord) -> Any:
         """The endpoint's signing keys; None (and the reason kept) when they cannot be
         opened with this process's secret keys."""
@@ -157,6 +166,7 @@ class Deliveries:
         record = await self.store.webhooks.get(endpoint_id)
         if record is None:
             self.unopened.pop(endpoint_id, None)
+            self.metrics.forget_endpoint(endpoint_id)
         if (record is None or not self._start(record)) and self.keeper is not None:
             await self.keeper.release(_lease(endpoint_id))
 

@@ -35,6 +35,8 @@ US = 1_000_000
 # A failing endpoint stops taking new events once this many wait for a retry; the log
 # keeps them and the worker resumes when the endpoint answers again.
 BACKLOG_LIMIT = 1000
+# What an attempt comes to (`_settle`): the attempt log's `result`.
+RESULTS = ("succeeded", "retry", "dead", "disabled")
 
 
 class _Unsettled:
@@ -228,7 +230,8 @@ class Ordering:
 
     # --- outcomes ----------------------------------------------------------------------
 
-    def _settle(self, seq: int, outcome: Outcome) -> None:
+    def _settle(self, seq: int, outcome: Outcome) -> str:
+        """Account for an attempt's outcome; what it came to (one of RESULTS)."""
         entry = self.open[seq]
         event = entry.event
         now_us = time.time_ns() // 1000
@@ -293,7 +296,7 @@ class Ordering:
                 if self._failing_too_long(now_us):
                     self._disable("it kept failing for too long")
                     self.stopping = True
-            return
+            return result
         # succeeded or dead: over; the conversation may move on
         if result == "dead":
             self.batch.rows.append(
@@ -312,6 +315,7 @@ class Ordering:
             self.retrying -= 1
         del self.open[seq]
         self._release(event.conversation_id)
+        return result
 
     def _failing_too_long(self, now_us: int) -> bool:
         limit = self.settings.disable_after

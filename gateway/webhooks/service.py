@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from config.webhooks import DeliverySettings, WebhookSettings
 from gateway.events import EventBus
+from gateway.metrics import Metrics
 from gateway.replicas.leases import LeaseKeeper
 from gateway.store.protocols import Store
 from gateway.store.records import WebhookRecord
@@ -54,13 +55,14 @@ class Webhooks:
         bus: EventBus,
         settings: DeliverySettings,
         box: SecretBox,
+        metrics: Metrics,
         keeper: LeaseKeeper | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.box = box
         self._configured: dict[str, str] = {}  # config endpoints' secrets, by id
-        self.deliveries = Deliveries(store, bus, settings, self.keys, keeper)
+        self.deliveries = Deliveries(store, bus, settings, self.keys, metrics, keeper)
 
     # --- secrets -----------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 
 from yarl import URL
 
+from gateway.metrics import EndpointBacklog
 from gateway.store.records import WebhookRecord
-from gateway.webhooks.ordering import BACKLOG_LIMIT, Ordering
+from gateway.webhooks.ordering import BACKLOG_LIMIT, RESULTS, Ordering
 from gateway.webhooks.sending import Outcome
 from kernel.events import Event
 
@@ -52,6 +53,10 @@ class EndpointWorker(Ordering):
         self.outbox: deque[int] = deque()  # seqs to send, taken by the senders
         self.senders: set[asyncio.Task[None]] = set()
         self.sending = 0  # senders that will still take from the outbox
+        metrics = deliveries.metrics
+        self.delivered = metrics.webhook_delivery.labels(record.id)
+        self.request_seconds = metrics.webhook_request.labels(record.id)
+        self.attempts = {r: metrics.webhook_attempts.labels(record.id, r) for r in RESULTS}
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -164,18 +169,39 @@ class EndpointWorker(Ordering):
         try:
             while outbox:
                 seq = outbox.popleft()
+                event = self.open[seq].event
                 try:
-                    outcome = await self.client.post(self, self.open[seq].event)
+                    outcome = await self.client.post(self, event)
                 except asyncio.CancelledError:
                     raise  # stopping: abandoned, sent again after the cursor
                 except Exception as exc:  # post() answers every expected failure itself
                     outcome = Outcome(None, 0.0, error=type(exc).__name__)
                 self.inflight -= 1
                 self.wake.set()
-                self._settle(seq, outcome)
+                self._measure(event, outcome, self._settle(seq, outcome))
                 self._fill()  # the slot is free: the next event goes out now
         finally:
             self.sending -= 1  # at once, not from a done callback: _send counts on it
+
+    def _measure(self, event: Event, outcome: Outcome, result: str) -> None:
+        self.attempts[result].inc()
+        if outcome.latency_ms > 0:
+            self.request_seconds.observe(outcome.latency_ms / 1000)
+        if result == "succeeded":
+            self.delivered.observe(max(0.0, time.time() - event.created_at.timestamp()))
+
+    def backlog(self, last_seq: int, now: float) -> EndpointBacklog:
+        """What this endpoint still owes, for /metrics."""
+        oldest = min((entry.event.created_at for entry in self.open.values()), default=None)
+        if oldest is None and self.ahead:
+            oldest = self.ahead[0].created_at
+        return EndpointBacklog(
+            endpoint=self.record.id,
+            events=max(0, last_seq - self.cursor),
+            retrying=self.retrying,
+            inflight=self.inflight,
+            oldest_seconds=0.0 if oldest is None else max(0.0, now - oldest.timestamp()),
+        )
 
     def _disable(self, reason: str) -> None:
         self.deliveries.disable_later(self.record.id, reason)

@@ -174,3 +174,28 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays(
         await ws.send_json({"type": "typing", "state": "on"})
         assert not ws.closed
     no_tracebacks(caplog)
+
+
+async def test_templates_take_the_same_parts(make_gateway: GatewayFactory) -> None:
+    gw = await make_gateway(CONFIG)
+    async with TestClient(TestServer(gw.web_app())) as client:
+        for parts in (
+            [{"type": "link", "url": "javascript:alert(1)", "title": "{{x}}"}],
+            [{"type": "image", "url": "data:image/png;base64,AAAA"}],
+            [{"type": "text", "text": "a" * 20_001}],
+        ):
+            body = {"name": "xấu", "parts": parts}
+            raw = json.dumps(body).encode()
+            status, answered = await answer(client, "/v1/templates", raw)
+            assert (status, answered["error"]["code"]) == (400, "validation_error"), answered
+        good = {
+            "name": "tốt",
+            "parts": [
+                {"type": "text", "text": "Chào {{contact.display_name}}"},
+                {"type": "link", "url": "https://shop.example/don-hang", "title": "Đơn hàng"},
+                {"type": "choices", "text": "Bạn cần gì?", "choices": [{"id": "a", "title": "A"}]},
+            ],
+        }
+        status, answered = await answer(client, "/v1/templates", json.dumps(good).encode())
+        assert status == 201, answered
+        assert (await get_json(client, "/v1/templates"))["items"][0]["name"] == "tốt"

@@ -72,6 +72,11 @@ SCOPES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/webhooks/{id}/rotate"): ADMIN,
     ("POST", "/v1/webhooks/{id}/replay"): ADMIN,
     ("GET", "/v1/webhooks/{id}/deliveries"): ADMIN,
+    ("GET", "/v1/templates"): ANY,
+    ("GET", "/v1/templates/{id}"): ANY,
+    ("POST", "/v1/templates"): MANAGE,
+    ("PUT", "/v1/templates/{id}"): MANAGE,
+    ("DELETE", "/v1/templates/{id}"): MANAGE,
 }
 
 README = Path(__file__).resolve().parents[2] / "README.md"

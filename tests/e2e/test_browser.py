@@ -319,3 +319,46 @@ async def test_fresh_browser_storage_is_a_different_visitor(
     for chat in (alice, bob):
         assert chat.dialogs == []
         assert chat.errors == []
+
+
+async def test_choices_are_chips_and_a_tap_is_the_pick(
+    gateway: GatewayProcess,
+    launch: Callable[[], Awaitable[Browser]],
+    api: aiohttp.ClientSession,
+) -> None:
+    browser = await launch()
+    chat = await open_chat(await browser.new_context(), gateway)
+    await chat.send(VISITOR_TEXT)
+    conv = await wait_for_assignment(api)
+    question = {
+        "type": "choices",
+        "text": "Bạn đã nhận được hàng chưa ạ?",
+        "choices": [
+            {"id": "received", "title": "Đã nhận"},
+            {"id": "not_yet", "title": f"Chưa nhận {XSS}"},
+        ],
+    }
+    async with api.post(
+        f"/v1/conversations/{conv['id']}/messages", json={"parts": [question]}
+    ) as r:
+        sent = await r.json()
+        assert r.status == 202, sent
+    shown = chat.page.locator(f'#omnigw-messages .omnigw-msg[data-message-id="{sent["id"]}"]')
+    await expect(shown.locator(".omnigw-text")).to_have_text(question["text"], timeout=T)
+    chips = shown.locator("button.omnigw-chip")
+    await expect(chips).to_have_count(2, timeout=T)
+    await expect(chips.nth(1)).to_have_text(f"Chưa nhận {XSS}", timeout=T)
+    await expect(chat.page.locator("img")).to_have_count(0, timeout=T)
+
+    await chips.nth(0).click()
+    picked = chat.page.locator('#omnigw-messages .omnigw-msg[data-direction="inbound"]').filter(
+        has_text="Đã nhận"
+    )
+    await expect(picked).to_have_attribute("data-status", "sent", timeout=T)
+    await expect(chips.nth(1)).to_be_disabled(timeout=T)
+    message_id = await picked.get_attribute("data-message-id")
+
+    stored = await get_json(api, f"/v1/messages/{message_id}")
+    assert stored["parts"] == [{"type": "text", "text": "Đã nhận"}]
+    assert stored["metadata"] == {"choice": {"id": "received", "title": "Đã nhận"}}
+    assert chat.dialogs == [] and chat.errors == []

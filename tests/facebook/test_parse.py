@@ -205,9 +205,11 @@ def test_text_message() -> None:
     assert (ev.kind, ev.source, ev.reply_to, ev.sticker_id) == ("message", "messaging", None, None)
 
 
-def test_quick_reply_keeps_its_payload() -> None:
+def test_quick_reply_payload_is_metadata_not_text() -> None:
     ev = one("message_quick_reply")
-    assert [p.text for p in ev.parts] == ["Màu đỏ", "[quick reply payload] COLOR_RED"]
+    assert isinstance(ev, CustomerMessage)
+    assert [p.text for p in ev.parts] == ["Màu đỏ"]
+    assert ev.metadata == {"payload": "COLOR_RED", "payload_from": "quick_reply"}
 
 
 def test_reply_to_names_the_quoted_mid() -> None:
@@ -308,8 +310,12 @@ def test_postback_keeps_title_and_payload() -> None:
     assert isinstance(ev, CustomerMessage)
     assert ev.kind == "postback"
     assert ev.mid == "m_postback-0017-Vb3nM8cX1zL6kJ0hG5fD"
-    assert [p.text for p in ev.parts] == ["Bắt đầu", "[postback payload] GET_STARTED"]
-    assert ev.referral == "referral (source=SHORTLINK, type=OPEN_THREAD, ref=summer_sale)"
+    assert [p.text for p in ev.parts] == ["Bắt đầu"]
+    assert ev.metadata == {
+        "payload": "GET_STARTED",
+        "payload_from": "postback",
+        "referral": {"source": "SHORTLINK", "type": "OPEN_THREAD", "ref": "summer_sale"},
+    }
 
 
 def test_a_message_from_an_ad_keeps_its_referral() -> None:
@@ -317,14 +323,15 @@ def test_a_message_from_an_ad_keeps_its_referral() -> None:
     item(payload)["referral"] = {"ref": "ad_7", "source": "ADS", "type": "OPEN_THREAD"}
     (ev,) = parse_batch(dump(payload))
     assert isinstance(ev, CustomerMessage)
-    assert ev.referral == "referral (source=ADS, type=OPEN_THREAD, ref=ad_7)"
-    assert one("message_text").referral is None
+    assert ev.metadata == {"referral": {"ref": "ad_7", "source": "ADS", "type": "OPEN_THREAD"}}
+    assert one("message_text").metadata == {}
 
 
 def test_standby_postback_has_only_its_title() -> None:
     ev = one("postback_standby")
     assert ev.source == "standby"
     assert [p.text for p in ev.parts] == ["Xem sản phẩm"]
+    assert ev.metadata == {}
 
 
 def test_postback_without_mid_gets_a_stable_key() -> None:

@@ -517,3 +517,67 @@ async def test_profile_is_refreshed_daily(fb: Fb) -> None:
 
 async def _profile_calls(fb: Fb, count: int) -> bool:
     return bool(fb.graph.profile.call_count == count)
+
+
+CHOICES = {
+    "type": "choices",
+    "text": "Bạn muốn nhận hàng lúc nào ạ?",
+    "choices": [
+        {"id": "morning", "title": "Buổi sáng"},
+        {"id": "evening", "title": "Buổi tối"},
+    ],
+}
+
+
+async def test_choices_go_as_quick_replies_and_the_tap_comes_back_as_the_pick(fb: Fb) -> None:
+    conv_id = await customer_writes(fb)
+    message_id = await reply(fb, conv_id, {"parts": [CHOICES]})
+    assert (await settled(fb, message_id))["status"] == "sent"
+    ((_, _, body),) = fb.graph.messages()
+    assert body["message"] == {
+        "text": "Bạn muốn nhận hàng lúc nào ạ?",
+        "quick_replies": [
+            {"content_type": "text", "title": "Buổi sáng", "payload": "morning"},
+            {"content_type": "text", "title": "Buổi tối", "payload": "evening"},
+        ],
+        "metadata": f"omnigw:{message_id}:1/1",
+    }
+
+    # The customer taps a chip: Meta sends its title as text and our payload beside it.
+    tap = load("message_quick_reply")
+    tap_item = item(tap)
+    tap_item["message"].update(
+        mid="m_tap-0001", text="Buổi tối", quick_reply={"payload": "evening"}
+    )
+    tap_item["timestamp"] = now_ms()
+    await fb.deliver(tap)
+    stored = await get_json(fb.client, f"/v1/conversations/{conv_id}/messages")
+    picked = stored["items"][-1]
+    assert picked["parts"] == [{"type": "text", "text": "Buổi tối"}]
+    assert picked["metadata"] == {
+        "payload": "evening",
+        "payload_from": "quick_reply",
+        "choice": {"id": "evening", "title": "Buổi tối"},
+    }
+
+
+async def test_choices_too_long_for_chips_are_numbered(fb: Fb) -> None:
+    conv_id = await customer_writes(fb)
+    long = {
+        "type": "choices",
+        "text": "Chọn giúp shop ạ:",
+        "choices": [
+            {"id": "a", "title": "Giao tận nhà trong giờ hành chính"},
+            {"id": "b", "title": "Nhận tại cửa hàng gần nhất"},
+        ],
+    }
+    message_id = await reply(fb, conv_id, {"parts": [long]})
+    assert (await settled(fb, message_id))["status"] == "sent"
+    ((_, _, body),) = fb.graph.messages()
+    assert body["message"]["text"] == (
+        "Chọn giúp shop ạ:\n1. Giao tận nhà trong giờ hành chính\n2. Nhận tại cửa hàng gần nhất"
+    )
+    assert body["message"]["quick_replies"] == [
+        {"content_type": "text", "title": "1", "payload": "a"},
+        {"content_type": "text", "title": "2", "payload": "b"},
+    ]

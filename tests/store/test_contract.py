@@ -32,7 +32,13 @@ from tests.store.conftest import Domain, Recorder
 WEB = ChannelId("webchat")
 ZALO = ChannelId("zalo-oa")
 MAIL = ChannelId("mail")
-TYPES = {WEB: ChannelType.WEBCHAT, ZALO: ChannelType.ZALO, MAIL: ChannelType.EMAIL}
+FB = ChannelId("fb")
+TYPES = {
+    WEB: ChannelType.WEBCHAT,
+    ZALO: ChannelType.ZALO,
+    MAIL: ChannelType.EMAIL,
+    FB: ChannelType.FACEBOOK,
+}
 
 
 def inbound(
@@ -83,6 +89,25 @@ async def test_same_external_id_is_stored_once(
     page = await store.messages.page(first.conversation_id, None, 50)
     assert [m.id for m in page.items] == [first.message.id]
     assert recorder.types().count("message.received") == 1
+
+
+async def test_metadata_is_kept_beside_the_text(
+    domain: Domain, store: Store, recorder: Recorder
+) -> None:
+    metadata = {"payload": "ORDER_RECEIVED_12345", "choice": {"id": "yes", "title": "Có ạ"}}
+    msg = inbound(WEB, "m-meta", "v1", text="Đã nhận hàng").model_copy(
+        update={"metadata": metadata}
+    )
+    plain = await ingest(domain, inbound(WEB, "m-plain", "v1"))
+    result = await ingest(domain, msg)
+    assert result.message.metadata == metadata
+    page = await store.messages.page(result.conversation_id, None, 50)
+    stored = {m.id: m for m in page.items}
+    assert stored[result.message.id].metadata == metadata
+    assert stored[result.message.id].parts == [TextPart(text="Đã nhận hàng")]
+    assert stored[plain.message.id].metadata == {}
+    received = [e for e in recorder.events if e.type == "message.received"]
+    assert received[-1].data["message"]["metadata"] == metadata
 
 
 async def test_same_external_id_on_two_channels_is_two_messages(
@@ -397,6 +422,7 @@ async def test_earlier_messages_get_their_peer_when_the_store_is_upgraded(
     a2 = await ingest(domain, inbound(WEB, "va:2", "va", "A two"))  # in B's conversation
     z1 = await ingest(domain, inbound(ZALO, "z-1", "zu1", "Zalo"))
     await store.close()
+    # The peer's step undone: the upgrade applies it again.
     step = 9 if backend.name == "sqlite" else 2
     await backend.execute(
         "DROP INDEX messages_peer; ALTER TABLE messages DROP COLUMN peer_id; "
@@ -412,6 +438,49 @@ async def test_earlier_messages_get_their_peer_when_the_store_is_upgraded(
         assert await history(WEB, "va") == [a1.message.id, to_a1.id, a2.message.id]
         assert await history(WEB, "vb") == [b1.message.id, b2.message.id]
         assert await history(ZALO, "zu1") == [z1.message.id]
+    finally:
+        await store.close()
+
+
+async def test_payloads_stored_as_text_move_to_metadata_when_the_store_is_upgraded(
+    backend: Backend,
+) -> None:
+    # Earlier versions kept a Messenger quick reply's or button's payload as a second,
+    # labelled text part. The upgrade moves it into metadata and leaves the words alone.
+    store = await open_store(backend.url)
+    domain = Domain.over(store)
+
+    def old(channel: ChannelId, mid: str, *texts: str) -> InboundMessage:
+        msg = inbound(channel, mid, "psid-1")
+        return msg.model_copy(update={"parts": [TextPart(text=t) for t in texts]})
+
+    quick = await ingest(domain, old(FB, "m1", "Màu đỏ", "[quick reply payload] COLOR_RED"))
+    button = await ingest(domain, old(FB, "m2", "Bắt đầu", "[postback payload] GET_STARTED"))
+    alone = await ingest(domain, old(FB, "m3", "[postback payload] ONLY"))
+    typed = await ingest(domain, old(WEB, "w1", "[postback payload] typed by a visitor"))
+    await store.close()
+    step = 11 if backend.name == "sqlite" else 4
+    await backend.execute(f"DELETE FROM schema_migrations WHERE version = {step}")
+    store = await open_store(backend.url)
+    try:
+
+        async def stored(result) -> tuple[list[str], dict[str, object]]:  # type: ignore[no-untyped-def]
+            page = await store.messages.page(result.conversation_id, None, 50)
+            (found,) = [m for m in page.items if m.id == result.message.id]
+            return [p.text for p in found.parts if isinstance(p, TextPart)], found.metadata
+
+        assert await stored(quick) == (
+            ["Màu đỏ"],
+            {"payload": "COLOR_RED", "payload_from": "quick_reply"},
+        )
+        assert await stored(button) == (
+            ["Bắt đầu"],
+            {"payload": "GET_STARTED", "payload_from": "postback"},
+        )
+        # Nothing else to show: left as it was rather than a message without parts.
+        assert await stored(alone) == (["[postback payload] ONLY"], {})
+        # Only Messenger ever wrote these labels; a visitor's own words are theirs.
+        assert await stored(typed) == (["[postback payload] typed by a visitor"], {})
     finally:
         await store.close()
 
@@ -638,6 +707,27 @@ async def test_queue_is_served_by_priority_then_age(domain: Domain, store: Store
     assert c2 is not None
     assert c1.assignee_id == "lan"
     assert c2.status == ConversationStatus.QUEUED
+
+
+async def test_the_queue_now_per_channel(domain: Domain, store: Store) -> None:
+    assert await store.stats.queue() == {}
+    await _agent(domain, "lan", presence=Presence.OFFLINE, total=1)
+    await ingest(domain, inbound(WEB, "m1", "v1"))
+    await asyncio.sleep(0.05)
+    await ingest(domain, inbound(WEB, "m2", "v2"))
+    await ingest(domain, inbound(ZALO, "z1", "u1"))
+    await domain.assignments.dispatch()
+    queue = await store.stats.queue()
+    assert set(queue) == {WEB, ZALO}
+    (web_length, web_oldest), (zalo_length, zalo_oldest) = queue[WEB], queue[ZALO]
+    assert (web_length, zalo_length) == (2, 1)
+    assert web_oldest is not None
+    assert zalo_oldest is not None
+    assert web_oldest - zalo_oldest >= 0.045 and zalo_oldest >= 0  # each channel's oldest
+    await domain.assignments.set_presence(AgentId("lan"), Presence.ONLINE)
+    await domain.assignments.dispatch()
+    after = await store.stats.queue()
+    assert sum(length for length, _ in after.values()) == 2  # one was assigned
 
 
 async def test_manual_assignment_rules(domain: Domain, store: Store, recorder: Recorder) -> None:
@@ -904,3 +994,101 @@ async def test_nul_in_a_providers_names_does_not_fail_the_write(
     assert (contact.display_name or "").replace("\x00", "") == "Lan Anh"
     page = await store.messages.page(r.conversation_id, None, 10)
     assert [m.id for m in page.items] == [r.message.id]
+
+
+# --- canned replies -------------------------------------------------------------------------
+
+
+async def test_templates_keep_their_variants_and_refuse_a_taken_name(store: Store) -> None:
+    from kernel.models import ChoicesPart, Template
+
+    now = utcnow()
+
+    def template(tid: str, language: str, **body: object) -> Template:
+        return Template.model_validate(
+            {
+                "id": tid,
+                "name": "cảm ơn",
+                "language": language,
+                "created_at": now,
+                "updated_at": now,
+                **body,
+            }
+        )
+
+    vi = template("tpl_1", "vi", text="Cảm ơn {{contact.display_name}}")
+    en = template(
+        "tpl_2",
+        "en",
+        parts=[ChoicesPart(text="Received?", choices=[{"id": "y", "title": "Yes"}])],
+    )
+    assert await store.templates.put(vi, new=True)
+    assert await store.templates.put(en, new=True)
+    assert await store.templates.get("tpl_1") == vi
+    assert await store.templates.get("tpl_2") == en
+    assert [t.id for t in await store.templates.all("cảm ơn")] == ["tpl_2", "tpl_1"]
+    with pytest.raises(Conflict):
+        await store.templates.put(template("tpl_3", "vi", text="again"), new=True)
+    with pytest.raises(Conflict):
+        await store.templates.put(en.model_copy(update={"language": "vi"}), new=False)
+    assert await store.templates.get("tpl_3") is None
+    changed = vi.model_copy(update={"text": "Cảm ơn ạ"})
+    assert await store.templates.put(changed, new=False)
+    assert (await store.templates.get("tpl_1")) == changed
+    assert await store.templates.delete("tpl_1")
+    assert not await store.templates.delete("tpl_1")
+    assert not await store.templates.put(changed, new=False)
+    assert [t.id for t in await store.templates.all()] == ["tpl_2"]
+
+
+# --- choices ----------------------------------------------------------------------------------
+
+
+async def test_an_answer_to_a_question_is_the_pick(domain: Domain, store: Store) -> None:
+    from kernel.models import ChoicesPart
+
+    question = ChoicesPart.model_validate(
+        {
+            "text": "Anh/chị đã nhận được hàng chưa ạ?",
+            "choices": [
+                {"id": "received", "title": "Đã nhận hàng"},
+                {"id": "not_yet", "title": "Chưa nhận"},
+                {"id": "other", "title": "Khác"},
+            ],
+        }
+    )
+    first = await ingest(domain, inbound(WEB, "q0", "v1", "Đơn của em đâu rồi?"))
+    agent = Author(type=AuthorType.AGENT, id="lan")
+
+    async def ask() -> None:
+        await domain.outbox.create(first.conversation_id, agent, [question])
+
+    async def answer(mid: str, text: str, **metadata: str) -> dict[str, object]:
+        msg = inbound(WEB, mid, "v1", text).model_copy(update={"metadata": metadata})
+        result = await ingest(domain, msg)
+        assert result.message.parts == [TextPart(text=text)]
+        return result.message.metadata
+
+    received = {"choice": {"id": "received", "title": "Đã nhận hàng"}}
+    not_yet = {"choice": {"id": "not_yet", "title": "Chưa nhận"}}
+    await ask()
+    assert await answer("a1", "2.") == not_yet  # by number
+    # Only the first answer after the question is read as a pick...
+    assert await answer("a2", "1") == {}
+    # ...but an id from the channel always is; the widget's own key is not kept.
+    assert await answer("a3", "Đã nhận hàng", choice_id="received") == received
+    assert await answer("a4", "x", choice_id="nope") == {}
+    await ask()
+    assert await answer("a5", "  da NHAN hang! ") == received  # title, diacritics ignored
+    await ask()
+    assert await answer("a6", "4") == {}  # no such number
+    await ask()
+    # A Messenger quick reply: its payload names the choice, and stays beside it.
+    assert await answer("a7", "Chưa nhận", payload="not_yet", payload_from="quick_reply") == {
+        "payload": "not_yet",
+        "payload_from": "quick_reply",
+        **not_yet,
+    }
+    # No question asked (a plain reply came after it): nothing is a pick.
+    await domain.outbox.create(first.conversation_id, agent, [TextPart(text="Dạ vâng ạ")])
+    assert await answer("a8", "1") == {}

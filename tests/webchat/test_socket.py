@@ -250,13 +250,18 @@ async def test_hmac_identity_links_visitors_of_one_user(make_gateway: GatewayFac
             await ws.send_json(
                 {"type": "identify", "user_id": "user-42", "hmac": good, "name": "Khách 42"}
             )
-        # one contact: the helpdesk sees both devices' messages together...
-        page = await get_json(client, "/v1/conversations")
-        contacts = [
-            await get_json(client, f"/v1/contacts/{c['contact_id']}") for c in page["items"]
-        ]
-        survivors = {c["merged_into"] or c["id"] for c in contacts}
-        assert len(survivors) == 1
+
+        # one contact: the helpdesk sees both devices' messages together (identify frames
+        # have no answer: wait until both were taken)...
+        async def survivors_now() -> set[str] | None:
+            page = await get_json(client, "/v1/conversations")
+            contacts = [
+                await get_json(client, f"/v1/contacts/{c['contact_id']}") for c in page["items"]
+            ]
+            found = {c["merged_into"] or c["id"] for c in contacts}
+            return found if len(found) == 1 else None
+
+        survivors = await eventually(survivors_now)
         timeline = await get_json(client, f"/v1/contacts/{survivors.pop()}/timeline")
         assert {m["parts"][0]["text"] for m in timeline["items"]} == {
             "từ điện thoại",

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from tests.providers import all_messages, db_counts, raw_events
+from tests.api.helpers import eventually
+from tests.providers import all_messages, db_counts, events, raw_events
 from tests.zalo.conftest import Zl, ZlFactory
 from tests.zalo.helpers import dump, load, recorded, zalo_time
 
@@ -57,6 +58,15 @@ async def test_the_default_window_is_an_hour_as_zalo_resends(zl: Zl) -> None:
     event = load("user_send_text")
     event["timestamp"] = zalo_time(time.time() - 3500)  # a resend after a long outage
     await zl.deliver(event)
+
+    async def routed() -> bool:  # routing runs after the ack; let it finish first
+        done = [
+            *await events(zl, "conversation.assigned"),
+            *await events(zl, "conversation.queued"),
+        ]
+        return bool(done)
+
+    await eventually(routed)
     late = load("user_send_image")
     late["timestamp"] = zalo_time(time.time() - 3700)
     await _refused(zl, dump(late), "stale_event")

@@ -153,7 +153,7 @@ async def test_gifs_carry_their_size_and_files_go_by_token(zl: Zl) -> None:
     assert element == {"media_type": "gif", "attachment_id": "att1", "width": 320, "height": 240}
     assert bodies[1] == {"attachment": {"type": "file", "payload": {"token": "ftoken3"}}}
     # no upload endpoint takes a zip: it goes as a line of text naming it
-    assert bodies[2]["text"].startswith("[File] anh.zip")
+    assert bodies[2]["text"].startswith("[Tệp] anh.zip")
 
 
 async def test_an_expired_token_is_refreshed_once_and_the_pair_persists(
@@ -280,3 +280,52 @@ async def test_a_rate_limit_is_retried_then_sent(zl: Zl) -> None:
     sent = await settled(zl, message_id, within=10)
     assert sent["status"] == "sent"
     assert zl.zalo.send.call_count == 2
+
+
+async def test_choices_go_as_buttons_and_a_tap_comes_back_as_the_pick(zl: Zl) -> None:
+    conv_id = await customer_writes(zl)
+    question = {
+        "type": "choices",
+        "text": "Bạn muốn nhận hàng lúc nào ạ?",
+        "choices": [
+            {"id": "morning", "title": "Buổi sáng"},
+            {"id": "evening", "title": "Buổi tối"},
+        ],
+    }
+    message_id = await reply(zl, conv_id, {"parts": [question]})
+    assert (await settled(zl, message_id))["status"] == "sent"
+    assert zl.zalo.bodies()[0] == {
+        "recipient": {"user_id": USER},
+        "message": {
+            "text": "Bạn muốn nhận hàng lúc nào ạ?",
+            "attachment": {
+                "type": "template",
+                "payload": {
+                    "buttons": [
+                        {"title": "Buổi sáng", "type": "oa.query.show", "payload": "Buổi sáng"},
+                        {"title": "Buổi tối", "type": "oa.query.show", "payload": "Buổi tối"},
+                    ]
+                },
+            },
+        },
+    }
+    # A tap: Zalo sends the button's payload as the customer's own text.
+    tap = load("user_send_text")
+    tap["message"] = {"msg_id": "b1" * 16, "text": "Buổi tối"}
+    await zl.deliver(tap)
+    stored = await get_json(zl.client, f"/v1/conversations/{conv_id}/messages")
+    picked = stored["items"][-1]
+    assert picked["parts"] == [{"type": "text", "text": "Buổi tối"}]
+    assert picked["metadata"] == {"choice": {"id": "evening", "title": "Buổi tối"}}
+
+
+async def test_stand_ins_speak_the_conversation_s_language(zl: Zl) -> None:
+    conv_id = await customer_writes(zl)  # written in Vietnamese
+    conv = await get_json(zl.client, f"/v1/conversations/{conv_id}")
+    assert conv["language"] == "vi"
+    sticker = {"type": "sticker", "url": "https://cdn.shop.example/s/1.png", "name": "cười"}
+    message_id = await reply(zl, conv_id, {"parts": [sticker]})
+    assert (await settled(zl, message_id))["status"] == "sent"
+    assert zl.zalo.bodies()[0]["message"] == {
+        "text": "[Nhãn dán] cười https://cdn.shop.example/s/1.png"
+    }

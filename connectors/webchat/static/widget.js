@@ -398,6 +398,10 @@ button { font: inherit; }
   background: transparent; border: 0; color: var(--muted); font-size: 12px; text-align: center; padding: 2px 8px;
 }
 .omnigw-text { white-space: pre-wrap; }
+.omnigw-chips { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 6px; }
+.omnigw-chip { font: inherit; padding: 4px 10px; border-radius: 14px; border: 1px solid currentColor; background: transparent; color: inherit; cursor: pointer; }
+.omnigw-chip:disabled { opacity: .5; cursor: default; }
+.omnigw-chip[aria-pressed="true"] { opacity: 1; font-weight: 600; }
 .part + .part, .omnigw-text + .part, .part + .omnigw-text, .omnigw-text + .omnigw-text { margin-top: 6px; }
 .part a { color: inherit; text-decoration: underline; text-underline-offset: 2px; }
 .part img {
@@ -696,6 +700,21 @@ button { font: inherit; }
       const url = 'https://www.openstreetmap.org/?mlat=' + lat + '&mlon=' + lon + '#map=16/' + lat + '/' + lon;
       return textLine(linkEl(url, [label]));
     }
+    if (type === 'choices') {
+      // A question with answers as chips: a tap sends the answer's title with its id.
+      const chips = h('div', { class: 'omnigw-chips', role: 'group' });
+      (Array.isArray(p.choices) ? p.choices : []).forEach(function (c) {
+        if (!c || typeof c.id !== 'string' || !str(c.title)) return;
+        const chip = h('button', { type: 'button', class: 'omnigw-chip', 'data-choice-id': c.id }, [str(c.title)]);
+        chip.addEventListener('click', function () {
+          Array.prototype.forEach.call(chips.querySelectorAll('button'), function (b) { b.disabled = true; });
+          chip.setAttribute('aria-pressed', 'true');
+          say(str(c.title), c.id);
+        });
+        chips.appendChild(chip);
+      });
+      return h('div', { class: 'part' }, [h('div', { class: 'omnigw-text' }, [str(p.text)]), chips]);
+    }
     if (type === 'link') {
       const url = safeUrl(p.url);
       const title = str(p.title);
@@ -821,7 +840,7 @@ button { font: inherit; }
   // ---------------------------------------------------------------- outbox
 
   function saveOutbox() {
-    const data = outbox.map(function (it) { return { cid: it.cid, text: it.text, ts: it.ts }; });
+    const data = outbox.map(function (it) { return { cid: it.cid, text: it.text, ts: it.ts, choice: it.choice || null }; });
     if (data.length) session.set(OUTBOX_KEY, JSON.stringify(data));
     else session.del(OUTBOX_KEY);
   }
@@ -833,6 +852,7 @@ button { font: inherit; }
     data.forEach(function (d) {
       if (!d || typeof d.cid !== 'string' || typeof d.text !== 'string' || !d.text) return;
       const item = { cid: d.cid, text: d.text, ts: typeof d.ts === 'number' ? d.ts : Date.now() };
+      if (typeof d.choice === 'string' && d.choice) item.choice = d.choice;
       item.el = buildOwnEl(item);
       ui.list.appendChild(item.el);
       outbox.push(item);
@@ -847,7 +867,9 @@ button { font: inherit; }
   }
 
   function sendOutboxItem(item) {
-    sendFrame({ type: 'message', client_id: item.cid, text: item.text });
+    const frame = { type: 'message', client_id: item.cid, text: item.text };
+    if (item.choice) frame.choice_id = item.choice;
+    sendFrame(frame);
   }
 
   function submit() {
@@ -858,7 +880,13 @@ button { font: inherit; }
     ui.input.value = '';
     autosize();
     stopTyping();
+    say(text, null);
+  }
+
+  // Send the visitor's words (typed, or a picked answer's title with its choice id).
+  function say(text, choice) {
     const item = { cid: uuid(), text: text, ts: Date.now() };
+    if (choice) item.choice = choice;
     item.el = buildOwnEl(item);
     ui.list.appendChild(item.el);
     outbox.push(item);

@@ -12,7 +12,16 @@ import asyncpg
 from gateway.store import rows
 from gateway.store.postgres import contacts, conversations
 from gateway.store.postgres.reading import Reader, Write, count, group, page
-from gateway.store.records import OutboundJob, StoredMessage, from_us, opt_dt, to_us
+from gateway.store.records import (
+    ASKED_WITHIN,
+    Asked,
+    OutboundJob,
+    StoredMessage,
+    asked_from,
+    from_us,
+    opt_dt,
+    to_us,
+)
 from gateway.store.rows import CONVERSATION_COLUMNS
 from kernel.envelope import OutboundMessage
 from kernel.errors import NotFound
@@ -29,9 +38,9 @@ THREAD_REFS_LIMIT = 30
 _INSERT = (
     "INSERT INTO messages (id, conversation_id, contact_id, channel_id, direction, "
     "author_type, author_id, external_id, parts, reply_to, created_at, status, "
-    "idempotency_key, request_hash, next_attempt_at, peer_id) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
-    "COALESCE($16::text, (SELECT recipient_id FROM conversations WHERE id = $2)))"
+    "idempotency_key, request_hash, next_attempt_at, metadata, peer_id) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
+    "COALESCE($17::text, (SELECT recipient_id FROM conversations WHERE id = $2)))"
 )
 
 
@@ -81,6 +90,15 @@ class MessageTx:
         )
         return found is not None
 
+    async def asked(self, conversation_id: str) -> Asked | None:
+        recent = await self.tx.fetch(
+            "SELECT id, direction, parts::text FROM messages WHERE conversation_id = $1 "
+            "ORDER BY id DESC LIMIT $2",
+            conversation_id,
+            ASKED_WITHIN,
+        )
+        return asked_from([(r[0], r[1], r[2]) for r in recent])
+
     async def insert(
         self,
         message: Message,
@@ -109,6 +127,7 @@ class MessageTx:
             idempotency_key,
             request_hash,
             due_at,
+            rows.metadata_json(message.metadata),
             peer_id,
         )
 

@@ -292,6 +292,72 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX messages_peer ON messages (channel_id, peer_id, id);
         """,
     ),
+    (
+        3,
+        """
+        -- Structured data beside a message's text (a quick reply's payload, a choice, an
+        -- email's Cc): a JSON object, NULL when there is none.
+        ALTER TABLE messages ADD COLUMN metadata jsonb;
+        """,
+    ),
+    (
+        4,
+        """
+        -- Developer payloads stored as text by earlier versions (a Messenger quick reply's
+        -- or button's payload as a second text part "[quick reply payload] X" or
+        -- "[postback payload] X") move into the message's metadata: the customer's words
+        -- stay its only text.
+        UPDATE messages m SET
+            metadata = COALESCE(m.metadata, '{}'::jsonb) || (
+                SELECT jsonb_build_object(
+                    'payload', CASE
+                        WHEN p.value->>'text' LIKE '[quick reply payload] %'
+                        THEN substr(p.value->>'text', 23)
+                        ELSE substr(p.value->>'text', 20) END,
+                    'payload_from', CASE
+                        WHEN p.value->>'text' LIKE '[quick reply payload] %'
+                        THEN 'quick_reply' ELSE 'postback' END)
+                FROM jsonb_array_elements(m.parts) WITH ORDINALITY p(value, n)
+                WHERE p.value->>'type' = 'text'
+                    AND (p.value->>'text' LIKE '[quick reply payload] %'
+                        OR p.value->>'text' LIKE '[postback payload] %')
+                ORDER BY p.n LIMIT 1),
+            parts = (
+                SELECT jsonb_agg(p.value ORDER BY p.n)
+                FROM jsonb_array_elements(m.parts) WITH ORDINALITY p(value, n)
+                WHERE NOT (p.value->>'type' = 'text'
+                    AND (p.value->>'text' LIKE '[quick reply payload] %'
+                        OR p.value->>'text' LIKE '[postback payload] %')))
+        WHERE m.direction = 'inbound'
+            AND m.channel_id IN (SELECT DISTINCT channel_id FROM conversations
+                                 WHERE channel_type = 'facebook')
+            AND EXISTS (
+                SELECT 1 FROM jsonb_array_elements(m.parts) p(value)
+                WHERE p.value->>'type' = 'text'
+                    AND (p.value->>'text' LIKE '[quick reply payload] %'
+                        OR p.value->>'text' LIKE '[postback payload] %'))
+            AND EXISTS (
+                SELECT 1 FROM jsonb_array_elements(m.parts) p(value)
+                WHERE NOT (p.value->>'type' = 'text'
+                    AND (p.value->>'text' LIKE '[quick reply payload] %'
+                        OR p.value->>'text' LIKE '[postback payload] %')));
+        """,
+    ),
+    (
+        5,
+        """
+        -- Canned replies: rows with the same name are one reply's language variants.
+        CREATE TABLE templates (
+            id          text PRIMARY KEY,
+            name        text NOT NULL,
+            language    text NOT NULL,
+            body        jsonb NOT NULL,
+            created_at  timestamptz NOT NULL,
+            updated_at  timestamptz NOT NULL
+        );
+        CREATE UNIQUE INDEX templates_name_language ON templates (name, language);
+        """,
+    ),
 ]
 
 
@@ -307,15 +373,16 @@ async def migrate(conn: Any) -> int:
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         newest = MIGRATIONS[-1][0]
-        if current > newest:
+        if applied - {version for version, _ in MIGRATIONS}:
             raise SchemaTooNew(
-                f"database schema version {current} is newer than this gateway knows "
+                f"database schema version {max(applied)} is newer than this gateway knows "
                 f"({newest}); upgrade the gateway"
             )
+        # Every step not applied yet, in order (see the SQLite backend's migrate).
         for version, sql in MIGRATIONS:
-            if version <= current:
+            if version in applied:
                 continue
             async with conn.transaction():
                 await conn.execute(sql)

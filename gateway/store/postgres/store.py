@@ -25,6 +25,7 @@ from gateway.store.postgres.leases import Leases
 from gateway.store.postgres.messages import MessageReads, OutboundQueue
 from gateway.store.postgres.schema import migrate
 from gateway.store.postgres.stats import StatsReads
+from gateway.store.postgres.templates import Templates
 from gateway.store.postgres.tokens import Tokens
 from gateway.store.postgres.tx import PgTx
 from gateway.store.postgres.webhooks import WebhookLog
@@ -77,6 +78,7 @@ class PostgresStore:
         self.raw_events = RawEvents(write)
         self.attachments = AttachmentRecords(read, write)
         self.tokens = Tokens(read, write)
+        self.templates = Templates(read, write)
         self.stats = StatsReads(read)
         self.leases = Leases(read, owner)
         self.transact = database.write  # type: ignore[method-assign,assignment]

@@ -9,7 +9,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway.store import rows
-from gateway.store.records import OutboundJob, StoredMessage, from_us, opt_dt, to_us
+from gateway.store.records import (
+    ASKED_WITHIN,
+    Asked,
+    OutboundJob,
+    StoredMessage,
+    asked_from,
+    from_us,
+    opt_dt,
+    to_us,
+)
 from gateway.store.rows import CONVERSATION_COLUMNS
 from gateway.store.sqlite import contacts, conversations
 from gateway.store.sqlite.reading import Reader, Write, group, marks, page
@@ -26,15 +35,15 @@ THREAD_REFS_LIMIT = 30
 
 _INSERT = (
     "INSERT INTO messages (id, conversation_id, contact_id, channel_id, direction, "
-    "author_type, author_id, external_id, parts, reply_to, created_at, status, peer_id"
+    "author_type, author_id, external_id, parts, reply_to, created_at, status, metadata, peer_id"
 )
 # The peer given, else the conversation's recipient now.
 _PEER = "COALESCE(?, (SELECT recipient_id FROM conversations WHERE id = ?))"
 # A message that arrived (most of them) and one to send.
-_INSERT_RECEIVED = _INSERT + f") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_PEER})"
+_INSERT_RECEIVED = _INSERT + f") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_PEER})"
 _INSERT_TO_SEND = (
     _INSERT + ", idempotency_key, request_hash, next_attempt_at) "
-    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_PEER}, ?, ?, ?)"
+    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_PEER}, ?, ?, ?)"
 )
 
 
@@ -81,6 +90,14 @@ class MessageTx:
         )
         return row is not None
 
+    async def asked(self, conversation_id: str) -> Asked | None:
+        recent = self.tx.execute(
+            "SELECT id, direction, parts FROM messages WHERE conversation_id = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (conversation_id, ASKED_WITHIN),
+        ).fetchall()
+        return asked_from([tuple(r) for r in recent])
+
     async def insert(
         self,
         message: Message,
@@ -106,6 +123,7 @@ class MessageTx:
             # the unit's own time, as it is (most messages are written at it)
             tx.now if message.created_at is tx.now_dt else to_us(message.created_at),
             message.status.value,
+            rows.metadata_json(message.metadata),
             peer_id,
             message.conversation_id,
         )

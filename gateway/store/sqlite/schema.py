@@ -293,6 +293,73 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX messages_peer ON messages(channel_id, peer_id, id);
         """,
     ),
+    (
+        10,
+        """
+        -- Structured data beside a message's text (a quick reply's payload, a choice, an
+        -- email's Cc): a JSON object, NULL when there is none.
+        ALTER TABLE messages ADD COLUMN metadata TEXT;
+        """,
+    ),
+    (
+        11,
+        """
+        -- Developer payloads stored as text by earlier versions (a Messenger quick reply's
+        -- or button's payload as a second text part "[quick reply payload] X" or
+        -- "[postback payload] X") move into the message's metadata: the customer's words
+        -- stay its only text.
+        UPDATE messages SET
+            metadata = json_patch(COALESCE(metadata, '{}'), (
+                SELECT json_object(
+                    'payload', CASE
+                        WHEN json_extract(p.value, '$.text') LIKE '[quick reply payload] %'
+                        THEN substr(json_extract(p.value, '$.text'), 23)
+                        ELSE substr(json_extract(p.value, '$.text'), 20) END,
+                    'payload_from', CASE
+                        WHEN json_extract(p.value, '$.text') LIKE '[quick reply payload] %'
+                        THEN 'quick_reply' ELSE 'postback' END)
+                FROM json_each(messages.parts) p
+                WHERE json_extract(p.value, '$.type') = 'text'
+                    AND (json_extract(p.value, '$.text') LIKE '[quick reply payload] %'
+                        OR json_extract(p.value, '$.text') LIKE '[postback payload] %')
+                ORDER BY p.key LIMIT 1)),
+            parts = (
+                SELECT json_group_array(json(p.value)) FROM (
+                    SELECT value FROM json_each(messages.parts)
+                    WHERE NOT (json_extract(value, '$.type') = 'text'
+                        AND (json_extract(value, '$.text') LIKE '[quick reply payload] %'
+                            OR json_extract(value, '$.text') LIKE '[postback payload] %'))
+                    ORDER BY key) p)
+        WHERE direction = 'inbound'
+            AND channel_id IN (SELECT DISTINCT channel_id FROM conversations
+                               WHERE channel_type = 'facebook')
+            AND EXISTS (
+                SELECT 1 FROM json_each(messages.parts) p
+                WHERE json_extract(p.value, '$.type') = 'text'
+                    AND (json_extract(p.value, '$.text') LIKE '[quick reply payload] %'
+                        OR json_extract(p.value, '$.text') LIKE '[postback payload] %'))
+            AND EXISTS (
+                SELECT 1 FROM json_each(messages.parts) p
+                WHERE NOT (json_extract(p.value, '$.type') = 'text'
+                    AND (json_extract(p.value, '$.text') LIKE '[quick reply payload] %'
+                        OR json_extract(p.value, '$.text') LIKE '[postback payload] %')));
+        """,
+    ),
+    (
+        12,
+        """
+        -- Canned replies: rows with the same name are one reply's language variants.
+        CREATE TABLE templates (
+            id          TEXT PRIMARY KEY,
+            name        TEXT NOT NULL,
+            language    TEXT NOT NULL,
+            body        TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            updated_at  INTEGER NOT NULL
+        );
+        CREATE UNIQUE INDEX templates_name_language ON templates(name, language);
+        """,
+    ),
 ]
 
 
@@ -306,15 +373,17 @@ def migrate(conn: sqlite3.Connection) -> int:
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
     )
-    current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+    applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
     newest = MIGRATIONS[-1][0]
-    if current > newest:
+    if applied - {version for version, _ in MIGRATIONS}:
         raise SchemaTooNew(
-            f"database schema version {current} is newer than this gateway knows ({newest}); "
-            "upgrade the gateway"
+            f"database schema version {max(applied)} is newer than this gateway knows "
+            f"({newest}); upgrade the gateway"
         )
+    # Every step not applied yet, in order: also one numbered below a step applied before
+    # it (steps are independent; a database is up to date when it has all of them).
     for version, sql in MIGRATIONS:
-        if version <= current:
+        if version in applied:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -137,16 +137,27 @@ def samples(
                 s.sla_breached_conversations += row["convs"]
 
     # The queue as it stands now.
-    for row in conn.execute(
-        "SELECT channel_id, COUNT(*) AS n, MIN(queued_at) AS oldest FROM conversations "
-        "INDEXED BY conversations_status WHERE status = 'queued' GROUP BY channel_id"
-    ):
-        s = of(row["channel_id"])
+    for channel_id, (length, oldest) in queue_now(conn, now_us).items():
+        s = of(channel_id)
         if s is not None:
-            s.queue_length += row["n"]
-            if row["oldest"] is not None:
-                s.oldest_waiting = max(0, now_us - row["oldest"]) / US
+            s.queue_length += length
+            s.oldest_waiting = oldest
     return out
+
+
+def queue_now(conn: sqlite3.Connection, now_us: int) -> dict[str, tuple[int, float | None]]:
+    """The queue as it stands: channel -> (conversations queued, seconds the oldest of
+    them has waited)."""
+    return {
+        row["channel_id"]: (
+            row["n"],
+            None if row["oldest"] is None else max(0, now_us - row["oldest"]) / US,
+        )
+        for row in conn.execute(
+            "SELECT channel_id, COUNT(*) AS n, MIN(queued_at) AS oldest FROM conversations "
+            "INDEXED BY conversations_status WHERE status = 'queued' GROUP BY channel_id"
+        )
+    }
 
 
 class StatsReads:
@@ -158,5 +169,11 @@ class StatsReads:
     ) -> dict[str, ChannelSamples]:
         found: dict[str, ChannelSamples] = await self._read(
             samples, to_us(since), to_us(until), time.time_ns() // 1000, channel_ids
+        )
+        return found
+
+    async def queue(self) -> dict[str, tuple[int, float | None]]:
+        found: dict[str, tuple[int, float | None]] = await self._read(
+            queue_now, time.time_ns() // 1000
         )
         return found

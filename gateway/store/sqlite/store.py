@@ -26,6 +26,7 @@ from gateway.store.sqlite.events import EventLog
 from gateway.store.sqlite.messages import MessageReads, OutboundQueue
 from gateway.store.sqlite.schema import migrate
 from gateway.store.sqlite.stats import StatsReads
+from gateway.store.sqlite.templates import Templates
 from gateway.store.sqlite.tokens import Tokens
 from gateway.store.sqlite.tx import SqliteTx
 from gateway.store.sqlite.webhooks import WebhookLog
@@ -122,6 +123,7 @@ class SqliteStore:
         self.raw_events = RawEvents(write)
         self.attachments = AttachmentRecords(read, write)
         self.tokens = Tokens(read, write)
+        self.templates = Templates(read, write)
         self.stats = StatsReads(read)
         self.leases = LocalLeases()
         # Units of work go straight to the writer (one coroutine less per unit).
