@@ -91,7 +91,9 @@ def _existing_ids(proc: GatewayProcess, http: httpx.Client) -> dict[str, str]:
         "/v1/webhooks",
         json={"url": "https://[2606:4700:4700::1111]/hook", "events": ["sla.breached"]},
     ).json()
+    template = http.post("/v1/templates", json={"name": "chào", "text": "Chào {{x}}"}).json()
     return {
+        "templates": template["id"],
         "conversations": conversation["id"],
         "contacts": conversation["contact_id"],
         "agents": "lan",
