@@ -22,7 +22,9 @@ _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{
 _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
 
 
-_OWN_URL = re.compile(rf"/v1/attachments/({ATTACHMENT_ID})$")
+# Where the gateway serves its files; their URLs are this path, after `public_url` if set.
+OWN_PATH = "/v1/attachments/"
+_OWN_URL = re.compile(re.escape(OWN_PATH) + rf"({ATTACHMENT_ID})$")
 
 
 class AttachmentTooLarge(ValueError):
@@ -68,7 +70,7 @@ class Attachments:
         self.public_url = (public_url or "").rstrip("/")
 
     def url(self, attachment_id: str) -> str:
-        return f"{self.public_url}/v1/attachments/{attachment_id}"
+        return f"{self.public_url}{OWN_PATH}{attachment_id}"
 
     async def save(
         self, channel_id: ChannelId, data: bytes, *, name: str | None, mime: str | None

@@ -102,6 +102,11 @@ class Presence(StrEnum):
 # --- message parts -------------------------------------------------------------------
 
 
+# The longest text a message the business sends may hold, in `text` and in each text part
+# (once a template's variables are filled in too). What customers send is not capped here.
+MAX_TEXT = 20_000
+
+
 class TextPart(Frozen):
     type: Literal["text"] = "text"
     text: Annotated[Text, Field(min_length=1)]

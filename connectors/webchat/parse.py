@@ -16,9 +16,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
+from kernel import jsontext
 from kernel.ids import VisitorId
+from kernel.jsontext import JsonRefused
 from kernel.secrets import Keyring
-from kernel.text import clean_text, nul_path
+from kernel.text import clean_text
 
 MAX_FRAME_BYTES = 64 * 1024
 TOKEN_VERSION = "v1"  # noqa: S105 (a format tag, not a secret)
@@ -75,6 +77,7 @@ ClientFrame = Annotated[
 ]
 _frames: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 FRAME_TYPES = ("message", "history", "typing", "identify")
+_TEXT = frozenset({"text"})
 
 
 def parse_frame(data: str, *, max_text: int) -> ClientFrame:
@@ -82,9 +85,9 @@ def parse_frame(data: str, *, max_text: int) -> ClientFrame:
     if len(data) > MAX_FRAME_BYTES:
         raise FrameError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
     try:
-        raw: Any = json.loads(data)
-    except ValueError as exc:
-        raise FrameError("bad_json", f"the frame is not JSON: {exc}") from None
+        raw: Any = jsontext.loads(data)
+    except JsonRefused as exc:
+        raise FrameError("bad_json", f"the frame is not JSON: {exc.reason}") from None
     if not isinstance(raw, dict):
         raise FrameError("bad_frame", "a frame is a JSON object with a 'type'")
     kind = raw.get("type")
@@ -95,11 +98,12 @@ def parse_frame(data: str, *, max_text: int) -> ClientFrame:
         )
     client_id = raw.get("client_id") if isinstance(raw.get("client_id"), str) else None
     # A message's text loses its control characters below; anywhere else NUL is refused.
-    if "\\u0000" in data and (where := nul_path(raw, frozenset({"text"}))) is not None:
+    if (refused := jsontext.refused_text(data, raw, nul_allowed=_TEXT)) is not None:
+        where, problem = refused
         raise FrameError(
             "bad_frame",
-            f"{kind}: {where}: text may not contain U+0000 (NUL)",
-            client_id=None if where == "client_id" else client_id,
+            f"{kind}: {where}: {problem}",
+            client_id=None if where.startswith("client_id") else client_id,
         )
     try:
         frame = _frames.validate_python(raw)
@@ -197,4 +201,5 @@ def identity_hmac_ok(secret: bytes, user_id: str, given: str | None) -> bool:
     if not given:
         return False
     expected = hmac.new(secret, user_id.encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, given.strip().lower())
+    # As bytes: any text may be given, and compare_digest takes ASCII strings only.
+    return hmac.compare_digest(expected.encode(), given.strip().lower().encode())

@@ -8,8 +8,22 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from connectors.email.render import RenderError, checked_address
-from kernel.models import Conversation, Message, Part, Presence, Text, TextPart
-from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
+from gateway.attachments import OWN_PATH
+from kernel.models import (
+    MAX_TEXT,
+    ChoicesPart,
+    Conversation,
+    LinkPart,
+    LocationPart,
+    MediaPart,
+    Message,
+    Part,
+    Presence,
+    TemplatePart,
+    Text,
+    TextPart,
+)
+from kernel.text import InvalidPhoneNumber, is_web_url, normalize_email, normalize_phone
 
 SkillName = Annotated[str, Field(min_length=1, max_length=64)]
 SkillList = Annotated[list[SkillName], Field(min_length=1, max_length=20)]
@@ -46,11 +60,51 @@ class ConversationQuery(PageQuery):
     contact_id: Id | None = None
 
 
+# What a message the business sends may hold: one cap (kernel.models.MAX_TEXT) for `text`
+# and for every text part.
+MessageText = Annotated[Text, Field(min_length=1, max_length=MAX_TEXT)]
+
+
+def _web_url(value: str) -> str:
+    if is_web_url(value) or (value.startswith(OWN_PATH) and is_web_url("http://h" + value)):
+        return value
+    raise ValueError("only http:// and https:// URLs (or the url of a file uploaded here)")
+
+
+WebUrl = Annotated[str, AfterValidator(_web_url)]
+
+
+class OutgoingTextPart(TextPart):
+    text: MessageText
+
+
+class OutgoingMediaPart(MediaPart):
+    url: WebUrl | None = None
+
+
+class OutgoingLinkPart(LinkPart):
+    url: WebUrl
+
+
+# The parts a message the business sends may have: those of the model (kernel.models.Part),
+# with the limits above.
+OutgoingPart = Annotated[
+    OutgoingTextPart
+    | OutgoingMediaPart
+    | LocationPart
+    | OutgoingLinkPart
+    | ChoicesPart
+    | TemplatePart,
+    Field(discriminator="type"),
+]
+OutgoingParts = Annotated[list[OutgoingPart], Field(min_length=1, max_length=20)]
+
+
 class MessageContent(In):
     """What a message says: ``text``, or ``parts`` for richer content."""
 
-    text: Annotated[Text, Field(min_length=1, max_length=20_000)] | None = None
-    parts: Annotated[list[Part], Field(min_length=1, max_length=20)] | None = None
+    text: MessageText | None = None
+    parts: OutgoingParts | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> Self:
@@ -83,7 +137,7 @@ class SendMessage(MessageContent):
 
     template_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     variables: Annotated[
-        dict[VariableName, Annotated[Text, Field(max_length=20_000)]], Field(max_length=50)
+        dict[VariableName, Annotated[Text, Field(max_length=MAX_TEXT)]], Field(max_length=50)
     ] = Field(
         default_factory=dict,
         description="Values of the template's own variables; the gateway fills in "

@@ -68,7 +68,8 @@ def test_an_accepted_phone_is_e164(phone: str) -> None:
         found = Recipient(phone=phone)
     except ValidationError:
         return
-    assert found.phone is not None and re.fullmatch(r"\+[1-9][0-9]{6,15}", found.phone)
+    # E.164: a country code, then digits, 15 at most (some countries have short numbers).
+    assert found.phone is not None and re.fullmatch(r"\+[1-9][0-9]{3,14}", found.phone)
 
 
 @FUZZ
