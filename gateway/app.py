@@ -50,6 +50,7 @@ from gateway.replicas.limits import (
 from gateway.replicas.link import RedisLink
 from gateway.retention import Retention
 from gateway.store import Store, open_store
+from gateway.surveys import Surveys
 from gateway.webhooks.service import Webhooks
 from gateway.windows import WindowWatch
 from kernel.events import Event
@@ -198,6 +199,7 @@ class Gateway:
             self.attachments,
         )
         self.pipeline.on_connected = self.outbound.channel_recovered
+        self.pipeline.on_reply = self.outbound.wake
         self.pipeline.keeper = self.keeper
         self.keys = keys = await load_keys(store, s.server.data_dir, given)
         await self._check_key(store, keys)
@@ -206,6 +208,17 @@ class Gateway:
             store, self.bus, s.webhook_delivery, box, self.metrics, self.keeper
         )
         await self.webhooks.configure(s.webhooks)
+        self.surveys = Surveys(
+            store,
+            s.surveys,
+            s.server.public_url,
+            keys,
+            wake_sender=self.outbound.wake,
+            keeper=self.keeper,
+        )
+        if s.surveys.enabled:
+            self.inbox.surveys = self.assignments.surveys = self.surveys.plan
+            self.commands.on_resolved = self.surveys.kick
         for agent in s.agents:
             await self.assignments.put_agent(
                 Agent(
@@ -246,6 +259,7 @@ class Gateway:
             keeper=self.keeper,
         )
         self.windows.start()
+        self.surveys.start()
         if self.follower is not None:
             self.follower.start()
         self.lifecycle.started = True
@@ -410,6 +424,7 @@ class Gateway:
         await self.retention.stop()
         await self.windows.stop()
         await self.queue.stop()
+        await self.surveys.stop()
         await self.webhooks.stop()
         await self.outbound.stop()
         await self.channels.aclose()
@@ -438,6 +453,7 @@ class Gateway:
                 metrics=self.metrics,
                 attachments=self.attachments,
                 lifecycle=self.lifecycle,
+                surveys=self.surveys,
                 redis_state=lambda: None if self.link is None else self.link.state,
             )
         )

@@ -65,6 +65,8 @@ class Pipeline:
         self.on_connected: Callable[[ChannelId], Coroutine[Any, Any, None]] | None = None
         # Leases of work one process at a time does (None: the only process on its store).
         self.keeper: LeaseKeeper | None = None
+        # Told when ingesting wrote a reply of the gateway's own (a survey's next question).
+        self.on_reply: Callable[[], None] | None = None
 
     def _type(self, channel_id: ChannelId) -> ChannelType:
         try:
@@ -83,6 +85,8 @@ class Pipeline:
             return result
         if result.conversation_status == ConversationStatus.QUEUED:
             self.queue.kick()
+        if "survey" in result.message.metadata and self.on_reply is not None:
+            self.on_reply()  # the survey's next question or its thanks
         return result
 
     async def update_status(self, update: StatusUpdate) -> list[MessageId]:

@@ -108,6 +108,7 @@ EVENT_TYPES = (
     "conversation.reopened",
     "conversation.window_closing",
     "sla.breached",
+    "survey.answered",
     "contact.created",
     "contact.merged",
     "contact.erased",

@@ -32,6 +32,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "gateway.keys",
         "gateway.retention",
         "gateway.windows",
+        "gateway.surveys",
     ),
     ("gateway.commands",),
     ("gateway.api",),

@@ -3,14 +3,14 @@ stored with their events in one unit of work), delivery news, reactions, identit
 
 from __future__ import annotations
 
-from gateway.domain import choices, contacts
+from gateway.domain import choices, contacts, surveys
 from gateway.domain.state import RoutingState
-from gateway.domain.threads import thread_for
+from gateway.domain.threads import open_for, thread_for
 from gateway.store.protocols import Store
 from gateway.store.records import to_us
 from gateway.store.transaction import Tx
 from kernel.envelope import InboundMessage, IngestResult, Sender, StatusUpdate
-from kernel.ids import ChannelId, ContactId, new_message_id
+from kernel.ids import ChannelId, ContactId, ConversationId, new_message_id
 from kernel.models import (
     STATUS_RANK,
     Author,
@@ -27,7 +27,11 @@ from kernel.models import (
 
 
 async def ingest(
-    tx: Tx, msg: InboundMessage, channel_type: ChannelType, routing: RoutingState
+    tx: Tx,
+    msg: InboundMessage,
+    channel_type: ChannelType,
+    routing: RoutingState,
+    survey_plan: surveys.Plan | None = None,
 ) -> IngestResult:
     dup = await tx.messages.by_external(msg.channel_id, msg.external_id)
     if dup is not None:
@@ -40,9 +44,19 @@ async def ingest(
             duplicate=True,
         )
     contact_id = await contacts.resolve(tx, msg.channel_id, channel_type, msg.sender)
+    inbound = msg.direction == Direction.INBOUND
+    if survey_plan is not None and inbound and channel_type != ChannelType.EMAIL:
+        # An answer to a survey: kept in its (resolved) conversation, never reopening it.
+        async def has_open() -> bool:
+            return await open_for(tx, contact_id, msg.channel_id) is not None
+
+        pick = await surveys.recognise(
+            tx, contact_id, msg.channel_id, text_of(msg.parts), msg.metadata, has_open
+        )
+        if pick is not None:
+            return await _survey_answer(tx, msg, contact_id, pick, survey_plan)
     conv = await thread_for(tx, msg, contact_id, channel_type, routing)
 
-    inbound = msg.direction == Direction.INBOUND
     reply_to = None
     if msg.reply_to_external_id:
         earlier = await tx.messages.by_external(msg.channel_id, msg.reply_to_external_id)
@@ -99,6 +113,41 @@ async def ingest(
         message=stored,
         conversation_id=conv.id,
         conversation_status=conv.status,
+        contact_id=contact_id,
+    )
+
+
+async def _survey_answer(
+    tx: Tx,
+    msg: InboundMessage,
+    contact_id: ContactId,
+    pick: surveys.Pick,
+    plan: surveys.Plan | None,
+) -> IngestResult:
+    """A pick of a survey's answer: stored in the survey's conversation as the customer's
+    message, which stays as it is (resolved), and recorded on the survey."""
+    outcome = await surveys.take(tx, pick, plan)
+    conversation_id = ConversationId(pick.survey.conversation_id)
+    stored = Message(
+        id=new_message_id(),
+        conversation_id=conversation_id,
+        channel_id=msg.channel_id,
+        direction=Direction.INBOUND,
+        author=Author(type=AuthorType.CONTACT, id=contact_id),
+        external_id=msg.external_id,
+        parts=msg.parts,
+        created_at=tx.now_dt,
+        status=MessageStatus.RECEIVED,
+        metadata=surveys.pick_metadata(msg.metadata, pick, outcome),
+    )
+    await tx.messages.insert(stored, pick.survey.contact_id, peer_id=msg.sender.external_id)
+    wrote_at = tx.now if msg.sent_at is None else min(tx.now, to_us(msg.sent_at))
+    await tx.conversations.update(conversation_id, last_message_at=tx.now, last_inbound_at=wrote_at)
+    await tx.emit("message.received", {"message": stored}, conversation_id)
+    return IngestResult(
+        message=stored,
+        conversation_id=conversation_id,
+        conversation_status=ConversationStatus.RESOLVED,
         contact_id=contact_id,
     )
 
@@ -175,12 +224,14 @@ class Inbox:
     def __init__(self, store: Store, routing: RoutingState) -> None:
         self.store = store
         self.routing = routing
+        # Set when surveys are on: a customer's pick of a survey answer is recognised.
+        self.surveys: surveys.Plan | None = None
 
     async def ingest(self, message: InboundMessage, channel_type: ChannelType) -> IngestResult:
-        routing = self.routing
+        routing, plan = self.routing, self.surveys
 
         async def work(tx: Tx) -> IngestResult:
-            return await ingest(tx, message, channel_type, routing)
+            return await ingest(tx, message, channel_type, routing, plan)
 
         return await self.store.transact(work)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from gateway.domain import surveys
 from gateway.domain.state import RoutingState
 from gateway.store.records import ConversationRecord, OpenConversation
 from gateway.store.transaction import Tx
@@ -152,4 +153,5 @@ async def reopen_record(tx: Tx, record: ConversationRecord) -> None:
         queued_at=tx.now,
         queue_announced=False,
     )
+    await surveys.withdraw(tx, record.id)
     await tx.emit("conversation.reopened", {"conversation": record.model()}, record.id)

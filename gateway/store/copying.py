@@ -40,6 +40,7 @@ import asyncpg
 from gateway.store.postgres.database import CONNECT_TIMEOUT, UNREACHABLE, setup_connection
 from gateway.store.postgres.database import unavailable as pg_unavailable
 from gateway.store.postgres.store import run_migrations
+from gateway.store.records import SURVEY_COLUMNS
 from gateway.store.sqlite.database import connect as sqlite_connect
 from gateway.store.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from gateway.store.sqlite.store import parse_url
@@ -112,6 +113,7 @@ TABLES: tuple[Table, ...] = (
         ),
     ),
     Table("templates", _cols("id, name, language, body, created_at, updated_at")),
+    Table("surveys", _cols(SURVEY_COLUMNS)),
     Table("events", _cols("seq, type, created_at, conversation_id, data")),
     Table(
         "routing_decisions",

@@ -21,6 +21,7 @@ from gateway.store.records import (
     IdentityRecord,
     OpenConversation,
     StoredMessage,
+    SurveyRecord,
     WindowCandidate,
 )
 from kernel.events import Event
@@ -323,6 +324,26 @@ class ErasureRows(Protocol):
         ...
 
 
+class SurveyRows(Protocol):
+    async def insert(self, record: SurveyRecord) -> None: ...
+    async def get(self, survey_id: str) -> SurveyRecord | None: ...
+    async def of_conversation(self, conversation_id: str) -> SurveyRecord | None: ...
+
+    async def update(self, survey_id: str, **changes: Any) -> None:
+        """Set fields (SurveyRecord's names) of one survey."""
+        ...
+
+    async def due(self, now: int, limit: int) -> list[SurveyRecord]:
+        """Scheduled surveys whose time has come, the earliest first."""
+        ...
+
+    async def asked_on_chat(
+        self, contact_ids: Sequence[str], channel_id: str
+    ) -> SurveyRecord | None:
+        """The newest survey asked with choices of any of these contacts on the channel."""
+        ...
+
+
 class Tx(Protocol):
     """One unit of work's transaction."""
 
@@ -346,6 +367,8 @@ class Tx(Protocol):
     def assignments(self) -> AssignmentRows: ...
     @property
     def erasure(self) -> ErasureRows: ...
+    @property
+    def surveys(self) -> SurveyRows: ...
 
     async def emit(
         self, type_: str, fields: dict[str, Any], conversation_id: str | None = None
