@@ -63,13 +63,25 @@ def _note(key: str, language: str) -> str:
     return f'<p class="note" role="status">{html.escape(system_text(key, language))}</p>'
 
 
+def _given(survey: SurveyRecord, question: str, language: str) -> str:
+    label = html.escape(system_text(f"survey_{question}", language))
+    return f"<p>{label} <strong>{survey.score(question)}</strong></p>"
+
+
+def _summary(survey: SurveyRecord, language: str) -> str:
+    """What the customer answered; their comment as text."""
+    blocks = [_given(survey, q, language) for q in survey.asked() if survey.score(q) is not None]
+    if survey.comment is not None:
+        blocks.append(f"<blockquote>{html.escape(survey.comment)}</blockquote>")
+    return "".join(blocks)
+
+
 def _form(survey: SurveyRecord, language: str, note: str = "") -> str:
     blocks = [note]
     for question in survey.asked():
         label = html.escape(system_text(f"survey_{question}", language))
-        given = survey.score(question)
-        if given is not None:
-            blocks.append(f"<p>{label} <strong>{given}</strong></p>")
+        if survey.score(question) is not None:
+            blocks.append(_given(survey, question, language))
             continue
         low, high = SCALES[question]
         scores = "".join(
@@ -84,8 +96,6 @@ def _form(survey: SurveyRecord, language: str, note: str = "") -> str:
             f'</label><br><textarea id="comment" name="comment" maxlength="{COMMENT_MAX}">'
             "</textarea></p>"
         )
-    else:
-        blocks.append(f"<blockquote>{html.escape(survey.comment)}</blockquote>")
     send = html.escape(system_text("survey_send", language))
     return f'<form method="post">{"".join(blocks)}<button type="submit">{send}</button></form>'
 
@@ -111,7 +121,7 @@ async def survey_page(req: Req) -> web.Response:
         return _page(status, language, _note(key, language))
     assert survey is not None
     if state == "answered":
-        return _page(200, language, _note("survey_already", language))
+        return _page(200, language, _note("survey_already", language) + _summary(survey, language))
     return _page(200, language, _form(survey, language))
 
 
@@ -152,8 +162,8 @@ async def survey_answer(req: Req) -> web.Response:
         return _page(400, language, _form(survey, language, _note("survey_missing", language)))
     outcome, survey = await req.ctx.surveys.answer(token, scores, comment or None)
     language = _language(survey)
-    if outcome == "answered":
-        return _page(200, language, _note("survey_done", language))
+    if outcome == "answered" and survey is not None:
+        return _page(200, language, _note("survey_done", language) + _summary(survey, language))
     if outcome == "repeated":
         return _page(409, language, _note("survey_already", language))
     if outcome == "incomplete" and survey is not None:

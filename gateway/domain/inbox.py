@@ -126,10 +126,12 @@ async def _survey_answer(
 ) -> IngestResult:
     """A pick of a survey's answer: stored in the survey's conversation as the customer's
     message, which stays as it is (resolved), and recorded on the survey."""
+    # Its id first: the next question, written now, is newer than the answer.
+    message_id = new_message_id()
     outcome = await surveys.take(tx, pick, plan)
     conversation_id = ConversationId(pick.survey.conversation_id)
     stored = Message(
-        id=new_message_id(),
+        id=message_id,
         conversation_id=conversation_id,
         channel_id=msg.channel_id,
         direction=Direction.INBOUND,
