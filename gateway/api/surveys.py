@@ -11,6 +11,8 @@ escaped; its language is the conversation's (Vietnamese or English).
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -100,6 +102,27 @@ def _form(survey: SurveyRecord, language: str, note: str = "") -> str:
     return f'<form method="post">{"".join(blocks)}<button type="submit">{send}</button></form>'
 
 
+def read_form(form: Mapping[str, Any]) -> tuple[dict[str, int], str | None, bool]:
+    """(scores on their scales, the comment NFC and trimmed, whether anything was out of
+    range or too long) from the page's form; fields not given are left out."""
+    scores: dict[str, int] = {}
+    bad = False
+    for question, (low, high) in SCALES.items():
+        value = form.get(question)
+        if value is None or value == "":
+            continue
+        text = value if isinstance(value, str) else ""
+        if not (text.isascii() and text.isdigit() and len(text) <= 2 and low <= int(text) <= high):
+            bad = True
+            continue
+        scores[question] = int(text)
+    raw = form.get("comment")
+    comment = clean_text(raw).strip() if isinstance(raw, str) else None
+    if comment is not None and len(comment) > COMMENT_MAX:
+        bad = True
+    return scores, comment or None, bad
+
+
 _SHOWN = {"late": (410, "survey_closed"), "unknown": (404, "survey_invalid")}
 
 
@@ -137,22 +160,7 @@ async def survey_page(req: Req) -> web.Response:
 )
 async def survey_answer(req: Req) -> web.Response:
     token = req.param("token")
-    form = await req.request.post()
-    scores: dict[str, int] = {}
-    bad = False
-    for question, (low, high) in SCALES.items():
-        value = form.get(question)
-        if value is None or value == "":
-            continue
-        text = value if isinstance(value, str) else ""
-        if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
-            bad = True
-            continue
-        scores[question] = int(text)
-    raw_comment = form.get("comment")
-    comment = clean_text(raw_comment).strip() if isinstance(raw_comment, str) else None
-    if comment is not None and len(comment) > COMMENT_MAX:
-        bad = True
+    scores, comment, bad = read_form(await req.request.post())
     if bad:
         state, survey = await req.ctx.surveys.view(token)
         language = _language(survey)
@@ -160,7 +168,7 @@ async def survey_answer(req: Req) -> web.Response:
             status, key = _SHOWN.get(state, (409, "survey_already"))
             return _page(status, language, _note(key, language))
         return _page(400, language, _form(survey, language, _note("survey_missing", language)))
-    outcome, survey = await req.ctx.surveys.answer(token, scores, comment or None)
+    outcome, survey = await req.ctx.surveys.answer(token, scores, comment)
     language = _language(survey)
     if outcome == "answered" and survey is not None:
         return _page(200, language, _note("survey_done", language) + _summary(survey, language))

@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import re
+import unicodedata
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gateway.api.surveys import read_form
 from gateway.app import Gateway
 from gateway.domain import surveys
+from kernel.errors import Invalid
 from kernel.events import Event
+from kernel.secrets import Keyring
 from tests.api.helpers import eventually, get_json, post_json
 from tests.api.test_stats import by_channel, customer
 from tests.conftest import GatewayFactory
@@ -76,9 +82,13 @@ async def started(make_gateway: GatewayFactory) -> AsyncIterator[tuple[Gateway, 
 async def served_and_resolved(
     gw: Gateway, client: Client, channel: str, visitor: str, agent: str | None = "lan"
 ) -> str:
-    """A customer writes, an agent answers (unless None), the conversation is resolved."""
+    """A customer writes, an agent takes it and answers (unless None), the conversation is
+    resolved."""
     conv_id = await customer(gw, channel, visitor, "Xin chào, tôi cần hỗ trợ đơn hàng")
     if agent is not None:
+        await post_json(
+            client, f"/v1/conversations/{conv_id}/assign", {"agent_id": agent, "force": True}
+        )
         await post_json(
             client,
             f"/v1/conversations/{conv_id}/messages",
@@ -305,8 +315,6 @@ async def test_without_a_public_url_the_link_is_skipped_with_the_reason(
 
 
 def test_tokens_are_signed_by_any_key_of_the_ring() -> None:
-    from kernel.secrets import Keyring
-
     old, new = Keyring([b"o" * 32]), Keyring([b"n" * 32, b"o" * 32])
     token = surveys.sign(old, "sv_1", 1_900_000_000_000_000)
     assert surveys.verify(new, token) == ("sv_1", 1_900_000_000_000_000)
@@ -328,7 +336,6 @@ async def test_stats_follow_the_stored_answers(make_gateway: GatewayFactory) -> 
         for n, (channel, agent, given) in enumerate(answers):
             conv_id = await served_and_resolved(gw, client, channel, f"v-stats-{n}", agent)
             conv_ids.append(conv_id)
-            # The survey's agent is the one assigned at resolution: here none (offline).
             path = await survey_link(client, conv_id)
             if given is not None:
                 assert (await client.post(path, data=given)).status == 200
@@ -358,12 +365,18 @@ async def test_stats_follow_the_stored_answers(make_gateway: GatewayFactory) -> 
         total = stats["total"]["surveys"]
         assert total["sent"] == 5 and total["answered"] == 4
         # Per agent: the agent each survey names (the one assigned at resolution).
+        assert [s["agent_id"] for s in stored] == [a for _, a, _ in answers]
         by_agent = {a["agent_id"]: a for a in stats["agents"]}
+        assert set(by_agent) == {"lan", "minh"}
         for agent_id, figures in by_agent.items():
             mine = [s for s in stored if s["agent_id"] == agent_id]
+            csat = [s["csat"] for s in mine if s["csat"] is not None]
             assert figures["sent"] == len(mine)
-            assert figures["answered"] == sum(1 for s in mine if s["csat"] is not None)
-        assert sum(a["sent"] for a in stats["agents"]) == 5
+            assert figures["answered"] == len(csat)
+            assert figures["csat"]["average"] == pytest.approx(sum(csat) / len(csat), abs=1e-4)
+        # lan: 5 and 3 of 3 sent; minh: 4 and 1 of 2
+        assert by_agent["lan"]["response_rate"] == pytest.approx(2 / 3, abs=1e-4)
+        assert by_agent["minh"]["csat"]["satisfied_rate"] == 0.5
     finally:
         await client.close()
 
@@ -417,3 +430,45 @@ async def test_fcr_across_channels_and_bot_contained(make_gateway: GatewayFactor
         }
     finally:
         await client.close()
+
+
+FIELDS = st.sampled_from(["csat", "nps", "ces", "comment", "other"])
+
+
+@given(st.dictionaries(FIELDS, st.text(max_size=2100) | st.from_regex(r"\d{1,3}", fullmatch=True)))
+@settings(max_examples=300, deadline=None)
+def test_the_form_reader_keeps_only_scores_on_their_scales(form: dict[str, str]) -> None:
+    scores, comment, bad = read_form(form)
+    for question, value in scores.items():
+        low, high = surveys.SCALES[question]
+        assert low <= value <= high
+        assert int(form[question]) == value
+    for question in surveys.SCALES:
+        given_value = form.get(question, "")
+        if given_value and question not in scores:
+            assert bad
+    if comment is not None:
+        assert comment == unicodedata.normalize("NFC", comment) == comment.strip()
+        assert len(comment) <= 2000 or bad
+
+
+KEYS = Keyring([b"s" * 32])
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_only_signed_tokens_are_read(token: str) -> None:
+    with pytest.raises(Invalid):
+        surveys.verify(KEYS, token)
+
+
+@given(
+    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=60)
+)
+@settings(max_examples=200, deadline=None)
+def test_a_signed_token_reads_back_and_any_change_is_refused(survey_id: str) -> None:
+    survey_id = survey_id.replace(".", "_")
+    token = surveys.sign(KEYS, survey_id, 1_900_000_000_000_000)
+    assert surveys.verify(KEYS, token) == (survey_id, 1_900_000_000_000_000)
+    with pytest.raises(Invalid):
+        surveys.verify(KEYS, token[:-1] + ("A" if token[-1] != "A" else "B"))

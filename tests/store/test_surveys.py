@@ -4,12 +4,13 @@ repeated and late picks, and the stats read back from what was stored."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.domain import surveys
-from gateway.store import Store
+from gateway.store import Store, open_store
 from gateway.store.records import SurveyRecord
 from gateway.store.transaction import Tx
 from kernel.envelope import InboundMessage, Sender
@@ -224,3 +225,35 @@ async def test_page_answers_and_stats_over_the_store(
     assert len(samples) == len(given)
     assert len(found[WEB].resolved) == len(given)
     assert all(r.contained and not r.came_back and r.window_open for r in found[WEB].resolved)
+
+
+async def test_two_processes_sweeping_send_each_survey_once(
+    domain: Domain, store: Store, backend: Backend
+) -> None:
+    planned(domain)
+    ids = []
+    for n in range(12):
+        result = await ingest(domain, inbound(WEB, f"twin-{n}", f"twin-visitor-{n}"))
+        await domain.assignments.resolve(result.conversation_id)
+        ids.append(str(result.conversation_id))
+    other = await open_store(backend.url)
+    try:
+
+        async def sweep_small(s: Store) -> int:
+            async def work(tx: Tx) -> tuple[int, bool]:
+                return await surveys.send_due(tx, PLAN, limit=2)
+
+            total = 0
+            while True:
+                written, more = await s.transact(work)
+                total += written
+                if not more:
+                    return total
+
+        counts = await asyncio.gather(sweep_small(store), sweep_small(other))
+    finally:
+        await other.close()
+    assert sum(counts) == len(ids)
+    for conv_id in ids:
+        assert len(await system_messages(store, conv_id)) == 1
+        assert (await survey_of(store, conv_id)).status == "sent"
