@@ -9,10 +9,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from config.schema import SurveySettings
 from gateway.domain import surveys
+from gateway.replicas.leases import LeaseKeeper
 from gateway.store import Store, open_store
 from gateway.store.records import SurveyRecord
 from gateway.store.transaction import Tx
+from gateway.surveys import LEASE, Surveys
 from kernel.envelope import InboundMessage, Sender
 from kernel.ids import ConversationId
 from kernel.models import ChoicesPart, ConversationStatus, TextPart
@@ -257,3 +260,39 @@ async def test_two_processes_sweeping_send_each_survey_once(
     for conv_id in ids:
         assert len(await system_messages(store, conv_id)) == 1
         assert (await survey_of(store, conv_id)).status == "sent"
+
+
+async def test_on_postgres_one_replica_sweeps_at_a_time(pg_url: str) -> None:
+    stores = [await open_store(pg_url), await open_store(pg_url)]
+    keepers = [LeaseKeeper(s.leases, 10.0) for s in stores]
+    woken: list[int] = []
+    try:
+        services = [
+            Surveys(
+                s,
+                SurveySettings(enabled=True, delay=0),
+                "https://help.test",
+                Keyring([b"k" * 32]),
+                wake_sender=lambda n=n: woken.append(n),
+                keeper=keepers[n],
+            )
+            for n, s in enumerate(stores)
+        ]
+        domain = planned(Domain.over(stores[0]), services[0].plan)
+        result = await ingest(domain, inbound(WEB, "lease-1", "lease-visitor"))
+        await domain.assignments.resolve(result.conversation_id)
+        assert await services[0].sweep() == 1
+        assert keepers[0].holds(LEASE)
+        # The other replica does not sweep while the lease is held elsewhere.
+        result = await ingest(domain, inbound(WEB, "lease-2", "lease-visitor-2"))
+        await domain.assignments.resolve(result.conversation_id)
+        assert await services[1].sweep() == 0
+        assert not keepers[1].holds(LEASE)
+        assert (await survey_of(stores[0], str(result.conversation_id))).status == "scheduled"
+        # Released (the holder stopped): the other takes the sweep over.
+        await services[0].stop()
+        assert await services[1].sweep() == 1
+        assert woken == [0, 1]
+    finally:
+        for s in stores:
+            await s.close()
