@@ -50,7 +50,7 @@ from gateway.replicas.limits import (
 from gateway.replicas.link import RedisLink
 from gateway.retention import Retention
 from gateway.store import Store, open_store
-from gateway.surveys import Surveys
+from gateway.surveys import Surveys, window_of
 from gateway.webhooks.service import Webhooks
 from gateway.windows import WindowWatch
 from kernel.events import Event
@@ -213,6 +213,7 @@ class Gateway:
             s.surveys,
             s.server.public_url,
             keys,
+            window_of(self.channels),
             wake_sender=self.outbound.wake,
             keeper=self.keeper,
         )

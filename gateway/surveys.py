@@ -11,12 +11,14 @@ import time
 from collections.abc import Callable
 
 from config.schema import SurveySettings
+from gateway.channels import LiveChannels
 from gateway.domain import surveys
 from gateway.replicas.leases import LeaseKeeper
 from gateway.store.protocols import Store
-from gateway.store.records import SurveyRecord
+from gateway.store.records import SurveyRecord, opt_dt
 from gateway.store.transaction import Tx
 from kernel.errors import Invalid
+from kernel.models import ReplyWindow
 from kernel.secrets import Keyring
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,21 @@ log = logging.getLogger(__name__)
 LEASE = "surveys"
 
 
-def plan(settings: SurveySettings, public_url: str, keys: Keyring) -> surveys.Plan:
+def window_of(channels: LiveChannels) -> surveys.WindowOf:
+    """Reply windows by the running channels' own rules."""
+
+    def window(channel_id: str, last_inbound_at: int | None) -> ReplyWindow | None:
+        connector = channels.get(channel_id)
+        if connector is None:
+            return None
+        return connector.reply_window(opt_dt(last_inbound_at), phone=None)
+
+    return window
+
+
+def plan(
+    settings: SurveySettings, public_url: str, keys: Keyring, window: surveys.WindowOf
+) -> surveys.Plan:
     questions = ("csat", *(("nps",) if settings.nps else ()), *(("ces",) if settings.ces else ()))
     return surveys.Plan(
         delay=settings.delay,
@@ -33,6 +49,7 @@ def plan(settings: SurveySettings, public_url: str, keys: Keyring) -> surveys.Pl
         channels=frozenset(settings.channels),
         public_url=public_url,
         keys=keys.derive(surveys.KEY_PURPOSE) if keys else keys,
+        window=window,
     )
 
 
@@ -43,13 +60,14 @@ class Surveys:
         settings: SurveySettings,
         public_url: str,
         keys: Keyring,
+        window: surveys.WindowOf,
         *,
         wake_sender: Callable[[], None],
         keeper: LeaseKeeper | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
-        self.plan = plan(settings, public_url, keys)
+        self.plan = plan(settings, public_url, keys, window)
         self._wake_sender = wake_sender
         self.keeper = keeper  # None: the only process on its store
         self._task: asyncio.Task[None] | None = None

@@ -2,19 +2,21 @@
 and one optional comment.
 
 A resolution schedules a survey (``schedule``, in the resolving unit of work); a reopening
-before it went out withdraws it. When due, ``send_due`` picks the way the channel allows:
+before it went out withdraws it (``threads.reopen_record``). When due, ``send_due`` picks
+the way the channel allows:
 
-- ``choices`` on a chat channel whose reply window is open (Messenger 24 h, Zalo 48 h of
-  free replies, counted from the customer's last message): the questions one after the
-  other, each a ``choices`` part (a question with more answers than the channel has
-  buttons asks for a number instead); the customer's pick comes back as an inbound
+- ``choices`` on a chat channel whose reply window is open (the channel's own rules,
+  ``Plan.window``: Messenger 24 h after the customer's last message, not its human-agent
+  tag; Zalo while its replies are free, 48 h): the questions one after the other, each a
+  ``choices`` part (a question with more answers than the channel has buttons asks for a
+  number instead); the customer's pick comes back as an inbound
   message (``recognise``), is kept in the resolved conversation, which it never reopens,
   and the next question follows; the last answer is thanked with a link to the page for
   a comment;
 - ``link`` on e-mail and webchat: a signed, expiring link to the survey page
   (``GET /surveys/{token}``), answered there (``answer``), which works without JavaScript;
-- otherwise it is skipped with the reason (``window_closed``, ``no_public_url``,
-  ``no_key``, ``unsupported_channel``, ``reopened``).
+- otherwise it is skipped with the reason (``window_closed``, ``window_billable``,
+  ``no_public_url``, ``no_key``, ``unsupported_channel``, ``reopened``).
 
 The first answer to each question counts. A repeated answer (the same question again,
 or the page sent twice) changes nothing; a late one (after ``expires_at``) neither: both
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.domain import outbox
-from gateway.store.records import US, ConversationRecord, SurveyRecord
+from gateway.store.records import US, ConversationRecord, SurveyRecord, to_us
 from gateway.store.transaction import Tx
 from kernel.errors import Invalid
 from kernel.ids import ConversationId, new_survey_id
@@ -44,15 +46,15 @@ from kernel.models import (
     ConversationStatus,
     LinkPart,
     Part,
+    ReplyWindow,
     TextPart,
+    WindowState,
 )
 from kernel.secrets import Keyring
 from kernel.texts import system_text
 
 # Each question's scale.
 SCALES: dict[str, tuple[int, int]] = {"csat": (1, 5), "nps": (0, 10), "ces": (1, 7)}
-# How long after the customer's last message a chat channel lets the business write.
-WINDOWS: dict[str, int] = {"facebook": 24 * 3600 * US, "zalo": 48 * 3600 * US}
 # Channels that get a link to the survey page.
 LINKED = frozenset({"email", "webchat"})
 # Answers a channel shows as buttons at most; a longer scale asks for a number.
@@ -61,6 +63,11 @@ BUTTONS: dict[str, int] = {"zalo": 5, "facebook": 13}
 _CHOICE = re.compile(r"^survey\.(csat|nps|ces)\.(\d{1,2})$")
 _NUMBER = re.compile(r"^\s*#?(\d{1,2})\s*[.)!]?\s*$")
 KEY_PURPOSE = "survey-links"
+
+
+# A channel's reply window for a customer who last wrote at (µs; None: never), or None
+# when the channel is not running here.
+WindowOf = Callable[[str, int | None], ReplyWindow | None]
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class Plan:
     channels: frozenset[str]  # empty: all
     public_url: str
     keys: Keyring  # the gateway's keyring, derived for survey links
+    window: WindowOf
 
 
 @dataclass(frozen=True)
@@ -150,24 +158,19 @@ async def schedule(tx: Tx, conv: ConversationRecord, plan: Plan) -> None:
     )
 
 
-async def withdraw(tx: Tx, conversation_id: str) -> None:
-    """A resolved conversation was reopened: a survey not yet sent is not sent."""
-    found = await tx.surveys.of_conversation(conversation_id)
-    if found is not None and found.status == "scheduled":
-        await tx.surveys.update(found.id, status="skipped", reason="reopened")
-
-
-def way_for(channel_type: str, last_inbound_at: int | None, now: int, plan: Plan) -> str:
+def way_for(survey: SurveyRecord, last_inbound_at: int | None, now: int, plan: Plan) -> str:
     """``choices``, ``link``, or the reason there is no way (see the module)."""
-    if channel_type in LINKED:
+    if survey.channel_type in LINKED:
         if not plan.public_url:
             return "no_public_url"
         return "link" if plan.keys else "no_key"
-    window = WINDOWS.get(channel_type)
-    if window is None:
+    window = plan.window(survey.channel_id, last_inbound_at)
+    if window is None or window.state == WindowState.UNLIMITED:
         return "unsupported_channel"
-    if last_inbound_at is None or now - last_inbound_at >= window:
-        return "window_closed"
+    if window.state != WindowState.OPEN:
+        return "window_closed"  # a tag or a template is for other things than surveys
+    if window.free_until is not None and now >= to_us(window.free_until):
+        return "window_billable"
     return "choices"
 
 
@@ -198,7 +201,7 @@ async def send_due(tx: Tx, plan: Plan, limit: int = 50) -> tuple[int, bool]:
         if conv is None or conv.status != ConversationStatus.RESOLVED.value:
             await tx.surveys.update(survey.id, status="skipped", reason="reopened")
             continue
-        way = way_for(survey.channel_type, conv.last_inbound_at, tx.now, plan)
+        way = way_for(survey, conv.last_inbound_at, tx.now, plan)
         if way not in ("choices", "link"):
             await tx.surveys.update(survey.id, status="skipped", reason=way)
             continue

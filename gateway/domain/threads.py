@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 
-from gateway.domain import surveys
 from gateway.domain.state import RoutingState
 from gateway.store.records import ConversationRecord, OpenConversation
 from gateway.store.transaction import Tx
@@ -153,5 +152,8 @@ async def reopen_record(tx: Tx, record: ConversationRecord) -> None:
         queued_at=tx.now,
         queue_announced=False,
     )
-    await surveys.withdraw(tx, record.id)
+    # A survey not sent yet is not sent (gateway.domain.surveys): resolved again, it is.
+    survey = await tx.surveys.of_conversation(record.id)
+    if survey is not None and survey.status == "scheduled":
+        await tx.surveys.update(survey.id, status="skipped", reason="reopened")
     await tx.emit("conversation.reopened", {"conversation": record.model()}, record.id)

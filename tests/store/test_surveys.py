@@ -10,19 +10,33 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config.schema import SurveySettings
+from connectors.facebook.render import reply_window as messenger_window
+from connectors.windows import UNLIMITED
+from connectors.zalo.render import reply_window as zalo_window
 from gateway.domain import surveys
 from gateway.replicas.leases import LeaseKeeper
 from gateway.store import Store, open_store
-from gateway.store.records import SurveyRecord
+from gateway.store.records import SurveyRecord, opt_dt
 from gateway.store.transaction import Tx
 from gateway.surveys import LEASE, Surveys
 from kernel.envelope import InboundMessage, Sender
 from kernel.ids import ConversationId
-from kernel.models import ChoicesPart, ConversationStatus, TextPart
+from kernel.models import ChoicesPart, ConversationStatus, ReplyWindow, TextPart
 from kernel.secrets import Keyring
 from tests.store.backends import Backend
 from tests.store.conftest import Domain, Recorder
-from tests.store.test_contract import FB, WEB, inbound, ingest
+from tests.store.test_contract import FB, WEB, ZALO, inbound, ingest
+
+
+def window(channel_id: str, last_inbound_at: int | None) -> ReplyWindow | None:
+    """The channels' own rules (the gateway asks the running connector)."""
+    now, last = datetime.now(UTC), opt_dt(last_inbound_at)
+    if channel_id == FB:
+        return messenger_window(last, now, human_agent_tag=True)
+    if channel_id == ZALO:
+        return zalo_window(last, now, zns=False)
+    return UNLIMITED
+
 
 PLAN = surveys.Plan(
     delay=0,
@@ -31,6 +45,7 @@ PLAN = surveys.Plan(
     channels=frozenset(),
     public_url="https://help.test",
     keys=Keyring([b"k" * 32]),
+    window=window,
 )
 
 
@@ -184,6 +199,22 @@ async def test_late_picks_and_closed_windows(domain: Domain, store: Store) -> No
     assert (survey.status, survey.reason) == ("skipped", "window_closed")
     assert await system_messages(store, str(old.conversation_id)) == []
 
+    # Zalo three days on: its window is open but billable; a survey is not worth a fee.
+    zalo = await ingest(
+        domain,
+        InboundMessage(
+            channel_id=ZALO,
+            external_id="zalo-old-1",
+            sender=Sender(external_id="zalo-user-4"),
+            parts=[TextPart(text="Xin chào")],
+            sent_at=datetime.now(UTC) - timedelta(days=3),
+        ),
+    )
+    await domain.assignments.resolve(zalo.conversation_id)
+    await sweep(store)
+    survey = await survey_of(store, str(zalo.conversation_id))
+    assert (survey.status, survey.reason) == ("skipped", "window_billable")
+
 
 async def test_page_answers_and_stats_over_the_store(
     domain: Domain, store: Store, backend: Backend
@@ -273,6 +304,7 @@ async def test_on_postgres_one_replica_sweeps_at_a_time(pg_url: str) -> None:
                 SurveySettings(enabled=True, delay=0),
                 "https://help.test",
                 Keyring([b"k" * 32]),
+                window,
                 wake_sender=lambda n=n: woken.append(n),
                 keeper=keepers[n],
             )
