@@ -343,6 +343,11 @@ class SurveyRows(Protocol):
         """The newest survey asked with choices of any of these contacts on the channel."""
         ...
 
+    async def blank(self, conversation_ids: Sequence[str]) -> None:
+        """These conversations' surveys lose their comment; one not sent yet is skipped
+        (reason ``erased``)."""
+        ...
+
 
 class Tx(Protocol):
     """One unit of work's transaction."""

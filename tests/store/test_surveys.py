@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from config.schema import SurveySettings
+from config.schema import RetentionSettings, SurveySettings
 from connectors.facebook.render import reply_window as messenger_window
 from connectors.windows import UNLIMITED
 from connectors.zalo.render import reply_window as zalo_window
 from gateway.domain import surveys
+from gateway.events import EventBus
 from gateway.replicas.leases import LeaseKeeper
+from gateway.retention import Retention
 from gateway.store import Store, open_store
 from gateway.store.records import SurveyRecord, opt_dt
 from gateway.store.transaction import Tx
@@ -328,3 +331,34 @@ async def test_on_postgres_one_replica_sweeps_at_a_time(pg_url: str) -> None:
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_erasing_the_person_takes_their_survey_comment_out(
+    domain: Domain, store: Store, backend: Backend, recorder: Recorder, tmp_path: Path
+) -> None:
+    planned(domain)
+    answered = await ingest(domain, inbound(WEB, "erase-1", "erase-visitor"))
+    await domain.assignments.resolve(answered.conversation_id)
+    await sweep(store)
+    survey = await survey_of(store, str(answered.conversation_id))
+    comment = "Chị Hồng ở 12 Lý Thường Kiệt rất hài lòng"
+
+    async def work(tx: Tx) -> str:
+        outcome, _ = await surveys.answer(tx, survey.id, {"csat": 5, "nps": 9, "ces": 7}, comment)
+        return outcome
+
+    assert await store.transact(work) == "answered"
+    # The same person's second conversation, resolved with its survey not sent yet.
+    late = replace(PLAN, delay=3600)
+    planned(domain, late)
+    pending = await ingest(domain, inbound(WEB, "erase-2", "erase-visitor", "Còn một việc"))
+    await domain.assignments.resolve(pending.conversation_id)
+
+    await Retention(store, tmp_path, EventBus(), RetentionSettings()).erase(answered.contact_id)
+    after = await survey_of(store, str(answered.conversation_id))
+    assert (after.comment, after.csat, after.nps, after.ces) == (None, 5, 9, 7)
+    withdrawn = await survey_of(store, str(pending.conversation_id))
+    assert (withdrawn.status, withdrawn.reason) == ("skipped", "erased")
+    rows = await backend.fetch("SELECT data FROM events WHERE type = 'survey.answered'")
+    assert rows and all("Lý Thường Kiệt" not in str(r[0]) for r in rows)
+    assert all(comment not in str(r) for r in await backend.fetch("SELECT comment FROM surveys"))

@@ -75,3 +75,14 @@ class SurveyTx:
             list(contact_ids),
         )
         return None if row is None else survey_record(row)
+
+    async def blank(self, conversation_ids: Sequence[str]) -> None:
+        if not conversation_ids:
+            return
+        await self.tx.execute(
+            "UPDATE surveys SET comment = NULL, "
+            "reason = CASE WHEN status = 'scheduled' THEN 'erased' ELSE reason END, "
+            "status = CASE WHEN status = 'scheduled' THEN 'skipped' ELSE status END "
+            "WHERE conversation_id = ANY($1::text[])",
+            list(conversation_ids),
+        )

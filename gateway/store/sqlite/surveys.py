@@ -65,3 +65,14 @@ class SurveyTx:
             (channel_id, *contact_ids),
         )
         return None if row is None else survey_record(row)
+
+    async def blank(self, conversation_ids: Sequence[str]) -> None:
+        if not conversation_ids:
+            return
+        self.tx.execute(
+            "UPDATE surveys SET comment = NULL, "
+            "reason = CASE WHEN status = 'scheduled' THEN 'erased' ELSE reason END, "
+            "status = CASE WHEN status = 'scheduled' THEN 'skipped' ELSE status END "
+            f"WHERE conversation_id IN ({', '.join('?' * len(conversation_ids))})",
+            tuple(conversation_ids),
+        )
