@@ -281,10 +281,14 @@ async def recognise(
     return Pick(survey, step, score)
 
 
-async def _announce(tx: Tx, survey: SurveyRecord, question: str | None, score: int | None) -> None:
+async def _announce(
+    tx: Tx, survey: SurveyRecord, question: str | None, score: int | None, via: str
+) -> None:
+    """``via``: where the answer came from, the chat channel (``choices``) or the page
+    (``link``; also a comment on a survey asked on a chat channel)."""
     await tx.emit(
         "survey.answered",
-        {"survey": survey.model(), "question": question, "score": score, "via": survey.way},
+        {"survey": survey.model(), "question": question, "score": score, "via": via},
         survey.conversation_id,
     )
 
@@ -310,7 +314,7 @@ async def take(tx: Tx, pick: Pick, plan: Plan | None) -> str:
         answered_at=tx.now,
         step=survey.step,
     )
-    await _announce(tx, survey, question, pick.score)
+    await _announce(tx, survey, question, pick.score, "choices")
     language = survey.language
     if survey.step is not None:
         await _say(
@@ -368,7 +372,7 @@ async def answer(
         survey.id, **changes, status="answered", step=None, answered_at=survey.answered_at
     )
     question = next(iter(new), None)
-    await _announce(tx, survey, question, None if question is None else new[question])
+    await _announce(tx, survey, question, None if question is None else new[question], "link")
     return "answered", survey
 
 

@@ -195,6 +195,7 @@ async def test_a_survey_link_is_answered_on_the_page_once(
     assert event.conversation_id == conv_id
     assert event.data["survey"]["csat"] == 4
     assert event.data["survey"]["comment"] == comment
+    assert (event.data["question"], event.data["via"]) == ("csat", "link")
 
     # The answer did not reopen the conversation.
     assert (await get_json(client, f"/v1/conversations/{conv_id}"))["status"] == "resolved"

@@ -122,6 +122,7 @@ async def test_choices_on_messenger_answered_without_reopening(
     assert conv is not None and conv.status == ConversationStatus.RESOLVED
     answered = [e for e in recorder.events if e.type == "survey.answered"]
     assert len(answered) == 1 and answered[0].data["score"] == 4
+    assert answered[0].data["via"] == "choices"
 
     # The next question (NPS, 11 answers: still chips on Messenger); typed as a number.
     nps_question = (await system_messages(store, conv_id))[-1]
