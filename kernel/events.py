@@ -109,6 +109,8 @@ EVENT_TYPES = (
     "sla.breached",
     "contact.created",
     "contact.merged",
+    "contact.updated",
+    "contact.unmerged",
     "agent.presence_changed",
     "channel.state_changed",
     "webhook.disabled",

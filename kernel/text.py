@@ -62,6 +62,27 @@ def normalize_email(value: str | None) -> str | None:
     return email
 
 
+# Letters that carry no combining mark to strip: Vietnamese đ/Đ first of all.
+_FOLD_LETTERS = str.maketrans({"đ": "d", "Đ": "d", "ð": "d", "ı": "i", "ł": "l", "ø": "o"})
+_NOT_WORD = re.compile(r"[^\w]+|_")
+
+
+def fold_name(text: str | None) -> str:
+    """A name as searched: diacritics and case dropped (``Nguyễn Văn Đức`` ->
+    ``nguyen van duc``), anything but letters and digits turned into single spaces."""
+    if not text:
+        return ""
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_FOLD_LETTERS))
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    folded = unicodedata.normalize("NFKC", bare).casefold().translate(_FOLD_LETTERS)
+    return " ".join(_NOT_WORD.sub(" ", folded).split())
+
+
+def name_words(text: str | None) -> list[str]:
+    """The distinct words of a folded name, each at most 64 characters."""
+    return sorted({word[:64] for word in fold_name(text).split()})
+
+
 def nul_path(value: object, skip: frozenset[str] = frozenset()) -> str | None:
     """Where a decoded JSON value holds U+0000 (NUL) in a string or a key, as a dotted
     path ("" for the value itself); None when it holds none. Keys in ``skip`` are not

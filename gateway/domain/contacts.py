@@ -49,12 +49,14 @@ async def resolve(
     phone = safe_phone(sender.phone)
     known = await tx.contacts.identity(channel_id, sender.external_id)
     created = False
+    identity_changed: list[str] = []
     if known is not None:
         contact_id = ContactId(known.contact_id)
         name = sender.display_name or known.display_name
         avatar = sender.avatar_url or known.avatar_url
         if name != known.display_name or avatar != known.avatar_url:
             await tx.contacts.set_identity_profile(channel_id, sender.external_id, name, avatar)
+            identity_changed.append("identities")
     else:
         found = None
         if sender.verified:
@@ -75,6 +77,7 @@ async def resolve(
             created = True
         else:
             contact_id = ContactId(found)
+            identity_changed.append("identities")
         await tx.contacts.insert_identity(
             IdentityRecord(
                 channel_id=channel_id,
@@ -89,11 +92,25 @@ async def resolve(
         )
     if created:
         await tx.emit("contact.created", {"contact": await load(tx, contact_id)})
-    elif sender.display_name or email or phone:
-        await _apply_profile(tx, contact_id, sender.display_name, email, phone, sender.verified)
+    else:
+        changed = identity_changed
+        if sender.display_name or email or phone:
+            changed += await _apply_profile(
+                tx, contact_id, sender.display_name, email, phone, sender.verified
+            )
+        if changed:
+            await _announce_update(tx, contact_id, changed)
     if sender.verified and (email or phone):
         contact_id = await _link_verified(tx, contact_id, email, phone)
     return contact_id
+
+
+async def _announce_update(tx: Tx, contact_id: str, changed: list[str]) -> None:
+    """``contact.updated`` with the contact as it is now and the fields that changed."""
+    await tx.emit(
+        "contact.updated",
+        {"contact": await load(tx, contact_id), "changed": sorted(set(changed))},
+    )
 
 
 async def resolve_linked(
@@ -122,7 +139,8 @@ async def _apply_profile(
     email: str | None,
     phone: str | None,
     verified: bool,
-) -> None:
+) -> list[str]:
+    """Fill or correct the profile; returns the fields that changed."""
     current = await tx.contacts.get(contact_id)
     assert current is not None
     updates: dict[str, object] = {}
@@ -137,6 +155,15 @@ async def _apply_profile(
         updates["phone_verified"] = verified
     if updates:
         await tx.contacts.update(contact_id, **updates)
+    return _changed(current, updates)
+
+
+def _changed(current: ContactRecord, updates: dict[str, object]) -> list[str]:
+    """The public fields ``updates`` changes (a value verified counts as a change)."""
+    names = {"display_name": "display_name", "email": "email", "phone": "phone"}
+    names |= {"email_verified": "email", "phone_verified": "phone"}
+    names["attributes_json"] = "attributes"
+    return sorted({names[k] for k, v in updates.items() if k in names and getattr(current, k) != v})
 
 
 async def _link_verified(
@@ -202,6 +229,7 @@ async def unmerge(tx: Tx, contact_id: ContactId, channel_id: str, external_id: s
         # Undo the merge that brought this identity here: its own contact comes back,
         # with every identity it had.
         await tx.contacts.restore(original, contact_id)
+        await _announce_unmerge(tx, contact_id, original, channel_id, external_id)
         return ContactId(original)
     if await tx.contacts.identity_count(contact_id) <= 1:
         raise Conflict("the contact's only identity cannot be detached", code="last_identity")
@@ -217,7 +245,22 @@ async def unmerge(tx: Tx, contact_id: ContactId, channel_id: str, external_id: s
     )
     await tx.contacts.move_identity(channel_id, external_id, target)
     await tx.emit("contact.created", {"contact": await load(tx, target)})
+    await _announce_unmerge(tx, contact_id, target, channel_id, external_id)
     return target
+
+
+async def _announce_unmerge(
+    tx: Tx, contact_id: str, other: str, channel_id: str, external_id: str
+) -> None:
+    """``contact.unmerged``: the contact as it is left, and the one taken out of it."""
+    await tx.emit(
+        "contact.unmerged",
+        {
+            "contact": await load(tx, contact_id),
+            "unmerged_contact": await load(tx, other),
+            "identity": {"channel_id": channel_id, "external_id": external_id},
+        },
+    )
 
 
 async def update(
@@ -259,8 +302,10 @@ async def update(
             else:
                 merged[key] = value
         updates["attributes_json"] = json.dumps(merged, ensure_ascii=False, sort_keys=True)
-    if updates:
+    changed = _changed(current, updates)
+    if changed:
         await tx.contacts.update(contact_id, **updates)
+        await _announce_update(tx, contact_id, changed)
     return await load(tx, contact_id)
 
 
