@@ -37,6 +37,21 @@ class PageQuery(In):
     limit: Limit = 50
 
 
+class ContactSearchQuery(PageQuery):
+    q: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        None,
+        description="A name, or its start: diacritics and case do not matter "
+        '("nguyen van a" finds "Nguyễn Văn An"); every word but the last is a '
+        "whole word, the last one may be the start of one.",
+    )
+    phone: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None, description="Any form of the number: 0912 345 678, 84912345678, +84 912 345 678."
+    )
+    email: Annotated[str, Field(min_length=1, max_length=320)] | None = None
+    channel_id: Id | None = None
+    external_id: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+
+
 class ConversationQuery(PageQuery):
     status: Literal["queued", "assigned", "resolved"] | None = None
     assignee_id: Id | None = None

@@ -18,10 +18,41 @@ from gateway.store.transaction import Tx
 from kernel.envelope import Sender
 from kernel.errors import Conflict, Invalid, NotFound
 from kernel.ids import ChannelId, ContactId, new_contact_id
-from kernel.models import ChannelType, Contact
-from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
+from kernel.models import ChannelType, Contact, Frozen
+from kernel.text import InvalidPhoneNumber, fold_name, normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
+
+# How many likely duplicates GET /v1/contacts/{id}/suggestions lists at most.
+MAX_SUGGESTIONS = 50
+
+
+class Suggestion(Frozen):
+    """A contact that is likely the same person, and why (``same_phone``, ``same_email``,
+    ``same_name``). Never merged by itself: what links by itself is a verified value."""
+
+    contact: Contact
+    reasons: list[str]
+
+
+def suggestions(contact: Contact, candidates: list[Contact]) -> list[Suggestion]:
+    """The reasons each candidate (sharing a phone or an e-mail) may be ``contact``; the
+    ones with most reasons first."""
+    name = fold_name(contact.display_name)
+    found = []
+    for other in candidates:
+        if other.id == contact.id:
+            continue
+        reasons = []
+        if contact.phone and other.phone == contact.phone:
+            reasons.append("same_phone")
+        if contact.email and other.email == contact.email:
+            reasons.append("same_email")
+        if reasons and name and fold_name(other.display_name) == name:
+            reasons.append("same_name")
+        if reasons:
+            found.append(Suggestion(contact=other, reasons=reasons))
+    return sorted(found, key=lambda s: -len(s.reasons))
 
 
 def safe_phone(value: str | None) -> str | None:

@@ -74,10 +74,11 @@ TABLES: tuple[Table, ...] = (
         "contacts",
         _cols(
             "id, display_name, phone, phone_verified, email, email_verified, created_at, "
-            "merged_into, attributes, last_agent_id, last_served_at"
+            "merged_into, attributes, last_agent_id, last_served_at, name_key"
         ),
         booleans=frozenset({"phone_verified", "email_verified"}),
     ),
+    Table("contact_words", _cols("word, contact_id")),
     Table(
         "identities",
         _cols(
