@@ -60,7 +60,10 @@ async def test_submitted_info_naming_no_user_is_kept_raw(zl: Zl) -> None:
     del data["sender"]
     await zl.deliver(data)
     [(kind, reason, _)] = raw_events(zl.data_dir)
-    assert reason == "invalid user_submit_info: the event names no user"
+    assert (kind, reason) == (
+        "user_submit_info",
+        "invalid user_submit_info: the event names no user",
+    )
 
 
 async def test_the_profile_s_shared_phone_is_verified(
