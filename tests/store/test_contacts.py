@@ -93,6 +93,11 @@ async def test_names_are_found_whatever_their_diacritics_and_case(
     # every word but the last is a whole word
     assert await names(store, ContactQuery(q="nguy van")) == []
     assert await names(store, ContactQuery(q="xyz")) == []
+    assert await names(store, ContactQuery(q="nguyen xyz")) == []
+    assert await names(store, ContactQuery(q="xyz nguyen")) == []
+    # the rarest word is read first, whatever its place
+    assert await names(store, ContactQuery(q="nguyen thi anh")) == ["NGUYỄN THỊ ANH"]
+    assert await names(store, ContactQuery(q="an tran")) == ["Trần An Nguyên"]
     with pytest.raises(Malformed):
         await store.contacts.search(ContactQuery(q=" !! "), None, 10)
 
@@ -156,6 +161,12 @@ async def test_merged_contacts_are_found_as_their_survivor(domain: Domain, store
     assert [c.id for c in found] == [a]
     by_identity = (await store.contacts.search(ContactQuery(external_id="zu1"), None, 10)).items
     assert [c.id for c in by_identity] == [a]
+    # two webchat visitors of one contact: listed once by channel, page after page
+    c = await person(domain, WEB, "v2", "Hồ Minh")
+    await domain.contacts.merge(a, c)  # type: ignore[arg-type]
+    d = await person(domain, WEB, "v3", "Khác")
+    found = await everything(store, ContactQuery(channel_id=WEB), 1)
+    assert sorted(x.id for x in found) == sorted([a, d])
 
 
 async def test_unverified_matches_are_suggested_never_merged(

@@ -252,7 +252,14 @@ async def load_many(conn: asyncpg.Connection, contact_ids: Sequence[str]) -> lis
 async def search(
     conn: asyncpg.Connection, query: ContactQuery, cursor: str | None, limit: int
 ) -> Page[Contact]:
-    plan = contact_search.plan(query, cursor, limit)
+    counting = contact_search.counting(query)
+    counts = None
+    if counting is not None:
+        sql, args = counting
+        counts = list(await conn.fetchrow(contact_search.numbered(sql), *args))
+    plan = contact_search.plan(query, cursor, limit, postgres=True, counts=counts)
+    if plan.sql is None:
+        return Page[Contact](items=[])
     found = await conn.fetch(contact_search.numbered(plan.sql), *plan.args)
     ids, next_cursor = contact_search.page_ids(found, plan, limit)
     return Page[Contact](items=await load_many(conn, ids), next_cursor=next_cursor)

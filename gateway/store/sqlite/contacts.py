@@ -233,10 +233,13 @@ def load_many(conn: sqlite3.Connection, contact_ids: Sequence[str]) -> list[Cont
 def search(
     conn: sqlite3.Connection, query: ContactQuery, cursor: str | None, limit: int
 ) -> Page[Contact]:
-    plan = contact_search.plan(query, cursor, limit)
-    ids, next_cursor = contact_search.page_ids(
-        conn.execute(plan.sql, plan.args).fetchall(), plan, limit
-    )
+    counting = contact_search.counting(query)
+    counts = list(conn.execute(*counting).fetchone()) if counting is not None else None
+    plan = contact_search.plan(query, cursor, limit, counts=counts)
+    if plan.sql is None:
+        return Page[Contact](items=[])
+    found = conn.execute(plan.sql, plan.args).fetchall()
+    ids, next_cursor = contact_search.page_ids(found, plan, limit)
     return Page[Contact](items=load_many(conn, ids), next_cursor=next_cursor)
 
 
