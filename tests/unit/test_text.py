@@ -7,7 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernel.models import Message, TextPart
-from kernel.text import InvalidPhoneNumber, clean_text, nfc, normalize_email, normalize_phone
+from kernel.text import (
+    InvalidPhoneNumber,
+    clean_text,
+    fold_name,
+    name_words,
+    nfc,
+    normalize_email,
+    normalize_phone,
+)
 
 
 @pytest.mark.parametrize(
@@ -144,3 +152,27 @@ def test_ids_sort_by_creation() -> None:
     assert ids == sorted(ids)
     assert len(set(ids)) == 5000
     assert all(len(i) == len("msg_") + 26 for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("name", "folded"),
+    [
+        ("Nguyễn Văn An", "nguyen van an"),
+        ("ĐẶNG THỊ Ngọc", "dang thi ngoc"),
+        ("Ngo\u0302 Ba\u0309o Cha\u0302u", "ngo bao chau"),  # decomposed (NFD) input
+        ("  Trần_Đức-Anh (VIP) ", "tran duc anh vip"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_names_fold_without_diacritics_or_case(name: str | None, folded: str) -> None:
+    assert fold_name(name) == folded
+
+
+@given(st.text())
+def test_folding_is_idempotent_and_keeps_only_words(text: str) -> None:
+    folded = fold_name(text)
+    assert fold_name(folded) == folded
+    assert "%" not in folded and "_" not in folded  # safe inside a LIKE pattern
+    assert name_words(folded) == name_words(text)
+    assert all(0 < len(w) <= 64 for w in name_words(text))
