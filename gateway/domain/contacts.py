@@ -156,7 +156,7 @@ async def resolve_linked(
     if link_to is None:
         return first
     second = await resolve(tx, channel_id, channel_type, link_to)
-    if first == second:
+    if first == second or await tx.contacts.apart(first, second):
         return first
     survivor, other = await tx.contacts.oldest([first, second])
     await merge(tx, ContactId(survivor), ContactId(other))
@@ -200,13 +200,17 @@ def _changed(current: ContactRecord, updates: dict[str, object]) -> list[str]:
 async def _link_verified(
     tx: Tx, contact_id: ContactId, email: str | None, phone: str | None
 ) -> ContactId:
-    """Merge every contact sharing a verified email or phone; the oldest survives."""
+    """Merge every contact sharing a verified email or phone; the oldest survives. Contacts
+    separated by hand stay apart."""
     found = await tx.contacts.sharing_verified(contact_id, email, phone)
     if len(found) < 2:
         return contact_id
     survivor = ContactId(found[0])
+    if await tx.contacts.apart(survivor, contact_id):
+        return contact_id
     for other in found[1:]:
-        await merge(tx, survivor, ContactId(other))
+        if not await tx.contacts.apart(survivor, other):
+            await merge(tx, survivor, ContactId(other))
     return survivor
 
 
@@ -260,6 +264,7 @@ async def unmerge(tx: Tx, contact_id: ContactId, channel_id: str, external_id: s
         # Undo the merge that brought this identity here: its own contact comes back,
         # with every identity it had.
         await tx.contacts.restore(original, contact_id)
+        await tx.contacts.set_apart(original, contact_id, True, tx.now)
         await _announce_unmerge(tx, contact_id, original, channel_id, external_id)
         return ContactId(original)
     if await tx.contacts.identity_count(contact_id) <= 1:
@@ -275,6 +280,7 @@ async def unmerge(tx: Tx, contact_id: ContactId, channel_id: str, external_id: s
         )
     )
     await tx.contacts.move_identity(channel_id, external_id, target)
+    await tx.contacts.set_apart(target, contact_id, True, tx.now)
     await tx.emit("contact.created", {"contact": await load(tx, target)})
     await _announce_unmerge(tx, contact_id, target, channel_id, external_id)
     return target
@@ -370,6 +376,8 @@ class Contacts:
     async def merge(self, contact_id: ContactId, other_id: ContactId) -> Contact:
         async def work(tx: Tx) -> Contact:
             await merge(tx, contact_id, other_id)
+            # merged by hand: whatever an unmerge had kept apart is joined again
+            await tx.contacts.set_apart(contact_id, other_id, False, tx.now)
             return await load(tx, contact_id)
 
         return await self.store.transact(work)

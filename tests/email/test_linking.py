@@ -109,5 +109,18 @@ async def test_signed_identify_and_mail_are_one_contact_and_unmerge_undoes_it(
         for cid, channel in ((contact["id"], "mail"), (restored["id"], "chat")):
             timeline = await get_json(client, f"/v1/contacts/{cid}/timeline")
             assert [m["channel_id"] for m in timeline["items"]] == [channel]
+        # the widget identifies again (as it does on every page): they stay apart
+        await ws.send_json(
+            {
+                "type": "identify",
+                "user_id": "shop-user-7",
+                "hmac": signature,
+                "email": mailboxes.customer,
+            }
+        )
+        assert (await say(ws, "Em là người khác ạ", "c2"))["type"] == "ack"
+        assert len(await gw.store.events.after(0, 1000, types=["contact.merged"])) == 1
+        again = await get_json(client, f"/v1/contacts/{restored['id']}")
+        assert again["merged_into"] is None
         await ws.close()
         await typed.close()

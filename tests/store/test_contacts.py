@@ -243,6 +243,25 @@ async def test_every_contact_change_is_an_event(
     assert unmerged.data["identity"] == {"channel_id": MAIL, "external_id": "ha@example.vn"}
     timeline = await store.messages.timeline(cid, None, 50)  # type: ignore[arg-type]
     assert all(m.channel_id == ZALO for m in timeline.items)
+    # separated by hand, they stay apart when the verified phone comes again...
+    merges = recorder.types().count("contact.merged")
+    await domain.inbox.link_identity(
+        MAIL,
+        ChannelType.EMAIL,
+        Sender(external_id="ha@example.vn", phone="0912 345 678", verified=True),
+    )
+    await ingest(
+        domain, inbound(MAIL, "<2@x>", "ha@example.vn", email="ha@example.vn", verified=True)
+    )
+    assert recorder.types().count("contact.merged") == merges
+    apart = await store.contacts.get(other)  # type: ignore[arg-type]
+    assert apart is not None and apart.merged_into is None
+    # ... until someone merges them again
+    await domain.contacts.merge(cid, other)  # type: ignore[arg-type]
+    await domain.contacts.unmerge(cid, MAIL, "ha@example.vn")  # type: ignore[arg-type]
+    await domain.contacts.merge(cid, other)  # type: ignore[arg-type]
+    joined = await store.contacts.get(other)  # type: ignore[arg-type]
+    assert joined is not None and joined.merged_into == cid
 
 
 async def test_names_stored_before_the_upgrade_are_found(

@@ -217,6 +217,28 @@ class ContactTx:
             external_id,
         )
 
+    async def set_apart(self, a: str, b: str, apart: bool, at: int) -> None:
+        low, high = sorted((a, b))
+        if apart:
+            await self.tx.execute(
+                "INSERT INTO contacts_apart (low, high, created_at) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING",
+                low,
+                high,
+                at,
+            )
+        else:
+            await self.tx.execute(
+                "DELETE FROM contacts_apart WHERE low = $1 AND high = $2", low, high
+            )
+
+    async def apart(self, a: str, b: str) -> bool:
+        low, high = sorted((a, b))
+        found = await self.tx.fetchval(
+            "SELECT 1 FROM contacts_apart WHERE low = $1 AND high = $2", low, high
+        )
+        return found is not None
+
     async def identity_count(self, contact_id: str) -> int:
         found = await self.tx.fetchval(
             "SELECT COUNT(*) FROM identities WHERE contact_id = $1", contact_id

@@ -379,6 +379,15 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE merged_into IS NULL AND phone IS NOT NULL;
         CREATE INDEX identities_external ON identities (external_id);
         CREATE INDEX identities_channel ON identities (channel_id, contact_id);
+
+        -- Two contacts separated by hand (an unmerge): nothing links them by itself again.
+        -- One row per pair, the smaller id first.
+        CREATE TABLE contacts_apart (
+            low         text NOT NULL REFERENCES contacts(id),
+            high        text NOT NULL REFERENCES contacts(id),
+            created_at  timestamptz NOT NULL,
+            PRIMARY KEY (low, high)
+        );
         """,
     ),
 ]

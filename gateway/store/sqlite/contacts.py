@@ -200,6 +200,21 @@ class ContactTx:
             (contact_id, contact_id, channel_id, external_id),
         )
 
+    async def set_apart(self, a: str, b: str, apart: bool, at: int) -> None:
+        low, high = sorted((a, b))
+        if apart:
+            self.tx.execute(
+                "INSERT OR IGNORE INTO contacts_apart (low, high, created_at) VALUES (?, ?, ?)",
+                (low, high, at),
+            )
+        else:
+            self.tx.execute("DELETE FROM contacts_apart WHERE low = ? AND high = ?", (low, high))
+
+    async def apart(self, a: str, b: str) -> bool:
+        low, high = sorted((a, b))
+        row = self.tx.one("SELECT 1 FROM contacts_apart WHERE low = ? AND high = ?", (low, high))
+        return row is not None
+
     async def identity_count(self, contact_id: str) -> int:
         row = self.tx.one("SELECT COUNT(*) FROM identities WHERE contact_id = ?", (contact_id,))
         return 0 if row is None else int(row[0])

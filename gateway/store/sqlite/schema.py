@@ -380,6 +380,15 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE merged_into IS NULL AND phone IS NOT NULL;
         CREATE INDEX identities_external ON identities(external_id);
         CREATE INDEX identities_channel ON identities(channel_id, contact_id);
+
+        -- Two contacts separated by hand (an unmerge): nothing links them by itself again.
+        -- One row per pair, the smaller id first.
+        CREATE TABLE contacts_apart (
+            low         TEXT NOT NULL REFERENCES contacts(id),
+            high        TEXT NOT NULL REFERENCES contacts(id),
+            created_at  INTEGER NOT NULL,
+            PRIMARY KEY (low, high)
+        ) WITHOUT ROWID;
         """,
     ),
 ]
