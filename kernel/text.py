@@ -78,9 +78,15 @@ def fold_name(text: str | None) -> str:
     return " ".join(_NOT_WORD.sub(" ", folded).split())
 
 
-def name_words(text: str | None) -> list[str]:
-    """The distinct words of a folded name, each at most 64 characters."""
-    return sorted({word[:64] for word in fold_name(text).split()})
+MAX_TAIL = 200
+
+
+def name_tails(text: str | None) -> list[str]:
+    """Each word of the folded name with the rest of the name after it (``Nguyễn Văn An``
+    -> ``an``, ``nguyen van an``, ``van an``), at most MAX_TAIL characters each: a name
+    is found by the start of any of them."""
+    words = fold_name(text).split()
+    return sorted({" ".join(words[i:])[:MAX_TAIL] for i in range(len(words))})
 
 
 def nul_path(value: object, skip: frozenset[str] = frozenset()) -> str | None:

@@ -40,9 +40,9 @@ class PageQuery(In):
 class ContactSearchQuery(PageQuery):
     q: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         None,
-        description="A name, or its start: diacritics and case do not matter "
-        '("nguyen van a" finds "Nguyễn Văn An"); every word but the last is a '
-        "whole word, the last one may be the start of one.",
+        description="A name, or its start from any of its words: diacritics and case do "
+        'not matter ("nguyen van a" and "van an" find "Nguyễn Văn An"); the words in '
+        "order, each whole but the last.",
     )
     phone: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
         None, description="Any form of the number: 0912 345 678, 84912345678, +84 912 345 678."

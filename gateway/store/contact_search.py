@@ -1,25 +1,24 @@
 """Finding contacts (``GET /v1/contacts``): the query both backends run, built once here.
 
-Every kind of search is an index range read in the order of the index, stopped after one
+Every kind of search is one index range read in the order of the index, stopped after one
 page, never a scan of the contacts:
 
 - by ``external_id`` (and ``channel_id``): ``identities_external``;
 - by ``email`` or ``phone``: ``contacts_email`` / ``contacts_phone`` (their value, then id);
-- by name (``q``): ``contact_words``, one row per distinct word of a contact's folded name
-  (``kernel.text.fold_name``: no diacritics, no case, đ -> d), keyed (word, contact id).
-  Every word of ``q`` but the last is a whole word, the last one a prefix ("nguyen van a"
-  finds "Nguyễn Văn An"). The rows of one word are read, in contact order (or, for the
-  prefix, the range of words it begins, in (word, contact) order), and the other words
-  are checked on the folded name. That word is the rarest: each word's rows are first
-  counted up to COUNT_CAP (a few thousand index entries at most); among words at the cap
-  the rightmost is read (a given name is rarer than a family name: Nguyễn is 38%);
+- by name (``q``): ``contact_names``, keyed (tail, contact id), one row per word of the
+  contact's folded name with the rest of the name after it (``kernel.text.name_tails``:
+  no diacritics, no case, đ -> d; "nguyen van an", "van an", "an"). The folded ``q`` is
+  the start of a tail: its words, in order, begin a run of the name's words, the last one
+  possibly cut short ("nguyen van a" and "van an" find "Nguyễn Văn An"; "nguyen an" does
+  not). All the contacts a ``q`` finds are one range of the index, read in (tail, contact)
+  order;
 - by ``channel_id`` alone: ``identities_channel``;
 - nothing: the contacts in id order.
 
-Only contacts not merged away are found (a merge moves identities to the survivor).
-The index read drives the query: SQLite's CROSS JOIN and PostgreSQL's LATERAL keep the
-planner from reading the contacts first. The SQL uses ``?`` placeholders; PostgreSQL's
-are numbered by :func:`numbered`.
+Only contacts not merged away are found (a merge moves identities to the survivor). The
+index read drives the query: SQLite's CROSS JOIN and PostgreSQL's LATERAL keep a planner
+from reading the contacts first. The SQL uses ``?`` placeholders; PostgreSQL's are
+numbered by :func:`numbered`.
 """
 
 from __future__ import annotations
@@ -31,11 +30,9 @@ from typing import Any
 
 from kernel.errors import Malformed
 from kernel.pages import decode_cursor, encode_cursor
-from kernel.text import fold_name
+from kernel.text import MAX_TAIL, fold_name, name_tails
 
-MAX_WORD = 64  # kernel.text.name_words keeps words up to this long
-MAX_QUERY_WORDS = 8
-_TOP = "\U0010ffff"  # above every character: [p, p + _TOP) is every word p begins
+_TOP = "\U0010ffff"  # above every character: [p, p + _TOP) is every text p begins
 
 
 @dataclass(frozen=True)
@@ -51,72 +48,28 @@ class ContactQuery:
 
 @dataclass
 class Plan:
-    """One page's SQL (selecting ``id, name_key`` and, by a prefix, ``word``); no SQL
-    when nothing can match."""
+    """One page's SQL (selecting ``id, name_key`` and, by name, ``tail``)."""
 
-    sql: str | None
+    sql: str
     args: list[Any] = field(default_factory=list)
-    # by the words a prefix begins: the page is in (word, id) order
+    # by name: the folded q, and the page is in (tail, id) order
     prefix: str | None = None
 
 
-def query_words(q: str) -> list[str]:
-    """The folded words of a name query; Malformed when it has none."""
-    words = [w[:MAX_WORD] for w in fold_name(q).split()]
-    if not words:
+def name_prefix(q: str) -> str:
+    """The folded name query; Malformed when it has no letter or digit."""
+    folded = fold_name(q)[:MAX_TAIL]
+    if not folded.strip():
         raise Malformed("q has no letters or digits to search for", code="invalid_query")
-    if len(words) > MAX_QUERY_WORDS:
-        raise Malformed(f"q has more than {MAX_QUERY_WORDS} words", code="invalid_query")
-    return words
+    return folded.strip()
 
 
-# Words of a query are counted in the index up to this many rows each: the page is read
-# from the rarest (the rightmost of those at the cap: a given name before a family name).
-COUNT_CAP = 5000
-
-
-def counting(query: ContactQuery) -> tuple[str, list[Any]] | None:
-    """For a name query of several words, SQL giving one row: how many index rows each
-    word has (whole words, then the last as a prefix), up to COUNT_CAP. None otherwise."""
-    if query.q is None or query.external_id is not None:
-        return None
-    if query.email is not None or query.phone is not None:
-        return None
-    words = query_words(query.q)
-    if len(words) < 2:
-        return None
-    parts: list[str] = []
-    args: list[Any] = []
-    for i, word in enumerate(words):
-        if i < len(words) - 1:
-            cond = "word = ?"
-            args.append(word)
-        else:
-            cond = "word >= ? AND word < ?"
-            args += [word, word + _TOP]
-        parts.append(
-            f"(SELECT count(*) FROM (SELECT 1 FROM contact_words WHERE {cond} LIMIT ?) AS t{i})"
-        )
-        args.append(COUNT_CAP)
-    return "SELECT " + ", ".join(parts), args
-
-
-def plan(
-    query: ContactQuery,
-    cursor: str | None,
-    limit: int,
-    *,
-    postgres: bool = False,
-    counts: list[int] | None = None,
-) -> Plan:
-    """The SQL that reads one page (``limit + 1`` rows) after ``cursor``; ``counts`` is
-    the row of :func:`counting` for a name query of several words."""
+def plan(query: ContactQuery, cursor: str | None, limit: int, *, postgres: bool = False) -> Plan:
+    """The SQL that reads one page (``limit + 1`` rows) after ``cursor``."""
     after = decode_cursor(cursor)
-    words = query_words(query.q) if query.q is not None else []
     where: list[str] = []
     args: list[Any] = []
     prefix: str | None = None
-    driver: int | None = None  # the word of q whose index rows are read
     if query.external_id is not None:
         table, key = "identities i", "i.contact_id"
         where.append("i.external_id = ?")
@@ -128,23 +81,12 @@ def plan(
     elif query.email is not None or query.phone is not None:
         table = key = ""
         order = "c.id"
-    elif words:
-        if counts is not None and 0 in counts:
-            return Plan(None)
-        driver = len(words) - 1
-        if counts is not None:
-            least = min(counts)
-            driver = max(i for i, n in enumerate(counts) if n == least)
-        table, key = "contact_words w", "w.contact_id"
-        if driver == len(words) - 1:
-            prefix = words[driver]
-            where.append("w.word >= ? AND w.word < ?")
-            args += [prefix, prefix + _TOP]
-            order = "w.word, w.contact_id"
-        else:
-            where.append("w.word = ?")
-            args.append(words[driver])
-            order = key
+    elif query.q is not None:
+        prefix = name_prefix(query.q)
+        table, key = "contact_names n", "n.contact_id"
+        where.append("n.tail >= ? AND n.tail < ?")
+        args += [prefix, prefix + _TOP]
+        order = "n.tail, n.contact_id"
     elif query.channel_id is not None:
         table, key = "identities i", "i.contact_id"
         where.append("i.channel_id = ?")
@@ -157,7 +99,7 @@ def plan(
         source = "contacts c"
     elif postgres:
         # One contact looked up per index row, in the index's order: never a plan that
-        # reads the contacts first (PostgreSQL cannot guess how rare a name's words are).
+        # reads the contacts first.
         source = (
             f"{table} CROSS JOIN LATERAL (SELECT id, name_key, phone, email, merged_into "
             f"FROM contacts WHERE id = {key} OFFSET 0) c"
@@ -173,15 +115,9 @@ def plan(
     if query.phone is not None:
         where.append("c.phone = ?")
         args.append(query.phone)
-    for i, word in enumerate(words):
-        if i == driver:
-            continue
-        if i < len(words) - 1:
-            where.append("(' ' || c.name_key || ' ') LIKE ?")
-            args.append(f"% {word} %")
-        else:
-            where.append("(' ' || c.name_key) LIKE ?")
-            args.append(f"% {word}%")
+    if query.q is not None and prefix is None:
+        where.append("(' ' || c.name_key) LIKE ?")
+        args.append(f"% {name_prefix(query.q)}%")
     if query.channel_id is not None and not table.startswith("identities"):
         where.append(
             "(SELECT 1 FROM identities x WHERE x.contact_id = c.id AND x.channel_id = ? "
@@ -190,18 +126,17 @@ def plan(
         args.append(query.channel_id)
     if after is not None:
         if prefix is not None:
-            word, _, last = after.partition(" ")
-            if not last:
+            tail, _, last = after.rpartition(" ")
+            if not tail or not last:
                 raise Malformed("invalid cursor", code="invalid_cursor")
-            where.append("(w.word > ? OR (w.word = ? AND w.contact_id > ?))")
-            args += [word, word, last]
+            where.append("(n.tail > ? OR (n.tail = ? AND n.contact_id > ?))")
+            args += [tail, tail, last]
         else:
             where.append(f"{order} > ?")
             args.append(after)
-    column = ", w.word" if prefix is not None else ""
-    selected = key or "c.id"
+    column = ", n.tail" if prefix is not None else ""
     sql = (
-        f"SELECT {selected} AS id, c.name_key{column} FROM {source} "
+        f"SELECT {key or 'c.id'} AS id, c.name_key{column} FROM {source} "
         f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
     )
     args.append(limit + 1)
@@ -211,22 +146,20 @@ def plan(
 def page_ids(found: Sequence[Any], plan: Plan, limit: int) -> tuple[list[str], str | None]:
     """The contact ids of one page, in order, and the next page's cursor.
 
-    By a prefix, a contact has a row for each of its words the prefix begins: only the
-    row of the first such word counts, so each contact shows once. By identities, the
-    rows of one contact come together (the next page starts after its id).
+    By name, a contact has a row for each of its tails the query begins ("an" begins
+    "an", "anh" and "an nguyen" of "Trần An Nguyên Anh"): only the row of the first such
+    tail counts, so each contact shows once. By identities, the rows of one contact come
+    together (the next page starts after its id).
     """
     more = len(found) > limit
     rows = found[:limit]
     ids: list[str] = []
     for row in rows:
         if ids and ids[-1] == str(row[0]):
-            continue  # one contact, several identities: its rows are next to each other
+            continue
         if plan.prefix is not None:
-            first = min(
-                (w[:MAX_WORD] for w in str(row[1]).split() if w[:MAX_WORD].startswith(plan.prefix)),
-                default=None,
-            )
-            if first != row[2]:
+            tails = [t for t in name_tails(str(row[1])) if t.startswith(plan.prefix)]
+            if not tails or min(tails) != row[2]:
                 continue
         ids.append(str(row[0]))
     cursor = None

@@ -78,7 +78,7 @@ TABLES: tuple[Table, ...] = (
         ),
         booleans=frozenset({"phone_verified", "email_verified"}),
     ),
-    Table("contact_words", _cols("word, contact_id")),
+    Table("contact_names", _cols("tail, contact_id")),
     Table("contacts_apart", _cols("low, high, created_at")),
     Table(
         "identities",

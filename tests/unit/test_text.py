@@ -11,7 +11,7 @@ from kernel.text import (
     InvalidPhoneNumber,
     clean_text,
     fold_name,
-    name_words,
+    name_tails,
     nfc,
     normalize_email,
     normalize_phone,
@@ -169,10 +169,18 @@ def test_names_fold_without_diacritics_or_case(name: str | None, folded: str) ->
     assert fold_name(name) == folded
 
 
+def test_a_name_s_tails_start_at_each_word() -> None:
+    assert name_tails("Nguyễn Văn An") == ["an", "nguyen van an", "van an"]
+    assert name_tails("An An") == ["an", "an an"]
+    assert name_tails(None) == []
+
+
 @given(st.text())
 def test_folding_is_idempotent_and_keeps_only_words(text: str) -> None:
     folded = fold_name(text)
     assert fold_name(folded) == folded
     assert "%" not in folded and "_" not in folded  # safe inside a LIKE pattern
-    assert name_words(folded) == name_words(text)
-    assert all(0 < len(w) <= 64 for w in name_words(text))
+    assert name_tails(folded) == name_tails(text)
+    for tail in name_tails(text):
+        assert 0 < len(tail) <= 200
+        assert folded.endswith(tail) or len(tail) == 200

@@ -16,7 +16,7 @@ from gateway.store.rows import CONTACT_COLUMN, CONTACT_COLUMNS, IDENTITY_COLUMNS
 from kernel.ids import ChannelId, ContactId
 from kernel.models import Contact, Identity
 from kernel.pages import Page
-from kernel.text import fold_name, name_words
+from kernel.text import fold_name, name_tails
 
 if TYPE_CHECKING:
     from gateway.store.postgres.tx import PgTx
@@ -30,11 +30,11 @@ _INSERT = (
     f"INSERT INTO contacts ({CONTACT_COLUMNS}, name_key) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 )
-_ADD_WORDS = (
-    "INSERT INTO contact_words (word, contact_id) SELECT unnest($1::text[]), $2 "
+_ADD_TAILS = (
+    "INSERT INTO contact_names (tail, contact_id) SELECT unnest($1::text[]), $2 "
     "ON CONFLICT DO NOTHING"
 )
-_DROP_WORDS = "DELETE FROM contact_words WHERE word = ANY($1::text[]) AND contact_id = $2"
+_DROP_TAILS = "DELETE FROM contact_names WHERE tail = ANY($1::text[]) AND contact_id = $2"
 _BY_ID = f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = $1"
 _UPDATES: dict[tuple[str, ...], str] = {}
 
@@ -94,16 +94,16 @@ class ContactTx:
             record.attributes_json,
             fold_name(record.display_name),
         )
-        await self._words(record.id, [], name_words(record.display_name))
+        await self._tails(record.id, [], name_tails(record.display_name))
 
-    async def _words(self, contact_id: str, old: list[str], new: list[str]) -> None:
-        """Keep contact_words the words of the contact's folded name."""
+    async def _tails(self, contact_id: str, old: list[str], new: list[str]) -> None:
+        """Keep contact_names the tails of the contact's folded name."""
         gone = sorted(set(old) - set(new))
         added = sorted(set(new) - set(old))
         if gone:
-            await self.tx.execute(_DROP_WORDS, gone, contact_id)
+            await self.tx.execute(_DROP_TAILS, gone, contact_id)
         if added:
-            await self.tx.execute(_ADD_WORDS, added, contact_id)
+            await self.tx.execute(_ADD_TAILS, added, contact_id)
 
     async def insert_identity(self, record: IdentityRecord) -> None:
         await self.tx.execute(
@@ -127,7 +127,7 @@ class ContactTx:
     async def update(self, contact_id: str, **changes: Any) -> None:
         if "display_name" in changes:
             old = await self.tx.fetchval("SELECT name_key FROM contacts WHERE id = $1", contact_id)
-            await self._words(contact_id, name_words(old), name_words(changes["display_name"]))
+            await self._tails(contact_id, name_tails(old), name_tails(changes["display_name"]))
             changes["name_key"] = fold_name(changes["display_name"])
         key = tuple(changes)
         sql = _UPDATES.get(key)
@@ -274,14 +274,7 @@ async def load_many(conn: asyncpg.Connection, contact_ids: Sequence[str]) -> lis
 async def search(
     conn: asyncpg.Connection, query: ContactQuery, cursor: str | None, limit: int
 ) -> Page[Contact]:
-    counting = contact_search.counting(query)
-    counts = None
-    if counting is not None:
-        sql, args = counting
-        counts = list(await conn.fetchrow(contact_search.numbered(sql), *args))
-    plan = contact_search.plan(query, cursor, limit, postgres=True, counts=counts)
-    if plan.sql is None:
-        return Page[Contact](items=[])
+    plan = contact_search.plan(query, cursor, limit, postgres=True)
     found = await conn.fetch(contact_search.numbered(plan.sql), *plan.args)
     ids, next_cursor = contact_search.page_ids(found, plan, limit)
     return Page[Contact](items=await load_many(conn, ids), next_cursor=next_cursor)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel.text import fold_name, name_words
+from kernel.text import fold_name, name_tails
 
 # Taken while migrating (pg_advisory_lock): a number of our own, "omnigw" in ASCII.
 MIGRATION_LOCK = 0x6F6D6E6967770001
@@ -363,15 +363,15 @@ MIGRATIONS: list[tuple[int, str]] = [
     (
         6,
         """
-        -- Finding contacts (gateway/store/contact_search.py): the folded name, its words
+        -- Finding contacts (gateway/store/contact_search.py): the folded name, its tails
         -- (compared byte by byte, so that a prefix is one range of the index), and the
         -- e-mail, phone and identity indexes a search reads in order. The names already
         -- stored are folded after this step (FOLD_STEPS).
         ALTER TABLE contacts ADD COLUMN name_key text NOT NULL DEFAULT '';
-        CREATE TABLE contact_words (
-            word        text COLLATE "C" NOT NULL,
+        CREATE TABLE contact_names (
+            tail        text COLLATE "C" NOT NULL,
             contact_id  text NOT NULL REFERENCES contacts(id),
-            PRIMARY KEY (word, contact_id)
+            PRIMARY KEY (tail, contact_id)
         );
         CREATE INDEX contacts_email ON contacts (email, id)
             WHERE merged_into IS NULL AND email IS NOT NULL;
@@ -397,7 +397,7 @@ FOLD_STEPS = frozenset({6})
 
 
 async def fold_names(conn: Any) -> None:
-    """Write every contact's folded name and its words (kernel.text.fold_name)."""
+    """Write every contact's folded name and its tails (kernel.text.name_tails)."""
     found = await conn.fetch("SELECT id, display_name FROM contacts WHERE display_name IS NOT NULL")
     for start in range(0, len(found), 5000):
         batch = found[start : start + 5000]
@@ -406,8 +406,8 @@ async def fold_names(conn: Any) -> None:
             [(fold_name(name), cid) for cid, name in batch],
         )
         await conn.executemany(
-            "INSERT INTO contact_words (word, contact_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            [(word, cid) for cid, name in batch for word in name_words(name)],
+            "INSERT INTO contact_names (tail, contact_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(tail, cid) for cid, name in batch for tail in name_tails(name)],
         )
 
 

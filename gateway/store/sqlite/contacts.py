@@ -15,7 +15,7 @@ from gateway.store.sqlite.reading import Reader, group, marks
 from kernel.ids import ChannelId, ContactId
 from kernel.models import Contact, Identity
 from kernel.pages import Page
-from kernel.text import fold_name, name_words
+from kernel.text import fold_name, name_tails
 
 if TYPE_CHECKING:
     from gateway.store.sqlite.tx import SqliteTx
@@ -29,8 +29,8 @@ _IDENTITY = f"SELECT {IDENTITY_COLUMNS} FROM identities WHERE channel_id = ? AND
 _INSERT = (
     f"INSERT INTO contacts ({CONTACT_COLUMNS}, name_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_ADD_WORD = "INSERT OR IGNORE INTO contact_words (word, contact_id) VALUES (?, ?)"
-_DROP_WORD = "DELETE FROM contact_words WHERE word = ? AND contact_id = ?"
+_ADD_TAIL = "INSERT OR IGNORE INTO contact_names (tail, contact_id) VALUES (?, ?)"
+_DROP_TAIL = "DELETE FROM contact_names WHERE tail = ? AND contact_id = ?"
 _BY_ID = f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ?"
 
 
@@ -88,14 +88,14 @@ class ContactTx:
                 fold_name(record.display_name),
             ),
         )
-        self._words(record.id, [], name_words(record.display_name))
+        self._tails(record.id, [], name_tails(record.display_name))
 
-    def _words(self, contact_id: str, old: list[str], new: list[str]) -> None:
-        """Keep contact_words the words of the contact's folded name."""
-        for word in set(old) - set(new):
-            self.tx.execute(_DROP_WORD, (word, contact_id))
-        for word in set(new) - set(old):
-            self.tx.execute(_ADD_WORD, (word, contact_id))
+    def _tails(self, contact_id: str, old: list[str], new: list[str]) -> None:
+        """Keep contact_names the tails of the contact's folded name."""
+        for tail in set(old) - set(new):
+            self.tx.execute(_DROP_TAIL, (tail, contact_id))
+        for tail in set(new) - set(old):
+            self.tx.execute(_ADD_TAIL, (tail, contact_id))
 
     async def insert_identity(self, record: IdentityRecord) -> None:
         self.tx.execute(
@@ -121,8 +121,8 @@ class ContactTx:
     async def update(self, contact_id: str, **changes: Any) -> None:
         if "display_name" in changes:
             row = self.tx.one("SELECT name_key FROM contacts WHERE id = ?", (contact_id,))
-            old = name_words(row[0]) if row is not None else []
-            self._words(contact_id, old, name_words(changes["display_name"]))
+            old = name_tails(row[0]) if row is not None else []
+            self._tails(contact_id, old, name_tails(changes["display_name"]))
             changes["name_key"] = fold_name(changes["display_name"])
         sets, values = rows.assignments(changes, CONTACT_COLUMN)
         self.tx.execute(f"UPDATE contacts SET {sets} WHERE id = ?", (*values, contact_id))
@@ -248,11 +248,7 @@ def load_many(conn: sqlite3.Connection, contact_ids: Sequence[str]) -> list[Cont
 def search(
     conn: sqlite3.Connection, query: ContactQuery, cursor: str | None, limit: int
 ) -> Page[Contact]:
-    counting = contact_search.counting(query)
-    counts = list(conn.execute(*counting).fetchone()) if counting is not None else None
-    plan = contact_search.plan(query, cursor, limit, counts=counts)
-    if plan.sql is None:
-        return Page[Contact](items=[])
+    plan = contact_search.plan(query, cursor, limit)
     found = conn.execute(plan.sql, plan.args).fetchall()
     ids, next_cursor = contact_search.page_ids(found, plan, limit)
     return Page[Contact](items=load_many(conn, ids), next_cursor=next_cursor)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from kernel.text import fold_name, name_words
+from kernel.text import fold_name, name_tails
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -365,14 +365,14 @@ MIGRATIONS: list[tuple[int, str]] = [
     (
         13,
         """
-        -- Finding contacts (gateway/store/contact_search.py): the folded name, its words,
+        -- Finding contacts (gateway/store/contact_search.py): the folded name, its tails,
         -- and the e-mail, phone and identity indexes a search reads in order. The names
         -- already stored are folded after this step (FOLD_STEPS).
         ALTER TABLE contacts ADD COLUMN name_key TEXT NOT NULL DEFAULT '';
-        CREATE TABLE contact_words (
-            word        TEXT NOT NULL,
+        CREATE TABLE contact_names (
+            tail        TEXT NOT NULL,
             contact_id  TEXT NOT NULL REFERENCES contacts(id),
-            PRIMARY KEY (word, contact_id)
+            PRIMARY KEY (tail, contact_id)
         ) WITHOUT ROWID;
         CREATE INDEX contacts_email ON contacts(email, id)
             WHERE merged_into IS NULL AND email IS NOT NULL;
@@ -398,7 +398,7 @@ FOLD_STEPS = frozenset({13})
 
 
 def fold_names(conn: sqlite3.Connection) -> None:
-    """Write every contact's folded name and its words (kernel.text.fold_name)."""
+    """Write every contact's folded name and its tails (kernel.text.name_tails)."""
     found = conn.execute(
         "SELECT id, display_name FROM contacts WHERE display_name IS NOT NULL"
     ).fetchall()
@@ -407,8 +407,8 @@ def fold_names(conn: sqlite3.Connection) -> None:
         keys = [(fold_name(name), cid) for cid, name in batch]
         conn.executemany("UPDATE contacts SET name_key = ? WHERE id = ?", keys)
         conn.executemany(
-            "INSERT OR IGNORE INTO contact_words (word, contact_id) VALUES (?, ?)",
-            [(word, cid) for cid, name in batch for word in name_words(name)],
+            "INSERT OR IGNORE INTO contact_names (tail, contact_id) VALUES (?, ?)",
+            [(tail, cid) for cid, name in batch for tail in name_tails(name)],
         )
 
 
