@@ -141,7 +141,7 @@ def people(n: int, seed: int) -> Iterator[dict[str, Any]]:
         }
 
 
-def fill_sqlite(db: Path, n: int, seed: int) -> float:
+def fill_sqlite(db: Path, n: int, seed: int, known: Known) -> float:
     """Write ``n`` contacts straight into the tables of a migrated store; seconds taken."""
     started = time.perf_counter()
     conn = sqlite3.connect(db, isolation_level=None)
@@ -191,6 +191,7 @@ def fill_sqlite(db: Path, n: int, seed: int) -> float:
         batch.clear()
 
     for person in people(n, seed):
+        known.see(person)
         batch.append(person)
         if len(batch) >= 20_000:
             flush()
@@ -202,7 +203,7 @@ def fill_sqlite(db: Path, n: int, seed: int) -> float:
     return time.perf_counter() - started
 
 
-async def fill_postgres(url: str, n: int, seed: int) -> float:
+async def fill_postgres(url: str, n: int, seed: int, known: Known) -> float:
     import asyncpg
 
     from gateway.store.postgres.database import setup_connection
@@ -272,6 +273,7 @@ async def fill_postgres(url: str, n: int, seed: int) -> float:
 
     try:
         for person in people(n, seed):
+            known.see(person)
             batch.append(person)
             if len(batch) >= 20_000:
                 await flush()
@@ -324,18 +326,29 @@ def _bare(text: str) -> str:
     return fold_name(text)
 
 
-def known_values(people_iter: Iterator[dict[str, Any]], keep: int) -> dict[str, list[Any]]:
-    found: dict[str, list[Any]] = {"names": [], "phones": [], "emails": [], "externals": []}
-    for i, p in enumerate(people_iter):
-        if i % max(1, keep) != 0:
-            continue
-        found["names"].append(p["name"])
+class Known:
+    """Values of one contact in ``every``, kept while filling: what the searches ask for."""
+
+    def __init__(self, every: int) -> None:
+        self.every = max(1, every)
+        self.seen = 0
+        self.values: dict[str, list[Any]] = {
+            "names": [],
+            "phones": [],
+            "emails": [],
+            "externals": [],
+        }
+
+    def see(self, p: dict[str, Any]) -> None:
+        self.seen += 1
+        if self.seen % self.every:
+            return
+        self.values["names"].append(p["name"])
         if p["phone"]:
-            found["phones"].append(p["phone"])
+            self.values["phones"].append(p["phone"])
         if p["email"]:
-            found["emails"].append(p["email"])
-        found["externals"].append(p["external_id"])
-    return found
+            self.values["emails"].append(p["email"])
+        self.values["externals"].append(p["external_id"])
 
 
 # =========================================================================================
@@ -520,12 +533,13 @@ async def open_and_close(url: str) -> None:
 
 def run_backend(args: argparse.Namespace, work: Path, backend: str) -> dict[str, Any]:
     out: dict[str, Any] = {"backend": backend, "contacts": args.contacts}
+    known = Known(args.contacts // 20_000)
     pg = None
     if backend == "sqlite":
         db = work / "contacts.db"
         url = f"sqlite:///{db}"
         asyncio.run(open_and_close(url))
-        out["fill_seconds"] = round(fill_sqlite(db, args.contacts, args.seed), 1)
+        out["fill_seconds"] = round(fill_sqlite(db, args.contacts, args.seed, known), 1)
         out["plans"] = sqlite_plans(db)
         out["db_bytes"] = db.stat().st_size
     else:
@@ -537,7 +551,8 @@ def run_backend(args: argparse.Namespace, work: Path, backend: str) -> dict[str,
             _, pg_url = pg.__enter__()
         url = asyncio.run(_new_database(pg_url))
         asyncio.run(open_and_close(url))
-        out["fill_seconds"] = round(asyncio.run(fill_postgres(url, args.contacts, args.seed)), 1)
+        filled = fill_postgres(url, args.contacts, args.seed, known)
+        out["fill_seconds"] = round(asyncio.run(filled), 1)
         out["plans"] = asyncio.run(postgres_plans(url))
     out["scans"] = scans(out["plans"])
     print(f"[{backend}] filled {args.contacts:,} contacts in {out['fill_seconds']} s", flush=True)
@@ -545,8 +560,7 @@ def run_backend(args: argparse.Namespace, work: Path, backend: str) -> dict[str,
         print(f"[{backend}]   plan {label}: {text}", flush=True)
     try:
         rng = random.Random(args.seed + 1)
-        known = known_values(people(args.contacts, args.seed), max(1, args.contacts // 20_000))
-        kinds = samples(rng, known, args.requests)
+        kinds = samples(rng, known.values, args.requests)
         server = serve(args.python, work, backend, url)
         try:
             base = f"http://127.0.0.1:{server.port}"
