@@ -101,7 +101,7 @@ class SubmittedInfo:
 
 @dataclass(frozen=True)
 class Unhandled:
-    """A well-formed event the gateway has no use for (follow, submit info, unknown)."""
+    """A well-formed event the gateway has no use for (follow, unknown kinds)."""
 
     kind: str
     reason: str
