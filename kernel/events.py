@@ -111,6 +111,8 @@ EVENT_TYPES = (
     "contact.created",
     "contact.merged",
     "contact.erased",
+    "contact.updated",
+    "contact.unmerged",
     "agent.presence_changed",
     "channel.state_changed",
     "webhook.disabled",

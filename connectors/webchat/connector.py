@@ -339,9 +339,14 @@ class WebchatConnector(SocketConnector):
         ):
             raise FrameError("invalid_identity", "identify needs user_id and a valid hmac")
         await self._count_new(sock, None)
-        # The HMAC proves user_id: every visitor identified as this user is one contact.
-        user = Sender(external_id=f"user:{frame.user_id}", **profile)
-        await self.sink.update_identity(self.channel_id, sender, link_to=user)
+        # The HMAC proves user_id: every visitor identified as this user is one contact,
+        # and the site vouches for the e-mail and phone it signed in with, so they link
+        # the contact to the same person's other channels (a mail's sender, a Zalo phone).
+        verified = {**profile, "verified": True}
+        user = Sender(external_id=f"user:{frame.user_id}", **verified)
+        await self.sink.update_identity(
+            self.channel_id, Sender(external_id=visitor, **verified), link_to=user
+        )
 
     # --- outbound --------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from connectors.zalo.parse import (
     Delivery,
     OaMessage,
     PayloadError,
+    SubmittedInfo,
     Unhandled,
     UserMessage,
     WebhookEvent,
@@ -225,7 +226,7 @@ class ZaloConnector(ProviderConnector):
         return False
 
     async def _handle(self, event: WebhookEvent) -> None:
-        if isinstance(event, UserMessage | OaMessage | Delivery) and (
+        if isinstance(event, UserMessage | OaMessage | Delivery | SubmittedInfo) and (
             event.oa_id != self.settings.oa_id
         ):
             reason = f"OA {event.oa_id[:64]} is not the one configured on this channel"
@@ -240,6 +241,18 @@ class ZaloConnector(ProviderConnector):
                 StatusUpdate(
                     channel_id=self.channel_id, status=status, external_ids=list(event.msg_ids)
                 )
+            )
+        elif isinstance(event, SubmittedInfo):
+            # The phone is the Zalo account's own: a verified value, which links the
+            # contact to the same person's other channels.
+            await self.sink.update_identity(
+                self.channel_id,
+                Sender(
+                    external_id=event.user_id,
+                    display_name=event.name,
+                    phone=event.phone,
+                    verified=event.phone is not None,
+                ),
             )
         elif isinstance(event, Unhandled):
             await self._keep_raw(event.kind, event.raw, event.reason)
@@ -302,13 +315,16 @@ class ZaloConnector(ProviderConnector):
         wait = refresh
         try:
             profile = await self._api(lambda token: self.client.profile(token, user_id))
-            if profile.name or profile.avatar_url:
+            if profile.name or profile.avatar_url or profile.phone:
                 await self.sink.update_identity(
                     self.channel_id,
                     Sender(
                         external_id=user_id,
                         display_name=profile.name,
                         avatar_url=profile.avatar_url,
+                        # shared_info: what the user chose to share from their account
+                        phone=profile.phone,
+                        verified=profile.phone is not None,
                     ),
                 )
         except SendError as exc:

@@ -74,10 +74,12 @@ TABLES: tuple[Table, ...] = (
         "contacts",
         _cols(
             "id, display_name, phone, phone_verified, email, email_verified, created_at, "
-            "merged_into, attributes, last_agent_id, last_served_at, erased_at"
+            "merged_into, attributes, last_agent_id, last_served_at, erased_at, name_key"
         ),
         booleans=frozenset({"phone_verified", "email_verified"}),
     ),
+    Table("contact_names", _cols("tail, contact_id")),
+    Table("contacts_apart", _cols("low, high, created_at")),
     Table(
         "identities",
         _cols(

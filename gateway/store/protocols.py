@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from gateway.store.contact_search import ContactQuery
 from gateway.store.records import (
     AttachmentRecord,
     AttemptLog,
@@ -114,6 +115,15 @@ class ContactReads(Protocol):
     async def get(self, contact_id: ContactId) -> Contact | None: ...
     async def of_identity(self, channel_id: ChannelId, external_id: str) -> ContactId | None:
         """The contact behind a channel identity, if it is known."""
+        ...
+
+    async def search(self, query: ContactQuery, cursor: str | None, limit: int) -> Page[Contact]:
+        """Contacts not merged away matching every filter given (contact_search.py)."""
+        ...
+
+    async def sharing(self, contact_id: ContactId, limit: int) -> list[Contact]:
+        """Contacts not merged away, outside this one's merge group, with its phone or
+        e-mail (verified or not), oldest first."""
         ...
 
 

@@ -47,6 +47,8 @@ SCOPES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/messages/{id}"): ANY,
     ("GET", "/v1/stats"): ANY,
     ("GET", "/v1/attachments/{id}"): ANY,
+    ("GET", "/v1/contacts"): ANY,
+    ("GET", "/v1/contacts/{id}/suggestions"): ANY,
     ("GET", "/v1/contacts/{id}"): ANY,
     ("GET", "/v1/contacts/{id}/timeline"): ANY,
     ("PATCH", "/v1/contacts/{id}"): ANY,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kernel.text import fold_name, name_tails
+
 # Taken while migrating (pg_advisory_lock): a number of our own, "omnigw" in ASCII.
 MIGRATION_LOCK = 0x6F6D6E6967770001
 
@@ -385,7 +387,55 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE status <> 'resolved';
         """,
     ),
+    (
+        8,
+        """
+        -- Finding contacts (gateway/store/contact_search.py): the folded name, its tails
+        -- (compared byte by byte, so that a prefix is one range of the index), and the
+        -- e-mail, phone and identity indexes a search reads in order. The names already
+        -- stored are folded after this step (FOLD_STEPS).
+        ALTER TABLE contacts ADD COLUMN name_key text NOT NULL DEFAULT '';
+        CREATE TABLE contact_names (
+            tail        text COLLATE "C" NOT NULL,
+            contact_id  text NOT NULL REFERENCES contacts(id),
+            PRIMARY KEY (tail, contact_id)
+        );
+        CREATE INDEX contacts_email ON contacts (email, id)
+            WHERE merged_into IS NULL AND email IS NOT NULL;
+        CREATE INDEX contacts_phone ON contacts (phone, id)
+            WHERE merged_into IS NULL AND phone IS NOT NULL;
+        CREATE INDEX identities_external ON identities (external_id);
+        CREATE INDEX identities_channel ON identities (channel_id, contact_id);
+
+        -- Two contacts separated by hand (an unmerge): nothing links them by itself again.
+        -- One row per pair, the smaller id first.
+        CREATE TABLE contacts_apart (
+            low         text NOT NULL REFERENCES contacts(id),
+            high        text NOT NULL REFERENCES contacts(id),
+            created_at  timestamptz NOT NULL,
+            PRIMARY KEY (low, high)
+        );
+        """,
+    ),
 ]
+
+# Steps after which the contacts' names are folded (their name_key and words written).
+FOLD_STEPS = frozenset({8})
+
+
+async def fold_names(conn: Any) -> None:
+    """Write every contact's folded name and its tails (kernel.text.name_tails)."""
+    found = await conn.fetch("SELECT id, display_name FROM contacts WHERE display_name IS NOT NULL")
+    for start in range(0, len(found), 5000):
+        batch = found[start : start + 5000]
+        await conn.executemany(
+            "UPDATE contacts SET name_key = $1 WHERE id = $2",
+            [(fold_name(name), cid) for cid, name in batch],
+        )
+        await conn.executemany(
+            "INSERT INTO contact_names (tail, contact_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(tail, cid) for cid, name in batch for tail in name_tails(name)],
+        )
 
 
 class SchemaTooNew(RuntimeError):
@@ -413,6 +463,8 @@ async def migrate(conn: Any) -> int:
                 continue
             async with conn.transaction():
                 await conn.execute(sql)
+                if version in FOLD_STEPS:
+                    await fold_names(conn)
                 await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
         return newest
     finally:

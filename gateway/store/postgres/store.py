@@ -40,6 +40,8 @@ DEFAULT_POOL_SIZE = 10
 RECLAIMED = (
     "contacts",
     "identities",
+    "contact_names",
+    "contacts_apart",
     "conversations",
     "messages",
     "events",

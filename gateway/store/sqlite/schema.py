@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from kernel.text import fold_name, name_tails
+
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -387,7 +389,54 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE status != 'resolved';
         """,
     ),
+    (
+        15,
+        """
+        -- Finding contacts (gateway/store/contact_search.py): the folded name, its tails,
+        -- and the e-mail, phone and identity indexes a search reads in order. The names
+        -- already stored are folded after this step (FOLD_STEPS).
+        ALTER TABLE contacts ADD COLUMN name_key TEXT NOT NULL DEFAULT '';
+        CREATE TABLE contact_names (
+            tail        TEXT NOT NULL,
+            contact_id  TEXT NOT NULL REFERENCES contacts(id),
+            PRIMARY KEY (tail, contact_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX contacts_email ON contacts(email, id)
+            WHERE merged_into IS NULL AND email IS NOT NULL;
+        CREATE INDEX contacts_phone ON contacts(phone, id)
+            WHERE merged_into IS NULL AND phone IS NOT NULL;
+        CREATE INDEX identities_external ON identities(external_id);
+        CREATE INDEX identities_channel ON identities(channel_id, contact_id);
+
+        -- Two contacts separated by hand (an unmerge): nothing links them by itself again.
+        -- One row per pair, the smaller id first.
+        CREATE TABLE contacts_apart (
+            low         TEXT NOT NULL REFERENCES contacts(id),
+            high        TEXT NOT NULL REFERENCES contacts(id),
+            created_at  INTEGER NOT NULL,
+            PRIMARY KEY (low, high)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
+
+# Steps after which the contacts' names are folded (their name_key and words written).
+FOLD_STEPS = frozenset({15})
+
+
+def fold_names(conn: sqlite3.Connection) -> None:
+    """Write every contact's folded name and its tails (kernel.text.name_tails)."""
+    found = conn.execute(
+        "SELECT id, display_name FROM contacts WHERE display_name IS NOT NULL"
+    ).fetchall()
+    for start in range(0, len(found), 5000):
+        batch = found[start : start + 5000]
+        keys = [(fold_name(name), cid) for cid, name in batch]
+        conn.executemany("UPDATE contacts SET name_key = ? WHERE id = ?", keys)
+        conn.executemany(
+            "INSERT OR IGNORE INTO contact_names (tail, contact_id) VALUES (?, ?)",
+            [(tail, cid) for cid, name in batch for tail in name_tails(name)],
+        )
 
 
 class SchemaTooNew(RuntimeError):
@@ -417,6 +466,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             for statement in sql.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            if version in FOLD_STEPS:
+                fold_names(conn)
             conn.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
             conn.execute("COMMIT")
         except BaseException:
