@@ -272,7 +272,7 @@ class EmailConnector(PollingConnector):
             await self._keep(raw, f"{kind}: {mail.kind_reason}; never opens a conversation")
             return
         if mail.from_address is None:
-            await self._keep(raw, "no sender address to answer")
+            await self._keep(raw, "the From header names no address that could be answered")
             return
         if await self.sink.known(self.channel_id, mail.external_id):
             return  # read again (a resync, or a restart before the checkpoint): stored once
