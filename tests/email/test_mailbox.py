@@ -246,8 +246,8 @@ async def test_mail_round_trip_threaded_and_restart_safe(
     again = await gw.store.conversations.get(ConversationId(conv.id))
     assert again is not None and again.status != "resolved"  # reopened
 
-    # 5. The same subject without threading headers is a new conversation.
-    await gw.assignments.resolve(ConversationId(conv.id))
+    # 5. The same subject without threading headers is a new conversation, though the
+    #    customer's first one is still open: each mail thread is its own conversation.
     lookalike = customer_mail(mailboxes, "Re: Đơn hàng #42 chưa tới", "Một câu hỏi khác.")
     await mail_server.send(lookalike, mailboxes.customer, mailboxes.support)
 
@@ -255,7 +255,9 @@ async def test_mail_round_trip_threaded_and_restart_safe(
         found = await conversations(gw)
         return found if len(found) == 2 else None
 
-    await eventually(two_conversations, within=8)
+    convs = await eventually(two_conversations, within=8)
+    assert [c.status != "resolved" for c in convs] == [True, True]
+    assert convs[0].contact_id == convs[1].contact_id
     assert len(await all_messages(gw)) == 4
     assert len(await mail_server.read_mailbox(mailboxes.customer)) == 1  # nothing resent
 

@@ -420,7 +420,7 @@ async def test_earlier_messages_get_their_peer_when_the_store_is_upgraded(
     step = 9 if backend.name == "sqlite" else 2
     await backend.execute(
         "DROP INDEX messages_peer; ALTER TABLE messages DROP COLUMN peer_id; "
-        "ALTER TABLE messages DROP COLUMN metadata; "
+        "ALTER TABLE messages DROP COLUMN metadata; DROP INDEX conversations_open; "
         f"DELETE FROM schema_migrations WHERE version >= {step}"
     )
     store = await open_store(backend.url)
@@ -925,3 +925,37 @@ async def test_nul_in_a_providers_names_does_not_fail_the_write(
     assert (contact.display_name or "").replace("\x00", "") == "Lan Anh"
     page = await store.messages.page(r.conversation_id, None, 10)
     assert [m.id for m in page.items] == [r.message.id]
+
+
+async def test_each_email_thread_is_its_own_conversation(
+    domain: Domain, store: Store, recorder: Recorder
+) -> None:
+    """design.md 10: on e-mail a mail joins only the thread it names; chat joins the open one."""
+    sender = {"email": "an@example.vn", "verified": True}
+    a = await ingest(domain, inbound(MAIL, "<1@x>", "an@example.vn", "đơn hàng 1", **sender))
+    b = await ingest(domain, inbound(MAIL, "<2@x>", "an@example.vn", "đơn hàng 2", **sender))
+    assert b.conversation_id != a.conversation_id  # a new thread, though one is open
+    assert b.conversation_status == ConversationStatus.QUEUED
+    assert recorder.types().count("conversation.created") == 2
+    to_a = await ingest(domain, inbound(MAIL, "<3@x>", "an@example.vn", refs=["<1@x>"]))
+    to_b = await ingest(domain, inbound(MAIL, "<4@x>", "an@example.vn", refs=["<9@x>", "<2@x>"]))
+    assert (to_a.conversation_id, to_b.conversation_id) == (a.conversation_id, b.conversation_id)
+    # The newest open one answers "the sender's open conversation" (typing, the widget).
+    assert await store.conversations.open_for(MAIL, "an@example.vn") == b.conversation_id
+
+    # A resolved thread named again reopens, beside the other open thread.
+    await domain.assignments.resolve(a.conversation_id)
+    again = await ingest(domain, inbound(MAIL, "<5@x>", "an@example.vn", refs=["<3@x>"]))
+    assert again.conversation_id == a.conversation_id
+    assert again.conversation_status == ConversationStatus.QUEUED
+    assert "conversation.reopened" in recorder.types()
+    # So does reopening one by hand.
+    await domain.assignments.resolve(b.conversation_id)
+    reopened = await domain.assignments.reopen(b.conversation_id)
+    assert reopened.status == ConversationStatus.QUEUED
+
+    # Chat channels keep joining the open conversation, with the same contact.
+    z1 = await ingest(domain, inbound(ZALO, "z1", "zu1", "chào", **sender))
+    z2 = await ingest(domain, inbound(ZALO, "z2", "zu1", "chào lại", **sender))
+    assert z1.contact_id == a.contact_id
+    assert z1.conversation_id == z2.conversation_id
