@@ -32,7 +32,8 @@ from connectors.email.client import (
     send_mail,
 )
 from connectors.email.html import rewrite_cids
-from connectors.email.parse import ParsedMail, ParseError, parse_message
+from connectors.email.offload import parse_off_loop
+from connectors.email.parse import ParsedMail, ParseError, TooManyParts
 from connectors.email.quotes import extract_reply
 from connectors.email.render import (
     Draft,
@@ -256,7 +257,14 @@ class EmailConnector(PollingConnector):
     async def handle_raw(self, raw: bytes) -> None:
         """Handle one received message; returns once it is stored, applied or kept raw."""
         try:
-            mail = parse_message(raw, max_attachment_bytes=self.settings.max_attachment_bytes)
+            mail = await parse_off_loop(
+                raw,
+                max_attachment_bytes=self.settings.max_attachment_bytes,
+                max_parts=self.settings.max_message_parts,
+            )
+        except TooManyParts as exc:
+            await self._keep(raw, f"not parsed: {exc}")
+            return
         except ParseError as exc:
             await self._keep(raw, f"unreadable mail: {exc}")
             return

@@ -90,6 +90,9 @@ class EmailSettings(ChannelSettings):
     initial_sync_days: Annotated[int, Field(ge=0, le=365)] = 2
     # Messages larger than this are not parsed; their headers are kept raw with a reason.
     max_message_bytes: Annotated[int, Field(ge=1024, le=200 * 1024 * 1024)] = 30 * 1024 * 1024
+    # Messages with more MIME parts than this are not parsed (counted cheaply first: the
+    # parser's time grows with the parts); they are kept raw with the reason.
+    max_message_parts: Annotated[int, Field(ge=1, le=100_000)] = 500
     # Largest single attachment or inline image kept (the gateway's own limit also holds).
     max_attachment_bytes: Annotated[int, Field(ge=1, le=200 * 1024 * 1024)] = 25 * 1024 * 1024
     # Keep each received message byte for byte as an "original.eml" file part.

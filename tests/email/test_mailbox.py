@@ -31,6 +31,7 @@ from kernel.models import Conversation, MediaPart, Message, MessageStatus, TextP
 from tests.api.helpers import eventually
 from tests.conftest import ADMIN, AUTH
 from tests.email.conftest import PASSWORD, Mailboxes, MailServer
+from tests.email.helpers import crafted
 
 CHANNEL = ChannelId("mail")
 Start = Callable[[str], Awaitable[Gateway]]
@@ -350,6 +351,21 @@ async def test_auto_replies_bulk_and_own_mail_are_kept_raw(
     assert "X-Auto-Response-Suppress" in kept.reasons[1]
     assert "bulk" in kept.reasons[2]
     assert "own address" in kept.reasons[3]
+
+
+async def test_a_mail_of_too_many_parts_is_kept_raw_unparsed(
+    mail_server: MailServer, mailboxes: Mailboxes, gateways: Gateways
+) -> None:
+    gw = await gateways.start(mail_server.channel_toml(mailboxes.support))
+    kept = RawKept(gw)
+    await connected(gw)
+    # The reported attack: 2 MB, 60,000 parts, 10-20 s of parsing (under max_message_bytes).
+    await mail_server.send(crafted(60_000), mailboxes.customer, mailboxes.support)
+    marker = customer_mail(mailboxes, "after it", "Câu hỏi thật.")
+    await mail_server.send(marker, mailboxes.customer, mailboxes.support)
+    [conv] = await eventually(lambda: conversations(gw), within=15)
+    assert [m.external_id for m in await messages(gw, conv.id)] == [ident(marker)]
+    assert kept.reasons == ["not parsed: 60001 MIME parts, over max_message_parts (500)"]
 
 
 async def test_a_bounce_marks_the_reply_failed(
