@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from connectors.base import Capability, HealthState, PollingConnector, cancel_and_wait
 from connectors.email import token
@@ -68,6 +68,7 @@ from kernel.secrets import Keyring
 log = logging.getLogger(__name__)
 
 RAW_KEEP_MAX = 1024 * 1024  # raw mail kept for skipped messages is cut here
+CC_MAX = 50  # addresses kept from a mail's Cc and put in a reply's
 SMTP_RECHECK_INITIAL = 30.0
 SMTP_RECHECK_MAX = 600.0
 
@@ -378,6 +379,22 @@ class EmailConnector(PollingConnector):
             conversation_hint=self._hint(mail),
             subject=mail.subject,
             sent_at=mail.date,
+            metadata=self._metadata(mail),
+        )
+
+    def _metadata(self, mail: ParsedMail) -> dict[str, JsonValue]:
+        """The Cc of a received mail, without this mailbox (or its plus-addresses)."""
+        cc: list[JsonValue] = []
+        for name, addr in mail.cc:
+            if not self._ours(addr) and addr != mail.from_address and len(cc) < CC_MAX:
+                cc.append({"email": addr, "name": name} if name else {"email": addr})
+        return {"cc": cc} if cc else {}
+
+    def _ours(self, address: str) -> bool:
+        local, _, domain = self.address.partition("@")
+        value = address.lower()
+        return value == self.address or (
+            value.endswith("@" + domain) and value.startswith(local + "+")
         )
 
     async def _save(self, data: bytes, name: str, mime: str) -> MediaPart | None:
@@ -424,6 +441,7 @@ class EmailConnector(PollingConnector):
             else None
         )
         draft = Draft(
+            cc=self._reply_cc(outbound, to),
             from_address=self.address,
             from_name=self.settings.display_name,
             to_address=to,
@@ -446,10 +464,31 @@ class EmailConnector(PollingConnector):
             self.settings.smtp,
             mime,
             sender=self.address,
-            recipients=[to],
+            recipients=[to, *(addr for _, addr in draft.cc)],
             timeout=self.settings.timeout_seconds,
         )
         return SendReceipt(external_id=message_id)
+
+    def _reply_cc(self, outbound: OutboundMessage, to: str) -> list[tuple[str | None, str]]:
+        """The Cc a reply keeps: the customer's latest mail's, without us, the recipient,
+        mail systems, or anything not usable as an address."""
+        if not self.settings.keep_cc:
+            return []
+        found = outbound.last_inbound_metadata.get("cc")
+        out: dict[str, str | None] = {}
+        for item in found if isinstance(found, list) else []:
+            if not isinstance(item, dict) or not isinstance(item.get("email"), str):
+                continue
+            addr = str(item["email"]).strip().lower()
+            name = item.get("name")
+            try:
+                checked_address(addr)
+            except RenderError:
+                continue
+            if addr == to or self._ours(addr) or is_mail_system(addr):
+                continue
+            out.setdefault(addr, name if isinstance(name, str) else None)
+        return [(name, addr) for addr, name in out.items()][:CC_MAX]
 
     async def _file(self, part: MediaPart) -> OutgoingFile | None:
         """The bytes of a media part to attach; None to send it as a link instead."""

@@ -70,6 +70,8 @@ class ParsedMail:
     from_name: str | None
     # To, Cc, Delivered-To and X-Original-To addresses (plus-address tokens live there).
     recipients: tuple[str, ...]
+    # The Cc header's (display name, address) pairs, in order.
+    cc: tuple[tuple[str, str], ...]
     subject: str | None
     date: datetime | None
     in_reply_to: tuple[str, ...]
@@ -160,6 +162,7 @@ def parse_message(
         from_address=from_address,
         from_name=from_name,
         recipients=recipients,
+        cc=tuple(dict.fromkeys(addresses(msg, "Cc"))),
         subject=subject,
         date=sent_date(msg),
         in_reply_to=message_ids(header(msg, "In-Reply-To"))[:MAX_REFERENCES],

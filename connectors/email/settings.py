@@ -97,6 +97,8 @@ class EmailSettings(ChannelSettings):
     max_attachment_bytes: Annotated[int, Field(ge=1, le=200 * 1024 * 1024)] = 25 * 1024 * 1024
     # Keep each received message byte for byte as an "original.eml" file part.
     keep_original: bool = True
+    # Replies keep the customer's Cc (from their latest mail; never this mailbox).
+    keep_cc: bool = True
     # Reply-To: support+<token>@domain, so a reply whose client dropped our Message-ID
     # still finds its conversation. Needs sub-addressing on the mail server.
     plus_address_reply_to: bool = False

@@ -632,3 +632,49 @@ async def test_attachments_in_and_out(
     [attached] = list(delivered.iter_attachments())
     assert attached.get_filename() == "photo.png"
     assert attached.get_content().startswith(b"\x89PNG")
+
+
+# --- Cc ------------------------------------------------------------------------------------
+
+
+async def test_replies_keep_the_customers_cc(
+    mail_server: MailServer, mailboxes: Mailboxes, gateways: Gateways
+) -> None:
+    friend = mail_server.mailboxes().customer  # a real mailbox: the relay refuses others
+    toml = mail_server.channel_toml(mailboxes.support)
+    gw = await gateways.start(toml)
+    await connected(gw)
+    first = customer_mail(mailboxes, "Đặt hàng cho công ty", "Anh Lan cùng theo dõi nhé.")
+    # Our own address and the sender in Cc are never kept; the friend is.
+    first["Cc"] = f"Chị Lan <{friend}>, Hỗ trợ <{mailboxes.support}>, {mailboxes.customer}"
+    await mail_server.send(first, mailboxes.customer, mailboxes.support)
+    [conv] = await eventually(lambda: conversations(gw), within=8)
+    [received] = await messages(gw, conv.id)
+    assert received.metadata == {"cc": [{"email": friend, "name": "Chị Lan"}]}
+
+    async with TestClient(TestServer(gw.web_app())) as client:
+        out = await sent(gw, await reply_as_agent(client, conv.id, "Dạ, shop gửi cả hai ạ."))
+    assert out.status == MessageStatus.SENT, out.error
+    [to_customer] = await inbox(mail_server, mailboxes.customer, 1)
+    [to_friend] = await inbox(mail_server, friend, 1)
+    for delivered in (to_customer, to_friend):
+        assert [(a.display_name, a.addr_spec) for a in delivered["Cc"].addresses] == [
+            ("Chị Lan", friend)
+        ]
+        assert delivered["Message-ID"] == f"<{out.external_id}>"
+    assert [m["Subject"] for m in await mail_server.read_mailbox(mailboxes.support)] == [
+        "Đặt hàng cho công ty"  # the customer's mail only: no copy of the reply to us
+    ]
+
+    # keep_cc = false: the reply goes to the customer alone.
+    await gateways.stop(gw)
+    gw = await gateways.start(
+        toml.replace("initial_sync_days = 0", "keep_cc = false\ninitial_sync_days = 0")
+    )
+    await connected(gw)
+    async with TestClient(TestServer(gw.web_app())) as client:
+        alone = await sent(gw, await reply_as_agent(client, conv.id, "Chỉ gửi anh ạ."))
+    assert alone.status == MessageStatus.SENT, alone.error
+    second = (await inbox(mail_server, mailboxes.customer, 2))[1]
+    assert second["Message-ID"] == f"<{alone.external_id}>" and second["Cc"] is None
+    assert len(await mail_server.read_mailbox(friend)) == 1

@@ -35,9 +35,18 @@ class LMTPRelay:
         return "250 OK"
 
     def _deliver(self, envelope: Any) -> dict[str, Any]:
-        with smtplib.LMTP(*self.lmtp) as lmtp:
-            # raises SMTPRecipientsRefused if *all* recipients are unknown to Dovecot
-            return lmtp.sendmail(envelope.mail_from, envelope.rcpt_tos, envelope.original_content)
+        # One LMTP transaction per recipient: LMTP answers DATA once per recipient, and
+        # smtplib reads only the first answer (the next command would then read the rest).
+        refused: dict[str, Any] = {}
+        for rcpt in envelope.rcpt_tos:
+            with smtplib.LMTP(*self.lmtp) as lmtp:
+                try:
+                    lmtp.sendmail(envelope.mail_from, [rcpt], envelope.original_content)
+                except smtplib.SMTPRecipientsRefused as e:
+                    refused.update(e.recipients)
+        if refused and len(refused) == len(envelope.rcpt_tos):
+            raise smtplib.SMTPRecipientsRefused(refused)
+        return refused
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.spool:

@@ -874,6 +874,35 @@ async def test_outbound_jobs_carry_the_last_inbound_time(domain: Domain, store: 
     assert abs((job.outbound.last_inbound_at - r.message.created_at).total_seconds()) < 1
 
 
+async def test_outbound_jobs_carry_the_last_inbound_metadata(domain: Domain, store: Store) -> None:
+    """An e-mail reply keeps the Cc of the customer's latest mail before it."""
+    first = inbound(MAIL, "<1@x>", "an@example.vn")
+    first = first.model_copy(update={"metadata": {"cc": [{"email": "a@x.vn", "name": "Á"}]}})
+    r = await ingest(domain, first)
+    latest = inbound(MAIL, "<2@x>", "an@example.vn", refs=["<1@x>"]).model_copy(
+        update={"metadata": {"cc": [{"email": "b@x.vn", "name": "Bình"}]}}
+    )
+    await ingest(domain, latest)
+    reply, _ = await domain.outbox.create(
+        r.conversation_id, Author(type=AuthorType.AGENT), [TextPart(text="x")]
+    )
+    await domain.outbox.mark_sent(reply.id, "<3@x>")
+    await domain.outbox.create(
+        r.conversation_id, Author(type=AuthorType.AGENT), [TextPart(text="y")]
+    )
+    (job,) = await store.outbound.due(utcnow(), 10)
+    assert job.outbound.last_inbound_metadata == {"cc": [{"email": "b@x.vn", "name": "Bình"}]}
+    chat = await ingest(domain, inbound(WEB, "m1", "v1"))
+    await domain.outbox.create(
+        chat.conversation_id, Author(type=AuthorType.AGENT), [TextPart(text="z")]
+    )
+    jobs = await store.outbound.due(utcnow(), 10)
+    assert [j.outbound.last_inbound_metadata for j in jobs] == [
+        {"cc": [{"email": "b@x.vn", "name": "Bình"}]},
+        {},
+    ]
+
+
 async def test_watermarks_count_from_when_a_message_went_out(domain: Domain, store: Store) -> None:
     r = await ingest(domain, inbound(WEB, "m1", "v1"))
     early, _ = await domain.outbox.create(

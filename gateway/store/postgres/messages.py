@@ -344,6 +344,12 @@ async def _jobs(conn: asyncpg.Connection, ids: list[str]) -> list[OutboundJob]:
             )
         ]
         refs.reverse()
+        last_in = await conn.fetchval(
+            "SELECT metadata FROM messages WHERE conversation_id = $1 AND id < $2 "
+            "AND direction = 'inbound' ORDER BY id DESC LIMIT 1",
+            m["conversation_id"],
+            m["id"],
+        )
         jobs.append(
             OutboundJob(
                 outbound=OutboundMessage(
@@ -359,6 +365,7 @@ async def _jobs(conn: asyncpg.Connection, ids: list[str]) -> list[OutboundJob]:
                     reply_to_external_id=reply_ext,
                     thread_external_ids=refs,
                     last_inbound_at=opt_dt(conv.last_inbound_at),
+                    last_inbound_metadata=rows.metadata(last_in),
                 ),
                 attempts=m["attempts"],
             )

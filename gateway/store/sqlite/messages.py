@@ -319,6 +319,11 @@ def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]
             )
         ]
         refs.reverse()
+        last_in = conn.execute(
+            "SELECT metadata FROM messages WHERE conversation_id = ? AND id < ? "
+            "AND direction = 'inbound' ORDER BY id DESC LIMIT 1",
+            (m["conversation_id"], m["id"]),
+        ).fetchone()
         jobs.append(
             OutboundJob(
                 outbound=OutboundMessage(
@@ -334,6 +339,7 @@ def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]
                     reply_to_external_id=reply_ext,
                     thread_external_ids=refs,
                     last_inbound_at=opt_dt(conv.last_inbound_at),
+                    last_inbound_metadata=rows.metadata(last_in[0] if last_in else None),
                 ),
                 attempts=m["attempts"],
             )
