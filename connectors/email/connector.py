@@ -28,10 +28,12 @@ from connectors.email.client import (
     ImapClient,
     ImapConfigError,
     Mailbox,
+    OAuthLogin,
     check_smtp,
     send_mail,
 )
 from connectors.email.html import rewrite_cids
+from connectors.email.oauth import OAuthTokens
 from connectors.email.offload import parse_off_loop
 from connectors.email.parse import ParsedMail, ParseError, TooManyParts
 from connectors.email.quotes import extract_reply
@@ -63,7 +65,7 @@ from kernel.models import (
     Part,
     TextPart,
 )
-from kernel.secrets import Keyring
+from kernel.secrets import Keyring, SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +87,24 @@ class EmailConnector(PollingConnector):
         key: bytes | Keyring,
         *,
         http_client: Callable[[], httpx.AsyncClient] | None = None,
+        oauth_keys: bytes | Keyring | None = None,
     ) -> None:
         super().__init__(ChannelId(settings.id))
         self.settings = settings
         self._key = key
         self._http_factory = http_client
         self._http: httpx.AsyncClient | None = None
+        self.oauth: OAuthTokens | None = None
+        if settings.oauth is not None:
+            if oauth_keys is None:
+                raise ValueError("an OAuth login needs keys to seal its tokens with")
+            self.oauth = OAuthTokens(
+                self.channel_id,
+                settings.oauth,
+                SecretBox(oauth_keys),
+                lambda: self.sink,
+                http_client or httpx.AsyncClient,
+            )
         self._checkpoint: dict[str, int] | None = None
         self._imap_up = False
         self._imap_refused = False
@@ -110,6 +124,8 @@ class EmailConnector(PollingConnector):
         self._closing = True
         await cancel_and_wait(self._smtp_recheck)
         await super().aclose()  # cancels the IMAP task the same way
+        if self.oauth is not None:
+            await self.oauth.aclose()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -133,7 +149,9 @@ class EmailConnector(PollingConnector):
             await asyncio.sleep(delay)
             delay = min(delay * 2, SMTP_RECHECK_MAX)
             try:
-                await check_smtp(self.settings.smtp, self.settings.timeout_seconds)
+                await check_smtp(
+                    self.settings.smtp, self.settings.timeout_seconds, self._smtp_login()
+                )
             except AuthError:
                 continue
             except SendError as exc:
@@ -146,13 +164,24 @@ class EmailConnector(PollingConnector):
                 )
             return
 
+    def _login(self) -> OAuthLogin | None:
+        oauth = self.oauth
+        if oauth is None:
+            return None
+        return OAuthLogin(oauth.settings.mechanism, oauth.access, oauth.refresh)
+
+    def _smtp_login(self) -> OAuthLogin | None:
+        return self._login() if self.settings.smtp_oauth else None
+
     # --- inbound: the session ----------------------------------------------------------
 
     async def run_once(self) -> None:
         if self._closing:
             raise asyncio.CancelledError
         s = self.settings
-        client = ImapClient(s.imap, timeout=s.timeout_seconds, keepalive=s.keepalive_seconds)
+        client = ImapClient(
+            s.imap, timeout=s.timeout_seconds, keepalive=s.keepalive_seconds, oauth=self._login()
+        )
         try:
             try:
                 await client.open()
@@ -466,6 +495,7 @@ class EmailConnector(PollingConnector):
             sender=self.address,
             recipients=[to, *(addr for _, addr in draft.cc)],
             timeout=self.settings.timeout_seconds,
+            oauth=self._smtp_login(),
         )
         return SendReceipt(external_id=message_id)
 
