@@ -122,6 +122,8 @@ def addresses(msg: Message, *names: str) -> list[tuple[str, str]]:
             except Exception:  # noqa: S112 (an unreadable address list adds nothing)
                 continue
             for display, addr in found:
+                if CONTROL_CHARS.search(addr):
+                    continue  # not an address that was written: never one made by cleaning
                 addr = clean_text(addr).strip().lower()
                 if "@" in addr and not any(c.isspace() for c in addr) and len(addr) <= 320:
                     pairs.append((decode_words(display), addr))
@@ -129,8 +131,10 @@ def addresses(msg: Message, *names: str) -> list[tuple[str, str]]:
 
 
 def answerable(addr: str | None) -> bool:
-    """An address we could write back to."""
-    return addr is not None and bool(_ADDRESS_OK.match(addr)) and ".." not in addr
+    """An address we could write back to (an encoded word is never part of one)."""
+    return (
+        addr is not None and bool(_ADDRESS_OK.match(addr)) and ".." not in addr and "=?" not in addr
+    )
 
 
 def sender(msg: Message) -> tuple[str | None, str | None]:
@@ -140,7 +144,10 @@ def sender(msg: Message) -> tuple[str | None, str | None]:
         if value is not None and getattr(value, "addresses", None):
             first: Address = value.addresses[0]
             addr = normalize_email(first.addr_spec)
-            if answerable(addr):
+            # The standard parser decodes encoded words even where an address is being
+            # read (`=?utf-8?q?victim?=@x`): only an address written as is counts.
+            written = " ".join(_raw_values(msg, "From")).lower()
+            if answerable(addr) and addr is not None and addr in written:
                 return addr, clean_text(first.display_name).strip() or None
     for display, addr in addresses(msg, "From"):
         if answerable(addr):

@@ -25,6 +25,7 @@ from email.message import EmailMessage
 from connectors.email.classify import Bounce, Kind, classify, read_bounce
 from connectors.email.headers import (
     addresses,
+    answerable,
     header,
     header_values,
     message_ids,
@@ -162,7 +163,7 @@ def parse_message(
         from_address=from_address,
         from_name=from_name,
         recipients=recipients,
-        cc=tuple(dict.fromkeys(addresses(msg, "Cc"))),
+        cc=tuple(dict.fromkeys(pair for pair in addresses(msg, "Cc") if answerable(pair[1]))),
         subject=subject,
         date=sent_date(msg),
         in_reply_to=message_ids(header(msg, "In-Reply-To"))[:MAX_REFERENCES],

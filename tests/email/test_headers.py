@@ -83,3 +83,10 @@ def test_the_sender_is_always_in_the_address_part(name: str, local: str) -> None
     address = f"{local}@sender.example"
     mail = parse_message(_mail(From=f"{_word(name)} <{address}>"), max_attachment_bytes=1000)
     assert mail.from_address == address
+
+
+def test_an_encoded_word_is_never_part_of_an_address() -> None:
+    # The standard parser would decode these into the local part.
+    for value in (f"{_word('victim')}@example.net", f"{_word('.')} an@example.org"):
+        mail = parse_message(_mail(From=value), max_attachment_bytes=1000)
+        assert mail.from_address is None, value
