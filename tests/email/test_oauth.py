@@ -273,3 +273,29 @@ async def test_a_refused_grant_shows_bad_credentials(
         ready = await (await client.get("/readyz")).json()
     assert ready["channels"]["mail"]["state"] == "BAD_CREDENTIALS"
     assert provider.refused_grants >= 1
+
+
+async def test_replicas_refresh_one_at_a_time(
+    pg_url: str,  # first: the database outlives the gateways
+    oauth_mail: OAuthMail,
+    mailboxes_oauth: Mailboxes,
+    provider: Provider,
+    gateways: Gateways,
+) -> None:
+    """Two processes on one PostgreSQL store: the refresh runs under the named lease, and
+    the second process takes the pair the first one stored."""
+    toml = oauth_toml(oauth_mail, provider, mailboxes_oauth.support)
+    toml = f'[store]\nurl = "{pg_url}"\n' + toml
+    first, second = await gateways.start(toml), await gateways.start(toml)
+
+    async def logged_in() -> bool:  # whichever replica reads the mailbox
+        return len(provider.issued) == 1
+
+    await eventually(logged_in, within=15)
+    one, two = connector(first).oauth, connector(second).oauth
+    assert one is not None and two is not None
+    current = await one.access()
+    assert current == await two.access() == provider.issued[0]
+    found = await asyncio.gather(*(t.refresh(current) for t in (one, two, two, one, two)))
+    assert len(set(found)) == 1 and found[0] != current
+    assert len(provider.issued) == 2 and provider.refused_grants == 0
