@@ -4,23 +4,19 @@ token before it expires and when a server refuses it.
 
 One refresh at a time: in this process under a lock, among every process sharing the
 store under the named lease ``email-oauth:<channel>`` (a provider may rotate the refresh
-token, and two refreshing at once would leave one holding a spent token). The token pair
-is kept sealed in the channel's state (``connectors.registry.EMAIL_OAUTH``), so replicas and
-restarts share it; it descends from the configured refresh token, and a newly configured
-one replaces it. Tokens go to the token endpoint and the mail servers only: they are in
-no log line, repr or error raised here.
+token). The token pair is kept sealed in the channel's state
+(``connectors.registry.EMAIL_OAUTH``, through :mod:`connectors.tokens`), so replicas and
+restarts share it; a newly configured refresh token replaces it. Tokens go to the token
+endpoint and the mail servers only: they are in no log line, repr or error raised here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -29,13 +25,13 @@ from pydantic import SecretStr
 from connectors.base import Sink
 from connectors.email.settings import OAuthSettings
 from connectors.errors import AuthError, TransientError
+from connectors.tokens import SealedPair, Tokens, claim_refresh, seed_of
 from kernel.ids import ChannelId
 from kernel.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "oauth"  # sealed: connectors.registry.EMAIL_OAUTH declares it for rotation
-REFRESH_WAIT = 30.0  # at most this long for another process's refresh to end
 DEFAULT_LIFETIME = 3600.0  # when the endpoint does not say (Google and Microsoft: 1 h)
 # Answers of the token endpoint that mean the grant itself is refused (RFC 6749 5.2).
 REFUSED = {"invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope"}
@@ -60,16 +56,6 @@ def sasl(mechanism: str, user: str, token: str, host: str, port: int) -> str:
     return sasl_xoauth2(user, token)
 
 
-@dataclass
-class _Pair:
-    access: SecretStr
-    refresh: SecretStr
-    expires_at: float | None
-
-    def __repr__(self) -> str:
-        return f"_Pair(expires_at={self.expires_at})"
-
-
 class OAuthTokens:
     """The access token of one channel's OAuth login."""
 
@@ -85,18 +71,17 @@ class OAuthTokens:
     ) -> None:
         self.channel_id = channel_id
         self.settings = settings
-        self._box = box
         self._sink = sink
         self._http_factory = http
         self._http: httpx.AsyncClient | None = None
         self._clock = clock
         # Which configured refresh token (and client) the stored pair descends from.
-        seed = f"{settings.token_url}\x00{settings.client_id}\x00"
-        seed += settings.refresh_token.get_secret_value()
-        self._seed = hashlib.sha256(seed.encode()).hexdigest()
-        self._pair: _Pair | None = None
+        seed = seed_of(
+            settings.token_url, settings.client_id, settings.refresh_token.get_secret_value()
+        )
+        self._stored = SealedPair(STATE_KEY, box, seed, "OAuth tokens")
+        self._pair: Tokens | None = None
         self._lock = asyncio.Lock()
-        self.refreshes = 0  # token endpoint calls made by this process
 
     @property
     def lease(self) -> str:
@@ -123,21 +108,22 @@ class OAuthTokens:
             if self._newer_than(seen):
                 assert self._pair is not None
                 return self._pair.access.get_secret_value()
-            await self._claim()
+            await claim_refresh(self._sink(), self.lease, "OAuth token")
             try:
                 await self._load()  # another process may have refreshed meanwhile
                 if self._newer_than(seen):
                     assert self._pair is not None
                     return self._pair.access.get_secret_value()
                 pair = await self._request()
-                await self._save(pair)  # durable before use: the old refresh token may be spent
+                # Durable before use: the old refresh token may be spent.
+                await self._stored.save(self._sink(), self.channel_id, pair)
             finally:
                 await self._sink().release(self.lease)
             self._pair = pair
             log.info("channel %s: OAuth access token refreshed", self.channel_id)
             return pair.access.get_secret_value()
 
-    def _due(self, pair: _Pair) -> bool:
+    def _due(self, pair: Tokens) -> bool:
         if pair.expires_at is None:
             return False
         return self._clock() >= pair.expires_at - self.settings.refresh_ahead_seconds
@@ -148,50 +134,12 @@ class OAuthTokens:
             return False
         return pair.access.get_secret_value() != seen
 
-    async def _claim(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + REFRESH_WAIT
-        while await self._sink().claim(self.lease) is None:
-            if loop.time() > deadline:
-                raise TransientError(
-                    "another process is refreshing the OAuth token", code="token_refresh_busy"
-                )
-            await asyncio.sleep(0.2)
-
     async def _load(self) -> None:
-        stored = await self._sink().load_state(self.channel_id, STATE_KEY)
-        if not isinstance(stored, dict) or stored.get("seed") != self._seed:
-            return  # none yet, or the configured refresh token is newer than the stored pair
-        try:
-            found = json.loads(self._box.open(str(stored.get("sealed"))))
-            access, refresh = str(found["access_token"]), str(found["refresh_token"])
-        except (ValueError, KeyError, TypeError):
-            log.error(
-                "channel %s: the stored OAuth tokens cannot be read (sealed with a secret key "
-                "this gateway does not have?); using the configured refresh token",
-                self.channel_id,
-            )
-            return
-        expires = stored.get("expires_at")
-        self._pair = _Pair(
-            SecretStr(access),
-            SecretStr(refresh),
-            float(expires) if isinstance(expires, int | float) else None,
-        )
+        found = await self._stored.load(self._sink(), self.channel_id)
+        if found is not None:
+            self._pair = found
 
-    async def _save(self, pair: _Pair) -> None:
-        sealed = self._box.seal(
-            json.dumps(
-                {
-                    "access_token": pair.access.get_secret_value(),
-                    "refresh_token": pair.refresh.get_secret_value(),
-                }
-            )
-        )
-        value = {"seed": self._seed, "sealed": sealed, "expires_at": pair.expires_at}
-        await self._sink().save_state(self.channel_id, STATE_KEY, value)
-
-    async def _request(self) -> _Pair:
+    async def _request(self) -> Tokens:
         """Ask the token endpoint (RFC 6749 6) for a new access token."""
         s = self.settings
         refresh = self._pair.refresh if self._pair is not None else s.refresh_token
@@ -206,7 +154,6 @@ class OAuthTokens:
             form["scope"] = s.scope
         if self._http is None:
             self._http = self._http_factory()
-        self.refreshes += 1
         try:
             resp = await self._http.post(
                 s.token_url, data=form, headers={"Accept": "application/json"}
@@ -220,7 +167,7 @@ class OAuthTokens:
             lifetime = body.get("expires_in")
             seconds = float(lifetime) if isinstance(lifetime, int | float) else DEFAULT_LIFETIME
             rotated = body.get("refresh_token")
-            return _Pair(
+            return Tokens(
                 SecretStr(body["access_token"]),
                 SecretStr(rotated) if isinstance(rotated, str) and rotated else refresh,
                 self._clock() + seconds,
