@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -23,6 +24,8 @@ from concurrent.futures.process import BrokenProcessPool
 from connectors.email.parse import ParsedMail, ParseError, parse_message
 
 WORKERS = 1
+log = logging.getLogger(__name__)
+_warned = False
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
@@ -52,9 +55,19 @@ async def parse_off_loop(
         parse_message, raw, max_attachment_bytes=max_attachment_bytes, max_parts=max_parts
     )
     loop = asyncio.get_running_loop()
-    pool = _executor()
     try:
-        return await loop.run_in_executor(pool, job)
+        pool = _executor()
+        future = loop.run_in_executor(pool, job)
+    except (OSError, ImportError, NotImplementedError) as exc:
+        # No processes here (no /dev/shm for the pool's semaphores, a sandbox): a thread
+        # still keeps the loop turning, only less smoothly (see above).
+        global _warned
+        if not _warned:
+            _warned = True
+            log.warning("mail is parsed in a thread: no worker process (%s)", exc)
+        return await asyncio.to_thread(job)
+    try:
+        return await future
     except BrokenProcessPool:
         # The worker died (killed, out of memory, or this very mail): a new one for the
         # next mail, and this one is kept raw with the reason rather than tried here.
