@@ -164,8 +164,7 @@ class OAuthTokens:
             ) from None
         body = _json(resp)
         if resp.status_code == 200 and isinstance(body.get("access_token"), str):
-            lifetime = body.get("expires_in")
-            seconds = float(lifetime) if isinstance(lifetime, int | float) else DEFAULT_LIFETIME
+            seconds = _lifetime(body.get("expires_in"))
             rotated = body.get("refresh_token")
             return Tokens(
                 SecretStr(body["access_token"]),
@@ -192,3 +191,12 @@ def _json(resp: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return found if isinstance(found, dict) else {}
+
+
+def _lifetime(value: Any) -> float:
+    """``expires_in`` in seconds (some endpoints send it as a string)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return DEFAULT_LIFETIME
+    return seconds if 0 < seconds < 10**8 else DEFAULT_LIFETIME
