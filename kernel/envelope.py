@@ -99,6 +99,9 @@ class OutboundMessage(Frozen):
     last_inbound_at: datetime | None = None
     # The contact's phone (E.164), where a channel sends to it (Zalo ZNS templates).
     phone: str | None = None
+    # The metadata of the customer's latest message before this one (e.g. an e-mail's Cc,
+    # which the reply keeps).
+    last_inbound_metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class SendReceipt(Frozen):

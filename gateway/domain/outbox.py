@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from gateway.domain import contacts
 from gateway.domain.state import RoutingState
-from gateway.domain.threads import open_for, open_new
+from gateway.domain.threads import one_open_per_contact, open_for, open_new
 from gateway.store.protocols import Store
 from gateway.store.records import ContactRecord
 from gateway.store.transaction import Tx
@@ -264,8 +264,13 @@ async def start(
                 )
             return Started(record.model(), earlier.message, True)
     contact_id, recipient_id = await _addressee(tx, channel_id, channel_type, contact_id, to)
-    # A contact has one open conversation per channel (what they write next joins it).
-    already = await open_for(tx, contact_id, channel_id)
+    # On a chat channel a contact has one open conversation (what they write next joins
+    # it); on e-mail each thread is its own conversation, so a start is a new thread.
+    already = (
+        await open_for(tx, contact_id, channel_id)
+        if one_open_per_contact(channel_type)
+        else None
+    )
     if already is not None:
         raise Conflict(
             f"the contact already has conversation {already.id} open on {channel_id}: "

@@ -99,11 +99,12 @@ def message(row: Row) -> Message:
         status=MessageStatus(row["status"]),
         error=MessageError.model_validate_json(error) if error else None,
         reactions=_reactions.validate_json(reactions) if reactions else [],
-        metadata=_metadata(row["metadata"]),
+        metadata=metadata(row["metadata"]),
     )
 
 
-def _metadata(stored: Any) -> dict[str, Any]:
+def metadata(stored: Any) -> dict[str, Any]:
+    """A message's metadata as read back ({} for NULL)."""
     if not stored:
         return {}
     # SQLite keeps text; asyncpg hands jsonb over as text too (no codec is set for it).

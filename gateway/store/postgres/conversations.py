@@ -35,7 +35,7 @@ _HOLDING = (
 )
 _OPEN_OF = (
     "SELECT id, contact_id, status, awaiting_since, first_response_at FROM conversations "
-    "WHERE contact_id = $1 AND channel_id = $2 AND status <> 'resolved'"
+    "WHERE contact_id = $1 AND channel_id = $2 AND status <> 'resolved' ORDER BY id DESC LIMIT 1"
 )
 _INSERT = (
     f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES "

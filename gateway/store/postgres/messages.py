@@ -367,6 +367,12 @@ async def _jobs(conn: asyncpg.Connection, ids: list[str]) -> list[OutboundJob]:
             )
         ]
         refs.reverse()
+        last_in = await conn.fetchval(
+            "SELECT metadata FROM messages WHERE conversation_id = $1 AND id < $2 "
+            "AND direction = 'inbound' ORDER BY id DESC LIMIT 1",
+            m["conversation_id"],
+            m["id"],
+        )
         jobs.append(
             OutboundJob(
                 outbound=OutboundMessage(
@@ -385,6 +391,7 @@ async def _jobs(conn: asyncpg.Connection, ids: list[str]) -> list[OutboundJob]:
                     phone=await conn.fetchval(_PHONE, conv.contact_id)
                     if conv.channel_type in PHONE_CHANNELS
                     else None,
+                    last_inbound_metadata=rows.metadata(last_in),
                 ),
                 attempts=m["attempts"],
             )

@@ -71,10 +71,11 @@ class ConversationTx:
         return None if row is None else rows.conversation(row)
 
     async def open_of(self, contact_id: str, channel_id: str) -> OpenConversation | None:
-        # Served by the partial index conversations_one_open.
+        # The newest (e-mail may have several open); served by conversations_open.
         row = self.tx.one(
             "SELECT id, contact_id, status, awaiting_since, first_response_at "
-            "FROM conversations WHERE contact_id = ? AND channel_id = ? AND status != 'resolved'",
+            "FROM conversations WHERE contact_id = ? AND channel_id = ? AND status != 'resolved' "
+            "ORDER BY id DESC LIMIT 1",
             (contact_id, channel_id),
         )
         if row is None:

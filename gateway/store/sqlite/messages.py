@@ -343,6 +343,11 @@ def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]
             )
         ]
         refs.reverse()
+        last_in = conn.execute(
+            "SELECT metadata FROM messages WHERE conversation_id = ? AND id < ? "
+            "AND direction = 'inbound' ORDER BY id DESC LIMIT 1",
+            (m["conversation_id"], m["id"]),
+        ).fetchone()
         jobs.append(
             OutboundJob(
                 outbound=OutboundMessage(
@@ -361,6 +366,7 @@ def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]
                     phone=conn.execute(_PHONE, (conv.contact_id,)).fetchone()[0]
                     if conv.channel_type in PHONE_CHANNELS
                     else None,
+                    last_inbound_metadata=rows.metadata(last_in[0] if last_in else None),
                 ),
                 attempts=m["attempts"],
             )

@@ -418,6 +418,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        16,
+        """
+        -- On email each thread is its own conversation, so a contact may have several
+        -- open there, while chat channels keep one open conversation per contact and channel.
+        DROP INDEX conversations_one_open;
+        CREATE UNIQUE INDEX conversations_one_open ON conversations(contact_id, channel_id)
+            WHERE status != 'resolved' AND channel_type != 'email';
+        CREATE INDEX conversations_open ON conversations(contact_id, channel_id, id)
+            WHERE status != 'resolved';
+        """,
+    ),
 ]
 
 # Steps after which the contacts' names are folded (their name_key and words written).
