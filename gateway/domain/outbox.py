@@ -267,9 +267,7 @@ async def start(
     # On a chat channel a contact has one open conversation (what they write next joins
     # it); on e-mail each thread is its own conversation, so a start is a new thread.
     already = (
-        await open_for(tx, contact_id, channel_id)
-        if one_open_per_contact(channel_type)
-        else None
+        await open_for(tx, contact_id, channel_id) if one_open_per_contact(channel_type) else None
     )
     if already is not None:
         raise Conflict(
