@@ -101,6 +101,7 @@ class Attachments:
             name=record.name,
             mime=record.mime,
             size=record.size,
+            attachment_id=attachment_id,
         )
 
     @staticmethod
