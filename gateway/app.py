@@ -185,6 +185,7 @@ class Gateway:
             self.contacts,
             self.channels,
             self.retention,
+            self.attachments,
             wake_queue=self.queue.kick,
             wake_sender=self.outbound.wake,
         )

@@ -31,7 +31,7 @@ import httpx
 
 from config.schema import AttachmentSettings
 from gateway import __version__
-from gateway.attachments import Attachments, safe_mime
+from gateway.attachments import Attachments, looks_like_html, safe_mime, sniff_image
 from gateway.domain.media import fetchable, record
 from gateway.metrics import Metrics
 from gateway.store.protocols import Store
@@ -150,32 +150,6 @@ def check_address(url: str, *, allow_private: bool, allow_loopback: bool) -> Non
 
 
 # --- what a file is -----------------------------------------------------------------------
-
-_IMAGE_MAGIC = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"BM", "image/bmp"),
-)
-_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<!--", b"<?xml")
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The image type the bytes are, by their first bytes; None when not an image."""
-    for magic, mime in _IMAGE_MAGIC:
-        if data.startswith(magic):
-            return mime
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"avif"):
-        return "image/avif" if data[8:12] == b"avif" else "image/heic"
-    return None
-
-
-def looks_like_html(data: bytes) -> bool:
-    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return head.startswith(_HTML_STARTS)
 
 
 def check_type(part: MediaPart, data: bytes, served_as: str) -> str:

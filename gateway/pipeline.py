@@ -160,6 +160,12 @@ class Pipeline:
     ) -> MediaPart:
         return await self.attachments.save(channel_id, data, name=name, mime=mime)
 
+    async def attachment_part(self, channel_id: ChannelId, attachment_id: str) -> MediaPart | None:
+        record = await self.store.attachments.get(attachment_id)
+        if record is None or record.channel_id != channel_id:
+            return None
+        return await self.attachments.part(attachment_id)
+
     async def known(self, channel_id: ChannelId, external_id: str) -> bool:
         return await self.store.messages.known(channel_id, external_id)
 
