@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
 from gateway.api.errors import PayloadTooLarge, UnsupportedMediaType
@@ -34,6 +36,17 @@ class AttachmentInfo(BaseModel):
     mime: str
     size: int
     url: str
+
+
+_QUOTED = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _decodes(name: str) -> bool:
+    try:
+        unquote(name, errors="strict")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -71,11 +84,15 @@ async def read_upload(request: web.Request, *, max_bytes: int, types: list[str])
                 raise PayloadTooLarge(
                     f"the file is over the {max_bytes}-byte limit", code="attachment_too_large"
                 )
-    except (ValueError, AssertionError, RuntimeError) as exc:
+    except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
         raise Malformed(f"the multipart body cannot be read: {exc}", code="bad_multipart") from None
     if not data:
         raise Malformed("the file is empty", code="empty_file")
     name = part.filename
+    if name and _QUOTED.search(name):
+        # Some clients (aiohttp's among them) send a name percent-encoded; browsers send
+        # it as UTF-8.
+        name = unquote(name, errors="strict") if _decodes(name) else name
     try:
         mime = upload_type(bytes(data), name, part.headers.get("Content-Type"))
     except ValueError as exc:
