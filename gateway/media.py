@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import mimetypes
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -239,10 +240,12 @@ class MediaFetcher:
                 raise Failure(
                     "unreachable", f"the transfer failed: {reason}", retryable=True
                 ) from None
-            if served_as == "application/octet-stream" and part.mime:
-                served_as = safe_mime(part.mime)
+            name = name_of(part, url)
+            if served_as == "application/octet-stream":
+                # Nothing in particular: what the provider said of it, or its name says.
+                served_as = safe_mime(part.mime or mimetypes.guess_type(name or "")[0])
             mime = check_type(part, data, served_as)
-            return Fetched(data, mime, name_of(part, url))
+            return Fetched(data, mime, name)
         raise Failure("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
 
     @staticmethod

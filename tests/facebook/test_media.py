@@ -16,10 +16,11 @@ import pytest
 from tests.api.helpers import eventually
 from tests.conftest import AUTH, GatewayFactory
 from tests.facebook.conftest import Fb, GraphFake
-from tests.facebook.helpers import config, load
+from tests.facebook.helpers import TOKEN, config, load
 from tests.media.cdn import Cdn, Endless
 from tests.media.images import png
-from tests.providers import Json, Served, all_messages
+from tests.media.uploads import upload
+from tests.providers import Json, Served, all_messages, reply, settled
 
 CDN = "https://scontent.xx.fbcdn.net/v/t1.15752-9"
 FAST = """
@@ -204,3 +205,50 @@ async def test_a_download_job_survives_a_restart(
         assert part["attachment_id"] and part["source_url"] == url
         resp = await client.get(part["url"], headers=AUTH)
         assert await resp.read() == photo
+
+
+async def test_an_agents_files_go_by_the_attachment_upload_api(
+    start: Start, graph: GraphFake
+) -> None:
+    fb = await start()
+    uploads = graph.router.post(
+        host="graph.test", path__regex=r"^/v25\.0/[0-9]+/message_attachments$"
+    )
+    ids = iter(["1857777774821032", "1857777774821033"])
+    uploads.side_effect = lambda request: httpx.Response(200, json={"attachment_id": next(ids)})
+    await fb.deliver(load("message_text"))
+    page = await (await fb.client.get("/v1/conversations", headers=AUTH)).json()
+    conv_id = page["items"][0]["id"]
+    photo = png(25, 25)
+    image = await upload(fb.client, photo, "áo dài.png", "image/png")
+    pdf = await upload(fb.client, b"%PDF-1.4 bao gia", "báo giá.pdf", "application/pdf")
+    message_id = await reply(
+        fb,
+        conv_id,
+        {
+            "parts": [
+                {"type": "text", "text": "Mẫu và báo giá ạ"},
+                {"type": "image", "attachment_id": image["id"]},
+                {"type": "file", "attachment_id": pdf["id"]},
+            ]
+        },
+    )
+    assert (await settled(fb, message_id))["status"] == "sent"
+    first, second = [c.request for c in uploads.calls]
+    assert first.url.path == "/v25.0/104000000000001/message_attachments"
+    assert first.url.params["access_token"] == TOKEN
+    assert first.headers["content-type"].startswith("multipart/form-data")
+    assert photo in first.content
+    assert b'name="filedata"' in first.content
+    assert b'"type": "image"' in first.content and b'"is_reusable": true' in first.content
+    assert b'"type": "file"' in second.content
+    sent = [body["message"] for _, _, body in graph.messages()]
+    assert sent[0]["text"] == "Mẫu và báo giá ạ"
+    assert sent[1]["attachment"] == {
+        "type": "image",
+        "payload": {"attachment_id": "1857777774821032"},
+    }
+    assert sent[2]["attachment"] == {
+        "type": "file",
+        "payload": {"attachment_id": "1857777774821033"},
+    }
