@@ -165,6 +165,8 @@ def check_type(part: MediaPart, data: bytes, served_as: str) -> str:
     name = (part.name or "").lower()
     if looks_like_html(data) and not name.endswith((".html", ".htm")):
         raise Failure("unexpected_type", f"the provider served an HTML page, not a {part.type}")
+    if part.type in ("audio", "video") and served_as.startswith("text/"):
+        raise Failure("unexpected_type", f"the provider served {served_as}, not a {part.type}")
     if part.type in ("audio", "video") and not served_as.startswith(part.type + "/"):
         return part.mime or served_as or "application/octet-stream"
     return served_as or part.mime or "application/octet-stream"
@@ -261,7 +263,7 @@ class MediaFetcher:
     async def _read(self, resp: httpx.Response) -> bytes:
         limit = self.max_bytes
         declared = resp.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise Failure(
                 "too_large", f"the file is {int(declared)} bytes, over the {limit}-byte limit"
             )

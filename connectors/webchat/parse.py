@@ -10,6 +10,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -207,6 +208,9 @@ def verify_token(
 # --- links to files -------------------------------------------------------------------
 
 
+_EXPIRES = re.compile(r"[0-9]{1,12}")
+
+
 def _file_body(channel_id: str, attachment_id: str, expires: int) -> bytes:
     return f"file.{channel_id}.{attachment_id}.{expires}".encode()
 
@@ -226,7 +230,7 @@ def file_link_ok(
     now: float | None = None,
 ) -> bool:
     """A link to a file made by :func:`sign_file`, with any of the keys, not expired."""
-    if not expires.isdigit() or len(expires) > 12 or len(signature) > 64:
+    if not _EXPIRES.fullmatch(expires) or len(signature) > 64:
         return False
     if int(expires) < (time.time() if now is None else now):
         return False
