@@ -41,8 +41,8 @@ async def record(
 ) -> bool:
     """Put the parts fetched (or given up) in place of the provider's, by index, where
     the part is still the one that was fetched; then either try the rest again at
-    ``again_at`` or, with nothing left, drop the job. Returns whether the message
-    changed."""
+    ``again_at`` or, with nothing left, drop the job. A changed message is announced
+    (``message.updated``). Returns whether the message changed."""
     message = await tx.messages.get(message_id)
     if message is None:
         await tx.messages.downloaded(message_id)
@@ -56,6 +56,8 @@ async def record(
             changed = True
     if changed:
         await tx.messages.set_parts(message_id, parts)
+        updated = message.model_copy(update={"parts": parts})
+        await tx.emit("message.updated", {"message": updated}, updated.conversation_id)
     if again_at is not None and fetchable(parts):
         await tx.messages.download_again(message_id, attempts, again_at)
     else:

@@ -20,7 +20,7 @@ from tests.facebook.helpers import TOKEN, config, load
 from tests.media.cdn import Cdn, Endless
 from tests.media.images import png
 from tests.media.uploads import upload
-from tests.providers import Json, Served, all_messages, reply, settled
+from tests.providers import Json, Served, all_messages, events, reply, settled
 
 CDN = "https://scontent.xx.fbcdn.net/v/t1.15752-9"
 FAST = """
@@ -99,6 +99,9 @@ async def test_a_photo_is_kept_before_its_url_expires(start: Start, graph: Graph
     assert part["source_url"] == url
     assert part["error"] is None
     assert (part["mime"], part["size"]) == ("image/png", len(photo))  # what the bytes are
+    # Announced, so that a helpdesk keeping its own copy of the message learns the new URL.
+    (updated,) = await events(fb, "message.updated")
+    assert updated["message"]["parts"] == [part]
 
     # The CDN's link expires; the gateway's copy stays.
     await asyncio.sleep(max(0.0, served.expires_at - time.monotonic()) + 0.05)

@@ -12,7 +12,7 @@ from gateway.store.transaction import Tx
 from kernel.envelope import InboundMessage, Sender
 from kernel.ids import ChannelId
 from kernel.models import ChannelType, MediaPart, PartError, TextPart, utcnow
-from tests.store.conftest import Domain
+from tests.store.conftest import Domain, Recorder
 
 FB = ChannelId("fb-shop")
 CDN = "https://scontent.xx.fbcdn.net/v/t1/photo.jpg?oe=1"
@@ -45,7 +45,9 @@ async def test_a_job_is_written_with_its_message_once(domain: Domain, store: Sto
     assert again.message.id == first.message.id
 
 
-async def test_outcomes_replace_parts_then_the_job_ends(domain: Domain, store: Store) -> None:
+async def test_outcomes_replace_parts_then_the_job_ends(
+    domain: Domain, store: Store, recorder: Recorder
+) -> None:
     other = "https://scontent.xx.fbcdn.net/v/t1/second.jpg?oe=2"
     stored = await domain.inbox.ingest(with_files("m1", CDN, other), ChannelType.FACEBOOK)
     message_id = stored.message.id
@@ -88,3 +90,4 @@ async def test_outcomes_replace_parts_then_the_job_ends(domain: Domain, store: S
     assert message.parts[1:] == [kept, lost]
     assert message.parts[0] == TextPart(text="Ảnh nè")
     assert await store.media_downloads.next_due() is None
+    assert recorder.types().count("message.updated") == 2
