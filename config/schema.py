@@ -204,7 +204,7 @@ class AttachmentSettings(Section):
     download_retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
     download_timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0
     # Files fetched at once.
-    download_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    download_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
     # Types agents may upload; "type/*" for a whole family. The size limit is
     # [server] max_attachment_bytes.
     upload_types: list[str] = Field(default_factory=lambda: list(DEFAULT_UPLOAD_TYPES))

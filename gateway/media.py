@@ -21,7 +21,7 @@ import ipaddress
 import logging
 import mimetypes
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -336,26 +336,48 @@ class MediaDownloads:
         return min(self.settings.download_retry_seconds * 4.0 ** (attempts - 1), MAX_BACKOFF)
 
     async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                jobs = await self.store.media_downloads.due(
-                    utcnow(), self.settings.download_concurrency * 4, self._hold_seconds()
-                )
-                if jobs:
-                    await asyncio.gather(*(self._job(job) for job in jobs))
-                    continue
-                due = await self.store.media_downloads.next_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("media downloads: reading the jobs failed")
+        """Keep up to twice ``download_concurrency`` jobs going (their files share the
+        ``download_concurrency`` fetches): a slow file never holds the next jobs back."""
+        running: set[asyncio.Task[None]] = set()
+        most = self.settings.download_concurrency * 2
+        try:
+            while True:
+                self._wake.clear()
                 due = None
-            wait = IDLE_POLL
-            if due is not None:
-                wait = max(0.0, min(wait, (due - utcnow()).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                try:
+                    if len(running) < most:
+                        jobs = await self.store.media_downloads.due(
+                            utcnow(), most - len(running), self._hold_seconds()
+                        )
+                        for job in jobs:
+                            task = asyncio.create_task(self._job(job))
+                            running.add(task)
+                            task.add_done_callback(self._finished(running))
+                        if jobs:
+                            continue
+                        due = await self.store.media_downloads.next_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("media downloads: reading the jobs failed")
+                wait = IDLE_POLL
+                if due is not None:
+                    wait = max(0.0, min(wait, (due - utcnow()).total_seconds()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    def _finished(self, running: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            self._wake.set()  # room for the next job
+            if not task.cancelled() and task.exception() is not None:
+                log.error("media download job failed: %r", task.exception())
+
+        return done
 
     async def _job(self, job: MediaJob) -> None:
         message = job.message
