@@ -103,6 +103,8 @@ async def test_a_photo_is_kept_before_its_url_expires(start: Start, graph: Graph
     (updated,) = await events(fb, "message.updated")
     assert updated["message"]["parts"] == [part]
 
+    scraped = await (await fb.client.get("/metrics")).text()
+    assert 'omnigw_media_downloads_total{outcome="stored"} 1.0' in scraped
     # The CDN's link expires; the gateway's copy stays.
     await asyncio.sleep(max(0.0, served.expires_at - time.monotonic()) + 0.05)
     async with httpx.AsyncClient() as http:
@@ -161,6 +163,9 @@ async def test_refusals_keep_their_reason_on_the_part(start: Start, graph: Graph
     assert not private_route.called
     assert loopback["error"]["code"] == "unsafe_url"
     assert "loopback" in loopback["error"]["reason"]
+    scraped = await (await fb.client.get("/metrics")).text()
+    assert 'omnigw_media_downloads_total{outcome="unsafe_url"} 2.0' in scraped
+    assert 'omnigw_media_downloads_total{outcome="too_large"} 2.0' in scraped
     rows = await fb.gw.store.media_downloads.next_due()
     assert rows is None  # nothing left to fetch
 
