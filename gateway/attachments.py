@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import mimetypes
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -21,6 +22,8 @@ from kernel.ids import ATTACHMENT_ID, ChannelId, ulid
 from kernel.models import MediaPart, Part
 from kernel.text import clean_text
 
+log = logging.getLogger(__name__)
+
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
 
@@ -28,6 +31,24 @@ _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
 # Where the gateway serves its files; their URLs are this path, after `public_url` if set.
 OWN_PATH = "/v1/attachments/"
 _OWN_URL = re.compile(re.escape(OWN_PATH) + rf"({ATTACHMENT_ID})$")
+
+
+def remove_files(root: Path, paths: Iterable[str]) -> None:
+    """Remove files of the data directory (paths relative to ``root``) whose records are
+    gone; one that is missing already is no error, one outside ``root`` is never touched."""
+    top = root.resolve()
+    for relative in paths:
+        if not relative:
+            continue  # kept in the store itself
+        path = (top / relative).resolve()
+        if not path.is_relative_to(top):
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("attachment file %s could not be removed: %s", relative, exc)
 
 
 class AttachmentTooLarge(ValueError):

@@ -32,8 +32,14 @@ import httpx
 
 from config.schema import AttachmentSettings
 from gateway import __version__
-from gateway.attachments import Attachments, looks_like_html, safe_mime, sniff_image
-from gateway.domain.media import fetchable, record
+from gateway.attachments import (
+    Attachments,
+    looks_like_html,
+    remove_files,
+    safe_mime,
+    sniff_image,
+)
+from gateway.domain.media import Recorded, fetchable, record
 from gateway.metrics import Metrics
 from gateway.store.protocols import Store
 from gateway.store.records import MediaJob, to_us
@@ -398,13 +404,16 @@ class MediaDownloads:
         again = len(outcomes) < len(indexes)
         again_at = to_us(utcnow() + timedelta(seconds=self.backoff(attempt))) if again else None
 
-        async def work(tx: Tx) -> bool:
+        async def work(tx: Tx) -> Recorded:
             return await record(tx, message.id, outcomes, attempts=attempt, again_at=again_at)
 
         try:
-            await self.store.transact(work)
+            recorded = await self.store.transact(work)
         except Exception:
             log.exception("media downloads: recording message %s failed", message.id)
+            return
+        if recorded.paths:
+            await asyncio.to_thread(remove_files, self.attachments.root, recorded.paths)
 
     async def _one(self, channel_id: str, part: MediaPart, attempt: int) -> MediaPart | None:
         """The part to keep in place of ``part``, or None to try again later."""

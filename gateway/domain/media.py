@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from gateway.store.transaction import Tx
 from kernel.models import MediaPart, Part
@@ -31,6 +32,15 @@ def fetchable(parts: Sequence[Part]) -> list[int]:
     return [i for i, part in enumerate(parts) if to_fetch(part)]
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What recording a try did: whether the message changed, and the data-directory
+    paths of files kept for parts that had gone meanwhile (to remove after the commit)."""
+
+    changed: bool
+    paths: list[str]
+
+
 async def record(
     tx: Tx,
     message_id: str,
@@ -38,22 +48,27 @@ async def record(
     *,
     attempts: int,
     again_at: int | None,
-) -> bool:
+) -> Recorded:
     """Put the parts fetched (or given up) in place of the provider's, by index, where
     the part is still the one that was fetched; then either try the rest again at
     ``again_at`` or, with nothing left, drop the job. A changed message is announced
-    (``message.updated``). Returns whether the message changed."""
+    (``message.updated``). A file kept for a part that is gone (the message was erased
+    meanwhile) is deleted: nothing of an erased person comes back."""
     message = await tx.messages.get(message_id)
-    if message is None:
-        await tx.messages.downloaded(message_id)
-        return False
-    parts = list(message.parts)
+    parts = list(message.parts) if message is not None else []
     changed = False
+    unused: list[str] = []
     for index, part in outcomes.items():
         current = parts[index] if index < len(parts) else None
         if isinstance(current, MediaPart) and to_fetch(current) and current.url == part.source_url:
             parts[index] = part
             changed = True
+        elif part.attachment_id is not None:
+            unused.append(part.attachment_id)
+    paths = await tx.erasure.drop_attachments(unused) if unused else []
+    if message is None:
+        await tx.messages.downloaded(message_id)
+        return Recorded(False, paths)
     if changed:
         await tx.messages.set_parts(message_id, parts)
         updated = message.model_copy(update={"parts": parts})
@@ -62,4 +77,4 @@ async def record(
         await tx.messages.download_again(message_id, attempts, again_at)
     else:
         await tx.messages.downloaded(message_id)
-    return changed
+    return Recorded(changed, paths)

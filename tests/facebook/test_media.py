@@ -20,7 +20,7 @@ from tests.facebook.helpers import TOKEN, config, load
 from tests.media.cdn import Cdn, Endless
 from tests.media.images import png
 from tests.media.uploads import upload
-from tests.providers import Json, Served, all_messages, events, reply, settled
+from tests.providers import Json, Served, all_messages, events, read_only_db, reply, settled
 
 CDN = "https://scontent.xx.fbcdn.net/v/t1.15752-9"
 FAST = """
@@ -260,3 +260,30 @@ async def test_an_agents_files_go_by_the_attachment_upload_api(
         "type": "file",
         "payload": {"attachment_id": "1857777774821033"},
     }
+
+
+async def test_a_photo_arriving_after_its_sender_was_erased_is_not_kept(
+    start: Start, graph: GraphFake
+) -> None:
+    fb = await start()
+    cdn = Cdn(graph.router)
+    url = f"{CDN}/erased.png?oe=7"
+    gate = asyncio.Event()
+    served = cdn.add(url, png(6, 6), "image/png", gate=gate)
+    await fb.deliver(media_event("m_erased", ("image", url)))
+    await eventually(lambda: asyncio.sleep(0, served.requests))
+    page = await (await fb.client.get("/v1/conversations", headers=AUTH)).json()
+    contact_id = page["items"][0]["contact_id"]
+    resp = await fb.client.delete(f"/v1/contacts/{contact_id}", headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    gate.set()  # the CDN answers only now
+
+    async def settled() -> bool:
+        return await fb.gw.store.media_downloads.next_due() is None
+
+    await eventually(settled, within=10)
+    with read_only_db(fb.data_dir) as db:
+        assert db.execute("SELECT COUNT(*) FROM attachments").fetchone()[0] == 0
+    assert list((fb.data_dir / "attachments").glob("*/att_*")) == []
+    (message,) = await all_messages(fb)
+    assert message["parts"] == []

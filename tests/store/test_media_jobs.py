@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from gateway.domain.media import record
+from gateway.domain.media import Recorded, record
 from gateway.store.protocols import Store
-from gateway.store.records import to_us
+from gateway.store.records import AttachmentRecord, to_us
 from gateway.store.transaction import Tx
 from kernel.envelope import InboundMessage, Sender
 from kernel.ids import ChannelId
@@ -64,7 +64,7 @@ async def test_outcomes_replace_parts_then_the_job_ends(
     async def first_try(tx: Tx) -> bool:
         return await record(tx, message_id, {1: kept}, attempts=1, again_at=later)
 
-    assert await store.transact(first_try)
+    assert (await store.transact(first_try)).changed
     message = await store.messages.get(message_id)
     assert message is not None and message.parts[1] == kept
     assert message.parts[2] == MediaPart(type="image", url=other)
@@ -84,10 +84,45 @@ async def test_outcomes_replace_parts_then_the_job_ends(
         # index 1 is no longer a provider's file: what names another source is ignored
         return await record(tx, message_id, {1: stale, 2: lost}, attempts=2, again_at=None)
 
-    assert await store.transact(last_try)
+    assert (await store.transact(last_try)).changed
     message = await store.messages.get(message_id)
     assert message is not None
     assert message.parts[1:] == [kept, lost]
     assert message.parts[0] == TextPart(text="Ảnh nè")
     assert await store.media_downloads.next_due() is None
     assert recorder.types().count("message.updated") == 2
+
+
+async def test_a_file_for_a_message_erased_meanwhile_is_not_kept(
+    domain: Domain, store: Store
+) -> None:
+    stored = await domain.inbox.ingest(with_files("m1", CDN), ChannelType.FACEBOOK)
+    message_id = stored.message.id
+    file = AttachmentRecord(
+        id="att_01JB0000000000000000000001",
+        channel_id=FB,
+        mime="image/png",
+        size=3,
+        sha256="0" * 64,
+        path="" if store.attachments.keeps_data else "01/att_01JB0000000000000000000001",
+    )
+    await store.attachments.add(file, b"png" if store.attachments.keeps_data else None)
+
+    async def erase(tx: Tx) -> None:  # what erasure leaves of a message
+        await tx.messages.set_parts(message_id, [])
+
+    await store.transact(erase)
+    kept = MediaPart(
+        type="image", url=OWN, attachment_id=file.id, mime="image/png", size=3, source_url=CDN
+    )
+
+    async def late(tx: Tx) -> Recorded:
+        return await record(tx, message_id, {1: kept}, attempts=1, again_at=None)
+
+    recorded = await store.transact(late)
+    assert not recorded.changed
+    assert recorded.paths == [file.path]
+    assert await store.attachments.get(file.id) is None
+    message = await store.messages.get(message_id)
+    assert message is not None and message.parts == []
+    assert await store.media_downloads.next_due() is None
