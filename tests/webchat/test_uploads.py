@@ -255,3 +255,41 @@ async def test_an_agents_file_reaches_the_visitor_by_a_signed_link(
     other = await upload(client, png(), "khác.png", "image/png")
     assert await status(f"/webchat/webchat/files/{other['id']}?{link.query}") == 403
     assert await status(link.path) == 403
+
+
+async def test_a_conversation_the_business_starts_may_carry_an_upload(client: Client) -> None:
+    ws, session = await open_visitor(client)
+    await say(ws, "Chào shop", "c1")
+    await ws.close()
+    conv_id = (await get_json(client, "/v1/conversations?channel_id=webchat"))["items"][0]["id"]
+    await post_json(client, f"/v1/conversations/{conv_id}/resolve", {})
+    photo = png(14, 14, (90, 90, 200))
+    up = await upload(client, photo, "phiếu bảo hành.png", "image/png")
+    started = await post_json(
+        client,
+        "/v1/conversations",
+        {
+            "channel_id": "webchat",
+            "to": {"external_id": session["visitor_id"]},
+            "parts": [{"type": "image", "attachment_id": up["id"]}],
+        },
+        status=201,
+    )
+    (part,) = started["message"]["parts"]
+    assert (part["attachment_id"], part["url"], part["size"]) == (up["id"], up["url"], len(photo))
+    missing = await post_json(
+        client,
+        "/v1/conversations",
+        {
+            "channel_id": "webchat",
+            "to": {"external_id": session["visitor_id"]},
+            "parts": [{"type": "image", "attachment_id": "att_" + "1" * 26}],
+        },
+        status=422,
+    )
+    assert missing["error"]["code"] == "attachment_not_found"
+    ws2, _ = await open_visitor(client, token=session["token"])
+    await ws2.send_json({"type": "history", "limit": 10})
+    shown = (await ws2.receive_json(timeout=5))["messages"][-1]["parts"][0]
+    assert shown["url"].startswith(f"/webchat/webchat/files/{up['id']}?")
+    assert await (await client.get(shown["url"])).read() == photo
