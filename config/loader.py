@@ -20,7 +20,16 @@ from kernel.netguard import ip_literal
 ENV_PREFIX = "OMNIGW_"
 # Environment variables that are not config keys.
 RESERVED_ENV = {"OMNIGW_ADMIN_TOKEN", "OMNIGW_SECRET_KEY", "OMNIGW_LOG_LEVEL"}
-SECTIONS = ("server", "store", "redis", "events", "routing", "webhook_delivery", "retention")
+SECTIONS = (
+    "server",
+    "store",
+    "redis",
+    "events",
+    "routing",
+    "webhook_delivery",
+    "retention",
+    "attachments",
+)
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 

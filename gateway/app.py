@@ -34,6 +34,7 @@ from gateway.domain.state import RoutingState
 from gateway.events import EventBus
 from gateway.keys import KEY_CHECK as KEY_CHECK  # where the store keeps its key checks
 from gateway.keys import NO_KEY_DETAIL, check_keys, given_keys, load_keys
+from gateway.media import MediaDownloads
 from gateway.metrics import ChannelState, Metrics
 from gateway.outbound import OutboundWorker
 from gateway.pipeline import Pipeline
@@ -184,6 +185,7 @@ class Gateway:
             self.contacts,
             self.channels,
             self.retention,
+            self.attachments,
             wake_queue=self.queue.kick,
             wake_sender=self.outbound.wake,
         )
@@ -198,6 +200,8 @@ class Gateway:
             self.attachments,
         )
         self.pipeline.on_connected = self.outbound.channel_recovered
+        self.media = MediaDownloads(store, self.attachments, s.attachments, self.metrics)
+        self.pipeline.on_media = self.media.wake
         self.pipeline.keeper = self.keeper
         self.keys = keys = await load_keys(store, s.server.data_dir, given)
         await self._check_key(store, keys)
@@ -236,6 +240,7 @@ class Gateway:
         self._watch()
         await self.webhooks.start()
         self.outbound.start()
+        self.media.start()  # files of messages stored before a restart too
         self.queue.start()  # whatever waited in the queue while we were down
         self.retention.start()
         self.windows = WindowWatch(
@@ -412,6 +417,7 @@ class Gateway:
         await self.queue.stop()
         await self.webhooks.stop()
         await self.outbound.stop()
+        await self.media.stop()
         await self.channels.aclose()
         await self.queue.settle()
         await self.pipeline.drain()

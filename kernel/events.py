@@ -100,6 +100,7 @@ EVENT_TYPES = (
     "message.read",
     "message.failed",
     "message.reacted",
+    "message.updated",
     "conversation.created",
     "conversation.queued",
     "conversation.assigned",

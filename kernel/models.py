@@ -112,12 +112,25 @@ class TextPart(Frozen):
     text: Annotated[Text, Field(min_length=1)]
 
 
+class PartError(Frozen):
+    """Why a part's file is not kept (a provider's file that could not be fetched)."""
+
+    code: str
+    reason: str
+
+
 class MediaPart(Frozen):
     type: Literal["image", "audio", "video", "file", "sticker"]
     url: str | None = None
     name: Text | None = None
     mime: str | None = None
     size: Annotated[int, Field(ge=0)] | None = None
+    # A file this gateway keeps (POST /v1/attachments, or a provider's file fetched):
+    # a part sent by the API may name it instead of giving a url.
+    attachment_id: Annotated[str, Field(pattern=r"^att_[0-9A-Z]{26}$")] | None = None
+    # Where a provider's file came from, once the gateway keeps its own copy (or failed to).
+    source_url: str | None = None
+    error: PartError | None = None
 
 
 class LocationPart(Frozen):

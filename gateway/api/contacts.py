@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from typing import cast
-from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import BaseModel
 
+from gateway.api.attachments import file_response
 from gateway.api.auth import MANAGE
 from gateway.api.schemas import ContactPatch, ContactSearchQuery, Merge, PageQuery, Unmerge
 from gateway.api.spec import Operations, Req
@@ -197,24 +197,4 @@ async def unmerge(req: Req) -> Contact:
     errors=(404,),
 )
 async def get_attachment(req: Req) -> web.StreamResponse:
-    record = await req.ctx.store.attachments.get(req.param("id"))
-    if record is None:
-        raise NotFound(f"attachment {req.param('id')} not found", code="attachment_not_found")
-    inline = (
-        record.mime.split("/", 1)[0] in ("image", "audio", "video") and "svg" not in record.mime
-    )
-    name = record.name or record.id
-    disposition = "inline" if inline else "attachment"
-    headers = {
-        "Content-Type": record.mime,
-        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name)}",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox; default-src 'none'",
-        "Cache-Control": "private, max-age=86400",
-    }
-    content = await req.ctx.attachments.content(record)
-    if content is None:
-        raise NotFound(f"attachment {record.id} not found", code="attachment_not_found")
-    if isinstance(content, bytes):
-        return web.Response(body=content, headers=headers)
-    return web.FileResponse(content, headers=headers)
+    return await file_response(req.ctx.attachments, req.param("id"))

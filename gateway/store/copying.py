@@ -154,6 +154,7 @@ TABLES: tuple[Table, ...] = (
         identity=True,
     ),
     Table("api_channels", _cols("id, type, sealed, created_at, updated_at")),
+    Table("media_downloads", _cols("message_id, channel_id, attempts, next_at, created_at")),
 )
 
 # Where the file bytes of attachments go on PostgreSQL (no SQLite table of its own).

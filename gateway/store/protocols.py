@@ -25,6 +25,7 @@ from gateway.store.records import (
     ChannelSamples,
     ConversationFilter,
     DeliveryRow,
+    MediaJob,
     OutboundJob,
     StoredChannel,
     TokenRecord,
@@ -148,6 +149,19 @@ class OutboundQueue(Protocol):
     async def release_held(self, channel_id: ChannelId, now: datetime) -> int:
         """Make every waiting message of a channel due now; returns how many."""
         ...
+
+
+class MediaDownloads(Protocol):
+    """Messages whose provider files are still to be fetched (written with the message by
+    ``MessageRows.download_later``)."""
+
+    async def due(self, now: datetime, limit: int, hold_seconds: float) -> list[MediaJob]:
+        """Due jobs, oldest first, each held (not due for anyone) ``hold_seconds`` from
+        now, so that another process does not fetch the same files meanwhile; a job
+        whose message is gone is dropped."""
+        ...
+
+    async def next_due(self) -> datetime | None: ...
 
 
 class EventLog(Protocol):
@@ -378,6 +392,8 @@ class Store(Protocol):
     def agents(self) -> AgentReads: ...
     @property
     def outbound(self) -> OutboundQueue: ...
+    @property
+    def media_downloads(self) -> MediaDownloads: ...
     @property
     def events(self) -> EventLog: ...
     @property

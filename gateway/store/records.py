@@ -217,6 +217,15 @@ class OutboundJob(BaseModel):
     attempts: int
 
 
+class MediaJob(BaseModel):
+    """A message whose provider files are still to be fetched (gateway.media)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    message: Message
+    attempts: int
+
+
 # --- contacts and agents ------------------------------------------------------------------
 
 

@@ -24,7 +24,16 @@ from gateway.store.records import (
     WindowCandidate,
 )
 from kernel.events import Event
-from kernel.models import Agent, Contact, Message, MessageError, MessageStatus, Presence, Reaction
+from kernel.models import (
+    Agent,
+    Contact,
+    Message,
+    MessageError,
+    MessageStatus,
+    Part,
+    Presence,
+    Reaction,
+)
 
 T = TypeVar("T")
 
@@ -149,6 +158,22 @@ class MessageRows(Protocol):
         ...
 
     async def set_reactions(self, message_id: str, reactions: list[Reaction]) -> None: ...
+
+    async def set_parts(self, message_id: str, parts: Sequence[Part]) -> None:
+        """Replace a message's parts (its files once the gateway keeps them)."""
+        ...
+
+    async def download_later(self, message_id: str, channel_id: str) -> None:
+        """The message's provider files are to be fetched (gateway.media), from now."""
+        ...
+
+    async def download_again(self, message_id: str, attempts: int, at: int) -> None:
+        """The files still to fetch are tried again at ``at`` (microseconds)."""
+        ...
+
+    async def downloaded(self, message_id: str) -> None:
+        """Nothing of the message is left to fetch."""
+        ...
 
 
 class ContactRows(Protocol):

@@ -32,6 +32,8 @@ from tests.api.helpers import eventually
 from tests.conftest import ADMIN, AUTH
 from tests.email.conftest import PASSWORD, Mailboxes, MailServer
 from tests.email.helpers import crafted
+from tests.media.images import png
+from tests.media.uploads import upload
 
 CHANNEL = ChannelId("mail")
 Start = Callable[[str], Awaitable[Gateway]]
@@ -678,3 +680,44 @@ async def test_replies_keep_the_customers_cc(
     second = (await inbox(mail_server, mailboxes.customer, 2))[1]
     assert second["Message-ID"] == f"<{alone.external_id}>" and second["Cc"] is None
     assert len(await mail_server.read_mailbox(friend)) == 1
+
+
+async def test_an_agents_uploads_go_as_mail_attachments(
+    mail_server: MailServer, mailboxes: Mailboxes, gateways: Gateways
+) -> None:
+    gw = await gateways.start(mail_server.channel_toml(mailboxes.support))
+    await connected(gw)
+    mail = EmailMessage()
+    mail["From"], mail["To"] = mailboxes.customer, mailboxes.support
+    mail["Subject"] = "Xin báo giá"
+    mail["Message-ID"] = make_msgid(domain="example.org")
+    mail.set_content("Shop gửi giúp mình báo giá và ảnh mẫu nhé.")
+    await mail_server.send(mail, mailboxes.customer, mailboxes.support)
+    [conv] = await eventually(lambda: conversations(gw), within=8)
+    photo = png(12, 9)
+    quote_pdf = b"%PDF-1.4\n% bao gia\n"
+    async with TestClient(TestServer(gw.web_app())) as client:
+        image = await upload(client, photo, "ảnh mẫu.png", "image/png")
+        pdf = await upload(client, quote_pdf, "báo giá.pdf", "application/pdf")
+        resp = await client.post(
+            f"/v1/conversations/{conv.id}/messages",
+            json={
+                "parts": [
+                    {"type": "text", "text": "Gửi bạn báo giá và ảnh mẫu ạ."},
+                    {"type": "file", "attachment_id": pdf["id"]},
+                    {"type": "image", "attachment_id": image["id"]},
+                ]
+            },
+            headers=AUTH,
+        )
+        assert resp.status == 202, await resp.text()
+        out = await sent(gw, str((await resp.json())["id"]))
+    assert out.status == MessageStatus.SENT, out.error
+    [delivered] = await inbox(mail_server, mailboxes.customer, 1)
+    attached = {a.get_filename(): a for a in delivered.iter_attachments()}
+    assert set(attached) == {"báo giá.pdf", "ảnh mẫu.png"}
+    assert attached["báo giá.pdf"].get_content() == quote_pdf
+    assert attached["báo giá.pdf"].get_content_type() == "application/pdf"
+    assert attached["ảnh mẫu.png"].get_content() == photo
+    body = delivered.get_body(preferencelist=("plain",))
+    assert body is not None and "Gửi bạn báo giá và ảnh mẫu ạ." in body.get_content()

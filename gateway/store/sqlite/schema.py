@@ -430,6 +430,22 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE status != 'resolved';
         """,
     ),
+    (
+        17,
+        """
+        -- Messages whose provider files (expiring CDN URLs) are still to be fetched into
+        -- the attachment storage: written with the message, removed when every file is
+        -- kept or given up. next_at is also pushed ahead while a process fetches.
+        CREATE TABLE media_downloads (
+            message_id  TEXT PRIMARY KEY,
+            channel_id  TEXT NOT NULL,
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            next_at     INTEGER NOT NULL,
+            created_at  INTEGER NOT NULL
+        );
+        CREATE INDEX media_downloads_due ON media_downloads(next_at);
+        """,
+    ),
 ]
 
 # Steps after which the contacts' names are folded (their name_key and words written).
