@@ -286,7 +286,7 @@ class ImapClient:
         uids: set[int] = set()
         for line in response.lines[:-1]:
             if isinstance(line, bytes):
-                uids.update(int(t) for t in line.split() if t.isdigit())
+                uids.update(int(t) for t in line.split() if t.isascii() and t.isdigit())
         return sorted(uids)
 
     async def uids_after(self, last_uid: int) -> list[int]:
