@@ -9,7 +9,6 @@ import email
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,24 +24,12 @@ import pytest
 
 from connectors.email.client import ImapClient
 from connectors.email.settings import ImapSettings
+from tests.db.throwaway import free_ports
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "mail"
 PASSWORD = "secret"
 POOL = 40  # pairs of accounts made at start; more are added (slowly) if a run needs them
 _counter = itertools.count(1)
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass
@@ -194,7 +181,7 @@ def running_mail_server(extra_env: dict[str, str] | None = None) -> Iterator[Mai
     server = None
     last_error: Exception | None = None
     for _ in range(3):  # a port picked as free may be taken before the daemons bind it
-        imap, imaps, smtp, lmtp = _free_ports(4)
+        imap, imaps, smtp, lmtp = free_ports(4)
         env = {
             **os.environ,
             "PYTHON": sys.executable,
