@@ -84,6 +84,13 @@ async def get(conn: asyncpg.Connection, conversation_id: str) -> ConversationRec
     return None if row is None else rows.conversation(row)
 
 
+async def _sla(conn: asyncpg.Connection, conversation_id: str) -> str | None:
+    found: str | None = await conn.fetchval(
+        "SELECT sla FROM conversation_clocks WHERE conversation_id = $1", conversation_id
+    )
+    return found
+
+
 class ConversationTx:
     __slots__ = ("tx",)
 
@@ -307,7 +314,9 @@ class ConversationReads:
 
     async def get(self, conversation_id: ConversationId) -> Conversation | None:
         found = await self._read(get, conversation_id)
-        return None if found is None else found.model()
+        if found is None:
+            return None
+        return rows.with_sla(found.model(), await self._read(_sla, conversation_id))
 
     async def page(
         self, filters: ConversationFilter, cursor: str | None, limit: int

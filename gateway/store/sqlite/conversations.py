@@ -246,6 +246,13 @@ def _list(
     return page(Conversation, items, limit)
 
 
+def _sla(conn: sqlite3.Connection, conversation_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT sla FROM conversation_clocks WHERE conversation_id = ?", (conversation_id,)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
 def identity_contact(conn: sqlite3.Connection, channel_id: str, external_id: str) -> str | None:
     row = conn.execute(
         "SELECT contact_id FROM identities WHERE channel_id = ? AND external_id = ?",
@@ -310,7 +317,9 @@ class ConversationReads:
 
     async def get(self, conversation_id: ConversationId) -> Conversation | None:
         found = await self._read(get, conversation_id)
-        return None if found is None else found.model()
+        if found is None:
+            return None
+        return rows.with_sla(found.model(), await self._read(_sla, conversation_id))
 
     async def page(
         self, filters: ConversationFilter, cursor: str | None, limit: int
