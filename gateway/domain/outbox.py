@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from gateway.domain import clocks
 from gateway.domain import contacts
 from gateway.domain.state import RoutingState
 from gateway.domain.threads import one_open_per_contact, open_for, open_new
@@ -137,6 +138,7 @@ async def create(
         )
         if author.id is not None:
             await tx.contacts.served(conv.contact_id, author.id, tx.now)
+        await clocks.answered(tx, conversation_id, tx.now / 1_000_000)
     else:
         await tx.conversations.update(conversation_id, last_message_at=tx.now)
     return await message(tx, pending.id), False
