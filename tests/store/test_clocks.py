@@ -142,7 +142,7 @@ async def test_sla_warnings_and_breaches_fire_once_and_show_on_the_conversation(
         ("sla.warning", "first_response"),
         ("sla.breached", "first_response"),
     ]
-    breach = [e for e in recorder.events if e.type == "sla.breached"][0]
+    breach = next(e for e in recorder.events if e.type == "sla.breached")
     assert breach.data["policy"] == "chat"
     assert breach.data["target_seconds"] == 3600
     assert breach.data["conversation"]["sla"]["breached"] == ["first_response"]
