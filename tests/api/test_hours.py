@@ -110,3 +110,27 @@ async def test_a_customer_writing_outside_hours_gets_one_reply_per_closed_period
         assert (chat["conversations"], chat["compliant"], chat["breached"]) == (1, 1, 0)
         assert chat["first_response"] == {"kept": 1, "missed": 0, "rate": 1.0}
         await ws.close()
+
+
+async def test_queue_wait_estimates_count_business_time_only(
+    make_gateway: GatewayFactory,
+) -> None:
+    hours, opens = closed_hours("webchat")
+    config = CONFIG.replace("capacity = { total = 5 }", "capacity = { total = 1 }")
+    gw = await make_gateway(config + '[routing]\naverage_handle_time = "10m"\n' + hours)
+    async with TestClient(TestServer(gw.web_app())) as client:
+        first, _ = await open_visitor(client)
+        await say(first, "Chào shop", "c1")
+        second, _ = await open_visitor(client)
+        await say(second, "Chào shop, mình cũng cần hỏi", "c1")
+        await gw.queue.settle()
+        queue = await get_json(client, "/v1/queue")
+        (waiting,) = queue["items"]
+        assert waiting["position"] == 1
+        # 10 minutes of handling, served only once the team is back
+        opening = datetime(opens.year, opens.month, opens.day, 8, 0, tzinfo=ZONE)
+        until_open = (opening - datetime.now(ZONE)).total_seconds()
+        assert waiting["estimated_wait_seconds"] >= until_open + 600 - 5
+        assert waiting["estimated_wait_seconds"] <= until_open + 600 + 5
+        await first.close()
+        await second.close()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from config.schema import Settings
-from routing.hours import BusinessHoursSettings, Calendar
+from routing.hours import BusinessHoursSettings, Calendar, parse_interval
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 PARIS = ZoneInfo("Europe/Paris")
@@ -190,3 +190,14 @@ def test_a_channel_follows_one_business_hours() -> None:
     entry = {"hours": {"mon": ["08:00-12:00"]}, "channels": ["webchat"]}
     with pytest.raises(ValidationError, match="follows two business hours"):
         Settings.model_validate({"business_hours": [{"id": "a", **entry}, {"id": "b", **entry}]})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=20) | st.from_regex(r"\d\d:\d\d-\d\d:\d\d", fullmatch=True))
+def test_any_interval_text_parses_or_is_refused_with_a_reason(text: str) -> None:
+    try:
+        start, end = parse_interval(text)
+    except ValueError as exc:
+        assert repr(text) in str(exc)
+    else:
+        assert 0 <= start < end <= 86400
