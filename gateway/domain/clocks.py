@@ -89,8 +89,9 @@ async def start(tx: Tx, clocks: Clocks, conv: ConversationRecord, now: float) ->
 async def customer_wrote(
     tx: Tx, clocks: Clocks, conversation_id: str, channel_id: str, channel_type: str, now: float
 ) -> bool:
-    """A customer's message: outside hours the off-hours reply (once per closed period),
-    and an SLA's next response clock. Whether a reply was written."""
+    """A customer's message: outside hours the off-hours reply (once per closed period
+    and customer: a closed period is known by the opening that ends it), and an SLA's
+    next response clock. Whether a reply was written."""
     calendar = clocks.hours_of(channel_id, channel_type)
     closed = (
         calendar is not None and calendar.settings.off_hours_reply and not calendar.is_open(now)
@@ -101,16 +102,18 @@ async def customer_wrote(
     changed = wrote = False
     if closed:
         assert calendar is not None
-        if record is None:
-            record = ClockRecord(conversation_id, channel_id, round(now * US))
-        if record.off_hours_until is None or record.off_hours_until <= now * US:
-            opening = calendar.next_opening(now)
-            if opening is not None:
-                conv = await tx.conversations.get(conversation_id)
-                assert conv is not None
-                await _off_hours_reply(tx, clocks, calendar, conv, opening)
-                record.off_hours_until = round(opening * US)
-                changed = wrote = True
+        opening = calendar.next_opening(now)
+        until = None if opening is None else round(opening * US)
+        if until is not None and (record is None or record.off_hours_until != until):
+            conv = await tx.conversations.get(conversation_id)
+            assert conv is not None
+            # once per closed period and customer: also across their e-mail threads
+            if not await tx.clocks.notified(conv.contact_id, channel_id, until):
+                assert opening is not None
+                wrote = await _off_hours_reply(tx, clocks, calendar, conv, opening)
+                record = record or ClockRecord(conversation_id, channel_id, round(now * US))
+                record.off_hours_until = until
+                changed = True
     if record is not None and record.sla_json is not None:
         policy = clocks.by_id.get(record.policy or "")
         clock = SlaClock.from_json(record.sla_json)
@@ -126,7 +129,7 @@ async def customer_wrote(
 
 async def _off_hours_reply(
     tx: Tx, clocks: Clocks, calendar: Calendar, conv: ConversationRecord, opening: float
-) -> None:
+) -> bool:
     texts = calendar.settings.texts
     language = conv.language or clocks.default_language
     base = language.lower().split("-")[0]
@@ -137,7 +140,7 @@ async def _off_hours_reply(
         or next(iter(texts.values()), None)
     )
     if not template:
-        return
+        return False
     text = template.format(opening=calendar.describe(opening, base))
     await write_notice(
         tx,
@@ -149,6 +152,7 @@ async def _off_hours_reply(
             "next_opening": rfc3339(_dt(opening)),
         },
     )
+    return True
 
 
 def _dt(t: float) -> datetime:

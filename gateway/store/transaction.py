@@ -277,6 +277,11 @@ class ClockRows(Protocol):
         """Clocks whose next_check has come, soonest first."""
         ...
 
+    async def notified(self, contact_id: str, channel_id: str, until: int) -> bool:
+        """Whether a conversation of this contact on this channel had the off-hours reply
+        of the closed period that ends at ``until``."""
+        ...
+
     async def next_check(self) -> int | None:
         """The soonest next_check of all."""
         ...

@@ -18,7 +18,7 @@ from kernel.models import Author, AuthorType, Message, TextPart
 from routing.hours import BusinessHoursSettings
 from routing.sla import SlaPolicySettings
 from tests.store.conftest import Domain, Recorder
-from tests.store.test_contract import WEB, inbound, ingest
+from tests.store.test_contract import MAIL, WEB, inbound, ingest
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 OFFICE = BusinessHoursSettings(
@@ -80,6 +80,34 @@ async def test_the_off_hours_reply_is_written_once_per_closed_period(
         "next_opening": "2027-02-11T01:00:00.000000Z",
     }
     assert all(n.status == "pending" for n in notices)
+
+
+async def test_one_off_hours_reply_per_closed_period_across_a_customers_conversations(
+    domain: Domain, store: Store
+) -> None:
+    # a customer whose conversation was resolved writes again the same night: a new
+    # conversation, but no second reply for the same closed period
+    mail = OFFICE.model_copy(update={"channels": ["mail"]})
+    hours = Clocks([mail])
+    first = await ingest(domain, inbound(MAIL, "<m1@example.com>", "an@example.com"))
+    await domain.assignments.resolve(first.conversation_id)
+    second = await ingest(domain, inbound(MAIL, "<m2@example.com>", "an@example.com"))
+    other = await ingest(domain, inbound(MAIL, "<b@example.com>", "binh@example.com"))
+    assert first.conversation_id != second.conversation_id
+
+    async def writes(conversation_id: ConversationId, now: float) -> bool:
+        async def work(tx: Tx) -> bool:
+            return await clocks.customer_wrote(tx, hours, conversation_id, MAIL, "email", now)
+
+        return await store.transact(work)
+
+    night = at(2027, 3, 1, 20, 0)
+    assert await writes(first.conversation_id, night)
+    assert not await writes(second.conversation_id, night + 60)
+    assert await writes(other.conversation_id, night + 120)  # another customer
+    assert await writes(second.conversation_id, at(2027, 3, 2, 12, 30))  # lunch
+    replied = [len(await system_messages(store, c.conversation_id)) for c in (first, second)]
+    assert replied == [1, 1]
 
 
 async def test_the_off_hours_reply_speaks_the_conversations_language(

@@ -52,6 +52,17 @@ class ClockTx:
         )
         return [ClockRecord(*row) for row in found]
 
+    async def notified(self, contact_id: str, channel_id: str, until: int) -> bool:
+        found = await self.tx.fetchval(
+            "SELECT 1 FROM conversations c JOIN conversation_clocks k "
+            "ON k.conversation_id = c.id WHERE c.contact_id = $1 AND c.channel_id = $2 "
+            "AND k.off_hours_until = $3 LIMIT 1",
+            contact_id,
+            channel_id,
+            until,
+        )
+        return found is not None
+
     async def next_check(self) -> int | None:
         found: int | None = await self.tx.fetchval(
             "SELECT MIN(next_check) FROM conversation_clocks"

@@ -53,6 +53,15 @@ class ClockTx:
         )
         return [ClockRecord(*row) for row in found]
 
+    async def notified(self, contact_id: str, channel_id: str, until: int) -> bool:
+        row = self.tx.one(
+            "SELECT 1 FROM conversations c JOIN conversation_clocks k "
+            "ON k.conversation_id = c.id WHERE c.contact_id = ? AND c.channel_id = ? "
+            "AND k.off_hours_until = ? LIMIT 1",
+            (contact_id, channel_id, until),
+        )
+        return row is not None
+
     async def next_check(self) -> int | None:
         row = self.tx.one("SELECT MIN(next_check) FROM conversation_clocks")
         return None if row is None else row[0]
