@@ -13,7 +13,7 @@ from connectors.registry import AVAILABLE, settings_union
 from connectors.settings import ChannelSettings as AnyChannelSettings
 from kernel.durations import Duration
 from kernel.models import ChannelIdStr, Presence
-from routing.hours import BusinessHoursSettings, calendars_by_channel
+from routing.hours import BusinessHoursSettings, Calendars
 from routing.settings import RoutingSettings
 from routing.sla import SlaPolicySettings
 
@@ -251,7 +251,14 @@ class Settings(Section):
 
     @model_validator(mode="after")
     def _one_calendar_per_channel(self) -> Settings:
-        calendars_by_channel(self.business_hours)  # raises on a channel named twice
+        Calendars(self.business_hours)  # raises on a channel or rule named twice
+        rules = {r.name for r in self.routing.rules}
+        for entry in self.business_hours:
+            unknown = sorted(set(entry.rules) - rules)
+            if unknown:
+                raise ValueError(
+                    f"business_hours {entry.id}: no routing rule named {', '.join(unknown)}"
+                )
         return self
 
     @property

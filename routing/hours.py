@@ -78,6 +78,8 @@ class BusinessHoursSettings(BaseModel):
     make_up_hours: list[str] | None = None
     # Channel ids or channel types that follow these hours.
     channels: list[str] = Field(default_factory=list)
+    # Routing rules (teams) whose conversations follow these hours, whatever the channel.
+    rules: list[str] = Field(default_factory=list)
     # Outside hours a customer gets one automatic reply per closed period.
     off_hours_reply: bool = True
     # Per language; {opening} is the next opening ("08:00 thứ Hai, 16/02").
@@ -257,20 +259,25 @@ def _holidays(country: str, year: int) -> dict[date, str]:
     return dict(holiday_tables.country_holidays(country, years=year).items())
 
 
-def calendar_for(
-    calendars: dict[str, Calendar], channel_id: str, channel_type: str
-) -> Calendar | None:
-    """The calendar a channel follows: by its id, else by its type; None when none does."""
-    return calendars.get(channel_id) or calendars.get(channel_type)
+class Calendars:
+    """Which business hours a conversation follows: its routing rule's (a team's), else
+    its channel's (by id, then type); None: around the clock."""
 
+    def __init__(self, entries: list[BusinessHoursSettings]) -> None:
+        self.by_channel: dict[str, Calendar] = {}
+        self.by_rule: dict[str, Calendar] = {}
+        for entry in entries:
+            cal = Calendar(entry)
+            for names, kind, found in (
+                (entry.channels, "channel", self.by_channel),
+                (entry.rules, "routing rule", self.by_rule),
+            ):
+                for name in names:
+                    if name in found:
+                        raise ValueError(f"{kind} {name!r} follows two business hours")
+                    found[name] = cal
 
-def calendars_by_channel(entries: list[BusinessHoursSettings]) -> dict[str, Calendar]:
-    """Each channel id or type named by an entry -> that entry's calendar."""
-    out: dict[str, Calendar] = {}
-    for entry in entries:
-        cal = Calendar(entry)
-        for channel in entry.channels:
-            if channel in out:
-                raise ValueError(f"channel {channel!r} follows two business hours")
-            out[channel] = cal
-    return out
+    def of(self, channel_id: str, channel_type: str, rule: str | None = None) -> Calendar | None:
+        if rule is not None and rule in self.by_rule:
+            return self.by_rule[rule]
+        return self.by_channel.get(channel_id) or self.by_channel.get(channel_type)

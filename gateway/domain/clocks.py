@@ -19,7 +19,7 @@ from gateway.store.records import ClockRecord, ConversationRecord
 from gateway.store.rows import with_sla
 from gateway.store.transaction import Tx
 from kernel.models import Conversation, rfc3339
-from routing.hours import BusinessHoursSettings, Calendar, calendar_for, calendars_by_channel
+from routing.hours import BusinessHoursSettings, Calendar, Calendars
 from routing.sla import Alert, SlaClock, SlaPolicySettings, match
 
 US = 1_000_000
@@ -37,26 +37,34 @@ class Clocks:
         policies: Iterable[SlaPolicySettings] = (),
         default_language: str = "vi",
     ) -> None:
-        self.calendars = calendars_by_channel(list(hours))
+        self.calendars = Calendars(list(hours))
         self.policies = list(policies)
         self.by_id = {p.id: p for p in self.policies}
         self.default_language = default_language
 
-    def hours_of(self, channel_id: str, channel_type: str) -> Calendar | None:
-        """The business hours a channel follows; None: around the clock."""
-        return calendar_for(self.calendars, channel_id, channel_type)
+    def hours_of(
+        self, channel_id: str, channel_type: str, rule: str | None = None
+    ) -> Calendar | None:
+        """The business hours a conversation follows (its routing rule's, else its
+        channel's); None: around the clock."""
+        return self.calendars.of(channel_id, channel_type, rule)
 
-    def calendar(self, channel_id: str, channel_type: str) -> Calendar:
-        return self.hours_of(channel_id, channel_type) or ALWAYS
+    def calendar(self, channel_id: str, channel_type: str, rule: str | None = None) -> Calendar:
+        return self.hours_of(channel_id, channel_type, rule) or ALWAYS
 
     def business_wait(
-        self, channel_id: str, channel_type: str, seconds: float | None, now: float
+        self,
+        channel_id: str,
+        channel_type: str,
+        seconds: float | None,
+        now: float,
+        rule: str | None = None,
     ) -> float | None:
         """Wall-clock seconds until ``seconds`` of the channel's business time have passed
         (a wait estimated in handling time, served only while the team works)."""
         if seconds is None:
             return None
-        calendar = self.hours_of(channel_id, channel_type)
+        calendar = self.hours_of(channel_id, channel_type, rule)
         if calendar is None:
             return seconds
         due = calendar.due(now, seconds)
@@ -79,7 +87,8 @@ async def start(tx: Tx, clocks: Clocks, conv: ConversationRecord, now: float) ->
     policy = match(clocks.policies, conv.channel_id, conv.channel_type, conv.priority, attributes)
     if policy is None:
         return
-    clock = SlaClock.start(policy, clocks.calendar(conv.channel_id, conv.channel_type), now)
+    calendar = clocks.calendar(conv.channel_id, conv.channel_type, conv.routing_rule)
+    clock = SlaClock.start(policy, calendar, now)
     record = await tx.clocks.get(conv.id) or ClockRecord(conv.id, conv.channel_id, conv.created_at)
     record.policy = policy.id
     _stored(record, clock)
@@ -92,7 +101,9 @@ async def customer_wrote(
     """A customer's message: outside hours the off-hours reply (once per closed period
     and customer: a closed period is known by the opening that ends it), and an SLA's
     next response clock. Whether a reply was written."""
-    calendar = clocks.hours_of(channel_id, channel_type)
+    conv = await tx.conversations.get(conversation_id) if clocks.calendars.by_rule else None
+    rule = None if conv is None else conv.routing_rule
+    calendar = clocks.hours_of(channel_id, channel_type, rule)
     closed = (
         calendar is not None and calendar.settings.off_hours_reply and not calendar.is_open(now)
     )
@@ -105,7 +116,7 @@ async def customer_wrote(
         opening = calendar.next_opening(now)
         until = None if opening is None else round(opening * US)
         if until is not None and (record is None or record.off_hours_until != until):
-            conv = await tx.conversations.get(conversation_id)
+            conv = conv or await tx.conversations.get(conversation_id)
             assert conv is not None
             # once per closed period and customer: also across their e-mail threads
             if not await tx.clocks.notified(conv.contact_id, channel_id, until):
@@ -118,7 +129,7 @@ async def customer_wrote(
         policy = clocks.by_id.get(record.policy or "")
         clock = SlaClock.from_json(record.sla_json)
         if policy is not None and clock.customer_waits(
-            policy, clocks.calendar(channel_id, channel_type), now
+            policy, clocks.calendar(channel_id, channel_type, rule), now
         ):
             _stored(record, clock)
             changed = True

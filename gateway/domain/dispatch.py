@@ -135,7 +135,7 @@ async def dispatch(tx: Tx, state: RoutingState) -> DispatchResult:
         if need.conversation_id in unannounced:
             position = places[need.conversation_id]
             wait = await estimator.estimate(
-                need.channel_type, decision.requirements, position, queued.channel_id
+                need.channel_type, decision.requirements, position, queued
             )
             await tx.conversations.update(queued.id, queue_announced=True)
             await record(tx, decision)

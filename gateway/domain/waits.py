@@ -63,7 +63,7 @@ class Estimator:
         return self._aht[channel_type]
 
     async def estimate(
-        self, channel_type: str, req: Requirements, position: int, channel_id: str
+        self, channel_type: str, req: Requirements, position: int, record: ConversationRecord
     ) -> float | None:
         """Seconds until served: handling time counted in the channel's business hours."""
         key = (channel_type, req)
@@ -72,7 +72,9 @@ class Estimator:
         if self._slots[key] <= 0:
             return None  # nobody online could ever take it: no honest estimate
         handling = estimated_wait(position, await self.aht(channel_type), self._slots[key])
-        return self.state.clocks.business_wait(channel_id, channel_type, handling, self.tx.now / US)
+        return self.state.clocks.business_wait(
+            record.channel_id, channel_type, handling, self.tx.now / US, record.routing_rule
+        )
 
 
 async def queue_view(
@@ -102,7 +104,7 @@ async def queue_view(
                 "conversation": record.model(),
                 "position": position,
                 "estimated_wait_seconds": await estimator.estimate(
-                    need.channel_type, req, position, record.channel_id
+                    need.channel_type, req, position, record
                 ),
                 "waiting_seconds": round(max(0.0, now - need.queued_at), 1),
                 "requirements": req.as_dict(),

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from config.schema import Settings
-from routing.hours import BusinessHoursSettings, Calendar, parse_interval
+from routing.hours import BusinessHoursSettings, Calendar, Calendars, parse_interval
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 PARIS = ZoneInfo("Europe/Paris")
@@ -184,6 +184,29 @@ def test_bad_business_hours_are_refused_with_a_reason(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         BusinessHoursSettings.model_validate({"id": "x", **fields})
+
+
+def test_a_conversation_follows_its_rules_hours_else_its_channels() -> None:
+    hours = Calendars(
+        [
+            BusinessHoursSettings(id="team", rules=["billing"]),
+            BusinessHoursSettings(id="oa", channels=["zalo-shop"]),
+            BusinessHoursSettings(id="zalo", channels=["zalo"]),
+        ]
+    )
+
+    def found(channel_id: str, channel_type: str, rule: str | None) -> str | None:
+        cal = hours.of(channel_id, channel_type, rule)
+        return None if cal is None else cal.id
+
+    assert found("zalo-shop", "zalo", "billing") == "team"
+    assert found("zalo-shop", "zalo", "sales") == "oa"
+    assert found("zalo-2", "zalo", None) == "zalo"
+    assert found("web", "webchat", None) is None
+    with pytest.raises(ValueError, match="routing rule 'billing' follows two"):
+        Calendars([BusinessHoursSettings(id=i, rules=["billing"]) for i in ("a", "b")])
+    with pytest.raises(ValidationError, match="no routing rule named billing"):
+        Settings.model_validate({"business_hours": [{"id": "team", "rules": ["billing"]}]})
 
 
 def test_a_channel_follows_one_business_hours() -> None:

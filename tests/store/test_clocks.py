@@ -16,6 +16,8 @@ from gateway.store.transaction import Tx
 from kernel.ids import AgentId, ConversationId
 from kernel.models import Author, AuthorType, Message, TextPart
 from routing.hours import BusinessHoursSettings
+from routing.rules import Match, Rule
+from routing.settings import RoutingSettings
 from routing.sla import SlaPolicySettings
 from tests.store.conftest import Domain, Recorder
 from tests.store.test_contract import MAIL, WEB, inbound, ingest
@@ -205,3 +207,29 @@ async def test_the_dispatch_sweeps_sla_clocks(store: Store, recorder: Recorder) 
     await domain.assignments.dispatch()
     found = [(e.type, e.conversation_id) for e in recorder.events if e.type.startswith("sla.")]
     assert found == [("sla.breached", first.conversation_id)]
+
+
+async def test_a_teams_hours_follow_its_routing_rule_whatever_the_channel(
+    store: Store,
+) -> None:
+    # The billing team works one hour, on one day; the chat channel is open 24/7.
+    day = datetime.now(VN).date() + timedelta(days=30)
+    billing_hours = BusinessHoursSettings(
+        id="billing",
+        rules=["billing"],
+        make_up_days=[day],
+        make_up_hours=["09:00-10:00"],
+    )
+    routing = RoutingSettings(
+        rules=[Rule(name="billing", match=Match(keywords=["hoá đơn"]), skills={"billing": 1})]
+    )
+    policy = SlaPolicySettings(id="all", first_response="30m")
+    domain = Domain.over(store, routing, Clocks([billing_hours], [policy]))
+    billing = await ingest(domain, inbound(WEB, "m1", "v1", text="Cho mình xin hoá đơn"))
+    other = await ingest(domain, inbound(WEB, "m2", "v2", text="Chào shop"))
+    team = await store.conversations.get(billing.conversation_id)
+    anyone = await store.conversations.get(other.conversation_id)
+    assert team is not None and team.sla is not None
+    assert anyone is not None and anyone.sla is not None
+    assert team.sla.first_response_due == datetime(day.year, day.month, day.day, 9, 30, tzinfo=VN)
+    assert anyone.sla.first_response_due == anyone.created_at + timedelta(minutes=30)
