@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from gateway.domain import clocks
 from gateway.domain.clocks import Clocks
 from gateway.stats import compliance
+from gateway.store import open_store
 from gateway.store.protocols import Store
 from gateway.store.transaction import Tx
 from kernel.ids import AgentId, ConversationId
@@ -233,3 +234,29 @@ async def test_a_teams_hours_follow_its_routing_rule_whatever_the_channel(
     assert anyone is not None and anyone.sla is not None
     assert team.sla.first_response_due == datetime(day.year, day.month, day.day, 9, 30, tzinfo=VN)
     assert anyone.sla.first_response_due == anyone.created_at + timedelta(minutes=30)
+
+
+async def test_two_replicas_on_postgresql_fire_each_sla_alert_once(pg_url: str) -> None:
+    policy = SlaPolicySettings(id="fast", first_response="1s", resolution="2s", warn_at=0.5)
+    recorders = [Recorder(), Recorder()]
+    stores = [await open_store(pg_url, on_events=r) for r in recorders]
+    try:
+        domains = [Domain.over(s, clocks=Clocks([], [policy])) for s in stores]
+        convs = [await ingest(domains[i % 2], inbound(WEB, f"m{i}", f"v{i}")) for i in range(20)]
+        await asyncio.sleep(2.5)  # every target of every conversation is past due
+        await asyncio.gather(*(d.assignments.dispatch() for d in domains for _ in range(3)))
+        # each replica announces what it committed: together, every alert exactly once
+        fired = [
+            (e.conversation_id, e.type, e.data["kind"])
+            for r in recorders
+            for e in r.events
+            if e.type.startswith("sla.")
+        ]
+        assert sorted(fired) == sorted(
+            (c.conversation_id, "sla.breached", kind)
+            for c in convs
+            for kind in ("first_response", "resolution")
+        )
+    finally:
+        for s in stores:
+            await s.close()
