@@ -15,14 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.domain.notices import write_notice
-from gateway.store.records import ClockRecord, ConversationRecord
+from gateway.store.records import US, ClockRecord, ConversationRecord
 from gateway.store.rows import with_sla
 from gateway.store.transaction import Tx
 from kernel.models import Conversation, rfc3339
 from routing.hours import BusinessHoursSettings, Calendar, Calendars
 from routing.sla import Alert, SlaClock, SlaPolicySettings, match
 
-US = 1_000_000
 # Clocks looked at by one sweep (the rest by the next, at once).
 SWEEP_CHUNK = 500
 ALWAYS = Calendar.always()

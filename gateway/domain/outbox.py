@@ -11,7 +11,7 @@ from gateway.domain import contacts
 from gateway.domain.state import RoutingState
 from gateway.domain.threads import one_open_per_contact, open_for, open_new
 from gateway.store.protocols import Store
-from gateway.store.records import ContactRecord
+from gateway.store.records import US, ContactRecord
 from gateway.store.transaction import Tx
 from kernel.envelope import Sender
 from kernel.errors import Conflict, Invalid, NotFound
@@ -138,7 +138,7 @@ async def create(
         )
         if author.id is not None:
             await tx.contacts.served(conv.contact_id, author.id, tx.now)
-        await clocks.answered(tx, conversation_id, tx.now / 1_000_000)
+        await clocks.answered(tx, conversation_id, tx.now / US)
     else:
         await tx.conversations.update(conversation_id, last_message_at=tx.now)
     return await message(tx, pending.id), False

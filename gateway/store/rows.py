@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from gateway.store.records import (
+    US,
     ContactRecord,
     ConversationRecord,
     IdentityRecord,
@@ -216,10 +217,7 @@ def sla_view(stored: str | None) -> ConversationSla | None:
     if not stored:
         return None
     clock = SlaClock.from_json(stored)
-    due = {
-        k: None if v is None else from_us(round(v * 1_000_000))
-        for k, v in clock.due_times().items()
-    }
+    due = {k: None if v is None else from_us(round(v * US)) for k, v in clock.due_times().items()}
     return ConversationSla(
         policy=clock.policy,
         first_response_due=due["first_response"],
