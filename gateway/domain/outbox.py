@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.domain import clocks
-from gateway.domain import contacts
+from gateway.domain import clocks, contacts
 from gateway.domain.state import RoutingState
 from gateway.domain.threads import one_open_per_contact, open_for, open_new
 from gateway.store.protocols import Store
