@@ -244,7 +244,7 @@ class Conversation(Frozen):
     # Worked out when the conversation is shown by the API (null where it is not, e.g. in
     # events other than conversation.window_closing).
     reply_window: ReplyWindow | None = None
-    # When an SLA policy applies (shown by GET /v1/conversations/{id} and SLA events).
+    # When an SLA policy applies (shown by the API's conversation reads and SLA events).
     sla: ConversationSla | None = None
 
 

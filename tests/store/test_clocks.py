@@ -13,6 +13,7 @@ from gateway.domain.clocks import Clocks
 from gateway.stats import compliance
 from gateway.store import open_store
 from gateway.store.protocols import Store
+from gateway.store.records import ConversationFilter
 from gateway.store.transaction import Tx
 from kernel.ids import AgentId, ConversationId
 from kernel.models import Author, AuthorType, Message, TextPart
@@ -180,6 +181,8 @@ async def test_sla_warnings_and_breaches_fire_once_and_show_on_the_conversation(
     shown = await store.conversations.get(first.conversation_id)
     assert shown is not None and shown.sla is not None
     assert shown.sla.breached == ["first_response"]
+    listed = await store.conversations.page(ConversationFilter(), None, 10)
+    assert [c.sla.breached for c in listed.items if c.sla is not None] == [["first_response"]]
 
     # an agent's answer ends the first response clock; resolving ends the rest
     await domain.outbox.create(

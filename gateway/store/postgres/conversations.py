@@ -91,6 +91,15 @@ async def _sla(conn: asyncpg.Connection, conversation_id: str) -> str | None:
     return found
 
 
+async def _slas(conn: asyncpg.Connection, ids: list[str]) -> dict[str, str]:
+    found = await conn.fetch(
+        "SELECT conversation_id, sla FROM conversation_clocks "
+        "WHERE conversation_id = ANY($1::text[]) AND sla IS NOT NULL",
+        ids,
+    )
+    return {row[0]: row[1] for row in found}
+
+
 class ConversationTx:
     __slots__ = ("tx",)
 
@@ -322,7 +331,12 @@ class ConversationReads:
         self, filters: ConversationFilter, cursor: str | None, limit: int
     ) -> Page[Conversation]:
         found: Page[Conversation] = await self._read(_page, filters, decode_cursor(cursor), limit)
-        return found
+        ids = [c.id for c in found.items]
+        slas: dict[str, str] = await self._read(_slas, ids) if ids else {}
+        if not slas:
+            return found
+        items = [rows.with_sla(c, slas.get(c.id)) for c in found.items]
+        return Page[Conversation](items=items, next_cursor=found.next_cursor)
 
     async def open_for(self, channel_id: ChannelId, external_id: str) -> ConversationId | None:
         found: ConversationId | None = await self._read(_open_for, channel_id, external_id)
