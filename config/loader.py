@@ -79,7 +79,7 @@ def load_settings(
 
 def _duplicate_ids(raw: dict[str, Any]) -> list[Problem]:
     problems = []
-    for section in ("channels", "agents", "webhooks"):
+    for section in ("channels", "agents", "webhooks", "business_hours", "sla_policies"):
         items = raw.get(section)
         if not isinstance(items, list):
             continue

@@ -6,14 +6,16 @@ import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from config.webhooks import DeliverySettings, WebhookSettings
 from connectors.registry import AVAILABLE, settings_union
 from connectors.settings import ChannelSettings as AnyChannelSettings
 from kernel.durations import Duration
 from kernel.models import ChannelIdStr, Presence
+from routing.hours import BusinessHoursSettings, Calendars
 from routing.settings import RoutingSettings
+from routing.sla import SlaPolicySettings
 
 # Any channel type's settings, by its `type` (from connectors.registry, where channel
 # types are named once).
@@ -242,6 +244,22 @@ class Settings(Section):
     channels: list[ChannelSettings] = Field(default_factory=list)
     agents: list[AgentSettings] = Field(default_factory=list)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
+    # When teams answer, per channel (id or type); channels named by none are 24/7.
+    business_hours: list[BusinessHoursSettings] = Field(default_factory=list)
+    # SLA targets in business time; the first policy that matches a conversation applies.
+    sla_policies: list[SlaPolicySettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_calendar_per_channel(self) -> Settings:
+        Calendars(self.business_hours)  # raises on a channel or rule named twice
+        rules = {r.name for r in self.routing.rules}
+        for entry in self.business_hours:
+            unknown = sorted(set(entry.rules) - rules)
+            if unknown:
+                raise ValueError(
+                    f"business_hours {entry.id}: no routing rule named {', '.join(unknown)}"
+                )
+        return self
 
     @property
     def store_url(self) -> str:

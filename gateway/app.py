@@ -27,6 +27,7 @@ from gateway.attachments import Attachments
 from gateway.channels import ChannelAdmin, LiveChannels, Unopened, locked_channel
 from gateway.commands import Commands
 from gateway.domain.assignments import Assignments
+from gateway.domain.clocks import Clocks
 from gateway.domain.contacts import Contacts
 from gateway.domain.inbox import Inbox
 from gateway.domain.outbox import Outbox
@@ -137,7 +138,11 @@ class Gateway:
         self.bus.start_at(await store.events.last_seq())
         if store.shared:
             await self._join_replicas(store)
-        routing = RoutingState(s.routing, {c.type for c in s.channels})
+        routing = RoutingState(
+            s.routing,
+            {c.type for c in s.channels},
+            Clocks(s.business_hours, s.sla_policies, s.routing.default_language),
+        )
         self.inbox = Inbox(store, routing)
         self.outbox = Outbox(store)
         self.assignments = Assignments(store, routing)
@@ -202,6 +207,7 @@ class Gateway:
         self.pipeline.on_connected = self.outbound.channel_recovered
         self.media = MediaDownloads(store, self.attachments, s.attachments, self.metrics)
         self.pipeline.on_media = self.media.wake
+        self.pipeline.on_customer_messages = self.outbound.wake
         self.pipeline.keeper = self.keeper
         self.keys = keys = await load_keys(store, s.server.data_dir, given)
         await self._check_key(store, keys)

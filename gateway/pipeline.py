@@ -64,6 +64,8 @@ class Pipeline:
         self._background: set[asyncio.Task[object]] = set()
         # Told when a channel reports CONNECTED (the outbound worker sends what waited).
         self.on_connected: Callable[[ChannelId], Coroutine[Any, Any, None]] | None = None
+        # Told when the gateway wrote to a customer (an off-hours reply) for the send path.
+        self.on_customer_messages: Callable[[], None] | None = None
         # Leases of work one process at a time does (None: the only process on its store).
         self.keeper: LeaseKeeper | None = None
         # Told when a stored message has provider files to fetch (gateway.media).
@@ -86,6 +88,8 @@ class Pipeline:
             return result
         if self.on_media is not None and fetchable(result.message.parts):
             self.on_media()
+        if result.notices and self.on_customer_messages is not None:
+            self.on_customer_messages()
         if result.conversation_status == ConversationStatus.QUEUED:
             self.queue.kick()
         return result

@@ -83,6 +83,8 @@ class IngestResult(Frozen):
     conversation_status: ConversationStatus
     contact_id: ContactId
     duplicate: bool = False
+    # Messages the gateway wrote to the customer in reply (an off-hours notice).
+    notices: int = 0
 
 
 # --- what the gateway hands to a channel ---------------------------------------------

@@ -109,6 +109,7 @@ EVENT_TYPES = (
     "conversation.reopened",
     "conversation.window_closing",
     "sla.breached",
+    "sla.warning",
     "contact.created",
     "contact.merged",
     "contact.erased",

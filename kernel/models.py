@@ -216,6 +216,17 @@ class Contact(Frozen):
     attributes: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
+class ConversationSla(Frozen):
+    """The SLA policy a conversation is under and its targets' due times (business time
+    of its channel's hours); ``breached`` names the targets missed."""
+
+    policy: str
+    first_response_due: datetime | None = None
+    next_response_due: datetime | None = None
+    resolution_due: datetime | None = None
+    breached: list[str] = Field(default_factory=list)
+
+
 class Conversation(Frozen):
     id: ConversationId
     contact_id: ContactId
@@ -233,6 +244,8 @@ class Conversation(Frozen):
     # Worked out when the conversation is shown by the API (null where it is not, e.g. in
     # events other than conversation.window_closing).
     reply_window: ReplyWindow | None = None
+    # When an SLA policy applies (shown by the API's conversation reads and SLA events).
+    sla: ConversationSla | None = None
 
 
 class Author(Frozen):

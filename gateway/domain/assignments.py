@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.domain import clocks
 from gateway.domain.dispatch import DispatchResult, dispatch, exclude, record, requeue
 from gateway.domain.state import US, RoutingState
 from gateway.domain.threads import one_open_per_contact, reopen_record
@@ -152,6 +153,7 @@ async def resolve(tx: Tx, state: RoutingState, conversation_id: ConversationId) 
     )
     if was_assigned and conv.assignee_id:
         index.release(conv.assignee_id, conv.channel_type)
+    await clocks.resolved(tx, conversation_id, tx.now / US)
     model = conv.model()
     await tx.emit("conversation.resolved", {"conversation": model}, model.id)
     return model

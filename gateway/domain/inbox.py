@@ -3,9 +3,9 @@ stored with their events in one unit of work), delivery news, reactions, identit
 
 from __future__ import annotations
 
-from gateway.domain import choices, contacts
+from gateway.domain import choices, clocks, contacts
 from gateway.domain.media import fetchable
-from gateway.domain.state import RoutingState
+from gateway.domain.state import US, RoutingState
 from gateway.domain.threads import thread_for
 from gateway.store.protocols import Store
 from gateway.store.records import to_us
@@ -99,11 +99,20 @@ async def ingest(
         {"message": stored},
         stored.conversation_id,
     )
+    notices = 0
+    if inbound:
+        wrote = await clocks.customer_wrote(
+            tx, routing.clocks, conv.id, msg.channel_id, channel_type.value, tx.now / US
+        )
+        notices = int(wrote)
+    else:
+        await clocks.answered(tx, conv.id, tx.now / US)
     return IngestResult(
         message=stored,
         conversation_id=conv.id,
         conversation_status=conv.status,
         contact_id=contact_id,
+        notices=notices,
     )
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 
-from gateway.domain.state import RoutingState
+from gateway.domain import clocks
+from gateway.domain.state import US, RoutingState
 from gateway.store.records import ConversationRecord, OpenConversation
 from gateway.store.transaction import Tx
 from kernel.envelope import InboundMessage
@@ -133,6 +134,7 @@ async def open_new(
         routing_rule=needs.rule,
     )
     await tx.conversations.insert(created)
+    await clocks.start(tx, routing.clocks, created, tx.now / US)
     announced = Conversation(
         id=ConversationId(created.id),
         contact_id=ContactId(contact_id),

@@ -114,6 +114,10 @@ TABLES: tuple[Table, ...] = (
         ),
     ),
     Table("templates", _cols("id, name, language, body, created_at, updated_at")),
+    Table(
+        "conversation_clocks",
+        _cols("conversation_id, channel_id, created_at, policy, sla, next_check, off_hours_until"),
+    ),
     Table("events", _cols("seq, type, created_at, conversation_id, data")),
     Table(
         "routing_decisions",

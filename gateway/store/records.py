@@ -129,7 +129,7 @@ class ConversationRecord:
             f'"first_response_at":{_json_time(value["first_response_at"])},'
             f'"resolved_at":{_json_time(value["resolved_at"])},'
             f'"last_message_at":{_json_time(value["last_message_at"])},'
-            '"reply_window":null}'
+            '"reply_window":null,"sla":null}'
         )
 
 
@@ -281,6 +281,21 @@ class AssignmentBatch:
 
 
 @dataclass
+class ClockRecord:
+    """A conversation's clocks: its SLA (``sla_json``: routing.sla.SlaClock as stored)
+    and until when it has had its off-hours reply (the opening that ends that closed
+    period). ``next_check``: when the SLA sweep must look at it again."""
+
+    conversation_id: str
+    channel_id: str
+    created_at: int
+    policy: str | None = None
+    sla_json: str | None = None
+    next_check: int | None = None
+    off_hours_until: int | None = None
+
+
+@dataclass
 class ChannelSamples:
     """What the store found for one channel: counts and every duration, in seconds."""
 
@@ -294,6 +309,8 @@ class ChannelSamples:
     queue_wait: list[float] = field(default_factory=list)
     queue_length: int = 0
     oldest_waiting: float | None = None
+    # SLA clocks (as stored) of the conversations opened in the window.
+    sla_clocks: list[str] = field(default_factory=list)
 
     def add(self, other: ChannelSamples) -> None:
         self.created += other.created
@@ -305,6 +322,7 @@ class ChannelSamples:
         self.sla_breached_conversations += other.sla_breached_conversations
         self.queue_wait += other.queue_wait
         self.queue_length += other.queue_length
+        self.sla_clocks += other.sla_clocks
         if other.oldest_waiting is not None:
             self.oldest_waiting = max(self.oldest_waiting or 0.0, other.oldest_waiting)
 

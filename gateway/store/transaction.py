@@ -16,6 +16,7 @@ from gateway.store.records import (
     AgentRecord,
     Asked,
     AssignmentBatch,
+    ClockRecord,
     ContactRecord,
     ConversationRecord,
     IdentityRecord,
@@ -263,6 +264,29 @@ class AgentRows(Protocol):
         ...
 
 
+class ClockRows(Protocol):
+    """Conversations' SLA clocks and off-hours replies (records.ClockRecord)."""
+
+    async def get(self, conversation_id: str) -> ClockRecord | None: ...
+
+    async def put(self, record: ClockRecord) -> None:
+        """Insert or replace the conversation's clocks."""
+        ...
+
+    async def due(self, now: int, limit: int) -> list[ClockRecord]:
+        """Clocks whose next_check has come, soonest first."""
+        ...
+
+    async def notified(self, contact_id: str, channel_id: str, until: int) -> bool:
+        """Whether a conversation of this contact on this channel had the off-hours reply
+        of the closed period that ends at ``until``."""
+        ...
+
+    async def next_check(self) -> int | None:
+        """The soonest next_check of all."""
+        ...
+
+
 class AssignmentRows(Protocol):
     async def lock_routing(self) -> int:
         """Wait until no other process is routing, and hold routing until this
@@ -380,6 +404,8 @@ class Tx(Protocol):
     def assignments(self) -> AssignmentRows: ...
     @property
     def erasure(self) -> ErasureRows: ...
+    @property
+    def clocks(self) -> ClockRows: ...
 
     async def emit(
         self, type_: str, fields: dict[str, Any], conversation_id: str | None = None

@@ -29,6 +29,7 @@ from gateway.store.records import ConversationFilter
 from kernel.ids import ChannelId, ConversationId
 from kernel.models import Conversation, MediaPart, Message, MessageStatus, TextPart
 from tests.api.helpers import eventually
+from tests.api.test_hours import closed_hours
 from tests.conftest import ADMIN, AUTH
 from tests.email.conftest import PASSWORD, Mailboxes, MailServer
 from tests.email.helpers import crafted
@@ -721,3 +722,20 @@ async def test_an_agents_uploads_go_as_mail_attachments(
     assert attached["ảnh mẫu.png"].get_content() == photo
     body = delivered.get_body(preferencelist=("plain",))
     assert body is not None and "Gửi bạn báo giá và ảnh mẫu ạ." in body.get_content()
+
+
+async def test_an_off_hours_reply_is_marked_auto_replied(
+    mail_server: MailServer, mailboxes: Mailboxes, gateways: Gateways
+) -> None:
+    hours, _opens = closed_hours(str(CHANNEL))
+    gw = await gateways.start(mail_server.channel_toml(mailboxes.support) + hours)
+    await connected(gw)
+    first = customer_mail(mailboxes, "Hỏi giờ mở cửa", "Shop còn mở không ạ?")
+    await mail_server.send(first, mailboxes.customer, mailboxes.support)
+    [delivered] = await inbox(mail_server, mailboxes.customer, 1)
+    # RFC 3834: an automatic answer, which the customer's own auto-responder must not answer
+    assert delivered["Auto-Submitted"] == "auto-replied"
+    assert delivered["In-Reply-To"] == f"<{ident(first)}>"
+    assert "ngoài giờ làm việc" in delivered.get_body(("plain",)).get_content()
+    await asyncio.sleep(0.5)
+    assert len(await mail_server.read_mailbox(mailboxes.customer)) == 1

@@ -445,6 +445,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX media_downloads_due ON media_downloads (next_at);
         """,
     ),
+    (
+        31,
+        """
+        -- A conversation's SLA clock (routing.sla, as JSON) and its off-hours reply.
+        CREATE TABLE conversation_clocks (
+            conversation_id  text PRIMARY KEY,
+            channel_id       text NOT NULL,
+            created_at       timestamptz NOT NULL,
+            policy           text,
+            sla              jsonb,
+            next_check       timestamptz,
+            off_hours_until  timestamptz
+        );
+        CREATE INDEX conversation_clocks_next_check ON conversation_clocks (next_check)
+            WHERE next_check IS NOT NULL;
+        CREATE INDEX conversation_clocks_created ON conversation_clocks (created_at);
+        """,
+    ),
 ]
 
 # Steps after which the contacts' names are folded (their name_key and words written).

@@ -446,6 +446,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX media_downloads_due ON media_downloads(next_at);
         """,
     ),
+    (
+        31,
+        """
+        -- A conversation's SLA clock (routing.sla, as JSON) and its off-hours reply.
+        CREATE TABLE conversation_clocks (
+            conversation_id  TEXT PRIMARY KEY,
+            channel_id       TEXT NOT NULL,
+            created_at       INTEGER NOT NULL,
+            policy           TEXT,
+            sla              TEXT,
+            next_check       INTEGER,
+            off_hours_until  INTEGER
+        );
+        CREATE INDEX conversation_clocks_next_check ON conversation_clocks(next_check)
+            WHERE next_check IS NOT NULL;
+        CREATE INDEX conversation_clocks_created ON conversation_clocks(created_at);
+        """,
+    ),
 ]
 
 # Steps after which the contacts' names are folded (their name_key and words written).
