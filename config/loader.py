@@ -20,7 +20,16 @@ from kernel.netguard import ip_literal
 ENV_PREFIX = "OMNIGW_"
 # Environment variables that are not config keys.
 RESERVED_ENV = {"OMNIGW_ADMIN_TOKEN", "OMNIGW_SECRET_KEY", "OMNIGW_LOG_LEVEL"}
-SECTIONS = ("server", "store", "redis", "events", "routing", "webhook_delivery", "retention")
+SECTIONS = (
+    "server",
+    "store",
+    "redis",
+    "events",
+    "routing",
+    "webhook_delivery",
+    "retention",
+    "attachments",
+)
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -70,7 +79,7 @@ def load_settings(
 
 def _duplicate_ids(raw: dict[str, Any]) -> list[Problem]:
     problems = []
-    for section in ("channels", "agents", "webhooks"):
+    for section in ("channels", "agents", "webhooks", "business_hours", "sla_policies"):
         items = raw.get(section)
         if not isinstance(items, list):
             continue

@@ -6,14 +6,16 @@ import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from config.webhooks import DeliverySettings, WebhookSettings
 from connectors.registry import AVAILABLE, settings_union
 from connectors.settings import ChannelSettings as AnyChannelSettings
 from kernel.durations import Duration
 from kernel.models import ChannelIdStr, Presence
+from routing.hours import BusinessHoursSettings, Calendars
 from routing.settings import RoutingSettings
+from routing.sla import SlaPolicySettings
 
 # Any channel type's settings, by its `type` (from connectors.registry, where channel
 # types are named once).
@@ -199,6 +201,42 @@ class StatsSettings(Section):
     fcr_window: Annotated[Duration, Field(gt=0)] = 72 * 3600.0
 
 
+# What agents may upload (POST /v1/attachments) unless [attachments] upload_types says
+# otherwise: pictures, sound, video, and the documents customers are sent.
+DEFAULT_UPLOAD_TYPES = [
+    "image/*",
+    "audio/*",
+    "video/*",
+    "application/pdf",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.*",
+    "application/vnd.ms-excel",
+    "application/zip",
+    "text/plain",
+    "text/csv",
+]
+
+
+class AttachmentSettings(Section):
+    # Files customers send on Messenger and Zalo come as the provider's URLs, which
+    # expire: the gateway fetches them after answering the provider. Like webhook
+    # delivery, never from the gateway's own networks unless allowed (link-local
+    # addresses, cloud metadata among them, never).
+    allow_private_networks: bool = False
+    allow_loopback: bool = False
+    # Tries per file before it is given up (with the reason on its part), the wait
+    # before the second (each later one four times longer, at most 6 hours) and the
+    # time one try may take.
+    download_attempts: Annotated[int, Field(ge=1, le=20)] = 6
+    download_retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    download_timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    # Files fetched at once.
+    download_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    # Types agents may upload; "type/*" for a whole family. The size limit is
+    # [server] max_attachment_bytes.
+    upload_types: list[str] = Field(default_factory=lambda: list(DEFAULT_UPLOAD_TYPES))
+
+
 AgentIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")]
 DEFAULT_CAPACITY = {"total": 5}
 
@@ -226,11 +264,29 @@ class Settings(Section):
     routing: RoutingSettings = RoutingSettings()
     webhook_delivery: DeliverySettings = DeliverySettings()
     retention: RetentionSettings = RetentionSettings()
+
+    attachments: AttachmentSettings = AttachmentSettings()
     channels: list[ChannelSettings] = Field(default_factory=list)
     agents: list[AgentSettings] = Field(default_factory=list)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     surveys: SurveySettings = SurveySettings()
     stats: StatsSettings = StatsSettings()
+    # When teams answer, per channel (id or type); channels named by none are 24/7.
+    business_hours: list[BusinessHoursSettings] = Field(default_factory=list)
+    # SLA targets in business time; the first policy that matches a conversation applies.
+    sla_policies: list[SlaPolicySettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_calendar_per_channel(self) -> Settings:
+        Calendars(self.business_hours)  # raises on a channel or rule named twice
+        rules = {r.name for r in self.routing.rules}
+        for entry in self.business_hours:
+            unknown = sorted(set(entry.rules) - rules)
+            if unknown:
+                raise ValueError(
+                    f"business_hours {entry.id}: no routing rule named {', '.join(unknown)}"
+                )
+        return self
 
     @property
     def store_url(self) -> str:

@@ -156,6 +156,10 @@ class Sink(Protocol):
         """The bytes of a file this gateway keeps, given the URL of its MediaPart; None
         when the URL is not one of ours, the file is gone, or it is over ``limit``."""
 
+    async def attachment_part(self, channel_id: ChannelId, attachment_id: str) -> MediaPart | None:
+        """The part that sends a file kept for this channel (one a customer uploaded);
+        None when there is no such file, or it was kept for another channel."""
+
     async def known(self, channel_id: ChannelId, external_id: str) -> bool:
         """Whether a message with this external id is already stored (a connector
         re-reading its source can skip work, such as keeping attachments, for it)."""

@@ -27,6 +27,7 @@ from gateway.attachments import Attachments
 from gateway.channels import ChannelAdmin, LiveChannels, Unopened, locked_channel
 from gateway.commands import Commands
 from gateway.domain.assignments import Assignments
+from gateway.domain.clocks import Clocks
 from gateway.domain.contacts import Contacts
 from gateway.domain.inbox import Inbox
 from gateway.domain.outbox import Outbox
@@ -34,6 +35,7 @@ from gateway.domain.state import RoutingState
 from gateway.events import EventBus
 from gateway.keys import KEY_CHECK as KEY_CHECK  # where the store keeps its key checks
 from gateway.keys import NO_KEY_DETAIL, check_keys, given_keys, load_keys
+from gateway.media import MediaDownloads
 from gateway.metrics import ChannelState, Metrics
 from gateway.outbound import OutboundWorker
 from gateway.pipeline import Pipeline
@@ -137,7 +139,11 @@ class Gateway:
         self.bus.start_at(await store.events.last_seq())
         if store.shared:
             await self._join_replicas(store)
-        routing = RoutingState(s.routing, {c.type for c in s.channels})
+        routing = RoutingState(
+            s.routing,
+            {c.type for c in s.channels},
+            Clocks(s.business_hours, s.sla_policies, s.routing.default_language),
+        )
         self.inbox = Inbox(store, routing)
         self.outbox = Outbox(store)
         self.assignments = Assignments(store, routing)
@@ -185,6 +191,7 @@ class Gateway:
             self.contacts,
             self.channels,
             self.retention,
+            self.attachments,
             wake_queue=self.queue.kick,
             wake_sender=self.outbound.wake,
         )
@@ -199,7 +206,9 @@ class Gateway:
             self.attachments,
         )
         self.pipeline.on_connected = self.outbound.channel_recovered
-        self.pipeline.on_reply = self.outbound.wake
+        self.media = MediaDownloads(store, self.attachments, s.attachments, self.metrics)
+        self.pipeline.on_media = self.media.wake
+        self.pipeline.on_customer_messages = self.outbound.wake
         self.pipeline.keeper = self.keeper
         self.keys = keys = await load_keys(store, s.server.data_dir, given)
         await self._check_key(store, keys)
@@ -250,6 +259,7 @@ class Gateway:
         self._watch()
         await self.webhooks.start()
         self.outbound.start()
+        self.media.start()  # files of messages stored before a restart too
         self.queue.start()  # whatever waited in the queue while we were down
         self.retention.start()
         self.windows = WindowWatch(
@@ -428,6 +438,7 @@ class Gateway:
         await self.surveys.stop()
         await self.webhooks.stop()
         await self.outbound.stop()
+        await self.media.stop()
         await self.channels.aclose()
         await self.queue.settle()
         await self.pipeline.drain()

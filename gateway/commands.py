@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from connectors.base import Connector, HealthState, SocketConnector
+from gateway.attachments import Attachments
 from gateway.channels import LiveChannels
 from gateway.domain import templates
 from gateway.domain.assignments import Assignments
@@ -40,6 +41,7 @@ class Commands:
         contacts: Contacts,
         channels: LiveChannels,
         retention: Retention,
+        attachments: Attachments,
         *,
         wake_queue: Callable[[], None],
         wake_sender: Callable[[], None],
@@ -51,6 +53,7 @@ class Commands:
         self.contacts = contacts
         self.channels = channels
         self.retention = retention
+        self.attachments = attachments
         self._wake_queue = wake_queue
         self._wake_sender = wake_sender
         # Replicas: tell the others an agent is typing (channel, customer, on).
@@ -75,6 +78,7 @@ class Commands:
         if agent_id is not None and await self.store.agents.get(agent_id) is None:
             raise Invalid(f"agent {agent_id} not found", code="agent_not_found")
         author = agent_id if agent_id is not None else conversation.assignee_id
+        parts = await self.attachments.resolve(parts)  # files named by attachment_id
         message, replayed = await self.outbox.create(
             conversation.id,
             Author(type=AuthorType.AGENT, id=author),
@@ -142,6 +146,7 @@ class Commands:
         """The business starts a conversation (POST /v1/conversations): refused at once,
         nothing stored, when the channel's window or parts do not allow it."""
         connector = self.channels.get(channel_id)
+        parts = await self.attachments.resolve(parts)  # files named by attachment_id
         check = self._window_check(connector, parts, always=True)
         if connector is None or check is None:
             raise NotFound(f"channel {channel_id} not found", code="channel_not_found")

@@ -15,6 +15,7 @@ from typing import Any
 from connectors.base import ChannelHealth, HealthState
 from gateway.attachments import Attachments
 from gateway.domain.inbox import Inbox
+from gateway.domain.media import fetchable
 from gateway.domain.outbox import Outbox
 from gateway.events import EventBus
 from gateway.metrics import Metrics
@@ -63,10 +64,13 @@ class Pipeline:
         self._background: set[asyncio.Task[object]] = set()
         # Told when a channel reports CONNECTED (the outbound worker sends what waited).
         self.on_connected: Callable[[ChannelId], Coroutine[Any, Any, None]] | None = None
+        # Told when the gateway wrote to a customer (an off-hours reply, a survey's next
+        # question) for the send path.
+        self.on_customer_messages: Callable[[], None] | None = None
         # Leases of work one process at a time does (None: the only process on its store).
         self.keeper: LeaseKeeper | None = None
-        # Told when ingesting wrote a reply of the gateway's own (a survey's next question).
-        self.on_reply: Callable[[], None] | None = None
+        # Told when a stored message has provider files to fetch (gateway.media).
+        self.on_media: Callable[[], None] | None = None
 
     def _type(self, channel_id: ChannelId) -> ChannelType:
         try:
@@ -83,10 +87,12 @@ class Pipeline:
         )
         if result.duplicate:
             return result
+        if self.on_media is not None and fetchable(result.message.parts):
+            self.on_media()
+        if result.notices and self.on_customer_messages is not None:
+            self.on_customer_messages()
         if result.conversation_status == ConversationStatus.QUEUED:
             self.queue.kick()
-        if "survey" in result.message.metadata and self.on_reply is not None:
-            self.on_reply()  # the survey's next question or its thanks
         return result
 
     async def update_status(self, update: StatusUpdate) -> list[MessageId]:
@@ -158,6 +164,12 @@ class Pipeline:
         self, channel_id: ChannelId, data: bytes, *, name: str | None, mime: str | None
     ) -> MediaPart:
         return await self.attachments.save(channel_id, data, name=name, mime=mime)
+
+    async def attachment_part(self, channel_id: ChannelId, attachment_id: str) -> MediaPart | None:
+        record = await self.store.attachments.get(attachment_id)
+        if record is None or record.channel_id != channel_id:
+            return None
+        return await self.attachments.part(attachment_id)
 
     async def known(self, channel_id: ChannelId, external_id: str) -> bool:
         return await self.store.messages.known(channel_id, external_id)

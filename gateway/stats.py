@@ -22,6 +22,10 @@ Definitions, over a window [since, until):
   times 100; CES the average; the response rate is answered / sent. Per channel and,
   in `agents`, per agent who held the conversation when it was resolved.
 - SLA breaches: `sla.breached` events in the window.
+- SLA compliance, per policy: of the conversations opened in the window under an SLA
+  policy, each target (first response, next response, resolution) kept or missed as
+  its clock stands now (a target still running and not yet missed is neither); a
+  conversation complies when every target it had was kept.
 - Queue wait: for conversations opened in the window, from opening to the first
   assignment to an agent. Queue length and the longest current wait are as of now.
 """
@@ -33,6 +37,7 @@ import math
 from pydantic import BaseModel, Field
 
 from gateway.store.records import ChannelSamples, ResolvedSample, SurveySample
+from routing.sla import TARGETS, SlaClock
 
 
 class Durations(BaseModel):
@@ -106,6 +111,23 @@ class QueueWait(Durations):
     )
 
 
+class TargetCompliance(BaseModel):
+    kept: int = Field(description="Targets met in time.")
+    missed: int = Field(description="Targets breached.")
+    rate: float | None = Field(description="kept / (kept + missed); null when none.")
+
+
+class SlaCompliance(BaseModel):
+    policy: str
+    conversations: int = Field(description="Opened in the window under this policy.")
+    compliant: int = Field(description="... every target kept (all finished).")
+    breached: int = Field(description="... at least one target missed.")
+    rate: float | None = Field(description="compliant / (compliant + breached).")
+    first_response: TargetCompliance
+    next_response: TargetCompliance
+    resolution: TargetCompliance
+
+
 class Figures(BaseModel):
     conversations_created: int
     conversations_resolved: int
@@ -123,6 +145,9 @@ class Figures(BaseModel):
     surveys: SurveyFigures
     sla_breaches: int = Field(description="sla.breached events in the window.")
     sla_breached_conversations: int
+    sla_compliance: list[SlaCompliance] = Field(
+        description="Per SLA policy, for conversations opened in the window."
+    )
     queue_length: int = Field(description="Conversations queued now.")
     queue_wait: QueueWait = Field(description="Opening to first assignment.")
 
@@ -167,7 +192,7 @@ def _rank(ordered: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def _rate(part: int, whole: int) -> float | None:
+def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
@@ -184,7 +209,7 @@ def across_channels(samples: list[ResolvedSample]) -> FirstContactAcrossChannels
         first_contact=first,
         came_back=came_back,
         awaiting=awaiting,
-        rate=_rate(first, len(samples) - awaiting),
+        rate=_share(first, len(samples) - awaiting),
     )
 
 
@@ -197,10 +222,10 @@ def survey_figures(samples: list[SurveySample]) -> SurveyFigures:
     return SurveyFigures(
         sent=len(samples),
         answered=answered,
-        response_rate=_rate(answered, len(samples)),
+        response_rate=_share(answered, len(samples)),
         csat=Csat(
             answers=len(csat),
-            satisfied_rate=_rate(sum(1 for v in csat if v >= 4), len(csat)),
+            satisfied_rate=_share(sum(1 for v in csat if v >= 4), len(csat)),
             average=_average(csat),
         ),
         nps=Nps(
@@ -224,6 +249,51 @@ def per_agent(samples: list[SurveySample]) -> list[AgentSurveyFigures]:
     ]
 
 
+def _rate(good: int, bad: int) -> float | None:
+    return round(good / (good + bad), 4) if good + bad else None
+
+
+def compliance(stored: list[str]) -> list[SlaCompliance]:
+    """Per policy, how its conversations' targets stand."""
+    counts: dict[str, dict[str, int]] = {}
+    for text in stored:
+        clock = SlaClock.from_json(text)
+        c = counts.setdefault(clock.policy, {})
+        c["conversations"] = c.get("conversations", 0) + 1
+        outcomes = [clock.met(name) for name in TARGETS if name in clock.targets]
+        for name in TARGETS:
+            kept = clock.met(name)
+            if kept is not None:
+                key = f"{name}.{'kept' if kept else 'missed'}"
+                c[key] = c.get(key, 0) + 1
+        if False in outcomes:
+            c["breached"] = c.get("breached", 0) + 1
+        elif outcomes and None not in outcomes:
+            c["compliant"] = c.get("compliant", 0) + 1
+    out = []
+    for policy in sorted(counts):
+        c = counts[policy]
+        targets = {
+            name: TargetCompliance(
+                kept=c.get(f"{name}.kept", 0),
+                missed=c.get(f"{name}.missed", 0),
+                rate=_rate(c.get(f"{name}.kept", 0), c.get(f"{name}.missed", 0)),
+            )
+            for name in TARGETS
+        }
+        out.append(
+            SlaCompliance(
+                policy=policy,
+                conversations=c["conversations"],
+                compliant=c.get("compliant", 0),
+                breached=c.get("breached", 0),
+                rate=_rate(c.get("compliant", 0), c.get("breached", 0)),
+                **targets,
+            )
+        )
+    return out
+
+
 def figures(s: ChannelSamples) -> Figures:
     resolved = len(s.resolution)
     return Figures(
@@ -241,6 +311,7 @@ def figures(s: ChannelSamples) -> Figures:
         surveys=survey_figures(s.surveys),
         sla_breaches=s.sla_breaches,
         sla_breached_conversations=s.sla_breached_conversations,
+        sla_compliance=compliance(s.sla_clocks),
         queue_length=s.queue_length,
         queue_wait=QueueWait(
             **durations(s.queue_wait),

@@ -83,6 +83,8 @@ class IngestResult(Frozen):
     conversation_status: ConversationStatus
     contact_id: ContactId
     duplicate: bool = False
+    # Messages the gateway wrote to the customer in reply (an off-hours notice).
+    notices: int = 0
 
 
 # --- what the gateway hands to a channel ---------------------------------------------
@@ -99,6 +101,9 @@ class OutboundMessage(Frozen):
     last_inbound_at: datetime | None = None
     # The contact's phone (E.164), where a channel sends to it (Zalo ZNS templates).
     phone: str | None = None
+    # The metadata of the customer's latest message before this one (e.g. an e-mail's Cc,
+    # which the reply keeps).
+    last_inbound_metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class SendReceipt(Frozen):

@@ -112,12 +112,25 @@ class TextPart(Frozen):
     text: Annotated[Text, Field(min_length=1)]
 
 
+class PartError(Frozen):
+    """Why a part's file is not kept (a provider's file that could not be fetched)."""
+
+    code: str
+    reason: str
+
+
 class MediaPart(Frozen):
     type: Literal["image", "audio", "video", "file", "sticker"]
     url: str | None = None
     name: Text | None = None
     mime: str | None = None
     size: Annotated[int, Field(ge=0)] | None = None
+    # A file this gateway keeps (POST /v1/attachments, or a provider's file fetched):
+    # a part sent by the API may name it instead of giving a url.
+    attachment_id: Annotated[str, Field(pattern=r"^att_[0-9A-Z]{26}$")] | None = None
+    # Where a provider's file came from, once the gateway keeps its own copy (or failed to).
+    source_url: str | None = None
+    error: PartError | None = None
 
 
 class LocationPart(Frozen):
@@ -203,6 +216,17 @@ class Contact(Frozen):
     attributes: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
+class ConversationSla(Frozen):
+    """The SLA policy a conversation is under and its targets' due times (business time
+    of its channel's hours); ``breached`` names the targets missed."""
+
+    policy: str
+    first_response_due: datetime | None = None
+    next_response_due: datetime | None = None
+    resolution_due: datetime | None = None
+    breached: list[str] = Field(default_factory=list)
+
+
 class Conversation(Frozen):
     id: ConversationId
     contact_id: ContactId
@@ -220,6 +244,8 @@ class Conversation(Frozen):
     # Worked out when the conversation is shown by the API (null where it is not, e.g. in
     # events other than conversation.window_closing).
     reply_window: ReplyWindow | None = None
+    # When an SLA policy applies (shown by the API's conversation reads and SLA events).
+    sla: ConversationSla | None = None
 
 
 class Author(Frozen):

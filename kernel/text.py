@@ -77,3 +77,30 @@ def is_web_url(value: str) -> bool:
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+# Letters that carry no combining mark to strip: Vietnamese đ/Đ first of all.
+_FOLD_LETTERS = str.maketrans({"đ": "d", "Đ": "d", "ð": "d", "ı": "i", "ł": "l", "ø": "o"})
+_NOT_WORD = re.compile(r"[^\w]+|_")
+
+
+def fold_name(text: str | None) -> str:
+    """A name as searched: diacritics and case dropped (``Nguyễn Văn Đức`` ->
+    ``nguyen van duc``), anything but letters and digits turned into single spaces."""
+    if not text:
+        return ""
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_FOLD_LETTERS))
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    folded = unicodedata.normalize("NFKC", bare).casefold().translate(_FOLD_LETTERS)
+    return " ".join(_NOT_WORD.sub(" ", folded).split())
+
+
+MAX_TAIL = 200
+
+
+def name_tails(text: str | None) -> list[str]:
+    """Each word of the folded name with the rest of the name after it (``Nguyễn Văn An``
+    -> ``an``, ``nguyen van an``, ``van an``), at most MAX_TAIL characters each: a name
+    is found by the start of any of them."""
+    words = fold_name(text).split()
+    return sorted({" ".join(words[i:])[:MAX_TAIL] for i in range(len(words))})

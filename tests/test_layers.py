@@ -24,6 +24,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "gateway.metrics",
         "gateway.events",
         "gateway.attachments",
+        "gateway.media",
         "gateway.queue_runner",
         "gateway.outbound",
         "gateway.pipeline",

@@ -7,7 +7,7 @@ its position, so the echo Meta sends back can be matched to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -111,18 +111,27 @@ def marker(message_id: str, index: int, total: int) -> str:
     return f"{MARKER_PREFIX}{message_id}:{index}/{total}"
 
 
-def _units(parts: Sequence[Part], language: str | None) -> list[str | MediaPart]:
-    """Texts (adjacent ones merged) and sendable attachments, in order."""
-    units: list[str | MediaPart] = []
-    for part in parts:
-        unit: str | MediaPart
-        if (
+def sendable(part: Part) -> bool:
+    """An attachment the Send API takes (by URL, or uploaded first)."""
+    return isinstance(part, MediaPart) and part.type in _ATTACHMENT_TYPES and bool(part.url)
+
+
+def _units(
+    parts: Sequence[Part], language: str | None, uploaded: Mapping[int, str]
+) -> list[str | tuple[MediaPart, str | None]]:
+    """Texts (adjacent ones merged) and sendable attachments (with the attachment_id an
+    upload gave), in order."""
+    units: list[str | tuple[MediaPart, str | None]] = []
+    for index, part in enumerate(parts):
+        unit: str | tuple[MediaPart, str | None]
+        if isinstance(part, MediaPart) and sendable(part) and index in uploaded:
+            unit = (part, uploaded[index])
+        elif (
             isinstance(part, MediaPart)
-            and part.type in _ATTACHMENT_TYPES
-            and part.url
-            and part.url.lower().startswith(("https://", "http://"))
+            and sendable(part)
+            and (part.url or "").lower().startswith(("https://", "http://"))
         ):
-            unit = part
+            unit = (part, None)
         elif isinstance(part, ChoicesPart):
             # The question; its answers ride as quick replies (choice_options). Titles too
             # long for a chip are listed in the text, numbered, and the chips say the numbers.
@@ -130,7 +139,8 @@ def _units(parts: Sequence[Part], language: str | None) -> list[str | MediaPart]
             unit = part.text if short else as_text(part, language)
         else:
             # Meta fetches attachments by URL: one it cannot reach (a path on this server
-            # without public_url) goes as text, like any part the channel cannot show.
+            # without public_url) and that was not uploaded goes as text, like any part
+            # the channel cannot show.
             unit = part.text if isinstance(part, TextPart) else as_text(part, language)
         if isinstance(unit, str) and units and isinstance(units[-1], str):
             units[-1] = units[-1] + "\n" + unit
@@ -139,12 +149,16 @@ def _units(parts: Sequence[Part], language: str | None) -> list[str | MediaPart]
     return units
 
 
-def _message_bodies(parts: Sequence[Part], language: str | None) -> list[dict[str, Any]]:
+def _message_bodies(
+    parts: Sequence[Part], language: str | None, uploaded: Mapping[int, str]
+) -> list[dict[str, Any]]:
     bodies: list[dict[str, Any]] = []
-    for unit in _units(parts, language):
-        if isinstance(unit, MediaPart):
-            kind = _ATTACHMENT_TYPES[unit.type]
-            bodies.append({"attachment": {"type": kind, "payload": {"url": unit.url}}})
+    for unit in _units(parts, language, uploaded):
+        if isinstance(unit, tuple):
+            part, attachment_id = unit
+            kind = _ATTACHMENT_TYPES[part.type]
+            payload = {"attachment_id": attachment_id} if attachment_id else {"url": part.url}
+            bodies.append({"attachment": {"type": kind, "payload": payload}})
         else:
             bodies.extend({"text": chunk} for chunk in split_text(unit, TEXT_LIMIT))
     return bodies
@@ -187,13 +201,14 @@ def requests_for(
     window: dict[str, str],
     options: Sequence[QuickReply] = (),
     language: str | None = None,
+    uploaded: Mapping[int, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The Send API bodies that deliver one message, in order.
 
     Text beyond the limit becomes several requests; each attachment is a request of its
     own. Quick replies ride on the last request, so they show under the whole message.
     """
-    messages = _message_bodies(parts, language)
+    messages = _message_bodies(parts, language, uploaded or {})
     options = [*options, *choice_options(parts)]
     if messages and options:
         chips = quick_replies(options)

@@ -10,6 +10,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -43,12 +44,20 @@ class _Frame(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+# Files a visitor uploaded (POST /webchat/{channel_id}/uploads), sent with a message.
+AttachmentIdStr = Annotated[str, StringConstraints(pattern=r"^att_[0-9A-Z]{26}$")]
+MAX_ATTACHMENTS = 10
+
+
 class MessageFrame(_Frame):
     type: Literal["message"]
     client_id: ClientId
-    text: str
+    text: str = ""
     # The answer picked from a choices part (its id); ``text`` is its title.
     choice_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    attachment_ids: Annotated[list[AttachmentIdStr], Field(max_length=MAX_ATTACHMENTS)] = Field(
+        default_factory=list
+    )
 
 
 class HistoryFrame(_Frame):
@@ -115,7 +124,7 @@ def parse_frame(data: str, *, max_text: int) -> ClientFrame:
         ) from None
     if isinstance(frame, MessageFrame):
         text = clean_text(frame.text).strip()
-        if not text:
+        if not text and not frame.attachment_ids:
             raise FrameError("empty_text", "the message has no text", client_id=frame.client_id)
         if len(text) > max_text:
             raise FrameError(
@@ -194,6 +203,46 @@ def verify_token(
     if iat > current + 300 or current - iat > ttl_seconds:
         return None
     return VisitorToken(VisitorId(visitor), channel, iat)
+
+
+# --- links to files -------------------------------------------------------------------
+
+
+_EXPIRES = re.compile(r"[0-9]{1,12}")
+
+
+def _file_body(channel_id: str, attachment_id: str, expires: int) -> bytes:
+    return f"file.{channel_id}.{attachment_id}.{expires}".encode()
+
+
+def sign_file(key: bytes | Keyring, channel_id: str, attachment_id: str, expires: int) -> str:
+    """The signature of a link to a file, valid until ``expires`` (epoch seconds)."""
+    body = _file_body(channel_id, attachment_id, expires)
+    return _b64(hmac.new(Keyring.of(key).newest, body, hashlib.sha256).digest())
+
+
+def file_link_ok(
+    key: bytes | Keyring,
+    channel_id: str,
+    attachment_id: str,
+    expires: str,
+    signature: str,
+    now: float | None = None,
+) -> bool:
+    """A link to a file made by :func:`sign_file`, with any of the keys, not expired."""
+    if not _EXPIRES.fullmatch(expires) or len(signature) > 64:
+        return False
+    if int(expires) < (time.time() if now is None else now):
+        return False
+    body = _file_body(channel_id, attachment_id, int(expires))
+    try:
+        given = _unb64(signature)
+    except (binascii.Error, ValueError):
+        return False
+    ok = False
+    for one in Keyring.of(key):
+        ok |= hmac.compare_digest(hmac.new(one, body, hashlib.sha256).digest(), given)
+    return ok
 
 
 def identity_hmac_ok(secret: bytes, user_id: str, given: str | None) -> bool:

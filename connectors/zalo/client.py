@@ -91,6 +91,8 @@ class TokenPair:
 class Profile:
     name: str | None
     avatar_url: str | None
+    # The phone of `shared_info`, once the user has shared it with the OA.
+    phone: str | None = None
 
 
 class ZaloClient:
@@ -160,7 +162,13 @@ class ZaloClient:
         avatar = _text(data.get("avatar")) or _text(avatars.get("240")) or _text(avatars.get("120"))
         if avatar and not avatar.startswith(("https://", "http://")):
             avatar = None
-        return Profile(name=name[:200] if name else None, avatar_url=avatar)
+        shared = data.get("shared_info")
+        phone = _text(shared.get("phone")) if isinstance(shared, dict) else None
+        return Profile(
+            name=name[:200] if name else None,
+            avatar_url=avatar,
+            phone=phone[:64] if phone else None,
+        )
 
     async def check_token(self, token: SecretStr) -> None:
         """A cheap call that fails with TokenRejected when the token no longer works."""

@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
@@ -31,9 +28,9 @@ from connectors.errors import (
     AuthError,
     PermanentError,
     SendError,
-    TransientError,
 )
 from connectors.provider import ProviderConnector, json_error, read_body
+from connectors.tokens import SealedPair, Tokens, claim_refresh, seed_of
 from connectors.wire import decode_body
 from connectors.zalo import render
 from connectors.zalo.client import TokenPair, TokenRejected, ZaloClient
@@ -42,6 +39,7 @@ from connectors.zalo.parse import (
     Delivery,
     OaMessage,
     PayloadError,
+    SubmittedInfo,
     Unhandled,
     UserMessage,
     WebhookEvent,
@@ -80,17 +78,6 @@ PROFILE_RETRY_SECONDS = 3600.0
 ECHO_WAIT_SECONDS = 1.5
 # After a refresh ahead of expiry failed, the next early try waits this long.
 EARLY_REFRESH_PAUSE = 300.0
-REFRESH_WAIT = 30.0  # at most this long for another process's refresh to end
-
-
-@dataclass(frozen=True)
-class _Tokens:
-    access: SecretStr
-    refresh: SecretStr
-    expires_at: float | None  # epoch seconds; None when not known (the configured pair)
-
-    def __repr__(self) -> str:
-        return f"_Tokens(expires_at={self.expires_at})"
 
 
 class ZaloConnector(ProviderConnector):
@@ -124,9 +111,10 @@ class ZaloConnector(ProviderConnector):
         )
         self._box = SecretBox(state_key)
         self._secret = settings.oa_secret_key.get_secret_value()
-        # Which configured refresh token the stored pair descends from.
-        self._seed = hashlib.sha256(settings.refresh_token.get_secret_value().encode()).hexdigest()
-        self._tokens = _Tokens(settings.access_token, settings.refresh_token, None)
+        # Descending from the configured refresh token (a newly configured one replaces it).
+        seed = seed_of(settings.refresh_token.get_secret_value())
+        self._stored = SealedPair(TOKENS_KEY, SecretBox(state_key), seed, "Zalo tokens")
+        self._tokens = Tokens(settings.access_token, settings.refresh_token, None)
         self._refresh_lock = asyncio.Lock()
         self._early_refresh_after = 0.0
         self._ours: OrderedDict[str, None] = OrderedDict()  # message ids of our sends
@@ -225,7 +213,7 @@ class ZaloConnector(ProviderConnector):
         return False
 
     async def _handle(self, event: WebhookEvent) -> None:
-        if isinstance(event, UserMessage | OaMessage | Delivery) and (
+        if isinstance(event, UserMessage | OaMessage | Delivery | SubmittedInfo) and (
             event.oa_id != self.settings.oa_id
         ):
             reason = f"OA {event.oa_id[:64]} is not the one configured on this channel"
@@ -240,6 +228,18 @@ class ZaloConnector(ProviderConnector):
                 StatusUpdate(
                     channel_id=self.channel_id, status=status, external_ids=list(event.msg_ids)
                 )
+            )
+        elif isinstance(event, SubmittedInfo):
+            # The phone is the Zalo account's own: a verified value, which links the
+            # contact to the same person's other channels.
+            await self.sink.update_identity(
+                self.channel_id,
+                Sender(
+                    external_id=event.user_id,
+                    display_name=event.name,
+                    phone=event.phone,
+                    verified=event.phone is not None,
+                ),
             )
         elif isinstance(event, Unhandled):
             await self._keep_raw(event.kind, event.raw, event.reason)
@@ -302,13 +302,16 @@ class ZaloConnector(ProviderConnector):
         wait = refresh
         try:
             profile = await self._api(lambda token: self.client.profile(token, user_id))
-            if profile.name or profile.avatar_url:
+            if profile.name or profile.avatar_url or profile.phone:
                 await self.sink.update_identity(
                     self.channel_id,
                     Sender(
                         external_id=user_id,
                         display_name=profile.name,
                         avatar_url=profile.avatar_url,
+                        # shared_info: what the user chose to share from their account
+                        phone=profile.phone,
+                        verified=profile.phone is not None,
                     ),
                 )
         except SendError as exc:
@@ -471,40 +474,9 @@ class ZaloConnector(ProviderConnector):
     # --- tokens -------------------------------------------------------------------------
 
     async def _load_tokens(self) -> None:
-        stored = await self.sink.load_state(self.channel_id, TOKENS_KEY)
-        if not isinstance(stored, dict) or stored.get("seed") != self._seed:
-            return  # none yet, or the configured pair is newer than the stored one
-        try:
-            pair = json.loads(self._box.open(str(stored.get("sealed"))))
-            access, refresh = pair["access_token"], pair["refresh_token"]
-        except (ValueError, KeyError, TypeError):
-            log.error(
-                "channel %s: the stored Zalo tokens cannot be read (sealed with a secret key "
-                "this gateway does not have?); using the configured ones",
-                self.channel_id,
-            )
-            return
-        expires = stored.get("expires_at")
-        self._tokens = _Tokens(
-            SecretStr(str(access)),
-            SecretStr(str(refresh)),
-            float(expires) if isinstance(expires, int | float) else None,
-        )
-
-    async def _save_tokens(self, tokens: _Tokens) -> None:
-        sealed = self._box.seal(
-            json.dumps(
-                {
-                    "access_token": tokens.access.get_secret_value(),
-                    "refresh_token": tokens.refresh.get_secret_value(),
-                }
-            )
-        )
-        await self.sink.save_state(
-            self.channel_id,
-            TOKENS_KEY,
-            {"seed": self._seed, "sealed": sealed, "expires_at": tokens.expires_at},
-        )
+        found = await self._stored.load(self.sink, self.channel_id)
+        if found is not None:
+            self._tokens = found
 
     async def _token(self) -> SecretStr:
         """The access token to call with, refreshed first when it is about to expire."""
@@ -531,7 +503,7 @@ class ZaloConnector(ProviderConnector):
             if self._tokens.access.get_secret_value() != seen.get_secret_value():
                 return  # refreshed meanwhile
             lease = f"zalo-tokens:{self.channel_id}"
-            await self._claim_refresh(lease)
+            await claim_refresh(self.sink, lease, "Zalo token")
             try:
                 # Another process may have refreshed already: its pair wins.
                 await self._load_tokens()
@@ -540,26 +512,17 @@ class ZaloConnector(ProviderConnector):
                 pair: TokenPair = await self.client.refresh(
                     self.settings.app_id, self.settings.app_secret, self._tokens.refresh
                 )
-                tokens = _Tokens(
+                tokens = Tokens(
                     pair.access_token,
                     pair.refresh_token,
                     self._clock().timestamp() + pair.expires_in,
                 )
-                await self._save_tokens(tokens)  # durable before it is used
+                await self._stored.save(self.sink, self.channel_id, tokens)  # durable first
             finally:
                 await self.sink.release(lease)
             self._tokens = tokens
             self._early_refresh_after = 0.0
             log.info("channel %s: Zalo access token refreshed", self.channel_id)
-
-    async def _claim_refresh(self, lease: str) -> None:
-        deadline = asyncio.get_running_loop().time() + REFRESH_WAIT
-        while await self.sink.claim(lease) is None:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TransientError(
-                    "another process is refreshing the Zalo token", code="token_refresh_busy"
-                )
-            await asyncio.sleep(0.2)
 
     async def _api(self, call: Callable[[SecretStr], Awaitable[T]]) -> T:
         """Make a call with the access token, refreshing it once when Zalo refuses it,

@@ -53,6 +53,21 @@ class PageQuery(In):
     limit: Limit = 50
 
 
+class ContactSearchQuery(PageQuery):
+    q: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        None,
+        description="A name, or its start from any of its words: diacritics and case do "
+        'not matter ("nguyen van a" and "van an" find "Nguyễn Văn An"); the words in '
+        "order, each whole but the last.",
+    )
+    phone: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None, description="Any form of the number: 0912 345 678, 84912345678, +84 912 345 678."
+    )
+    email: Annotated[str, Field(min_length=1, max_length=320)] | None = None
+    channel_id: Id | None = None
+    external_id: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+
+
 class ConversationQuery(PageQuery):
     status: Literal["queued", "assigned", "resolved"] | None = None
     assignee_id: Id | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from gateway.domain import clocks
 from gateway.domain.state import US, RoutingState
 from gateway.domain.waits import QUEUE_SCAN_LIMIT, Estimator, need_of, tell_customer
 from gateway.store.records import AssignmentBatch, ConversationRecord, dumps
@@ -69,7 +70,10 @@ async def dispatch(tx: Tx, state: RoutingState) -> DispatchResult:
     """Requeue breached assignments, then route the queue in order and announce waits."""
     index = await state.index(tx)
     now = tx.now / US
-    next_sla = await sweep(tx, state, index, now)
+    next_sla = _soonest(
+        await sweep(tx, state, index, now),
+        await clocks.sweep(tx, state.clocks, now) if state.clocks.policies else None,
+    )
     by_id: dict[str, ConversationRecord] = {}
     unannounced: set[str] = set()
     needs: list[Need] = []
@@ -130,7 +134,9 @@ async def dispatch(tx: Tx, state: RoutingState) -> DispatchResult:
             wakeups.append(at)
         if need.conversation_id in unannounced:
             position = places[need.conversation_id]
-            wait = await estimator.estimate(need.channel_type, decision.requirements, position)
+            wait = await estimator.estimate(
+                need.channel_type, decision.requirements, position, queued
+            )
             await tx.conversations.update(queued.id, queue_announced=True)
             await record(tx, decision)
             model = queued.model()
@@ -149,6 +155,11 @@ async def dispatch(tx: Tx, state: RoutingState) -> DispatchResult:
     await tx.assignments.write(batch)
     result.next_wakeup = min(wakeups) if wakeups else None
     return result
+
+
+def _soonest(*times: float | None) -> float | None:
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
 
 
 def _reassign_due(state: RoutingState, queued: ConversationRecord, now: float) -> float | None:

@@ -3,8 +3,9 @@ stored with their events in one unit of work), delivery news, reactions, identit
 
 from __future__ import annotations
 
-from gateway.domain import choices, contacts, surveys
-from gateway.domain.state import RoutingState
+from gateway.domain import choices, clocks, contacts, surveys
+from gateway.domain.media import fetchable
+from gateway.domain.state import US, RoutingState
 from gateway.domain.threads import open_for, thread_for
 from gateway.store.protocols import Store
 from gateway.store.records import to_us
@@ -83,6 +84,9 @@ async def ingest(
         metadata=metadata,
     )
     await tx.messages.insert(stored, conv.contact_id, peer_id=msg.sender.external_id)
+    if fetchable(stored.parts):
+        # The provider's files expire: fetched once the provider has its answer.
+        await tx.messages.download_later(stored.id, stored.channel_id)
     if inbound:
         # The provider's own time, when it gives one, starts reply windows (a webhook it
         # retried late must not stretch them); never later than now.
@@ -109,11 +113,20 @@ async def ingest(
         {"message": stored},
         stored.conversation_id,
     )
+    notices = 0
+    if inbound:
+        wrote = await clocks.customer_wrote(
+            tx, routing.clocks, conv.id, msg.channel_id, channel_type.value, tx.now / US
+        )
+        notices = int(wrote)
+    else:
+        await clocks.answered(tx, conv.id, tx.now / US)
     return IngestResult(
         message=stored,
         conversation_id=conv.id,
         conversation_status=conv.status,
         contact_id=contact_id,
+        notices=notices,
     )
 
 
@@ -151,6 +164,7 @@ async def _survey_answer(
         conversation_id=conversation_id,
         conversation_status=ConversationStatus.RESOLVED,
         contact_id=contact_id,
+        notices=int(outcome == "answered"),  # the next question, or the thanks
     )
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.domain import contacts
+from gateway.domain import clocks, contacts
 from gateway.domain.state import RoutingState
-from gateway.domain.threads import open_for, open_new
+from gateway.domain.threads import one_open_per_contact, open_for, open_new
 from gateway.store.protocols import Store
-from gateway.store.records import ContactRecord
+from gateway.store.records import US, ContactRecord
 from gateway.store.transaction import Tx
 from kernel.envelope import Sender
 from kernel.errors import Conflict, Invalid, NotFound
@@ -137,6 +137,7 @@ async def create(
         )
         if author.id is not None:
             await tx.contacts.served(conv.contact_id, author.id, tx.now)
+        await clocks.answered(tx, conversation_id, tx.now / US)
     else:
         await tx.conversations.update(conversation_id, last_message_at=tx.now)
     return await message(tx, pending.id), False
@@ -264,8 +265,11 @@ async def start(
                 )
             return Started(record.model(), earlier.message, True)
     contact_id, recipient_id = await _addressee(tx, channel_id, channel_type, contact_id, to)
-    # A contact has one open conversation per channel (what they write next joins it).
-    already = await open_for(tx, contact_id, channel_id)
+    # On a chat channel a contact has one open conversation (what they write next joins
+    # it); on e-mail each thread is its own conversation, so a start is a new thread.
+    already = (
+        await open_for(tx, contact_id, channel_id) if one_open_per_contact(channel_type) else None
+    )
     if already is not None:
         raise Conflict(
             f"the contact already has conversation {already.id} open on {channel_id}: "

@@ -13,6 +13,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
+from gateway.domain.clocks import Clocks
 from gateway.store.protocols import Store
 from gateway.store.transaction import Tx
 from routing.index import AgentIndex, AgentState
@@ -27,9 +28,16 @@ US = 1_000_000
 class RoutingState(RuleBook):
     """Routing's rules and the agent index of one store."""
 
-    def __init__(self, settings: RoutingSettings, channel_types: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        settings: RoutingSettings,
+        channel_types: Iterable[str] = (),
+        clocks: Clocks | None = None,
+    ) -> None:
         super().__init__(settings)
         self.channel_types = set(channel_types)
+        # Business hours and SLA policies.
+        self.clocks = clocks or Clocks(default_language=settings.default_language)
         self._index: AgentIndex | None = None
         self._version = -1  # routing's version the index was loaded or last changed at
 

@@ -1,17 +1,23 @@
 """Which conversation an inbound message joins.
 
 In order: the conversation the channel names (a verified threading token), the one
-holding a message it replies to or refers to (e-mail In-Reply-To / References), the
-contact's open conversation on the channel; otherwise a new one, classified by the
-routing rules. A resolved conversation that a reply names is reopened, unless the contact
-already has another one open there.
+holding a message it replies to or refers to (e-mail In-Reply-To / References), then, on
+chat channels only, the contact's open conversation on the channel; otherwise a new one,
+classified by the routing rules.
+
+On chat channels (webchat, Zalo, Messenger) a contact has one open conversation per
+channel: a resolved conversation that a reply names is reopened unless another one is
+open there, which the message then joins. On e-mail each thread is its own conversation
+(design.md 10): a mail joins only the thread it names, reopening it if resolved, and any
+other mail opens a new conversation, even from a sender who has one open.
 """
 
 from __future__ import annotations
 
 import json
 
-from gateway.domain.state import RoutingState
+from gateway.domain import clocks
+from gateway.domain.state import US, RoutingState
 from gateway.store.records import ConversationRecord, OpenConversation
 from gateway.store.transaction import Tx
 from kernel.envelope import InboundMessage
@@ -29,6 +35,11 @@ async def open_for(tx: Tx, contact_id: str, channel_id: str) -> OpenConversation
         if found is not None and (newest is None or found.id > newest.id):
             newest = found
     return newest
+
+
+def one_open_per_contact(channel_type: ChannelType | str) -> bool:
+    """Whether a contact has at most one open conversation on a channel of this type."""
+    return ChannelType(channel_type) != ChannelType.EMAIL
 
 
 def _open(record: ConversationRecord) -> OpenConversation:
@@ -55,15 +66,16 @@ async def thread_for(
         named = await tx.conversations.on_channel(msg.conversation_hint, msg.channel_id)
     if named is None and refs:
         named = await tx.conversations.holding(msg.channel_id, refs)
+    single = one_open_per_contact(channel_type)
     if named is not None:
         if named.status != ConversationStatus.RESOLVED:
             return _open(named)
-        other = await open_for(tx, named.contact_id, msg.channel_id)
+        other = await open_for(tx, named.contact_id, msg.channel_id) if single else None
         if other is not None:
             return other
         await reopen_record(tx, named)
         return _open(named)
-    found = await open_for(tx, contact_id, msg.channel_id)
+    found = await open_for(tx, contact_id, msg.channel_id) if single else None
     if found is not None:
         return found
     created = await open_new(
@@ -122,6 +134,7 @@ async def open_new(
         routing_rule=needs.rule,
     )
     await tx.conversations.insert(created)
+    await clocks.start(tx, routing.clocks, created, tx.now / US)
     announced = Conversation(
         id=ConversationId(created.id),
         contact_id=ContactId(contact_id),

@@ -8,19 +8,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.domain.notices import write_notice
 from gateway.domain.state import US, RoutingState
 from gateway.store.records import ConversationRecord
 from gateway.store.transaction import Tx
-from kernel.ids import new_message_id
-from kernel.models import (
-    Author,
-    AuthorType,
-    Conversation,
-    Direction,
-    Message,
-    MessageStatus,
-    TextPart,
-)
+from kernel.models import Conversation
 from routing.engine import Decision, Need, queue_order
 from routing.index import AgentIndex
 from routing.rules import Requirements, effective
@@ -70,13 +62,19 @@ class Estimator:
             )
         return self._aht[channel_type]
 
-    async def estimate(self, channel_type: str, req: Requirements, position: int) -> float | None:
+    async def estimate(
+        self, channel_type: str, req: Requirements, position: int, record: ConversationRecord
+    ) -> float | None:
+        """Seconds until served: handling time counted in the channel's business hours."""
         key = (channel_type, req)
         if key not in self._slots:
             self._slots[key] = slots(self.index, channel_type, req)
         if self._slots[key] <= 0:
             return None  # nobody online could ever take it: no honest estimate
-        return estimated_wait(position, await self.aht(channel_type), self._slots[key])
+        handling = estimated_wait(position, await self.aht(channel_type), self._slots[key])
+        return self.state.clocks.business_wait(
+            record.channel_id, channel_type, handling, self.tx.now / US, record.routing_rule
+        )
 
 
 async def queue_view(
@@ -106,7 +104,7 @@ async def queue_view(
                 "conversation": record.model(),
                 "position": position,
                 "estimated_wait_seconds": await estimator.estimate(
-                    need.channel_type, req, position
+                    need.channel_type, req, position, record
                 ),
                 "waiting_seconds": round(max(0.0, now - need.queued_at), 1),
                 "requirements": req.as_dict(),
@@ -132,15 +130,5 @@ async def tell_customer(
     if not template:
         return False
     text = template.format(position=position, minutes=max(1, math.ceil(wait / 60)))
-    notice = Message(
-        id=new_message_id(),
-        conversation_id=conv.id,
-        channel_id=conv.channel_id,
-        direction=Direction.OUTBOUND,
-        author=Author(type=AuthorType.SYSTEM),
-        parts=[TextPart(text=text)],
-        created_at=tx.now_dt,
-        status=MessageStatus.PENDING,
-    )
-    await tx.messages.insert(notice, conv.contact_id, due_at=tx.now)
+    await write_notice(tx, conv, text)
     return True

@@ -75,10 +75,12 @@ TABLES: tuple[Table, ...] = (
         "contacts",
         _cols(
             "id, display_name, phone, phone_verified, email, email_verified, created_at, "
-            "merged_into, attributes, last_agent_id, last_served_at, erased_at"
+            "merged_into, attributes, last_agent_id, last_served_at, erased_at, name_key"
         ),
         booleans=frozenset({"phone_verified", "email_verified"}),
     ),
+    Table("contact_names", _cols("tail, contact_id")),
+    Table("contacts_apart", _cols("low, high, created_at")),
     Table(
         "identities",
         _cols(
@@ -114,6 +116,10 @@ TABLES: tuple[Table, ...] = (
     ),
     Table("templates", _cols("id, name, language, body, created_at, updated_at")),
     Table("surveys", _cols(SURVEY_COLUMNS)),
+    Table(
+        "conversation_clocks",
+        _cols("conversation_id, channel_id, created_at, policy, sla, next_check, off_hours_until"),
+    ),
     Table("events", _cols("seq, type, created_at, conversation_id, data")),
     Table(
         "routing_decisions",
@@ -154,6 +160,7 @@ TABLES: tuple[Table, ...] = (
         identity=True,
     ),
     Table("api_channels", _cols("id, type, sealed, created_at, updated_at")),
+    Table("media_downloads", _cols("message_id, channel_id, attempts, next_at, created_at")),
 )
 
 # Where the file bytes of attachments go on PostgreSQL (no SQLite table of its own).

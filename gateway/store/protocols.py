@@ -18,12 +18,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from gateway.store.contact_search import ContactQuery
 from gateway.store.records import (
     AttachmentRecord,
     AttemptLog,
     ChannelSamples,
     ConversationFilter,
     DeliveryRow,
+    MediaJob,
     OutboundJob,
     StoredChannel,
     TokenRecord,
@@ -116,6 +118,15 @@ class ContactReads(Protocol):
         """The contact behind a channel identity, if it is known."""
         ...
 
+    async def search(self, query: ContactQuery, cursor: str | None, limit: int) -> Page[Contact]:
+        """Contacts not merged away matching every filter given (contact_search.py)."""
+        ...
+
+    async def sharing(self, contact_id: ContactId, limit: int) -> list[Contact]:
+        """Contacts not merged away, outside this one's merge group, with its phone or
+        e-mail (verified or not), oldest first."""
+        ...
+
 
 class AgentReads(Protocol):
     async def get(self, agent_id: AgentId) -> Agent | None: ...
@@ -138,6 +149,19 @@ class OutboundQueue(Protocol):
     async def release_held(self, channel_id: ChannelId, now: datetime) -> int:
         """Make every waiting message of a channel due now; returns how many."""
         ...
+
+
+class MediaDownloads(Protocol):
+    """Messages whose provider files are still to be fetched (written with the message by
+    ``MessageRows.download_later``)."""
+
+    async def due(self, now: datetime, limit: int, hold_seconds: float) -> list[MediaJob]:
+        """Due jobs, oldest first, each held (not due for anyone) ``hold_seconds`` from
+        now, so that another process does not fetch the same files meanwhile; a job
+        whose message is gone is dropped."""
+        ...
+
+    async def next_due(self) -> datetime | None: ...
 
 
 class EventLog(Protocol):
@@ -374,6 +398,8 @@ class Store(Protocol):
     def agents(self) -> AgentReads: ...
     @property
     def outbound(self) -> OutboundQueue: ...
+    @property
+    def media_downloads(self) -> MediaDownloads: ...
     @property
     def events(self) -> EventLog: ...
     @property

@@ -130,7 +130,7 @@ class ConversationRecord:
             f'"first_response_at":{_json_time(value["first_response_at"])},'
             f'"resolved_at":{_json_time(value["resolved_at"])},'
             f'"last_message_at":{_json_time(value["last_message_at"])},'
-            '"reply_window":null}'
+            '"reply_window":null,"sla":null}'
         )
 
 
@@ -215,6 +215,15 @@ class OutboundJob(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     outbound: OutboundMessage
+    attempts: int
+
+
+class MediaJob(BaseModel):
+    """A message whose provider files are still to be fetched (gateway.media)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    message: Message
     attempts: int
 
 
@@ -363,6 +372,21 @@ class ResolvedSample(NamedTuple):
 
 
 @dataclass
+class ClockRecord:
+    """A conversation's clocks: its SLA (``sla_json``: routing.sla.SlaClock as stored)
+    and until when it has had its off-hours reply (the opening that ends that closed
+    period). ``next_check``: when the SLA sweep must look at it again."""
+
+    conversation_id: str
+    channel_id: str
+    created_at: int
+    policy: str | None = None
+    sla_json: str | None = None
+    next_check: int | None = None
+    off_hours_until: int | None = None
+
+
+@dataclass
 class ChannelSamples:
     """What the store found for one channel: counts and every duration, in seconds."""
 
@@ -378,6 +402,8 @@ class ChannelSamples:
     oldest_waiting: float | None = None
     surveys: list[SurveySample] = field(default_factory=list)
     resolved: list[ResolvedSample] = field(default_factory=list)
+    # SLA clocks (as stored) of the conversations opened in the window.
+    sla_clocks: list[str] = field(default_factory=list)
 
     def add(self, other: ChannelSamples) -> None:
         self.created += other.created
@@ -391,6 +417,7 @@ class ChannelSamples:
         self.queue_length += other.queue_length
         self.surveys += other.surveys
         self.resolved += other.resolved
+        self.sla_clocks += other.sla_clocks
         if other.oldest_waiting is not None:
             self.oldest_waiting = max(self.oldest_waiting or 0.0, other.oldest_waiting)
 

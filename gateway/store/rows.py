@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from gateway.store.records import (
+    US,
     ContactRecord,
     ConversationRecord,
     IdentityRecord,
@@ -27,6 +28,8 @@ from kernel.models import (
     AuthorType,
     ChannelType,
     Contact,
+    Conversation,
+    ConversationSla,
     Direction,
     Identity,
     Message,
@@ -37,6 +40,7 @@ from kernel.models import (
     Reaction,
     Template,
 )
+from routing.sla import SlaClock
 
 # sqlite3.Row or asyncpg.Record
 Row = Any
@@ -99,11 +103,12 @@ def message(row: Row) -> Message:
         status=MessageStatus(row["status"]),
         error=MessageError.model_validate_json(error) if error else None,
         reactions=_reactions.validate_json(reactions) if reactions else [],
-        metadata=_metadata(row["metadata"]),
+        metadata=metadata(row["metadata"]),
     )
 
 
-def _metadata(stored: Any) -> dict[str, Any]:
+def metadata(stored: Any) -> dict[str, Any]:
+    """A message's metadata as read back ({} for NULL)."""
     if not stored:
         return {}
     # SQLite keeps text; asyncpg hands jsonb over as text too (no codec is set for it).
@@ -205,3 +210,23 @@ def event(row: Row) -> Event:
     return Event(
         row["seq"], row["type"], from_us(row["created_at"]), row["data"], row["conversation_id"]
     )
+
+
+def sla_view(stored: str | None) -> ConversationSla | None:
+    """A stored SLA clock as ``Conversation.sla``."""
+    if not stored:
+        return None
+    clock = SlaClock.from_json(stored)
+    due = {k: None if v is None else from_us(round(v * US)) for k, v in clock.due_times().items()}
+    return ConversationSla(
+        policy=clock.policy,
+        first_response_due=due["first_response"],
+        next_response_due=due["next_response"],
+        resolution_due=due["resolution"],
+        breached=list(clock.breached),
+    )
+
+
+def with_sla(conversation: Conversation, stored: str | None) -> Conversation:
+    view = sla_view(stored)
+    return conversation if view is None else conversation.model_copy(update={"sla": view})

@@ -16,6 +16,7 @@ from gateway.store.records import (
     AgentRecord,
     Asked,
     AssignmentBatch,
+    ClockRecord,
     ContactRecord,
     ConversationRecord,
     IdentityRecord,
@@ -25,7 +26,16 @@ from gateway.store.records import (
     WindowCandidate,
 )
 from kernel.events import Event
-from kernel.models import Agent, Contact, Message, MessageError, MessageStatus, Presence, Reaction
+from kernel.models import (
+    Agent,
+    Contact,
+    Message,
+    MessageError,
+    MessageStatus,
+    Part,
+    Presence,
+    Reaction,
+)
 
 T = TypeVar("T")
 
@@ -45,7 +55,7 @@ class ConversationRows(Protocol):
         ...
 
     async def open_of(self, contact_id: str, channel_id: str) -> OpenConversation | None:
-        """This contact's (not its merge group's) open conversation on the channel."""
+        """This contact's (not its merge group's) newest open conversation on the channel."""
         ...
 
     async def insert(self, record: ConversationRecord) -> None: ...
@@ -151,6 +161,22 @@ class MessageRows(Protocol):
 
     async def set_reactions(self, message_id: str, reactions: list[Reaction]) -> None: ...
 
+    async def set_parts(self, message_id: str, parts: Sequence[Part]) -> None:
+        """Replace a message's parts (its files once the gateway keeps them)."""
+        ...
+
+    async def download_later(self, message_id: str, channel_id: str) -> None:
+        """The message's provider files are to be fetched (gateway.media), from now."""
+        ...
+
+    async def download_again(self, message_id: str, attempts: int, at: int) -> None:
+        """The files still to fetch are tried again at ``at`` (microseconds)."""
+        ...
+
+    async def downloaded(self, message_id: str) -> None:
+        """Nothing of the message is left to fetch."""
+        ...
+
 
 class ContactRows(Protocol):
     async def identity(self, channel_id: str, external_id: str) -> IdentityRecord | None: ...
@@ -207,6 +233,15 @@ class ContactRows(Protocol):
         ...
 
     async def identity_count(self, contact_id: str) -> int: ...
+    async def set_apart(self, a: str, b: str, apart: bool, at: int) -> None:
+        """Whether two contacts were separated by hand (then nothing links them by
+        itself): set by an unmerge, cleared by a merge through the API."""
+        ...
+
+    async def apart(self, a: str, b: str) -> bool:
+        """Whether two contacts were separated by hand."""
+        ...
+
     async def load(self, contact_id: str) -> Contact | None:
         """The contact as the API shows it, with its identities."""
         ...
@@ -227,6 +262,29 @@ class AgentRows(Protocol):
     async def set_presence(self, agent_id: str, presence: Presence, at: int) -> None: ...
     async def set_assigned(self, agent_id: str, at: int) -> None:
         """When the agent was last given a conversation."""
+        ...
+
+
+class ClockRows(Protocol):
+    """Conversations' SLA clocks and off-hours replies (records.ClockRecord)."""
+
+    async def get(self, conversation_id: str) -> ClockRecord | None: ...
+
+    async def put(self, record: ClockRecord) -> None:
+        """Insert or replace the conversation's clocks."""
+        ...
+
+    async def due(self, now: int, limit: int) -> list[ClockRecord]:
+        """Clocks whose next_check has come, soonest first."""
+        ...
+
+    async def notified(self, contact_id: str, channel_id: str, until: int) -> bool:
+        """Whether a conversation of this contact on this channel had the off-hours reply
+        of the closed period that ends at ``until``."""
+        ...
+
+    async def next_check(self) -> int | None:
+        """The soonest next_check of all."""
         ...
 
 
@@ -374,6 +432,8 @@ class Tx(Protocol):
     def erasure(self) -> ErasureRows: ...
     @property
     def surveys(self) -> SurveyRows: ...
+    @property
+    def clocks(self) -> ClockRows: ...
 
     async def emit(
         self, type_: str, fields: dict[str, Any], conversation_id: str | None = None

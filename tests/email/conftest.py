@@ -9,7 +9,6 @@ import email
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,24 +24,12 @@ import pytest
 
 from connectors.email.client import ImapClient
 from connectors.email.settings import ImapSettings
+from tests.db.throwaway import free_ports
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "mail"
 PASSWORD = "secret"
 POOL = 40  # pairs of accounts made at start; more are added (slowly) if a run needs them
 _counter = itertools.count(1)
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass
@@ -163,7 +150,9 @@ keepalive_seconds = 10
 
 def _toml(values: dict[str, object]) -> str:
     return "\n".join(
-        f"{k} = {v}" if isinstance(v, int) else f'{k} = "{v}"' for k, v in values.items()
+        f"{k} = {v}" if isinstance(v, int) else f'{k} = "{v}"'
+        for k, v in values.items()
+        if v is not None  # a key left out
     )
 
 
@@ -182,8 +171,9 @@ def _run(script: str, *args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="session")
-def mail_server() -> Iterator[MailServer]:
+@contextlib.contextmanager
+def running_mail_server(extra_env: dict[str, str] | None = None) -> Iterator[MailServer]:
+    """Dovecot and the relay in a folder of their own, stopped and removed on exit."""
     # Not pytest's tmp_path: it is 0700, and Dovecot's own users must enter the folder.
     root = tempfile.mkdtemp(prefix="omnigw-mail-", dir="/tmp")
     os.chmod(root, 0o755)
@@ -191,7 +181,7 @@ def mail_server() -> Iterator[MailServer]:
     server = None
     last_error: Exception | None = None
     for _ in range(3):  # a port picked as free may be taken before the daemons bind it
-        imap, imaps, smtp, lmtp = _free_ports(4)
+        imap, imaps, smtp, lmtp = free_ports(4)
         env = {
             **os.environ,
             "PYTHON": sys.executable,
@@ -205,6 +195,7 @@ def mail_server() -> Iterator[MailServer]:
             "MAIL_USERS": " ".join(
                 f"support-{n}@example.test customer-{n}@example.org" for n in range(1, POOL + 1)
             ),
+            **(extra_env or {}),
         }
         try:
             _run("start-mail.sh", str(folder), env=env)
@@ -222,6 +213,12 @@ def mail_server() -> Iterator[MailServer]:
     finally:
         _run("stop-mail.sh", str(folder))
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mail_server() -> Iterator[MailServer]:
+    with running_mail_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.domain.assignments import Assignments
+from gateway.domain.clocks import Clocks
 from gateway.domain.contacts import Contacts
 from gateway.domain.inbox import Inbox
 from gateway.domain.outbox import Outbox
@@ -41,8 +42,10 @@ class Domain:
     contacts: Contacts
 
     @classmethod
-    def over(cls, store: Store, routing: RoutingSettings | None = None) -> Domain:
-        state = RoutingState(routing or RoutingSettings())
+    def over(
+        cls, store: Store, routing: RoutingSettings | None = None, clocks: Clocks | None = None
+    ) -> Domain:
+        state = RoutingState(routing or RoutingSettings(), clocks=clocks)
         return cls(
             store, Inbox(store, state), Outbox(store), Assignments(store, state), Contacts(store)
         )

@@ -35,7 +35,7 @@ _HOLDING = (
 )
 _OPEN_OF = (
     "SELECT id, contact_id, status, awaiting_since, first_response_at FROM conversations "
-    "WHERE contact_id = $1 AND channel_id = $2 AND status <> 'resolved'"
+    "WHERE contact_id = $1 AND channel_id = $2 AND status <> 'resolved' ORDER BY id DESC LIMIT 1"
 )
 _INSERT = (
     f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES "
@@ -82,6 +82,22 @@ _UPDATES: dict[tuple[str, ...], str] = {}
 async def get(conn: asyncpg.Connection, conversation_id: str) -> ConversationRecord | None:
     row = await conn.fetchrow(_BY_ID, conversation_id)
     return None if row is None else rows.conversation(row)
+
+
+async def _sla(conn: asyncpg.Connection, conversation_id: str) -> str | None:
+    found: str | None = await conn.fetchval(
+        "SELECT sla FROM conversation_clocks WHERE conversation_id = $1", conversation_id
+    )
+    return found
+
+
+async def _slas(conn: asyncpg.Connection, ids: list[str]) -> dict[str, str]:
+    found = await conn.fetch(
+        "SELECT conversation_id, sla FROM conversation_clocks "
+        "WHERE conversation_id = ANY($1::text[]) AND sla IS NOT NULL",
+        ids,
+    )
+    return {row[0]: row[1] for row in found}
 
 
 class ConversationTx:
@@ -307,13 +323,20 @@ class ConversationReads:
 
     async def get(self, conversation_id: ConversationId) -> Conversation | None:
         found = await self._read(get, conversation_id)
-        return None if found is None else found.model()
+        if found is None:
+            return None
+        return rows.with_sla(found.model(), await self._read(_sla, conversation_id))
 
     async def page(
         self, filters: ConversationFilter, cursor: str | None, limit: int
     ) -> Page[Conversation]:
         found: Page[Conversation] = await self._read(_page, filters, decode_cursor(cursor), limit)
-        return found
+        ids = [c.id for c in found.items]
+        slas: dict[str, str] = await self._read(_slas, ids) if ids else {}
+        if not slas:
+            return found
+        items = [rows.with_sla(c, slas.get(c.id)) for c in found.items]
+        return Page[Conversation](items=items, next_cursor=found.next_cursor)
 
     async def open_for(self, channel_id: ChannelId, external_id: str) -> ConversationId | None:
         found: ConversationId | None = await self._read(_open_for, channel_id, external_id)

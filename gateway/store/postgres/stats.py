@@ -131,6 +131,17 @@ async def samples(
         if s is not None:
             s.surveys.append(SurveySample(row["agent_id"], row["csat"], row["nps"], row["ces"]))
 
+    # SLA clocks of the conversations opened in the window.
+    for row in await conn.fetch(
+        "SELECT channel_id, sla FROM conversation_clocks "
+        "WHERE created_at >= $1 AND created_at < $2 AND sla IS NOT NULL",
+        since_us,
+        until_us,
+    ):
+        s = of(row["channel_id"])
+        if s is not None:
+            s.sla_clocks.append(row["sla"])
+
     # The queue as it stands now.
     for channel_id, (length, oldest) in (await queue_now(conn, now_us)).items():
         s = of(channel_id)

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from gateway.store.postgres.agents import AgentTx, AssignmentTx
+from gateway.store.postgres.clocks import ClockTx
 from gateway.store.postgres.contacts import ContactTx
 from gateway.store.postgres.conversations import ConversationTx
 from gateway.store.postgres.erasure import ErasureTx
@@ -31,6 +32,7 @@ class PgTx:
         self.assignments = AssignmentTx(self)
         self.erasure = ErasureTx(self)
         self.surveys = SurveyTx(self)
+        self.clocks = ClockTx(self)
 
     def next_unit(self) -> list[Event]:
         """The next unit of work starts: the list its events go to."""

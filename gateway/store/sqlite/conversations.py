@@ -71,10 +71,11 @@ class ConversationTx:
         return None if row is None else rows.conversation(row)
 
     async def open_of(self, contact_id: str, channel_id: str) -> OpenConversation | None:
-        # Served by the partial index conversations_one_open.
+        # The newest (e-mail may have several open); served by conversations_open.
         row = self.tx.one(
             "SELECT id, contact_id, status, awaiting_since, first_response_at "
-            "FROM conversations WHERE contact_id = ? AND channel_id = ? AND status != 'resolved'",
+            "FROM conversations WHERE contact_id = ? AND channel_id = ? AND status != 'resolved' "
+            "ORDER BY id DESC LIMIT 1",
             (contact_id, channel_id),
         )
         if row is None:
@@ -245,6 +246,22 @@ def _list(
     return page(Conversation, items, limit)
 
 
+def _sla(conn: sqlite3.Connection, conversation_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT sla FROM conversation_clocks WHERE conversation_id = ?", (conversation_id,)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def _slas(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
+    found = conn.execute(
+        "SELECT conversation_id, sla FROM conversation_clocks "
+        f"WHERE conversation_id IN ({marks(ids)}) AND sla IS NOT NULL",
+        ids,
+    )
+    return {row[0]: row[1] for row in found}
+
+
 def identity_contact(conn: sqlite3.Connection, channel_id: str, external_id: str) -> str | None:
     row = conn.execute(
         "SELECT contact_id FROM identities WHERE channel_id = ? AND external_id = ?",
@@ -309,13 +326,20 @@ class ConversationReads:
 
     async def get(self, conversation_id: ConversationId) -> Conversation | None:
         found = await self._read(get, conversation_id)
-        return None if found is None else found.model()
+        if found is None:
+            return None
+        return rows.with_sla(found.model(), await self._read(_sla, conversation_id))
 
     async def page(
         self, filters: ConversationFilter, cursor: str | None, limit: int
     ) -> Page[Conversation]:
         result: Page[Conversation] = await self._read(_list, filters, decode_cursor(cursor), limit)
-        return result
+        ids = [c.id for c in result.items]
+        slas: dict[str, str] = await self._read(_slas, ids) if ids else {}
+        if not slas:
+            return result
+        items = [rows.with_sla(c, slas.get(c.id)) for c in result.items]
+        return Page[Conversation](items=items, next_cursor=result.next_cursor)
 
     async def open_for(self, channel_id: ChannelId, external_id: str) -> ConversationId | None:
         found: ConversationId | None = await self._read(_open_for, channel_id, external_id)

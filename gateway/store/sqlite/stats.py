@@ -167,6 +167,16 @@ def samples(
         if s is not None:
             s.surveys.append(SurveySample(row["agent_id"], row["csat"], row["nps"], row["ces"]))
 
+    # SLA clocks of the conversations opened in the window.
+    for row in conn.execute(
+        "SELECT channel_id, sla FROM conversation_clocks INDEXED BY conversation_clocks_created "
+        "WHERE created_at >= ? AND created_at < ? AND sla IS NOT NULL",
+        (since_us, until_us),
+    ):
+        s = of(row["channel_id"])
+        if s is not None:
+            s.sla_clocks.append(row["sla"])
+
     # The queue as it stands now.
     for channel_id, (length, oldest) in queue_now(conn, now_us).items():
         s = of(channel_id)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from gateway.store.sqlite.agents import AgentTx, AssignmentTx
+from gateway.store.sqlite.clocks import ClockTx
 from gateway.store.sqlite.contacts import ContactTx
 from gateway.store.sqlite.conversations import ConversationTx
 from gateway.store.sqlite.erasure import ErasureTx
@@ -52,6 +53,7 @@ class SqliteTx:
         self.assignments = AssignmentTx(self)
         self.erasure = ErasureTx(self)
         self.surveys = SurveyTx(self)
+        self.clocks = ClockTx(self)
 
     def begin(self, now: int) -> None:
         """A batch starts at ``now`` (microseconds since the epoch)."""
