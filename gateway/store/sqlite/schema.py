@@ -390,39 +390,6 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (
-        33,
-        """
-        -- Satisfaction surveys: one per resolved conversation, sent by a sweep when due.
-        CREATE TABLE surveys (
-            id               TEXT PRIMARY KEY,
-            conversation_id  TEXT NOT NULL UNIQUE,
-            contact_id       TEXT NOT NULL,
-            channel_id       TEXT NOT NULL,
-            channel_type     TEXT NOT NULL,
-            agent_id         TEXT,
-            language         TEXT,
-            questions        TEXT NOT NULL,
-            status           TEXT NOT NULL,
-            way              TEXT,
-            reason           TEXT,
-            step             TEXT,
-            created_at       INTEGER NOT NULL,
-            due_at           INTEGER NOT NULL,
-            sent_at          INTEGER,
-            expires_at       INTEGER,
-            csat             INTEGER,
-            nps              INTEGER,
-            ces              INTEGER,
-            comment          TEXT,
-            answered_at      INTEGER
-        );
-        CREATE INDEX surveys_due ON surveys(status, due_at);
-        CREATE INDEX surveys_contact ON surveys(contact_id, channel_id);
-        CREATE INDEX surveys_sent ON surveys(sent_at);
-        CREATE INDEX conversations_contact_created ON conversations(contact_id, created_at);
-        """,
-    ),
-    (
         15,
         """
         -- Finding contacts (gateway/store/contact_search.py): the folded name, its tails,
@@ -495,6 +462,39 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX conversation_clocks_next_check ON conversation_clocks(next_check)
             WHERE next_check IS NOT NULL;
         CREATE INDEX conversation_clocks_created ON conversation_clocks(created_at);
+        """,
+    ),
+    (
+        33,
+        """
+        -- Satisfaction surveys: one per resolved conversation, sent by a sweep when due.
+        CREATE TABLE surveys (
+            id               TEXT PRIMARY KEY,
+            conversation_id  TEXT NOT NULL UNIQUE,
+            contact_id       TEXT NOT NULL,
+            channel_id       TEXT NOT NULL,
+            channel_type     TEXT NOT NULL,
+            agent_id         TEXT,
+            language         TEXT,
+            questions        TEXT NOT NULL,
+            status           TEXT NOT NULL,
+            way              TEXT,
+            reason           TEXT,
+            step             TEXT,
+            created_at       INTEGER NOT NULL,
+            due_at           INTEGER NOT NULL,
+            sent_at          INTEGER,
+            expires_at       INTEGER,
+            csat             INTEGER,
+            nps              INTEGER,
+            ces              INTEGER,
+            comment          TEXT,
+            answered_at      INTEGER
+        );
+        CREATE INDEX surveys_due ON surveys(status, due_at);
+        CREATE INDEX surveys_contact ON surveys(contact_id, channel_id);
+        CREATE INDEX surveys_sent ON surveys(sent_at);
+        CREATE INDEX conversations_contact_created ON conversations(contact_id, created_at);
         """,
     ),
 ]
