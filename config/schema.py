@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from config.bots import BotSettings
 from config.webhooks import DeliverySettings, WebhookSettings
 from connectors.registry import AVAILABLE, settings_union
 from connectors.settings import ChannelSettings as AnyChannelSettings
@@ -200,6 +201,7 @@ class Settings(Section):
     channels: list[ChannelSettings] = Field(default_factory=list)
     agents: list[AgentSettings] = Field(default_factory=list)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
+    bots: list[BotSettings] = Field(default_factory=list)
 
     @property
     def store_url(self) -> str:

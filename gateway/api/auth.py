@@ -20,6 +20,7 @@ class Scope(StrEnum):
     ADMIN = "admin"
     AGENT = "agent"
     INTEGRATION = "integration"
+    BOT = "bot"
 
 
 ANY_SCOPE = frozenset({Scope.ADMIN, Scope.AGENT, Scope.INTEGRATION})
@@ -47,6 +48,7 @@ class Principal:
     token_id: str
     scopes: frozenset[str]
     agent_id: str | None = None
+    bot_id: str | None = None  # a token of scope bot: the bot it speaks for
 
     def require(self, allowed: frozenset[str]) -> None:
         if not self.scopes & allowed:
@@ -103,7 +105,7 @@ class Authenticator:
         principal = (
             None
             if record is None
-            else Principal(record.id, frozenset(record.scopes), record.agent_id)
+            else Principal(record.id, frozenset(record.scopes), record.agent_id, record.bot_id)
         )
         if len(self._cache) > 10_000:
             self._cache.clear()

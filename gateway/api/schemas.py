@@ -147,8 +147,9 @@ class Unmerge(In):
 
 class TokenBody(In):
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    scopes: Annotated[list[Literal["admin", "agent", "integration"]], Field(min_length=1)]
+    scopes: Annotated[list[Literal["admin", "agent", "integration", "bot"]], Field(min_length=1)]
     agent_id: Id | None = Field(None, description="For agent tokens: the agent they act as.")
+    bot_id: Id | None = Field(None, description="For bot tokens: the bot of `[[bots]]`.")
 
 
 class TokenInfo(BaseModel):
@@ -156,6 +157,7 @@ class TokenInfo(BaseModel):
     name: str
     scopes: list[str]
     agent_id: str | None = None
+    bot_id: str | None = None
     created_at: datetime
 
 

@@ -3,7 +3,9 @@ stored with their events in one unit of work), delivery news, reactions, identit
 
 from __future__ import annotations
 
+from gateway.domain import bots as handovers
 from gateway.domain import choices, contacts
+from gateway.domain.bots import BotRules
 from gateway.domain.state import RoutingState
 from gateway.domain.threads import thread_for
 from gateway.store.protocols import Store
@@ -27,7 +29,11 @@ from kernel.models import (
 
 
 async def ingest(
-    tx: Tx, msg: InboundMessage, channel_type: ChannelType, routing: RoutingState
+    tx: Tx,
+    msg: InboundMessage,
+    channel_type: ChannelType,
+    routing: RoutingState,
+    bots: BotRules | None = None,
 ) -> IngestResult:
     dup = await tx.messages.by_external(msg.channel_id, msg.external_id)
     if dup is not None:
@@ -40,7 +46,7 @@ async def ingest(
             duplicate=True,
         )
     contact_id = await contacts.resolve(tx, msg.channel_id, channel_type, msg.sender)
-    conv = await thread_for(tx, msg, contact_id, channel_type, routing)
+    conv = await thread_for(tx, msg, contact_id, channel_type, routing, bots)
 
     inbound = msg.direction == Direction.INBOUND
     reply_to = None
@@ -95,10 +101,16 @@ async def ingest(
         {"message": stored},
         stored.conversation_id,
     )
+    status: str = conv.status
+    if inbound and status == ConversationStatus.BOT and bots is not None:
+        held = await tx.conversations.get(conv.id)
+        if held is not None and bots.asks_for_person(held.bot_id, text_of(msg.parts)):
+            await handovers.to_humans(tx, held, reason=handovers.CUSTOMER_ASKED, by=None)
+            status = ConversationStatus.QUEUED
     return IngestResult(
         message=stored,
         conversation_id=conv.id,
-        conversation_status=conv.status,
+        conversation_status=status,
         contact_id=contact_id,
     )
 
@@ -172,15 +184,16 @@ async def react(
 class Inbox:
     """Channels' traffic in, each call one unit of work."""
 
-    def __init__(self, store: Store, routing: RoutingState) -> None:
+    def __init__(self, store: Store, routing: RoutingState, bots: BotRules | None = None) -> None:
         self.store = store
         self.routing = routing
+        self.bots = bots
 
     async def ingest(self, message: InboundMessage, channel_type: ChannelType) -> IngestResult:
-        routing = self.routing
+        routing, bots = self.routing, self.bots
 
         async def work(tx: Tx) -> IngestResult:
-            return await ingest(tx, message, channel_type, routing)
+            return await ingest(tx, message, channel_type, routing, bots)
 
         return await self.store.transact(work)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from gateway.domain.bots import BotRules
 from gateway.domain.state import RoutingState
 from gateway.store.records import ConversationRecord, OpenConversation
 from gateway.store.transaction import Tx
@@ -47,8 +48,10 @@ async def thread_for(
     contact_id: str,
     channel_type: ChannelType,
     routing: RoutingState,
+    bots: BotRules | None = None,
 ) -> OpenConversation:
-    """The conversation an inbound message joins (opening one if needed)."""
+    """The conversation an inbound message joins (opening one if needed: held by a bot
+    when one takes the channel or the routing rule that classified it)."""
     refs = [r for r in [msg.reply_to_external_id, *msg.thread_refs] if r]
     named = None
     if msg.conversation_hint:
@@ -75,29 +78,33 @@ async def thread_for(
         contact_id=contact_id,
     )
     skills = dict(needs.requirements.skills)
+    bot = None if bots is None else bots.for_new(msg.channel_id, needs.rule)
+    status = ConversationStatus.QUEUED if bot is None else ConversationStatus.BOT
     created = ConversationRecord(
         id=new_conversation_id(),
         contact_id=contact_id,
         channel_id=msg.channel_id,
         channel_type=channel_type.value,
         recipient_id=msg.sender.external_id,
-        status=ConversationStatus.QUEUED.value,
+        status=status.value,
         assignee_id=None,
         priority=needs.priority,
         skills_json=json.dumps(sorted(skills)),
         language=needs.language,
         subject=msg.subject,
         created_at=tx.now,
-        queued_at=tx.now,
+        queued_at=tx.now if bot is None else None,
         required_skills_json=json.dumps(skills),
         routing_rule=needs.rule,
+        bot_id=None if bot is None else bot.id,
     )
     await tx.conversations.insert(created)
     announced = Conversation(
         id=ConversationId(created.id),
         contact_id=ContactId(contact_id),
         channel_id=msg.channel_id,
-        status=ConversationStatus.QUEUED,
+        status=status,
+        bot_id=created.bot_id,
         priority=needs.priority,
         skills=sorted(skills),
         subject=msg.subject,
@@ -112,6 +119,7 @@ async def reopen_record(tx: Tx, record: ConversationRecord) -> None:
     """Put a resolved conversation back in the queue (the record is changed to match)."""
     record.status = ConversationStatus.QUEUED.value
     record.assignee_id = None
+    record.bot_id = None
     record.resolved_at = None
     record.queued_at = tx.now
     record.queue_announced = False
@@ -119,6 +127,7 @@ async def reopen_record(tx: Tx, record: ConversationRecord) -> None:
         record.id,
         status=record.status,
         assignee_id=None,
+        bot_id=None,
         resolved_at=None,
         queued_at=tx.now,
         queue_announced=False,

@@ -98,7 +98,7 @@ TABLES: tuple[Table, ...] = (
             "id, contact_id, channel_id, channel_type, recipient_id, status, assignee_id, "
             "priority, skills, language, subject, created_at, first_response_at, resolved_at, "
             "last_message_at, last_inbound_at, queued_at, queue_announced, excluded_agents, "
-            "required_skills, routing_rule, assigned_at, awaiting_since"
+            "required_skills, routing_rule, assigned_at, awaiting_since, bot_id"
         ),
         booleans=frozenset({"queue_announced"}),
     ),
@@ -119,7 +119,9 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "api_tokens",
-        _cols("id, name, token_hash, scopes, agent_id, created_at, last_used_at, revoked_at"),
+        _cols(
+            "id, name, token_hash, scopes, agent_id, created_at, last_used_at, revoked_at, bot_id"
+        ),
     ),
     Table(
         "raw_events",
