@@ -24,9 +24,11 @@ from gateway.api.auth import CACHE_SECONDS, Authenticator
 from gateway.api.context import ApiContext, Lifecycle, Limits
 from gateway.api.logins import LoginGuard
 from gateway.attachments import Attachments
+from gateway.bots import Bots
 from gateway.channels import ChannelAdmin, LiveChannels, Unopened, locked_channel
 from gateway.commands import Commands
 from gateway.domain.assignments import Assignments
+from gateway.domain.bots import BotRules
 from gateway.domain.contacts import Contacts
 from gateway.domain.inbox import Inbox
 from gateway.domain.outbox import Outbox
@@ -136,7 +138,8 @@ class Gateway:
         if store.shared:
             await self._join_replicas(store)
         routing = RoutingState(s.routing, {c.type for c in s.channels})
-        self.inbox = Inbox(store, routing)
+        bot_rules = BotRules(tuple(s.bots))
+        self.inbox = Inbox(store, routing, bot_rules)
         self.outbox = Outbox(store)
         self.assignments = Assignments(store, routing)
         self.contacts = Contacts(store)
@@ -185,6 +188,7 @@ class Gateway:
             self.retention,
             wake_queue=self.queue.kick,
             wake_sender=self.outbound.wake,
+            bots=bot_rules,
         )
         self.pipeline = Pipeline(
             store,
@@ -204,7 +208,14 @@ class Gateway:
         self.webhooks = Webhooks(
             store, self.bus, s.webhook_delivery, box, self.metrics, self.keeper
         )
-        await self.webhooks.configure(s.webhooks)
+        await self.webhooks.configure(s.webhooks, s.bots)
+        self.bots = Bots(
+            store,
+            bot_rules,
+            self.webhooks.deliveries,
+            wake_queue=self.queue.kick,
+            keeper=self.keeper,
+        )
         for agent in s.agents:
             await self.assignments.put_agent(
                 Agent(
@@ -237,6 +248,7 @@ class Gateway:
         self.outbound.start()
         self.queue.start()  # whatever waited in the queue while we were down
         self.retention.start()
+        self.bots.start()
         if self.follower is not None:
             self.follower.start()
         self.lifecycle.started = True
@@ -399,6 +411,7 @@ class Gateway:
         if self.follower is not None:
             await self.follower.close()
         await self.retention.stop()
+        await self.bots.stop()
         await self.queue.stop()
         await self.webhooks.stop()
         await self.outbound.stop()

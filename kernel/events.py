@@ -106,6 +106,7 @@ EVENT_TYPES = (
     "conversation.transferred",
     "conversation.resolved",
     "conversation.reopened",
+    "conversation.handover",
     "sla.breached",
     "contact.created",
     "contact.merged",

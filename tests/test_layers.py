@@ -31,6 +31,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "gateway.webhooks",
         "gateway.keys",
         "gateway.retention",
+        "gateway.bots",
     ),
     ("gateway.commands",),
     ("gateway.api",),

@@ -26,6 +26,9 @@ class Scope(StrEnum):
 ANY_SCOPE = frozenset({Scope.ADMIN, Scope.AGENT, Scope.INTEGRATION})
 ADMIN_ONLY = frozenset({Scope.ADMIN})
 MANAGE = frozenset({Scope.ADMIN, Scope.INTEGRATION})
+# What a bot's token may do besides: read and answer the conversations it holds, and
+# hand them over.
+WITH_BOT = ANY_SCOPE | {Scope.BOT}
 # The scope of `[server] metrics_token` alone (no API token can be given it): /metrics and
 # the details of /readyz, nothing else.
 METRICS_SCOPE = "metrics"
@@ -61,6 +64,13 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return Scope.ADMIN in self.scopes
+
+    @property
+    def bot(self) -> str | None:
+        """The bot a token speaks for, when it is only a bot's."""
+        if self.bot_id is None or self.scopes & ANY_SCOPE:
+            return None
+        return self.bot_id
 
 
 class Authenticator:

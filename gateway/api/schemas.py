@@ -99,6 +99,20 @@ class Transfer(In):
         return self
 
 
+class Handover(In):
+    to: Literal["humans", "bot"]
+    reason: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    bot_id: Id | None = Field(
+        None,
+        description="With `to: bot`: which bot (default: the "
+        "bot that takes the conversation's channel).",
+    )
+    skills: SkillList | SkillLevels | None = Field(
+        None, description="With `to: humans`: skill names (level 1), or {name: minimum level}."
+    )
+    priority: Annotated[int, Field(ge=0, le=10)] | None = None
+
+
 class Typing(In):
     state: Literal["on", "off"]
 
