@@ -51,7 +51,7 @@ timeout = 30
 
 
 async def _start(
-    make_gateway: GatewayFactory, triage: Bot, sales: Bot, timeout: float = 30
+    make_gateway: GatewayFactory, triage: Bot, sales: Bot, bot_timeout: float = 30
 ) -> tuple[Gateway, Client]:
     gw = await make_gateway(
         CONFIG.format(
@@ -59,7 +59,7 @@ async def _start(
             triage_secret=triage.secret,
             sales_url=sales.url,
             sales_secret=sales.secret,
-            timeout=timeout,
+            timeout=bot_timeout,
         )
     )
     client = TestClient(TestServer(gw.web_app()))
@@ -245,7 +245,7 @@ async def test_faults_end_with_a_handover_and_the_reason(
     triage.mode = fault
     if fault == "down":
         triage.url = _closed_port_url()
-    gw, client = await _start(make_gateway, triage, sales, timeout=1.5)
+    gw, client = await _start(make_gateway, triage, sales, bot_timeout=1.5)
     try:
         ws, _session = await open_visitor(client)
         await say(ws, text, "c1")
