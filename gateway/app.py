@@ -214,6 +214,8 @@ class Gateway:
             bot_rules,
             self.webhooks.deliveries,
             wake_queue=self.queue.kick,
+            bus=self.bus,
+            channels=self.channels,
             keeper=self.keeper,
         )
         for agent in s.agents:

@@ -1,8 +1,11 @@
 """Bots as the gateway runs them: each bot's webhook endpoint gets only the events of the
 conversations it holds (`BotScope`), a delivery to it that dies hands the conversation to
-humans, and a sweep hands over those a bot left unanswered past its `timeout`.
+humans, a sweep hands over those a bot left unanswered past its `timeout`, and each
+handover is told to channels with a handover protocol of their own (Messenger: control
+of the thread passed to the bot's app, or taken back for the humans).
 
-The sweep runs on one replica at a time, under the named lease ``bots``.
+The sweep and the channels' handovers run on one replica at a time, under the named
+lease ``bots``.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from gateway.channels import LiveChannels
 from gateway.domain import bots as handovers
 from gateway.domain.bots import BotRules
+from gateway.events import EventBus
 from gateway.replicas.leases import LeaseKeeper
 from gateway.store.protocols import Store
 from gateway.store.records import ConversationFilter, WebhookRecord
@@ -22,6 +27,7 @@ from gateway.webhooks.delivery import Deliveries
 from gateway.webhooks.sending import Outcome
 from gateway.webhooks.service import bot_endpoint_id
 from kernel.events import Event
+from kernel.ids import ConversationId
 from kernel.models import Conversation, ConversationStatus
 
 log = logging.getLogger(__name__)
@@ -80,14 +86,18 @@ class Bots:
         deliveries: Deliveries,
         *,
         wake_queue: Callable[[], None],
+        bus: EventBus | None = None,
+        channels: LiveChannels | None = None,
         keeper: LeaseKeeper | None = None,
     ) -> None:
         self.store = store
+        self.bus = bus
+        self.channels = channels
         self.rules = rules
         self.deliveries = deliveries
         self.keeper = keeper
         self._wake_queue = wake_queue
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         by_endpoint = {bot_endpoint_id(b.id): b.id for b in rules.bots}
         self._bot_of = by_endpoint
@@ -133,12 +143,27 @@ class Bots:
 
     def start(self) -> None:
         if self.rules.bots:
-            self._task = asyncio.create_task(self._run(), name="bots-timeout")
+            self._tasks.append(asyncio.create_task(self._run(), name="bots-timeout"))
+        if self.bus is not None and self.channels is not None:
+            self._tasks.append(
+                asyncio.create_task(self._follow(self.bus.last_seq), name="bots-channels")
+            )
+
+    async def _mine(self) -> bool:
+        """Whether this replica does the bots' shared work (the lease ``bots``)."""
+        if self.keeper is None or self.keeper.holds(LEASE):
+            return True
+
+        async def lost() -> None:
+            return None  # the next round asks again; the other replica carries on
+
+        return await self.keeper.claim(LEASE, lost)
 
     async def _run(self) -> None:
         while True:
             try:
-                await self.sweep_if_mine()
+                if await self._mine():
+                    await self.sweep()
             except Exception as exc:  # the store is away: next time
                 log.warning("bots' timeout sweep failed: %s", exc)
             await asyncio.sleep(self.interval)
@@ -155,24 +180,62 @@ class Bots:
             self._wake_queue()
         return moved
 
-    async def sweep_if_mine(self) -> list[Conversation] | None:
-        if self.keeper is None:
-            return await self.sweep()
+    # --- handovers told to the channel -----------------------------------------------
 
-        async def lost() -> None:
-            return None  # the other replica's sweep finds nothing this one moved
+    async def _follow(self, seq: int) -> None:
+        assert self.bus is not None
+        while True:
+            await self.bus.wait(seq)
+            events = self.bus.from_ring(seq, PAGE)
+            if events is None:
+                events = await self.store.events.after(seq, PAGE)
+            for event in events:
+                seq = event.seq
+                if event.type != "conversation.handover" or event.conversation_id is None:
+                    continue
+                try:
+                    if await self._mine():
+                        await self.tell_channel(event)
+                except Exception as exc:  # the provider refused: the gateway's side stands
+                    log.warning(
+                        "handover of %s not told to its channel: %s", event.conversation_id, exc
+                    )
 
-        if not await self.keeper.claim(LEASE, lost):
-            return None
-        try:
-            return await self.sweep()
-        finally:
-            await self.keeper.release(LEASE)
+    async def tell_channel(self, event: Event) -> None:
+        """A handover made here, told to a channel with a handover protocol: the thread
+        passed to the bot's app, or taken back when the humans take it from an app."""
+        data = event.data
+        if data.get("reason") in (handovers.THREAD_PASSED, handovers.THREAD_TAKEN):
+            return  # the channel moved it itself
+        if data.get("to") == handovers.BOT:
+            bot = self.rules.get(data.get("bot_id"))
+            if bot is None or bot.facebook_app_id is None:
+                return
+            app_id: str | None = bot.facebook_app_id
+        else:
+            held = data.get("from") or {}
+            if held.get("type") != "bot":
+                return
+            bot = self.rules.get(held.get("id"))
+            if held.get("id") is not None and (bot is None or bot.facebook_app_id is None):
+                return  # a bot of the gateway's own: the thread never left this app
+            app_id = None
+        conversation = data["conversation"]
+        assert self.channels is not None
+        connector = self.channels.get(conversation["channel_id"])
+        if connector is None:
+            return
+        recipient = await self.store.conversations.recipient(ConversationId(conversation["id"]))
+        if recipient is not None:
+            await connector.hand_over(recipient, app_id, data.get("reason"))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(BaseException):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.keeper is not None:
+            await self.keeper.release(LEASE)

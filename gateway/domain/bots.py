@@ -29,6 +29,9 @@ CUSTOMER_ASKED = "customer_asked"
 BOT_TIMEOUT = "bot_timeout"
 BOT_UNREACHABLE = "bot_unreachable"
 AGENT_TOOK = "agent_took"
+# Messenger's handover protocol moved the thread: to this gateway, or to another app.
+THREAD_PASSED = "thread_passed"
+THREAD_TAKEN = "thread_taken"
 
 HUMANS = "humans"
 BOT = "bot"
@@ -49,8 +52,12 @@ class BotRules:
         phrases = {b.id: tuple(_words(p) for p in b.handover_phrases) for b in self.bots}
         object.__setattr__(self, "_phrases", phrases)
 
-    def get(self, bot_id: str) -> BotSettings | None:
+    def get(self, bot_id: str | None) -> BotSettings | None:
         return next((b for b in self.bots if b.id == bot_id), None)
+
+    def for_app(self, app_id: str) -> BotSettings | None:
+        """The bot behind a Messenger app (its ``facebook_app_id``)."""
+        return next((b for b in self.bots if b.facebook_app_id == app_id), None)
 
     def for_new(self, channel_id: str, rule: str | None) -> BotSettings | None:
         """The bot a new conversation goes to first: by its routing rule, else by its
@@ -139,9 +146,16 @@ async def to_humans(
 
 
 async def to_bot(
-    tx: Tx, conv: ConversationRecord, bot_id: str, *, reason: str | None, by: Author | None
+    tx: Tx,
+    conv: ConversationRecord,
+    bot_id: str | None,
+    *,
+    reason: str | None,
+    by: Author | None,
+    detail: str | None = None,
 ) -> tuple[Conversation, str | None]:
-    """The conversation goes to a bot: from another bot (a chain) or from the humans.
+    """The conversation goes to a bot: from another bot (a chain) or from the humans;
+    ``bot_id`` None: an app outside the gateway holds it (Messenger's handover protocol).
     Returns the conversation and the agent who had it (its capacity is freed)."""
     if conv.status == ConversationStatus.RESOLVED:
         raise Conflict("conversation is resolved; reopen it first", code="conversation_resolved")
@@ -173,7 +187,7 @@ async def to_bot(
             "to": BOT,
             "bot_id": bot_id,
             "reason": reason,
-            "detail": None,
+            "detail": detail,
             "by": by,
         },
         model.id,
@@ -244,6 +258,31 @@ async def unreachable(
     if conv is None or conv.status != ConversationStatus.BOT or conv.bot_id != bot_id:
         return None
     return await to_humans(tx, conv, reason=BOT_UNREACHABLE, by=None, detail=detail)
+
+
+async def thread_control(
+    tx: Tx,
+    rules: BotRules,
+    conversation_id: str,
+    owner_app_id: str | None,
+    detail: str | None,
+) -> tuple[Conversation | None, str | None]:
+    """The channel moved control of the customer's thread: to this gateway (None: the
+    humans take a conversation an app held) or to another app (a conversation with the
+    humans is then held by that app's bot, or by the app alone). Returns the
+    conversation when it moved, and the agent it left."""
+    conv = await tx.conversations.get(conversation_id)
+    if conv is None or conv.status == ConversationStatus.RESOLVED:
+        return None, None
+    if owner_app_id is None:
+        if conv.status != ConversationStatus.BOT:
+            return None, None
+        return await to_humans(tx, conv, reason=THREAD_PASSED, by=None, detail=detail), None
+    bot = rules.for_app(owner_app_id)
+    bot_id = None if bot is None else bot.id
+    if conv.status == ConversationStatus.BOT and conv.bot_id == bot_id:
+        return None, None
+    return await to_bot(tx, conv, bot_id, reason=THREAD_TAKEN, by=None, detail=detail)
 
 
 def bot_author(bot_id: str) -> Author:

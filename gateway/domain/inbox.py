@@ -18,6 +18,7 @@ from kernel.models import (
     Author,
     AuthorType,
     ChannelType,
+    Conversation,
     ConversationStatus,
     Direction,
     Message,
@@ -202,6 +203,25 @@ class Inbox:
             return await update_status(tx, update)
 
         return await self.store.transact(work)
+
+    async def thread_control(
+        self, conversation_id: str, owner_app_id: str | None, detail: str | None
+    ) -> Conversation | None:
+        """The channel moved control of the thread (bots.thread_control)."""
+        rules, state = self.bots or BotRules(), self.routing
+
+        async def work(tx: Tx) -> Conversation | None:
+            index = await state.index(tx)
+            moved, previous = await handovers.thread_control(
+                tx, rules, conversation_id, owner_app_id, detail
+            )
+            if moved is not None and previous is not None:
+                record = await tx.conversations.get(conversation_id)
+                assert record is not None
+                index.release(previous, record.channel_type)
+            return moved
+
+        return await state.run(self.store, work)
 
     async def react(
         self,

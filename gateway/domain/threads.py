@@ -78,8 +78,10 @@ async def thread_for(
         contact_id=contact_id,
     )
     skills = dict(needs.requirements.skills)
-    bot = None if bots is None else bots.for_new(msg.channel_id, needs.rule)
-    status = ConversationStatus.QUEUED if bot is None else ConversationStatus.BOT
+    bot = None if bots is None or msg.standby else bots.for_new(msg.channel_id, needs.rule)
+    # Seen on Messenger's standby channel: an app outside the gateway holds the thread.
+    held = bot is not None or msg.standby
+    status = ConversationStatus.BOT if held else ConversationStatus.QUEUED
     created = ConversationRecord(
         id=new_conversation_id(),
         contact_id=contact_id,
@@ -93,7 +95,7 @@ async def thread_for(
         language=needs.language,
         subject=msg.subject,
         created_at=tx.now,
-        queued_at=tx.now if bot is None else None,
+        queued_at=None if held else tx.now,
         required_skills_json=json.dumps(skills),
         routing_rule=needs.rule,
         bot_id=None if bot is None else bot.id,
