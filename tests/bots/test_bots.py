@@ -299,3 +299,33 @@ async def _has(bot: Bot, conversation_id: str, event_type: str) -> bool:
 async def _message_count(client: Client, conversation_id: str, count: int) -> bool:
     page = await get_json(client, f"/v1/conversations/{conversation_id}/messages")
     return len(page["items"]) >= count
+
+
+async def test_bad_handovers_get_clear_errors(
+    make_gateway: GatewayFactory, bots: tuple[Bot, Bot]
+) -> None:
+    triage, sales = bots
+    triage.mode = "silent"
+    _gw, client = await _start(make_gateway, triage, sales)
+    try:
+        ws, _session = await open_visitor(client)
+        await say(ws, "Xin chào", "c1")
+        conv_id = await eventually(lambda: _first_conversation(client))
+        url = f"/v1/conversations/{conv_id}/handover"
+        for body, status, code in [
+            ({"to": "robots"}, 400, None),
+            ({}, 400, None),
+            ({"to": "humans", "priority": 11}, 400, None),
+            ({"to": "bot", "bot_id": "nobody"}, 422, "bot_not_found"),
+            ({"to": "bot", "bot_id": "triage"}, 409, "already_there"),
+        ]:
+            answer = await post_json(client, url, body, status)
+            if code is not None:
+                assert answer["error"]["code"] == code
+        await post_json(client, "/v1/conversations/nope/handover", {"to": "humans"}, 404)
+        await post_json(client, url, {"to": "humans"})
+        answer = await post_json(client, url, {"to": "humans"}, 409)
+        assert answer["error"]["code"] == "not_with_bot"
+        await ws.close()
+    finally:
+        await client.close()
