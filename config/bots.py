@@ -56,6 +56,11 @@ class BotSettings(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("facebook_app_id")
+    @classmethod
+    def _app_id(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
     @field_validator("secret")
     @classmethod
     def _secret(cls, value: SecretStr) -> SecretStr:

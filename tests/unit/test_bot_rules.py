@@ -34,6 +34,12 @@ def test_the_first_bot_naming_the_channel_or_the_rule_takes_it() -> None:
     assert RULES.for_new("zalo", None) is None
 
 
+def test_an_empty_app_id_is_no_app() -> None:
+    bot = BotSettings(id="c", url="https://b.example/c", secret=new_secret(), facebook_app_id="")
+    assert bot.facebook_app_id is None
+    assert BotRules((bot,)).for_app("") is None
+
+
 def test_phrases_match_without_diacritics_case_or_composition() -> None:
     for text in [
         "cho em gặp nhân viên",
