@@ -188,7 +188,12 @@ class Bots:
             await self.bus.wait(seq)
             events = self.bus.from_ring(seq, PAGE)
             if events is None:
-                events = await self.store.events.after(seq, PAGE)
+                try:
+                    events = await self.store.events.after(seq, PAGE)
+                except Exception as exc:  # the store is away: read again in a moment
+                    log.warning("bots: reading the event log failed: %s", exc)
+                    await asyncio.sleep(1.0)
+                    continue
             for event in events:
                 seq = event.seq
                 if event.type != "conversation.handover" or event.conversation_id is None:
