@@ -10,15 +10,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from config.schema import CHANNEL_TYPES_AVAILABLE, Settings, embedded_default
+from kernel.netguard import ip_literal
 
 ENV_PREFIX = "OMNIGW_"
 # Environment variables that are not config keys.
 RESERVED_ENV = {"OMNIGW_ADMIN_TOKEN", "OMNIGW_SECRET_KEY", "OMNIGW_LOG_LEVEL"}
-SECTIONS = ("server", "store", "redis", "events", "routing", "webhook_delivery", "retention")
+SECTIONS = (
+    "server",
+    "store",
+    "redis",
+    "events",
+    "routing",
+    "webhook_delivery",
+    "retention",
+    "attachments",
+)
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -59,6 +70,8 @@ def load_settings(
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
         problems.extend(p for p in _problems_from(exc, raw) if p not in problems)
+    else:
+        problems.extend(_webhooks_out_of_reach(settings, raw))
     if problems:
         raise ConfigError(problems)
     return settings
@@ -77,6 +90,25 @@ def _duplicate_ids(raw: dict[str, Any]) -> list[Problem]:
                 if ident in seen:
                     problems.append(Problem(f"{section}[{ident}].id", "duplicate id"))
                 seen.add(ident)
+    return problems
+
+
+def _webhooks_out_of_reach(settings: Settings, raw: dict[str, Any]) -> list[Problem]:
+    """Endpoints of the file that name an address deliveries may not call. (A name is
+    checked when it is connected to, as it resolves then.)"""
+    guard = settings.webhook_delivery.guard()
+    problems = []
+    for i, hook in enumerate(settings.webhooks):
+        address = ip_literal(urlsplit(hook.url).hostname or "")
+        why = None if address is None else guard.why_not(address)
+        if why is not None:
+            problems.append(
+                Problem(
+                    _index("webhooks", raw["webhooks"], i) + ".url",
+                    f"{address} may not be called ({why}); see [webhook_delivery] "
+                    "allow_loopback and allow_private_networks",
+                )
+            )
     return problems
 
 

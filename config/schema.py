@@ -137,6 +137,10 @@ class EventsSettings(Section):
     # A stream client that cannot take what is written for this long is cut off; it
     # resumes with Last-Event-ID instead of making the gateway buffer for it.
     slow_consumer_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # conversation.window_closing fires this long before a reply window closes (once per
+    # window); open conversations are looked at every window_sweep_seconds.
+    window_closing_lead_seconds: Annotated[float, Field(gt=0, le=6 * 86400)] = 3600.0
+    window_sweep_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
 
 DAY = 86400.0
@@ -171,6 +175,42 @@ class RetentionSettings(Section):
         return value
 
 
+# What agents may upload (POST /v1/attachments) unless [attachments] upload_types says
+# otherwise: pictures, sound, video, and the documents customers are sent.
+DEFAULT_UPLOAD_TYPES = [
+    "image/*",
+    "audio/*",
+    "video/*",
+    "application/pdf",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.*",
+    "application/vnd.ms-excel",
+    "application/zip",
+    "text/plain",
+    "text/csv",
+]
+
+
+class AttachmentSettings(Section):
+    # Files customers send on Messenger and Zalo come as the provider's URLs, which
+    # expire: the gateway fetches them after answering the provider. Like webhook
+    # delivery, never from the gateway's own networks unless allowed (link-local
+    # addresses, cloud metadata among them, never).
+    allow_private_networks: bool = False
+    allow_loopback: bool = False
+    # Tries per file before it is given up (with the reason on its part), the wait
+    # before the second (each later one four times longer, at most 6 hours) and the
+    # time one try may take.
+    download_attempts: Annotated[int, Field(ge=1, le=20)] = 6
+    download_retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    download_timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    # Files fetched at once.
+    download_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    # Types agents may upload; "type/*" for a whole family. The size limit is
+    # [server] max_attachment_bytes.
+    upload_types: list[str] = Field(default_factory=lambda: list(DEFAULT_UPLOAD_TYPES))
+
+
 AgentIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")]
 DEFAULT_CAPACITY = {"total": 5}
 
@@ -198,6 +238,8 @@ class Settings(Section):
     routing: RoutingSettings = RoutingSettings()
     webhook_delivery: DeliverySettings = DeliverySettings()
     retention: RetentionSettings = RetentionSettings()
+
+    attachments: AttachmentSettings = AttachmentSettings()
     channels: list[ChannelSettings] = Field(default_factory=list)
     agents: list[AgentSettings] = Field(default_factory=list)
     webhooks: list[WebhookSettings] = Field(default_factory=list)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from kernel import webhook_signing as signing
 from kernel.durations import Duration
-from kernel.netguard import UnsafeUrl, check_url
+from kernel.netguard import NetGuard, UnsafeUrl, check_url
 
 # Delays before attempts 1, 2, ...: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_SCHEDULE = [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
@@ -31,6 +31,12 @@ class DeliverySettings(BaseModel):
     # link-local (cloud metadata) never is.
     allow_private_networks: bool = False
     allow_loopback: bool = False
+
+    def guard(self) -> NetGuard:
+        """The addresses deliveries may reach (checked at every connection)."""
+        return NetGuard(
+            allow_private=self.allow_private_networks, allow_loopback=self.allow_loopback
+        )
 
 
 class WebhookSettings(BaseModel):

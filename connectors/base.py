@@ -19,11 +19,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from connectors.windows import UNLIMITED
 from kernel.envelope import (
     InboundMessage,
     IngestResult,
@@ -32,12 +34,16 @@ from kernel.envelope import (
     SendReceipt,
     StatusUpdate,
 )
+from kernel.errors import Invalid
 from kernel.ids import ChannelId, ContactId, ConversationId, MessageId
 from kernel.models import (
     ChannelType,
     Identity,
     MediaPart,
     Message,
+    Part,
+    ReplyWindow,
+    TemplatePart,
     utcnow,
 )
 
@@ -58,6 +64,7 @@ class Capability(StrEnum):
     LINK = "link"
     # Answers to pick from shown as the channel's own buttons or chips.
     CHOICES = "choices"
+    TEMPLATE = "template"  # provider-approved templates (Zalo ZNS)
     TYPING = "typing"
     READ_RECEIPTS = "read_receipts"
 
@@ -149,6 +156,10 @@ class Sink(Protocol):
         """The bytes of a file this gateway keeps, given the URL of its MediaPart; None
         when the URL is not one of ours, the file is gone, or it is over ``limit``."""
 
+    async def attachment_part(self, channel_id: ChannelId, attachment_id: str) -> MediaPart | None:
+        """The part that sends a file kept for this channel (one a customer uploaded);
+        None when there is no such file, or it was kept for another channel."""
+
     async def known(self, channel_id: ChannelId, external_id: str) -> bool:
         """Whether a message with this external id is already stored (a connector
         re-reading its source can skip work, such as keeping attachments, for it)."""
@@ -185,6 +196,9 @@ class Connector(abc.ABC):
 
     type: ClassVar[ChannelType]
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.TEXT})
+    # How long after the customer's last message each reply window of the channel ends
+    # (none: the channel has no window); conversation.window_closing is announced before.
+    window_ends: ClassVar[tuple[timedelta, ...]] = ()
 
     def __init__(self, channel_id: ChannelId) -> None:
         self.channel_id = channel_id
@@ -217,6 +231,26 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def send(self, outbound: OutboundMessage) -> SendReceipt:
         """Deliver one message in the channel's own wire format."""
+
+    def now(self) -> datetime:
+        """The connector's clock (reply windows are counted on it)."""
+        return utcnow()
+
+    def reply_window(self, last_inbound_at: datetime | None, *, phone: str | None) -> ReplyWindow:
+        """Whether the business may write now, given when the customer last wrote (None:
+        never seen) and their phone: channels without a window are ``unlimited``."""
+        return UNLIMITED
+
+    def check_parts(self, parts: Sequence[Part], *, phone: str | None) -> None:
+        """Raise kernel.errors.Invalid for parts this channel can never send (checked before
+        a message is stored): by default a template, which only some channels have."""
+        for part in parts:
+            if isinstance(part, TemplatePart):
+                raise Invalid(
+                    f"channel {self.channel_id} ({self.type}) has no provider templates",
+                    code="unsupported_part",
+                    details={"part": "template"},
+                )
 
     async def send_typing(self, recipient: Identity, on: bool) -> None:  # noqa: B027
         """Show the agent typing, where the channel can (Capability.TYPING)."""

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from connectors.base import Capability
-from kernel.models import ChoicesPart, LinkPart, LocationPart, MediaPart, Part, TextPart
+from kernel.models import (
+    ChoicesPart,
+    LinkPart,
+    LocationPart,
+    MediaPart,
+    Part,
+    TemplatePart,
+    TextPart,
+)
 from kernel.texts import system_text
 
 _PART_CAPABILITY = {
@@ -18,6 +26,7 @@ _PART_CAPABILITY = {
     "location": Capability.LOCATION,
     "link": Capability.LINK,
     "choices": Capability.CHOICES,
+    "template": Capability.TEMPLATE,
 }
 
 
@@ -35,6 +44,8 @@ def as_text(part: Part, language: str | None = None) -> str:
         # A numbered list: the customer answers with the number or the words.
         lines = [part.text, *(f"{n}. {c.title}" for n, c in enumerate(part.choices, 1))]
         return "\n".join(lines)
+    if isinstance(part, TemplatePart):
+        return f"[Template] {part.name}"
     label = system_text(part.type, language)
     bits = [f"[{label}]"]
     if part.name:
@@ -56,6 +67,8 @@ def degrade(
     for part in parts:
         if _PART_CAPABILITY[part.type] in capabilities:
             kept: Part = part
+        elif isinstance(part, TemplatePart):
+            continue  # refused before it was stored (unsupported_part); never shown as text
         else:
             if isinstance(part, MediaPart) and not part.url and not part.name:
                 continue  # nothing a reader could use

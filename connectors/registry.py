@@ -53,16 +53,6 @@ def _webchat(settings: Any, ctx: BuildContext) -> Connector:
     return WebchatConnector(settings, ctx.derive_key(f"webchat-visitor:{settings.id}"), ctx.buckets)
 
 
-def _email(settings: Any, ctx: BuildContext) -> Connector:
-    from connectors.email.connector import EmailConnector
-
-    return EmailConnector(
-        settings,
-        ctx.derive_key(f"email-thread:{settings.id}"),
-        http_client=ctx.http_client,
-    )
-
-
 def _facebook(settings: Any, ctx: BuildContext) -> Connector:
     from connectors.facebook.connector import FacebookConnector
 
@@ -83,6 +73,18 @@ class SealedState:
 
 
 ZALO_TOKENS = SealedState("tokens", "zalo-tokens")  # the refreshed access/refresh pair
+EMAIL_OAUTH = SealedState("oauth", "email-oauth")  # an e-mail channel's OAuth token pair
+
+
+def _email(settings: Any, ctx: BuildContext) -> Connector:
+    from connectors.email.connector import EmailConnector
+
+    return EmailConnector(
+        settings,
+        ctx.derive_key(f"email-thread:{settings.id}"),
+        http_client=ctx.http_client,
+        oauth_keys=EMAIL_OAUTH.keys(ctx.derive_key, settings.id) if settings.oauth else None,
+    )
 
 
 def _zalo(settings: Any, ctx: BuildContext) -> Connector:
@@ -102,7 +104,7 @@ class ChannelKind:
 # In the order error messages list them.
 CHANNELS: dict[ChannelType, ChannelKind] = {
     ChannelType.WEBCHAT: ChannelKind(WebchatSettings, _webchat),
-    ChannelType.EMAIL: ChannelKind(EmailSettings, _email),
+    ChannelType.EMAIL: ChannelKind(EmailSettings, _email, (EMAIL_OAUTH,)),
     ChannelType.FACEBOOK: ChannelKind(FacebookSettings, _facebook),
     ChannelType.ZALO: ChannelKind(ZaloSettings, _zalo, (ZALO_TOKENS,)),
 }

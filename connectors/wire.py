@@ -6,7 +6,6 @@ got an answer is told apart."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable
 from typing import Any
@@ -15,7 +14,9 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from connectors.errors import TransientError
-from kernel.text import clean_text
+from kernel import jsontext
+from kernel.jsontext import JsonRefused
+from kernel.text import clean_text, is_web_url
 
 MAX_ID = 512  # Sender.external_id
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -32,25 +33,17 @@ class PayloadError(Exception):
 
 def decode_body(body: bytes) -> dict[str, Any]:
     """A webhook body as a JSON object; raises PayloadError with the reason otherwise:
-    ``not_utf8``, ``bad_json`` (also for NaN / Infinity and nesting too deep for the
-    parser) or ``bad_payload`` (valid JSON that is not an object)."""
+    ``not_utf8``, ``bad_json`` (also for NaN / Infinity and nesting too deep) or
+    ``bad_payload`` (valid JSON that is not an object)."""
     try:
-        decoded = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError("not_utf8", f"the body is not UTF-8 (byte {exc.start})") from None
-    try:
-        data = json.loads(decoded, parse_constant=_reject_constant)
-    except RecursionError:
-        raise PayloadError("bad_json", "the body is nested too deeply") from None
-    except ValueError as exc:
-        raise PayloadError("bad_json", f"the body is not JSON: {exc}") from None
+        data = jsontext.loads(body)
+    except JsonRefused as exc:
+        if exc.not_utf8:
+            raise PayloadError("not_utf8", f"the body is {exc.reason}") from None
+        raise PayloadError("bad_json", f"the body is not JSON: {exc.reason}") from None
     if not isinstance(data, dict):
         raise PayloadError("bad_payload", "the body is not a JSON object")
     return data
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 async def reach(service: str, request: Awaitable[httpx.Response]) -> httpx.Response:
@@ -103,9 +96,7 @@ def url(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     found = clean(value).strip()
-    if not found.lower().startswith(("https://", "http://")) or len(found) > 8192:
-        return None
-    return found
+    return found if is_web_url(found) else None
 
 
 def file_name(url: str) -> str | None:
@@ -117,6 +108,6 @@ def file_name(url: str) -> str | None:
 def json_or_none(content: bytes) -> Any:
     """An answer's JSON, or None when it is not JSON."""
     try:
-        return json.loads(content)
-    except (ValueError, RecursionError):
+        return jsontext.loads(content)
+    except JsonRefused:
         return None

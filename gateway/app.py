@@ -36,6 +36,7 @@ from gateway.domain.state import RoutingState
 from gateway.events import EventBus
 from gateway.keys import KEY_CHECK as KEY_CHECK  # where the store keeps its key checks
 from gateway.keys import NO_KEY_DETAIL, check_keys, given_keys, load_keys
+from gateway.media import MediaDownloads
 from gateway.metrics import ChannelState, Metrics
 from gateway.outbound import OutboundWorker
 from gateway.pipeline import Pipeline
@@ -53,6 +54,7 @@ from gateway.replicas.link import RedisLink
 from gateway.retention import Retention
 from gateway.store import Store, open_store
 from gateway.webhooks.service import Webhooks
+from gateway.windows import WindowWatch
 from kernel.events import Event
 from kernel.ids import AgentId, ChannelId
 from kernel.models import Agent, ChannelType, Identity, Message
@@ -186,6 +188,7 @@ class Gateway:
             self.contacts,
             self.channels,
             self.retention,
+            self.attachments,
             wake_queue=self.queue.kick,
             wake_sender=self.outbound.wake,
             bots=bot_rules,
@@ -201,6 +204,8 @@ class Gateway:
             self.attachments,
         )
         self.pipeline.on_connected = self.outbound.channel_recovered
+        self.media = MediaDownloads(store, self.attachments, s.attachments, self.metrics)
+        self.pipeline.on_media = self.media.wake
         self.pipeline.keeper = self.keeper
         self.keys = keys = await load_keys(store, s.server.data_dir, given)
         await self._check_key(store, keys)
@@ -248,9 +253,18 @@ class Gateway:
         self._watch()
         await self.webhooks.start()
         self.outbound.start()
+        self.media.start()  # files of messages stored before a restart too
         self.queue.start()  # whatever waited in the queue while we were down
         self.retention.start()
         self.bots.start()
+        self.windows = WindowWatch(
+            store,
+            self.channels,
+            lead=s.events.window_closing_lead_seconds,
+            every=s.events.window_sweep_seconds,
+            keeper=self.keeper,
+        )
+        self.windows.start()
         if self.follower is not None:
             self.follower.start()
         self.lifecycle.started = True
@@ -414,9 +428,11 @@ class Gateway:
             await self.follower.close()
         await self.retention.stop()
         await self.bots.stop()
+        await self.windows.stop()
         await self.queue.stop()
         await self.webhooks.stop()
         await self.outbound.stop()
+        await self.media.stop()
         await self.channels.aclose()
         await self.queue.settle()
         await self.pipeline.drain()

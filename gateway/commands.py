@@ -7,17 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from connectors.base import HealthState, SocketConnector
+from connectors.base import Connector, HealthState, SocketConnector
+from gateway.attachments import Attachments
 from gateway.channels import LiveChannels
 from gateway.domain import templates
 from gateway.domain.assignments import Assignments
 from gateway.domain.bots import BotRules, bot_author
 from gateway.domain.contacts import Contacts
 from gateway.domain.erasure import Erasure
-from gateway.domain.outbox import Outbox
+from gateway.domain.outbox import Address, Outbox, Started, WindowCheck
 from gateway.retention import Retention
 from gateway.store.protocols import Store
-from kernel.errors import Invalid
+from gateway.windows import ReplyWindows, ensure_allowed
+from kernel.errors import Invalid, NotFound
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId
 from kernel.models import (
     Agent,
@@ -40,18 +42,21 @@ class Commands:
         contacts: Contacts,
         channels: LiveChannels,
         retention: Retention,
+        attachments: Attachments,
         *,
         wake_queue: Callable[[], None],
         wake_sender: Callable[[], None],
         bots: BotRules | None = None,
     ) -> None:
         self.bots = bots or BotRules()
+        self.windows = ReplyWindows(store, channels)
         self.store = store
         self.assignments = assignments
         self.outbox = outbox
         self.contacts = contacts
         self.channels = channels
         self.retention = retention
+        self.attachments = attachments
         self._wake_queue = wake_queue
         self._wake_sender = wake_sender
         # Replicas: tell the others an agent is typing (channel, customer, on).
@@ -76,6 +81,7 @@ class Commands:
         if agent_id is not None and await self.store.agents.get(agent_id) is None:
             raise Invalid(f"agent {agent_id} not found", code="agent_not_found")
         author = agent_id if agent_id is not None else conversation.assignee_id
+        parts = await self.attachments.resolve(parts)  # files named by attachment_id
         message, replayed = await self.outbox.create(
             conversation.id,
             Author(type=AuthorType.AGENT, id=author) if bot_id is None else bot_author(bot_id),
@@ -83,6 +89,7 @@ class Commands:
             reply_to=reply_to,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            check=self._window_check(self.channels.get(conversation.channel_id), parts),
         )
         if not replayed:
             self._wake_sender()
@@ -109,6 +116,62 @@ class Commands:
         agent = await self.store.agents.get(author) if author is not None else None
         values = {**templates.known_values(contact, agent), **variables}
         return templates.render(template, values)
+
+    @staticmethod
+    def _window_check(
+        connector: Connector | None, parts: Sequence[Part], *, always: bool = False
+    ) -> WindowCheck | None:
+        """Known before sending: a send the channel's window or parts do not allow is
+        refused (422) with nothing stored and no provider called. None where nothing needs
+        checking (no window on the channel, no template): the send path stays as cheap."""
+        if connector is None:
+            return None  # the send path fails it (channel_unavailable)
+        if not (always or connector.window_ends or any(p.type == "template" for p in parts)):
+            return None
+
+        def check(last_inbound_us: int | None, phone: str | None) -> None:
+            ensure_allowed(connector, parts, last_inbound_us, phone)
+
+        return check
+
+    async def start(
+        self,
+        channel_id: ChannelId,
+        parts: Sequence[Part],
+        *,
+        contact_id: ContactId | None,
+        to: Address | None,
+        subject: str | None,
+        agent_id: AgentId | None,
+        idempotency_key: str | None,
+        request_hash: str | None,
+    ) -> Started:
+        """The business starts a conversation (POST /v1/conversations): refused at once,
+        nothing stored, when the channel's window or parts do not allow it."""
+        connector = self.channels.get(channel_id)
+        parts = await self.attachments.resolve(parts)  # files named by attachment_id
+        check = self._window_check(connector, parts, always=True)
+        if connector is None or check is None:
+            raise NotFound(f"channel {channel_id} not found", code="channel_not_found")
+        if agent_id is not None and await self.store.agents.get(agent_id) is None:
+            raise Invalid(f"agent {agent_id} not found", code="agent_not_found")
+        started = await self.outbox.start(
+            self.assignments.state,
+            channel_id=channel_id,
+            channel_type=connector.type,
+            contact_id=contact_id,
+            to=to,
+            author=Author(type=AuthorType.AGENT, id=agent_id),
+            parts=parts,
+            subject=subject,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            check=check,
+        )
+        if not started.replayed:
+            self._wake_sender()
+            self._wake_queue()
+        return started
 
     async def typing(self, conversation: Conversation, on: bool) -> None:
         """Show the customer that an agent is typing, where the channel can."""

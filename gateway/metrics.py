@@ -176,6 +176,14 @@ class Metrics:
             ["endpoint", "result"],
             registry=r,
         )
+        self.media_downloads = Counter(
+            "omnigw_media_downloads_total",
+            "Customers' files fetched from a provider's CDN, by outcome: stored, or why "
+            "one was given up (not_available, provider_error, unreachable, timeout, "
+            "too_large, unexpected_type, unsafe_url, too_many_redirects, internal).",
+            ["outcome"],
+            registry=r,
+        )
         # --- the queue, read from the store before each scrape ----------------------
         self.queued = Gauge(
             "omnigw_queued_conversations",

@@ -15,6 +15,7 @@ from typing import Any
 from connectors.base import ChannelHealth, HealthState
 from gateway.attachments import Attachments
 from gateway.domain.inbox import Inbox
+from gateway.domain.media import fetchable
 from gateway.domain.outbox import Outbox
 from gateway.events import EventBus
 from gateway.metrics import Metrics
@@ -65,6 +66,8 @@ class Pipeline:
         self.on_connected: Callable[[ChannelId], Coroutine[Any, Any, None]] | None = None
         # Leases of work one process at a time does (None: the only process on its store).
         self.keeper: LeaseKeeper | None = None
+        # Told when a stored message has provider files to fetch (gateway.media).
+        self.on_media: Callable[[], None] | None = None
 
     def _type(self, channel_id: ChannelId) -> ChannelType:
         try:
@@ -81,6 +84,8 @@ class Pipeline:
         )
         if result.duplicate:
             return result
+        if self.on_media is not None and fetchable(result.message.parts):
+            self.on_media()
         if result.conversation_status == ConversationStatus.QUEUED:
             self.queue.kick()
         return result
@@ -164,6 +169,12 @@ class Pipeline:
         self, channel_id: ChannelId, data: bytes, *, name: str | None, mime: str | None
     ) -> MediaPart:
         return await self.attachments.save(channel_id, data, name=name, mime=mime)
+
+    async def attachment_part(self, channel_id: ChannelId, attachment_id: str) -> MediaPart | None:
+        record = await self.store.attachments.get(attachment_id)
+        if record is None or record.channel_id != channel_id:
+            return None
+        return await self.attachments.part(attachment_id)
 
     async def known(self, channel_id: ChannelId, external_id: str) -> bool:
         return await self.store.messages.known(channel_id, external_id)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.schema import RetentionSettings
+from gateway.attachments import remove_files
 from gateway.domain import erasure
 from gateway.domain.erasure import Erasure, Forgotten
 from gateway.events import EventBus
@@ -154,17 +155,7 @@ class Retention:
         await self.store.reclaim(thorough=thorough)
 
     def _remove(self, paths: list[str]) -> None:
-        root = self.files.resolve()
-        for relative in paths:
-            path = (root / relative).resolve()
-            if not path.is_relative_to(root):
-                continue
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                log.warning("attachment file %s could not be removed: %s", relative, exc)
+        remove_files(self.files, paths)
 
     # --- the sweep, in the background ---------------------------------------------------
 

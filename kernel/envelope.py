@@ -101,6 +101,11 @@ class OutboundMessage(Frozen):
     thread_external_ids: list[str] = Field(default_factory=list)
     # When the customer last wrote in this conversation (reply windows, e.g. Messenger's 24 h).
     last_inbound_at: datetime | None = None
+    # The contact's phone (E.164), where a channel sends to it (Zalo ZNS templates).
+    phone: str | None = None
+    # The metadata of the customer's latest message before this one (e.g. an e-mail's Cc,
+    # which the reply keeps).
+    last_inbound_metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class SendReceipt(Frozen):

@@ -45,6 +45,27 @@ class ConversationStatus(StrEnum):
     BOT = "bot"
 
 
+class WindowState(StrEnum):
+    """Whether the business may write to the customer now (design.md section 10)."""
+
+    OPEN = "open"  # any message
+    TAG_ONLY = "tag_only"  # only with a message tag (Messenger's HUMAN_AGENT)
+    TEMPLATE_ONLY = "template_only"  # only a provider-approved template (Zalo ZNS)
+    CLOSED = "closed"  # nothing until the customer writes again
+    UNLIMITED = "unlimited"  # the channel has no window (email, webchat)
+
+
+class ReplyWindow(Frozen):
+    """The reply window, worked out from the channel's rules and the customer's last
+    interaction: ``closes_at`` ends the current state, ``free_until`` ends free messages
+    where the channel bills later ones (Zalo)."""
+
+    state: WindowState
+    closes_at: datetime | None = None
+    free_until: datetime | None = None
+    reason: str
+
+
 class Direction(StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
@@ -84,9 +105,21 @@ class Presence(StrEnum):
 # --- message parts -------------------------------------------------------------------
 
 
+# The longest text a message the business sends may hold, in `text` and in each text part
+# (once a template's variables are filled in too). What customers send is not capped here.
+MAX_TEXT = 20_000
+
+
 class TextPart(Frozen):
     type: Literal["text"] = "text"
     text: Annotated[Text, Field(min_length=1)]
+
+
+class PartError(Frozen):
+    """Why a part's file is not kept (a provider's file that could not be fetched)."""
+
+    code: str
+    reason: str
 
 
 class MediaPart(Frozen):
@@ -95,6 +128,12 @@ class MediaPart(Frozen):
     name: Text | None = None
     mime: str | None = None
     size: Annotated[int, Field(ge=0)] | None = None
+    # A file this gateway keeps (POST /v1/attachments, or a provider's file fetched):
+    # a part sent by the API may name it instead of giving a url.
+    attachment_id: Annotated[str, Field(pattern=r"^att_[0-9A-Z]{26}$")] | None = None
+    # Where a provider's file came from, once the gateway keeps its own copy (or failed to).
+    source_url: str | None = None
+    error: PartError | None = None
 
 
 class LocationPart(Frozen):
@@ -132,8 +171,22 @@ class ChoicesPart(Frozen):
         return self
 
 
+class TemplatePart(Frozen):
+    """A provider-approved template (a Zalo ZNS template) by the ``name`` the channel's
+    settings give it, with the values it is filled with. Channels without templates refuse
+    it (``unsupported_part``)."""
+
+    type: Literal["template"] = "template"
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    language: Annotated[str, Field(min_length=2, max_length=16)] | None = None
+    data: dict[str, Annotated[Text, Field(max_length=4000)] | int | float | bool] = Field(
+        default_factory=dict, max_length=100
+    )
+
+
 Part = Annotated[
-    TextPart | MediaPart | LocationPart | LinkPart | ChoicesPart, Field(discriminator="type")
+    TextPart | MediaPart | LocationPart | LinkPart | ChoicesPart | TemplatePart,
+    Field(discriminator="type"),
 ]
 
 
@@ -182,6 +235,9 @@ class Conversation(Frozen):
     first_response_at: datetime | None = None
     resolved_at: datetime | None = None
     last_message_at: datetime | None = None
+    # Worked out when the conversation is shown by the API (null where it is not, e.g. in
+    # events other than conversation.window_closing).
+    reply_window: ReplyWindow | None = None
 
 
 class Author(Frozen):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from urllib.parse import urlsplit
 
 import phonenumbers
 
@@ -62,25 +63,44 @@ def normalize_email(value: str | None) -> str | None:
     return email
 
 
-def nul_path(value: object, skip: frozenset[str] = frozenset()) -> str | None:
-    """Where a decoded JSON value holds U+0000 (NUL) in a string or a key, as a dotted
-    path ("" for the value itself); None when it holds none. Keys in ``skip`` are not
-    looked into. NUL has no meaning in text and cannot be stored everywhere (PostgreSQL
-    refuses it), so input carrying one is refused where it arrives."""
-    if isinstance(value, str):
-        return "" if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                return "(a key)"
-            if key in skip:
-                continue
-            found = nul_path(item, skip)
-            if found is not None:
-                return f"{key}.{found}" if found else key
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = nul_path(item, skip)
-            if found is not None:
-                return f"{i}.{found}" if found else str(i)
-    return None
+MAX_URL = 8192
+
+
+def is_web_url(value: str) -> bool:
+    """An absolute http(s) URL with a host, of reasonable length, without control
+    characters: what a link or a file may point to (never `javascript:`, `data:` or
+    `file:`)."""
+    if len(value) > MAX_URL or not value.isprintable():
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+# Letters that carry no combining mark to strip: Vietnamese đ/Đ first of all.
+_FOLD_LETTERS = str.maketrans({"đ": "d", "Đ": "d", "ð": "d", "ı": "i", "ł": "l", "ø": "o"})
+_NOT_WORD = re.compile(r"[^\w]+|_")
+
+
+def fold_name(text: str | None) -> str:
+    """A name as searched: diacritics and case dropped (``Nguyễn Văn Đức`` ->
+    ``nguyen van duc``), anything but letters and digits turned into single spaces."""
+    if not text:
+        return ""
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_FOLD_LETTERS))
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    folded = unicodedata.normalize("NFKC", bare).casefold().translate(_FOLD_LETTERS)
+    return " ".join(_NOT_WORD.sub(" ", folded).split())
+
+
+MAX_TAIL = 200
+
+
+def name_tails(text: str | None) -> list[str]:
+    """Each word of the folded name with the rest of the name after it (``Nguyễn Văn An``
+    -> ``an``, ``nguyen van an``, ``van an``), at most MAX_TAIL characters each: a name
+    is found by the start of any of them."""
+    words = fold_name(text).split()
+    return sorted({" ".join(words[i:])[:MAX_TAIL] for i in range(len(words))})

@@ -6,7 +6,9 @@ sending (aiosmtplib). Vendor errors become ours here:
           anything else (OSError, timeouts, aioimaplib errors): reconnect with backoff
     SMTP: connectors.errors (AuthError, RecipientUnavailable, PermanentError, TransientError)
 
-Passwords go to the servers and nowhere else: they are not in any message raised here.
+Passwords and access tokens go to the servers and nowhere else: they are not in any
+message raised here. OAuth logins (XOAUTH2, OAUTHBEARER) are SASL exchanges written here
+with the strings of :mod:`connectors.email.oauth`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import re
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
@@ -25,6 +28,7 @@ from typing import Any
 import aiosmtplib
 from aioimaplib import aioimaplib
 
+from connectors.email.oauth import sasl
 from connectors.email.settings import ImapSettings, SmtpSettings
 from connectors.errors import (
     AuthError,
@@ -76,6 +80,30 @@ class ImapConfigError(ImapError):
 
 
 @dataclass(frozen=True)
+class OAuthLogin:
+    """How to log in with OAuth: the SASL mechanism, the access token to use, and a fresh
+    one in place of a token the server refused (both raise AuthError or TransientError)."""
+
+    mechanism: str
+    token: Callable[[], Awaitable[str]]
+    refreshed: Callable[[str], Awaitable[str]]
+
+
+class _Authenticate(aioimaplib.Command):  # type: ignore[misc]
+    """AUTHENTICATE with an initial response (SASL-IR). A server refusing the token sends
+    a challenge with the error (RFC 7628 3.2.2) and wants an empty answer before its NO."""
+
+    def __init__(self, protocol: Any, mechanism: str, response: str) -> None:
+        super().__init__(
+            "AUTHENTICATE", protocol.new_tag(), mechanism.upper(), response, loop=protocol.loop
+        )
+        self._protocol = protocol
+
+    def flush(self) -> None:  # called by aioimaplib after a continuation line only
+        self._protocol.transport.write(b"\r\n")
+
+
+@dataclass(frozen=True)
 class Mailbox:
     uidvalidity: int
     uidnext: int | None
@@ -95,8 +123,16 @@ def _text(lines: list[Any]) -> str:
 class ImapClient:
     """One logged-in IMAP connection with one selected folder."""
 
-    def __init__(self, settings: ImapSettings, *, timeout: float, keepalive: float) -> None:
+    def __init__(
+        self,
+        settings: ImapSettings,
+        *,
+        timeout: float,
+        keepalive: float,
+        oauth: OAuthLogin | None = None,
+    ) -> None:
         self.settings = settings
+        self.oauth = oauth
         self.timeout = timeout
         self.keepalive = keepalive
         self._imap: aioimaplib.IMAP4 | None = None
@@ -132,15 +168,47 @@ class ImapClient:
         if s.security == "starttls":
             assert context is not None
             await self._starttls(context)
-        if self.imap.has_capability("LOGINDISABLED"):
-            raise ImapConfigError("the server refuses LOGIN here; use security tls or starttls")
-        response = await self.imap.login(s.username, s.password.get_secret_value())
-        if response.result != "OK":
-            raise ImapAuthError(f"IMAP login refused: {_text(response.lines)}")
+        if s.password is None:
+            await self._oauth_login()
+        else:
+            if self.imap.has_capability("LOGINDISABLED"):
+                raise ImapConfigError("the server refuses LOGIN here; use security tls or starttls")
+            response = await self.imap.login(s.username, s.password.get_secret_value())
+            if response.result != "OK":
+                raise ImapAuthError(f"IMAP login refused: {_text(response.lines)}")
         if not any(c.startswith("IDLE") for c in self.imap.protocol.capabilities):
             # Some servers list capabilities only after login, unasked.
             await asyncio.wait_for(self.imap.protocol.capability(), self.timeout)
         self._set_keepalive()
+
+    async def _oauth_login(self) -> None:
+        """AUTHENTICATE with the access token; once more with a fresh one if refused."""
+        if self.oauth is None:
+            raise ImapConfigError("no imap.password and no [oauth] login")
+        mechanism = self.oauth.mechanism.upper()
+        if not self.imap.has_capability(f"AUTH={mechanism}"):
+            raise ImapConfigError(f"the server does not offer AUTH={mechanism}")
+        try:
+            token = await self.oauth.token()
+            if await self._authenticate(token):
+                return
+            if await self._authenticate(await self.oauth.refreshed(token)):
+                return
+        except AuthError as exc:
+            raise ImapAuthError(f"IMAP OAuth login: {exc.reason}") from None
+        raise ImapAuthError("IMAP login refused: the server did not accept a fresh access token")
+
+    async def _authenticate(self, token: str) -> bool:
+        assert self.oauth is not None
+        s = self.settings
+        protocol = self.imap.protocol
+        response = sasl(self.oauth.mechanism, s.username, token, s.host, s.effective_port)
+        command = _Authenticate(protocol, self.oauth.mechanism, response)
+        done = await asyncio.wait_for(protocol.execute(command, scrub=response), self.timeout)
+        if done.result != "OK":
+            return False
+        protocol.state = aioimaplib.AUTH
+        return True
 
     def _watch_exists(self) -> None:
         # aioimaplib drops untagged EXISTS outside IDLE: mail announced during a FETCH
@@ -218,7 +286,7 @@ class ImapClient:
         uids: set[int] = set()
         for line in response.lines[:-1]:
             if isinstance(line, bytes):
-                uids.update(int(t) for t in line.split() if t.isdigit())
+                uids.update(int(t) for t in line.split() if t.isascii() and t.isdigit())
         return sorted(uids)
 
     async def uids_after(self, last_uid: int) -> list[int]:
@@ -331,12 +399,13 @@ def _smtp_error(code: int, message: str, what: str) -> SendError:
     return TransientError(text, code="smtp_unexpected")
 
 
-def _smtp(settings: SmtpSettings, timeout: float) -> aiosmtplib.SMTP:
+def _smtp(settings: SmtpSettings, timeout: float, oauth: bool) -> aiosmtplib.SMTP:
     s = settings
     return aiosmtplib.SMTP(
         hostname=s.host,
         port=s.effective_port,
-        username=s.username,
+        # With OAuth the login is ours (after connecting): aiosmtplib knows no OAUTHBEARER.
+        username=None if oauth else s.username,
         password=s.password.get_secret_value() if s.password is not None else None,
         timeout=timeout,
         use_tls=s.security == "tls",
@@ -346,14 +415,42 @@ def _smtp(settings: SmtpSettings, timeout: float) -> aiosmtplib.SMTP:
     )
 
 
+async def _sasl(smtp: aiosmtplib.SMTP, mechanism: str, user: str, token: str) -> None:
+    """AUTH with an initial response; a refusal's error challenge gets an empty answer."""
+    host, port = smtp.hostname or "", smtp.port or 0
+    initial = sasl(mechanism, user, token, host, port).encode("ascii")
+    response = await smtp.execute_command(b"AUTH", mechanism.upper().encode(), initial)
+    if response.code == 334:
+        response = await smtp.execute_command(b"")
+    if response.code != 235:
+        raise aiosmtplib.SMTPAuthenticationError(response.code, response.message)
+
+
+async def _login(smtp: aiosmtplib.SMTP, settings: SmtpSettings, oauth: OAuthLogin | None) -> None:
+    """The OAuth login of a connected session; once more with a fresh token if refused."""
+    if oauth is None or settings.username is None:
+        return
+    mechanism = oauth.mechanism.upper()
+    await smtp.ehlo()
+    if mechanism.lower() not in smtp.server_auth_methods:
+        raise AuthError(f"the SMTP server does not offer AUTH {mechanism}")
+    token = await oauth.token()
+    try:
+        await _sasl(smtp, mechanism, settings.username, token)
+    except aiosmtplib.SMTPAuthenticationError:
+        await _sasl(smtp, mechanism, settings.username, await oauth.refreshed(token))
+
+
 async def check_smtp(
     settings: SmtpSettings,
     timeout: float,  # noqa: ASYNC109 (handed to aiosmtplib, which times each command)
+    oauth: OAuthLogin | None = None,
 ) -> None:
     """Connect and log in without sending: raises like :func:`send_mail`."""
     try:
-        smtp = _smtp(settings, timeout)
+        smtp = _smtp(settings, timeout, oauth is not None)
         async with smtp:
+            await _login(smtp, settings, oauth)
             await smtp.noop()
     except aiosmtplib.SMTPAuthenticationError as exc:
         raise AuthError(f"SMTP authentication failed: {exc.code} {exc.message}"[:300]) from None
@@ -370,11 +467,13 @@ async def send_mail(
     sender: str,
     recipients: list[str],
     timeout: float,  # noqa: ASYNC109 (handed to aiosmtplib, which times each command)
+    oauth: OAuthLogin | None = None,
 ) -> None:
     """Send one message; raises the errors of :mod:`connectors.errors`."""
     try:
-        smtp = _smtp(settings, timeout)
+        smtp = _smtp(settings, timeout, oauth is not None)
         async with smtp:
+            await _login(smtp, settings, oauth)
             await smtp.send_message(message, sender=sender, recipients=recipients)
     except aiosmtplib.SMTPAuthenticationError as exc:
         raise AuthError(f"SMTP authentication failed: {exc.code} {exc.message}"[:300]) from None

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from connectors.base import Capability, HealthState, PollingConnector, cancel_and_wait
 from connectors.email import token
@@ -28,11 +28,14 @@ from connectors.email.client import (
     ImapClient,
     ImapConfigError,
     Mailbox,
+    OAuthLogin,
     check_smtp,
     send_mail,
 )
 from connectors.email.html import rewrite_cids
-from connectors.email.parse import ParsedMail, ParseError, parse_message
+from connectors.email.oauth import OAuthTokens
+from connectors.email.offload import parse_off_loop
+from connectors.email.parse import ParsedMail, ParseError, TooManyParts
 from connectors.email.quotes import extract_reply
 from connectors.email.render import (
     Draft,
@@ -41,6 +44,7 @@ from connectors.email.render import (
     checked_address,
     render,
     reply_subject,
+    thread_subject,
     threading,
 )
 from connectors.email.settings import EmailSettings
@@ -62,12 +66,13 @@ from kernel.models import (
     Part,
     TextPart,
 )
-from kernel.secrets import Keyring
+from kernel.secrets import Keyring, SecretBox
 from kernel.texts import system_text
 
 log = logging.getLogger(__name__)
 
 RAW_KEEP_MAX = 1024 * 1024  # raw mail kept for skipped messages is cut here
+CC_MAX = 50  # addresses kept from a mail's Cc and put in a reply's
 SMTP_RECHECK_INITIAL = 30.0
 SMTP_RECHECK_MAX = 600.0
 
@@ -84,12 +89,24 @@ class EmailConnector(PollingConnector):
         key: bytes | Keyring,
         *,
         http_client: Callable[[], httpx.AsyncClient] | None = None,
+        oauth_keys: bytes | Keyring | None = None,
     ) -> None:
         super().__init__(ChannelId(settings.id))
         self.settings = settings
         self._key = key
         self._http_factory = http_client
         self._http: httpx.AsyncClient | None = None
+        self.oauth: OAuthTokens | None = None
+        if settings.oauth is not None:
+            if oauth_keys is None:
+                raise ValueError("an OAuth login needs keys to seal its tokens with")
+            self.oauth = OAuthTokens(
+                self.channel_id,
+                settings.oauth,
+                SecretBox(oauth_keys),
+                lambda: self.sink,
+                http_client or httpx.AsyncClient,
+            )
         self._checkpoint: dict[str, int] | None = None
         self._imap_up = False
         self._imap_refused = False
@@ -109,6 +126,8 @@ class EmailConnector(PollingConnector):
         self._closing = True
         await cancel_and_wait(self._smtp_recheck)
         await super().aclose()  # cancels the IMAP task the same way
+        if self.oauth is not None:
+            await self.oauth.aclose()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -132,7 +151,9 @@ class EmailConnector(PollingConnector):
             await asyncio.sleep(delay)
             delay = min(delay * 2, SMTP_RECHECK_MAX)
             try:
-                await check_smtp(self.settings.smtp, self.settings.timeout_seconds)
+                await check_smtp(
+                    self.settings.smtp, self.settings.timeout_seconds, self._smtp_login()
+                )
             except AuthError:
                 continue
             except SendError as exc:
@@ -145,13 +166,24 @@ class EmailConnector(PollingConnector):
                 )
             return
 
+    def _login(self) -> OAuthLogin | None:
+        oauth = self.oauth
+        if oauth is None:
+            return None
+        return OAuthLogin(oauth.settings.mechanism, oauth.access, oauth.refresh)
+
+    def _smtp_login(self) -> OAuthLogin | None:
+        return self._login() if self.settings.smtp_oauth else None
+
     # --- inbound: the session ----------------------------------------------------------
 
     async def run_once(self) -> None:
         if self._closing:
             raise asyncio.CancelledError
         s = self.settings
-        client = ImapClient(s.imap, timeout=s.timeout_seconds, keepalive=s.keepalive_seconds)
+        client = ImapClient(
+            s.imap, timeout=s.timeout_seconds, keepalive=s.keepalive_seconds, oauth=self._login()
+        )
         try:
             try:
                 await client.open()
@@ -257,7 +289,14 @@ class EmailConnector(PollingConnector):
     async def handle_raw(self, raw: bytes) -> None:
         """Handle one received message; returns once it is stored, applied or kept raw."""
         try:
-            mail = parse_message(raw, max_attachment_bytes=self.settings.max_attachment_bytes)
+            mail = await parse_off_loop(
+                raw,
+                max_attachment_bytes=self.settings.max_attachment_bytes,
+                max_parts=self.settings.max_message_parts,
+            )
+        except TooManyParts as exc:
+            await self._keep(raw, f"not parsed: {exc}")
+            return
         except ParseError as exc:
             await self._keep(raw, f"unreadable mail: {exc}")
             return
@@ -273,7 +312,7 @@ class EmailConnector(PollingConnector):
             await self._keep(raw, f"{kind}: {mail.kind_reason}; never opens a conversation")
             return
         if mail.from_address is None:
-            await self._keep(raw, "no sender address to answer")
+            await self._keep(raw, "the From header names no address that could be answered")
             return
         if await self.sink.known(self.channel_id, mail.external_id):
             return  # read again (a resync, or a restart before the checkpoint): stored once
@@ -371,6 +410,22 @@ class EmailConnector(PollingConnector):
             conversation_hint=self._hint(mail),
             subject=mail.subject,
             sent_at=mail.date,
+            metadata=self._metadata(mail),
+        )
+
+    def _metadata(self, mail: ParsedMail) -> dict[str, JsonValue]:
+        """The Cc of a received mail, without this mailbox (or its plus-addresses)."""
+        cc: list[JsonValue] = []
+        for name, addr in mail.cc:
+            if not self._ours(addr) and addr != mail.from_address and len(cc) < CC_MAX:
+                cc.append({"email": addr, "name": name} if name else {"email": addr})
+        return {"cc": cc} if cc else {}
+
+    def _ours(self, address: str) -> bool:
+        local, _, domain = self.address.partition("@")
+        value = address.lower()
+        return value == self.address or (
+            value.endswith("@" + domain) and value.startswith(local + "+")
         )
 
     async def _save(self, data: bytes, name: str, mime: str) -> MediaPart | None:
@@ -416,16 +471,20 @@ class EmailConnector(PollingConnector):
             if self.settings.plus_address_reply_to
             else None
         )
+        default_subject = self.settings.default_subject or system_text(
+            "email_subject", conv.language
+        )
+        reply_prefix = system_text("reply_prefix", conv.language)
         draft = Draft(
+            cc=self._reply_cc(outbound, to),
             from_address=self.address,
             from_name=self.settings.display_name,
             to_address=to,
             to_name=outbound.recipient.display_name,
-            subject=reply_subject(
-                conv.subject,
-                self.settings.default_subject or system_text("email_subject", conv.language),
-                system_text("reply_prefix", conv.language),
-            ),
+            # The first message of a thread the business starts has no "Re:".
+            subject=reply_subject(conv.subject, default_subject, reply_prefix)
+            if outbound.thread_external_ids
+            else thread_subject(conv.subject, default_subject),
             text="\n\n".join(texts),
             message_id=message_id,
             date=datetime.now(UTC),
@@ -443,10 +502,32 @@ class EmailConnector(PollingConnector):
             self.settings.smtp,
             mime,
             sender=self.address,
-            recipients=[to],
+            recipients=[to, *(addr for _, addr in draft.cc)],
             timeout=self.settings.timeout_seconds,
+            oauth=self._smtp_login(),
         )
         return SendReceipt(external_id=message_id)
+
+    def _reply_cc(self, outbound: OutboundMessage, to: str) -> list[tuple[str | None, str]]:
+        """The Cc a reply keeps: the customer's latest mail's, without us, the recipient,
+        mail systems, or anything not usable as an address."""
+        if not self.settings.keep_cc:
+            return []
+        found = outbound.last_inbound_metadata.get("cc")
+        out: dict[str, str | None] = {}
+        for item in found if isinstance(found, list) else []:
+            if not isinstance(item, dict) or not isinstance(item.get("email"), str):
+                continue
+            addr = str(item["email"]).strip().lower()
+            name = item.get("name")
+            try:
+                checked_address(addr)
+            except RenderError:
+                continue
+            if addr == to or self._ours(addr) or is_mail_system(addr):
+                continue
+            out.setdefault(addr, name if isinstance(name, str) else None)
+        return [(name, addr) for addr, name in out.items()][:CC_MAX]
 
     async def _file(self, part: MediaPart) -> OutgoingFile | None:
         """The bytes of a media part to attach; None to send it as a link instead."""

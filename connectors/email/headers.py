@@ -25,6 +25,7 @@ MAX_HEADER_CHARS = 16_384
 _MSGID = re.compile(r"<([^<>\s]{1,900})>")
 _MSGID_VALID = re.compile(r"^[\x21-\x7e]+@[\x21-\x7e]+$")
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_LINE_BREAKS = re.compile(r"[\r\n]+")
 # An address we could write back to: a local part, one @, a dotted domain, no spaces.
 _ADDRESS_OK = re.compile(r"^[^\s@<>()\[\],;:\"]{1,64}@[^\s@<>()\[\],;:\"]+\.[^\s@<>()\[\],;:\".]+$")
 
@@ -58,15 +59,7 @@ def header(msg: Message, name: str) -> str | None:
 
 def header_values(msg: Message, name: str) -> list[str]:
     """Every value of a header, RFC 2047 words decoded where they can be."""
-    out = []
-    for key, value in msg.raw_items():
-        if key.lower() != name.lower():
-            continue
-        text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        with contextlib.suppress(Exception):  # undecodable words stay as they came
-            text = str(email.header.make_header(email.header.decode_header(text)))
-        out.append(CONTROL_CHARS.sub(" ", text.replace("\r", " ").replace("\n", " ")))
-    return out
+    return [decode_words(value) for value in _raw_values(msg, name)]
 
 
 def normalize_message_id(value: str | None) -> str | None:
@@ -95,20 +88,53 @@ def message_ids(value: str | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _raw_values(msg: Message, name: str) -> list[str]:
+    """Every value of a header as it came (encoded words left encoded), unfolded."""
+    out = []
+    for key, value in msg.raw_items():
+        if key.lower() == name.lower():
+            text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            out.append(_LINE_BREAKS.sub(" ", text))
+    return out
+
+
+def decode_words(value: str) -> str:
+    """RFC 2047 words of a display name decoded, as one clean line; what cannot be decoded
+    stays as it came. Only for names: an address is never read out of decoded text."""
+    text = value
+    with contextlib.suppress(Exception):
+        text = str(email.header.make_header(email.header.decode_header(value)))
+    text = CONTROL_CHARS.sub(" ", text.replace("\r", " ").replace("\n", " "))
+    return clean_text(text).strip()[:MAX_HEADER_CHARS]
+
+
 def addresses(msg: Message, *names: str) -> list[tuple[str, str]]:
-    """(display name, lower-case address) pairs from address-list headers, in order."""
+    """(display name, lower-case address) pairs from address-list headers, in order.
+
+    The list is split while its encoded words are still encoded, so an address comes
+    from an address part only: a display name that decodes to ``x\r\nBcc: y@z`` or to
+    ``<y@z>`` stays a name."""
     pairs: list[tuple[str, str]] = []
     for name in names:
-        for value in header_values(msg, name):
+        for value in _raw_values(msg, name):
             try:
                 found = getaddresses([value])
             except Exception:  # noqa: S112 (an unreadable address list adds nothing)
                 continue
             for display, addr in found:
+                if CONTROL_CHARS.search(addr):
+                    continue  # not an address that was written: never one made by cleaning
                 addr = clean_text(addr).strip().lower()
                 if "@" in addr and not any(c.isspace() for c in addr) and len(addr) <= 320:
-                    pairs.append((clean_text(display).strip(), addr))
+                    pairs.append((decode_words(display), addr))
     return pairs
+
+
+def answerable(addr: str | None) -> bool:
+    """An address we could write back to (an encoded word is never part of one)."""
+    return (
+        addr is not None and bool(_ADDRESS_OK.match(addr)) and ".." not in addr and "=?" not in addr
+    )
 
 
 def sender(msg: Message) -> tuple[str | None, str | None]:
@@ -118,10 +144,13 @@ def sender(msg: Message) -> tuple[str | None, str | None]:
         if value is not None and getattr(value, "addresses", None):
             first: Address = value.addresses[0]
             addr = normalize_email(first.addr_spec)
-            if addr is not None and _ADDRESS_OK.match(addr) and ".." not in addr:
+            # The standard parser decodes encoded words even where an address is being
+            # read (`=?utf-8?q?victim?=@x`): only an address written as is counts.
+            written = " ".join(_raw_values(msg, "From")).lower()
+            if answerable(addr) and addr is not None and addr in written:
                 return addr, clean_text(first.display_name).strip() or None
     for display, addr in addresses(msg, "From"):
-        if _ADDRESS_OK.match(addr) and ".." not in addr:
+        if answerable(addr):
             return addr, display or None
     return None, None
 

@@ -53,6 +53,8 @@ class Draft:
     date: datetime
     from_name: str | None = None
     to_name: str | None = None
+    # (display name, address) pairs, each address checked like To's.
+    cc: Sequence[tuple[str | None, str]] = ()
     in_reply_to: str | None = None
     references: Sequence[str] = ()
     reply_to: str | None = None
@@ -75,9 +77,14 @@ def checked_address(value: str) -> str:
     return address
 
 
+def thread_subject(subject: str | None, default: str) -> str:
+    """The subject of a thread the business starts: as given (or the default)."""
+    return one_line(subject, SUBJECT_MAX) or one_line(default, SUBJECT_MAX)
+
+
 def reply_subject(subject: str | None, default: str, prefix: str = "Re:") -> str:
     """``Re: <subject>`` unless the subject already says it is a reply."""
-    text = one_line(subject, SUBJECT_MAX) or one_line(default, SUBJECT_MAX)
+    text = thread_subject(subject, default)
     return text if _REPLY_PREFIX.match(text) else f"{prefix} {text}"
 
 
@@ -139,6 +146,11 @@ def render(draft: Draft) -> EmailMessage:
     recipient = checked_address(draft.to_address)
     msg["From"] = Address(display_name=one_line(draft.from_name, 200), addr_spec=sender)
     msg["To"] = Address(display_name=one_line(draft.to_name, 200), addr_spec=recipient)
+    if draft.cc:
+        msg["Cc"] = [
+            Address(display_name=one_line(name, 200), addr_spec=checked_address(addr))
+            for name, addr in draft.cc
+        ]
     msg["Subject"] = one_line(draft.subject, SUBJECT_MAX) or "(no subject)"
     msg["Date"] = format_datetime(draft.date)
     if not _MSGID.match(draft.message_id):

@@ -33,7 +33,8 @@ class ImapSettings(_Section):
     port: Port | None = None
     security: Security = "tls"
     username: Annotated[str, Field(min_length=1, max_length=320, pattern=r"^[^\s\"\\]+$")]
-    password: SecretStr
+    # Empty with [oauth]: the login is XOAUTH2 / OAUTHBEARER with an access token.
+    password: SecretStr | None = None
     folder: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\r\n\"\\]+$")] = "INBOX"
     # A PEM file of certificates to trust (a private CA); empty: the system's.
     ca_file: Path | None = None
@@ -57,11 +58,25 @@ class SmtpSettings(_Section):
     def effective_port(self) -> int:
         return self.port or DEFAULT_PORTS["smtp"][self.security]
 
-    @model_validator(mode="after")
-    def _auth_pair(self) -> SmtpSettings:
-        if (self.username is None) != (self.password is None):
-            raise ValueError("set both username and password, or neither")
-        return self
+
+class OAuthSettings(_Section):
+    """Logging in to IMAP and SMTP with OAuth 2.0 (Gmail, Microsoft 365): an access token
+    got from the provider's token endpoint with a refresh token."""
+
+    # Google: https://oauth2.googleapis.com/token; Microsoft 365:
+    # https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token
+    token_url: Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s]+$")]
+    client_id: Annotated[str, Field(min_length=1, max_length=500)]
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr
+    # Asked for on refresh when set (Microsoft 365:
+    # "https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send
+    # offline_access").
+    scope: Annotated[str, Field(max_length=2000)] | None = None
+    # The SASL mechanism: XOAUTH2 (Gmail, Microsoft 365) or OAUTHBEARER (RFC 7628).
+    mechanism: Literal["xoauth2", "oauthbearer"] = "xoauth2"
+    # An access token is refreshed this long before it expires.
+    refresh_ahead_seconds: Annotated[float, Field(ge=0, le=3000)] = 300.0
 
 
 class EmailSettings(ChannelSettings):
@@ -73,6 +88,8 @@ class EmailSettings(ChannelSettings):
     from_name: Annotated[str, Field(max_length=200)] | None = None
     imap: ImapSettings
     smtp: SmtpSettings
+    # OAuth 2.0 login for IMAP, and for SMTP when smtp has a username and no password.
+    oauth: OAuthSettings | None = None
     # False: messages are read with BODY.PEEK and stay unread for humans using the mailbox.
     mark_seen: bool = False
     # Use IDLE when the server offers it (else poll every poll_interval_seconds).
@@ -90,10 +107,15 @@ class EmailSettings(ChannelSettings):
     initial_sync_days: Annotated[int, Field(ge=0, le=365)] = 2
     # Messages larger than this are not parsed; their headers are kept raw with a reason.
     max_message_bytes: Annotated[int, Field(ge=1024, le=200 * 1024 * 1024)] = 30 * 1024 * 1024
+    # Messages with more MIME parts than this are not parsed (counted cheaply first: the
+    # parser's time grows with the parts); they are kept raw with the reason.
+    max_message_parts: Annotated[int, Field(ge=1, le=100_000)] = 500
     # Largest single attachment or inline image kept (the gateway's own limit also holds).
     max_attachment_bytes: Annotated[int, Field(ge=1, le=200 * 1024 * 1024)] = 25 * 1024 * 1024
     # Keep each received message byte for byte as an "original.eml" file part.
     keep_original: bool = True
+    # Replies keep the customer's Cc (from their latest mail; never this mailbox).
+    keep_cc: bool = True
     # Reply-To: support+<token>@domain, so a reply whose client dropped our Message-ID
     # still finds its conversation. Needs sub-addressing on the mail server.
     plus_address_reply_to: bool = False
@@ -122,6 +144,28 @@ class EmailSettings(ChannelSettings):
         return value
 
     @model_validator(mode="after")
+    def _logins(self) -> EmailSettings:
+        if self.oauth is None:
+            if self.imap.password is None:
+                raise ValueError("imap.password is required (or an [oauth] login)")
+            if (self.smtp.username is None) != (self.smtp.password is None):
+                raise ValueError("set both smtp username and password, or neither")
+        elif self.imap.password is not None:
+            raise ValueError("with [oauth], imap logs in with a token: leave imap.password out")
+        elif self.smtp.password is not None and self.smtp.username is None:
+            raise ValueError("smtp.password needs smtp.username")
+        return self
+
+    @property
+    def smtp_oauth(self) -> bool:
+        """Whether SMTP logs in with the OAuth access token."""
+        return (
+            self.oauth is not None
+            and self.smtp.username is not None
+            and (self.smtp.password is None)
+        )
+
+    @model_validator(mode="after")
     def _keepalive_below_reissue(self) -> EmailSettings:
         if self.keepalive_seconds >= self.idle_reissue_seconds:
             raise ValueError("keepalive_seconds must be shorter than idle_reissue_seconds")
@@ -130,17 +174,26 @@ class EmailSettings(ChannelSettings):
     def credential_endpoints(self) -> Endpoints:
         # How the connection is secured and whom it trusts decide who can read the
         # password as much as the host does.
-        imap, smtp = self.imap, self.smtp
-        return {
+        # With OAuth, the servers get access tokens made from the refresh token: moving one
+        # needs the refresh token again, as moving the token endpoint needs both secrets.
+        imap, smtp, oauth = self.imap, self.smtp, self.oauth
+        refresh = ("oauth.refresh_token",) if oauth is not None else ()
+        found: Endpoints = {
             "imap": (
                 (imap.host.lower(), imap.effective_port, imap.security, imap.ca_file),
-                ("imap.password",),
+                ("imap.password",) if imap.password is not None else refresh,
             ),
             "smtp": (
                 (smtp.host.lower(), smtp.effective_port, smtp.security, smtp.ca_file),
-                ("smtp.password",) if smtp.password is not None else (),
+                ("smtp.password",)
+                if smtp.password is not None
+                else (refresh if self.smtp_oauth else ()),
             ),
         }
+        if oauth is not None:
+            secrets = ("oauth.client_secret",) if oauth.client_secret is not None else ()
+            found["oauth"] = (oauth.token_url, (*secrets, "oauth.refresh_token"))
+        return found
 
     @property
     def domain(self) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
+import json
 import logging
 import re
 import time
@@ -110,6 +111,24 @@ class GraphClient:
         mid = data.get("message_id")
         return mid if isinstance(mid, str) and mid else None
 
+    async def upload(
+        self, page_id: str, token: SecretStr, kind: str, content: bytes, *, name: str, mime: str
+    ) -> str:
+        """POST /{page_id}/message_attachments (the Attachment Upload API, multipart
+        ``message`` + ``filedata``); returns the attachment_id to send it by."""
+        message = {"attachment": {"type": kind, "payload": {"is_reusable": True}}}
+        data = await self._call(
+            "upload",
+            f"/{page_id}/message_attachments",
+            token,
+            form={"message": json.dumps(message)},
+            files={"filedata": (name, content, mime)},
+        )
+        found = data.get("attachment_id")
+        if not isinstance(found, str) or not found:
+            raise PermanentError("the upload answer has no attachment_id", code="upload_failed")
+        return found
+
     async def sender_action(self, page_id: str, token: SecretStr, body: Mapping[str, Any]) -> None:
         await self._call("sender_action", f"/{page_id}/messages", token, json_body=body)
 
@@ -142,6 +161,8 @@ class GraphClient:
         *,
         params: Mapping[str, str] | None = None,
         json_body: Mapping[str, Any] | None = None,
+        form: Mapping[str, str] | None = None,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
     ) -> dict[str, Any]:
         secret = token.get_secret_value()
         query = {**(params or {}), "access_token": secret}
@@ -151,10 +172,12 @@ class GraphClient:
         resp = await reach(
             "the Graph API",
             self._http.request(
-                "GET" if json_body is None else "POST",
+                "GET" if json_body is None and files is None else "POST",
                 self.api_base + path,
                 params=query,
                 json=json_body,
+                data=form,
+                files=files,
             ),
         )
         if resp.is_success:

@@ -6,8 +6,8 @@ import hmac
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar, assert_never
 
 import httpx
@@ -46,7 +46,16 @@ from kernel.envelope import (
     StatusUpdate,
 )
 from kernel.ids import ChannelId, MessageId
-from kernel.models import ChannelType, Direction, Identity, MessageStatus, utcnow
+from kernel.models import (
+    ChannelType,
+    Direction,
+    Identity,
+    MediaPart,
+    MessageStatus,
+    Part,
+    ReplyWindow,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +65,8 @@ CUSTOMERS_CACHED = 50_000
 STICKERS_REMEMBERED = 10_000
 THROTTLE_KEYS = 10_000
 PROFILE_RETRY_SECONDS = 3600.0
+# The Attachment Upload API takes assets up to 25 MB (channels.md 1.6).
+UPLOAD_LIMIT = 25 * 1024 * 1024
 
 
 class FacebookConnector(ProviderConnector):
@@ -398,6 +409,19 @@ class FacebookConnector(ProviderConnector):
 
     # --- outbound -----------------------------------------------------------------------
 
+    window_ends: ClassVar[tuple[timedelta, ...]] = (
+        render.RESPONSE_WINDOW,
+        render.HUMAN_AGENT_WINDOW,
+    )
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def reply_window(self, last_inbound_at: datetime | None, *, phone: str | None) -> ReplyWindow:
+        return render.reply_window(
+            last_inbound_at, self._clock(), human_agent_tag=self.settings.human_agent_tag
+        )
+
     async def send(self, outbound: OutboundMessage) -> SendReceipt:
         psid = outbound.recipient.external_id
         message_id = outbound.message.id
@@ -406,12 +430,14 @@ class FacebookConnector(ProviderConnector):
             outbound.last_inbound_at, self._clock(), human_agent_tag=self.settings.human_agent_tag
         )
         page = await self._page_for(psid)
+        uploaded = await self._upload_files(page, outbound.message.parts)
         bodies = render.requests_for(
             psid,
             outbound.message.parts,
             message_id=message_id,
             window=window,
             language=outbound.conversation.language,
+            uploaded=uploaded,
         )
         if not bodies:
             raise PermanentError("nothing in this message can be sent", code="empty_message")
@@ -436,6 +462,25 @@ class FacebookConnector(ProviderConnector):
         # last part is delivered or read, the whole message is.
         last = next((m for m in reversed(mids) if m), None)
         return SendReceipt(external_id=last, status=MessageStatus.SENT)
+
+    async def _upload_files(self, page: PageSettings, parts: Sequence[Part]) -> dict[int, str]:
+        """Files this gateway keeps go up through the Attachment Upload API (Meta could
+        not fetch them by URL: they are not public); index of the part -> attachment_id."""
+        uploaded: dict[int, str] = {}
+        for index, part in enumerate(parts):
+            if not isinstance(part, MediaPart) or not render.sendable(part) or not part.url:
+                continue
+            content = await self.sink.read_attachment(part.url, UPLOAD_LIMIT)
+            if content is None:
+                continue  # not one of ours: sent by URL
+            name = part.name or part.attachment_id or "file"
+            mime = part.mime or "application/octet-stream"
+            uploaded[index] = await self._graph(
+                self.graph.upload(
+                    page.id, page.access_token, part.type, content, name=name, mime=mime
+                )
+            )
+        return uploaded
 
     async def send_typing(self, recipient: Identity, on: bool) -> None:
         psid = recipient.external_id

@@ -7,7 +7,7 @@ its position, so the echo Meta sends back can be matched to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -16,7 +16,8 @@ from connectors.degrade import as_text
 from connectors.errors import WindowClosed
 from connectors.facebook.parse import MARKER_PREFIX
 from connectors.textsplit import split_text
-from kernel.models import ChoicesPart, MediaPart, Part, TextPart
+from connectors.windows import hours_ago
+from kernel.models import ChoicesPart, MediaPart, Part, ReplyWindow, TextPart, WindowState
 
 # Meta's Send API text limit is 2,000 characters. Whether it counts code points or UTF-16
 # code units is not documented; UTF-16 units are never fewer, so counting them is safe
@@ -35,36 +36,65 @@ _ATTACHMENT_TYPES = {"image": "image", "audio": "audio", "video": "video", "file
 # --- the 24-hour window -------------------------------------------------------------------
 
 
-def messaging_type(
+def reply_window(
     last_inbound_at: datetime | None, now: datetime, *, human_agent_tag: bool
-) -> dict[str, str]:
-    """The messaging_type (and tag) fields for a reply; raises WindowClosed when no reply
-    may go out.
-
-    Inside 24 hours of the customer's last message: RESPONSE. Up to 7 days, with the Human
-    Agent permission: MESSAGE_TAG + HUMAN_AGENT. When the gateway never saw the customer
-    write (a conversation opened by a reply from the Page inbox), it cannot know the window:
-    the reply goes as RESPONSE and Meta, which knows, accepts it or answers "outside of
-    allowed window" (mapped to WindowClosed by the client).
-    """
+) -> ReplyWindow:
+    """Messenger's window (channels.md 1.7): open for 24 hours after the customer's last
+    message; then, with the Human Agent permission, ``tag_only`` (MESSAGE_TAG +
+    HUMAN_AGENT) up to 7 days; then closed until the customer writes again."""
     if last_inbound_at is None:
-        return {"messaging_type": "RESPONSE"}
+        return ReplyWindow(
+            state=WindowState.CLOSED,
+            reason="the customer has not written to the Page here: Messenger lets the "
+            "business answer only after the customer writes",
+        )
     age = now - last_inbound_at
     if age < RESPONSE_WINDOW:
-        return {"messaging_type": "RESPONSE"}
+        return ReplyWindow(
+            state=WindowState.OPEN,
+            closes_at=last_inbound_at + RESPONSE_WINDOW,
+            reason="within 24 hours of the customer's last message",
+        )
     if age < HUMAN_AGENT_WINDOW and human_agent_tag:
-        return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
-    hours = int(age.total_seconds() // 3600)
+        return ReplyWindow(
+            state=WindowState.TAG_ONLY,
+            closes_at=last_inbound_at + HUMAN_AGENT_WINDOW,
+            reason="beyond 24 hours of the customer's last message: only a human agent may "
+            "answer (HUMAN_AGENT tag), up to 7 days",
+        )
+    hours = hours_ago(last_inbound_at, now)
     if human_agent_tag:
         why = f"the customer last wrote {hours} hours ago, beyond the 7-day human agent window"
     elif age < HUMAN_AGENT_WINDOW:
         why = (
             f"the customer last wrote {hours} hours ago, beyond the 24-hour window "
-            "(human_agent_tag is off for this channel)"
+            "(human_agent_tag is off for this channel: with Meta's Human Agent permission "
+            "and human_agent_tag = true, a human agent could answer up to 7 days)"
         )
     else:
         why = f"the customer last wrote {hours} hours ago, beyond the 24-hour window"
-    raise WindowClosed(f"window_closed: {why}")
+    return ReplyWindow(state=WindowState.CLOSED, reason=why)
+
+
+def messaging_type(
+    last_inbound_at: datetime | None, now: datetime, *, human_agent_tag: bool
+) -> dict[str, str]:
+    """The messaging_type (and tag) fields for a reply; raises WindowClosed when no reply
+    may go out (:func:`reply_window`).
+
+    When the gateway never saw the customer write (a conversation opened by a reply from
+    the Page inbox), it cannot know the window: the reply goes as RESPONSE and Meta, which
+    knows, accepts it or answers "outside of allowed window" (mapped to WindowClosed by the
+    client).
+    """
+    if last_inbound_at is None:
+        return {"messaging_type": "RESPONSE"}
+    window = reply_window(last_inbound_at, now, human_agent_tag=human_agent_tag)
+    if window.state == WindowState.OPEN:
+        return {"messaging_type": "RESPONSE"}
+    if window.state == WindowState.TAG_ONLY:
+        return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+    raise WindowClosed(f"window_closed: {window.reason}")
 
 
 # --- Send API bodies ------------------------------------------------------------------------
@@ -81,18 +111,27 @@ def marker(message_id: str, index: int, total: int) -> str:
     return f"{MARKER_PREFIX}{message_id}:{index}/{total}"
 
 
-def _units(parts: Sequence[Part], language: str | None) -> list[str | MediaPart]:
-    """Texts (adjacent ones merged) and sendable attachments, in order."""
-    units: list[str | MediaPart] = []
-    for part in parts:
-        unit: str | MediaPart
-        if (
+def sendable(part: Part) -> bool:
+    """An attachment the Send API takes (by URL, or uploaded first)."""
+    return isinstance(part, MediaPart) and part.type in _ATTACHMENT_TYPES and bool(part.url)
+
+
+def _units(
+    parts: Sequence[Part], language: str | None, uploaded: Mapping[int, str]
+) -> list[str | tuple[MediaPart, str | None]]:
+    """Texts (adjacent ones merged) and sendable attachments (with the attachment_id an
+    upload gave), in order."""
+    units: list[str | tuple[MediaPart, str | None]] = []
+    for index, part in enumerate(parts):
+        unit: str | tuple[MediaPart, str | None]
+        if isinstance(part, MediaPart) and sendable(part) and index in uploaded:
+            unit = (part, uploaded[index])
+        elif (
             isinstance(part, MediaPart)
-            and part.type in _ATTACHMENT_TYPES
-            and part.url
-            and part.url.lower().startswith(("https://", "http://"))
+            and sendable(part)
+            and (part.url or "").lower().startswith(("https://", "http://"))
         ):
-            unit = part
+            unit = (part, None)
         elif isinstance(part, ChoicesPart):
             # The question; its answers ride as quick replies (choice_options). Titles too
             # long for a chip are listed in the text, numbered, and the chips say the numbers.
@@ -100,7 +139,8 @@ def _units(parts: Sequence[Part], language: str | None) -> list[str | MediaPart]
             unit = part.text if short else as_text(part, language)
         else:
             # Meta fetches attachments by URL: one it cannot reach (a path on this server
-            # without public_url) goes as text, like any part the channel cannot show.
+            # without public_url) and that was not uploaded goes as text, like any part
+            # the channel cannot show.
             unit = part.text if isinstance(part, TextPart) else as_text(part, language)
         if isinstance(unit, str) and units and isinstance(units[-1], str):
             units[-1] = units[-1] + "\n" + unit
@@ -109,12 +149,16 @@ def _units(parts: Sequence[Part], language: str | None) -> list[str | MediaPart]
     return units
 
 
-def _message_bodies(parts: Sequence[Part], language: str | None) -> list[dict[str, Any]]:
+def _message_bodies(
+    parts: Sequence[Part], language: str | None, uploaded: Mapping[int, str]
+) -> list[dict[str, Any]]:
     bodies: list[dict[str, Any]] = []
-    for unit in _units(parts, language):
-        if isinstance(unit, MediaPart):
-            kind = _ATTACHMENT_TYPES[unit.type]
-            bodies.append({"attachment": {"type": kind, "payload": {"url": unit.url}}})
+    for unit in _units(parts, language, uploaded):
+        if isinstance(unit, tuple):
+            part, attachment_id = unit
+            kind = _ATTACHMENT_TYPES[part.type]
+            payload = {"attachment_id": attachment_id} if attachment_id else {"url": part.url}
+            bodies.append({"attachment": {"type": kind, "payload": payload}})
         else:
             bodies.extend({"text": chunk} for chunk in split_text(unit, TEXT_LIMIT))
     return bodies
@@ -157,13 +201,14 @@ def requests_for(
     window: dict[str, str],
     options: Sequence[QuickReply] = (),
     language: str | None = None,
+    uploaded: Mapping[int, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The Send API bodies that deliver one message, in order.
 
     Text beyond the limit becomes several requests; each attachment is a request of its
     own. Quick replies ride on the last request, so they show under the whole message.
     """
-    messages = _message_bodies(parts, language)
+    messages = _message_bodies(parts, language, uploaded or {})
     options = [*options, *choice_options(parts)]
     if messages and options:
         chips = quick_replies(options)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -23,15 +24,25 @@ from connectors.webchat.parse import (
     IdentifyFrame,
     MessageFrame,
     TypingFrame,
+    file_link_ok,
     identity_hmac_ok,
     parse_frame,
+    sign_file,
     sign_token,
     verify_token,
 )
 from connectors.webchat.settings import WebchatSettings
 from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt
 from kernel.ids import ChannelId, ConversationId, MessageId, new_visitor_id
-from kernel.models import ChannelType, Identity, Message, MessageStatus, TextPart
+from kernel.models import (
+    ChannelType,
+    Identity,
+    MediaPart,
+    Message,
+    MessageStatus,
+    Part,
+    TextPart,
+)
 from kernel.ratelimit import Buckets, LocalBuckets, TokenBucket
 from kernel.secrets import Keyring
 from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
@@ -278,11 +289,21 @@ class WebchatConnector(SocketConnector):
     async def _message(self, sock: _Socket, frame: MessageFrame) -> None:
         await self._count_new(sock, frame.client_id)
         visitor, ws = sock.visitor, sock.ws
+        parts: list[Part] = [TextPart(text=frame.text)] if frame.text else []
+        for attachment_id in dict.fromkeys(frame.attachment_ids):
+            part = await self.sink.attachment_part(self.channel_id, attachment_id)
+            if part is None:
+                raise FrameError(
+                    "unknown_attachment",
+                    f"no upload {attachment_id} on this channel",
+                    frame.client_id,
+                )
+            parts.append(part)
         inbound = InboundMessage(
             channel_id=self.channel_id,
             external_id=f"{visitor}:{frame.client_id}",
             sender=Sender(external_id=visitor),
-            parts=[TextPart(text=frame.text)],
+            parts=parts,
             # A pick: the gateway matches it to the question asked (metadata.choice).
             metadata={"choice_id": frame.choice_id} if frame.choice_id else {},
         )
@@ -302,7 +323,7 @@ class WebchatConnector(SocketConnector):
         self._follow(visitor, result.conversation_id)
         self._shown_here(result.message.id)
         if not result.duplicate and self.hub.has_other(visitor, ws):
-            await self.hub.push(visitor, render.message(result.message), skip=ws)
+            await self.hub.push(visitor, self._message_frame(result.message), skip=ws)
 
     def _history_limit(self, frame: HistoryFrame) -> int:
         return min(frame.limit or DEFAULT_HISTORY, self.settings.history_limit_max)
@@ -315,7 +336,7 @@ class WebchatConnector(SocketConnector):
             after=MessageId(frame.after) if frame.after else None,
             limit=self._history_limit(frame),
         )
-        await sock.ws.send_str(render.history(messages))
+        await sock.ws.send_str(render.history([self._shown_to_visitor(m) for m in messages]))
 
     async def _identify(self, sock: _Socket, frame: IdentifyFrame) -> None:
         visitor = sock.visitor
@@ -339,9 +360,82 @@ class WebchatConnector(SocketConnector):
         ):
             raise FrameError("invalid_identity", "identify needs user_id and a valid hmac")
         await self._count_new(sock, None)
-        # The HMAC proves user_id: every visitor identified as this user is one contact.
-        user = Sender(external_id=f"user:{frame.user_id}", **profile)
-        await self.sink.update_identity(self.channel_id, sender, link_to=user)
+        # The HMAC proves user_id: every visitor identified as this user is one contact,
+        # and the site vouches for the e-mail and phone it signed in with, so they link
+        # the contact to the same person's other channels (a mail's sender, a Zalo phone).
+        verified = {**profile, "verified": True}
+        user = Sender(external_id=f"user:{frame.user_id}", **verified)
+        await self.sink.update_identity(
+            self.channel_id, Sender(external_id=visitor, **verified), link_to=user
+        )
+
+    # --- files -----------------------------------------------------------------------
+
+    def file_url(self, attachment_id: str, now: float | None = None) -> str:
+        """A link a visitor's browser can load the file by, signed and expiring (the
+        expiry rounded up to the hour, so the same link is cached for a while)."""
+        seconds = self.settings.file_link_hours * 3600
+        current = int(time.time() if now is None else now)
+        expires = (current + seconds) // 3600 * 3600 + 3600
+        signature = sign_file(self._key, self.channel_id, attachment_id, expires)
+        return f"/webchat/{self.channel_id}/files/{attachment_id}?expires={expires}&sig={signature}"
+
+    def file_link_ok(self, attachment_id: str, expires: str, signature: str) -> bool:
+        return file_link_ok(self._key, self.channel_id, attachment_id, expires, signature)
+
+    def _shown_to_visitor(self, message: Message) -> Message:
+        """The message with its kept files behind signed links (their API URLs need an
+        agent's token), and nothing of where the gateway fetched them from."""
+        if not any(isinstance(p, MediaPart) and p.attachment_id for p in message.parts):
+            return message
+        parts: list[Part] = [
+            p.model_copy(update={"url": self.file_url(p.attachment_id), "source_url": None})
+            if isinstance(p, MediaPart) and p.attachment_id
+            else p
+            for p in message.parts
+        ]
+        return message.model_copy(update={"parts": parts})
+
+    def _message_frame(self, message: Message) -> str:
+        return render.message(self._shown_to_visitor(message))
+
+    async def upload_visitor(self, request: web.Request) -> str | web.Response:
+        """Whose upload this is (the visitor its bearer token names), or the answer that
+        refuses it: no or a bad token, a page of an origin that may not, too many."""
+        if not self.origin_allowed(request.headers.get("Origin"), request):
+            return _json_error(403, "origin_not_allowed", "this origin may not upload")
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        found = (
+            verify_token(
+                self._key, token.strip(), self.channel_id, self.settings.token_ttl_days * 86400
+            )
+            if scheme.lower() == "bearer"
+            else None
+        )
+        if found is None:
+            return _json_error(
+                401, "invalid_token", "Authorization: Bearer <the visitor token of the session>"
+            )
+        wait = await self.limits.frame(address_key(request.remote), found.visitor_id, message=True)
+        if wait:
+            return _json_error(
+                429, "rate_limited", "too many messages; slow down", retry_after=wait
+            )
+        return found.visitor_id
+
+    def cors_headers(self, request: web.Request) -> dict[str, str]:
+        """What lets a page of an allowed origin upload (the widget on a shop's site)."""
+        origin = request.headers.get("Origin")
+        if origin is None or not self.origin_allowed(origin, request):
+            return {}
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "POST",
+            "Access-Control-Allow-Headers": "Authorization",
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        }
 
     # --- outbound --------------------------------------------------------------------
 
@@ -349,7 +443,7 @@ class WebchatConnector(SocketConnector):
         # Stored messages reach visitors who are offline now through `history` later.
         delivered = outbound.message.model_copy(update={"status": MessageStatus.SENT})
         self._shown_here(delivered.id)
-        await self.hub.push(outbound.recipient.external_id, render.message(delivered))
+        await self.hub.push(outbound.recipient.external_id, self._message_frame(delivered))
         return SendReceipt()
 
     # --- messages stored by other processes ------------------------------------------
@@ -371,7 +465,7 @@ class WebchatConnector(SocketConnector):
         if visitor is None:
             return  # no socket of its visitor here
         self._shown_here(message.id)
-        self._relayed.put_nowait((visitor, render.message(message)))
+        self._relayed.put_nowait((visitor, self._message_frame(message)))
         if self._relaying is None or self._relaying.done():
             self._relaying = asyncio.create_task(self._push_relayed(), name="webchat-relay")
 

@@ -10,15 +10,18 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
+from kernel import jsontext
 from kernel.ids import VisitorId
+from kernel.jsontext import JsonRefused
 from kernel.secrets import Keyring
-from kernel.text import clean_text, nul_path
+from kernel.text import clean_text
 
 MAX_FRAME_BYTES = 64 * 1024
 TOKEN_VERSION = "v1"  # noqa: S105 (a format tag, not a secret)
@@ -41,12 +44,20 @@ class _Frame(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+# Files a visitor uploaded (POST /webchat/{channel_id}/uploads), sent with a message.
+AttachmentIdStr = Annotated[str, StringConstraints(pattern=r"^att_[0-9A-Z]{26}$")]
+MAX_ATTACHMENTS = 10
+
+
 class MessageFrame(_Frame):
     type: Literal["message"]
     client_id: ClientId
-    text: str
+    text: str = ""
     # The answer picked from a choices part (its id); ``text`` is its title.
     choice_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    attachment_ids: Annotated[list[AttachmentIdStr], Field(max_length=MAX_ATTACHMENTS)] = Field(
+        default_factory=list
+    )
 
 
 class HistoryFrame(_Frame):
@@ -75,6 +86,7 @@ ClientFrame = Annotated[
 ]
 _frames: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 FRAME_TYPES = ("message", "history", "typing", "identify")
+_TEXT = frozenset({"text"})
 
 
 def parse_frame(data: str, *, max_text: int) -> ClientFrame:
@@ -82,9 +94,9 @@ def parse_frame(data: str, *, max_text: int) -> ClientFrame:
     if len(data) > MAX_FRAME_BYTES:
         raise FrameError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
     try:
-        raw: Any = json.loads(data)
-    except ValueError as exc:
-        raise FrameError("bad_json", f"the frame is not JSON: {exc}") from None
+        raw: Any = jsontext.loads(data)
+    except JsonRefused as exc:
+        raise FrameError("bad_json", f"the frame is not JSON: {exc.reason}") from None
     if not isinstance(raw, dict):
         raise FrameError("bad_frame", "a frame is a JSON object with a 'type'")
     kind = raw.get("type")
@@ -95,11 +107,12 @@ def parse_frame(data: str, *, max_text: int) -> ClientFrame:
         )
     client_id = raw.get("client_id") if isinstance(raw.get("client_id"), str) else None
     # A message's text loses its control characters below; anywhere else NUL is refused.
-    if "\\u0000" in data and (where := nul_path(raw, frozenset({"text"}))) is not None:
+    if (refused := jsontext.refused_text(data, raw, nul_allowed=_TEXT)) is not None:
+        where, problem = refused
         raise FrameError(
             "bad_frame",
-            f"{kind}: {where}: text may not contain U+0000 (NUL)",
-            client_id=None if where == "client_id" else client_id,
+            f"{kind}: {where}: {problem}",
+            client_id=None if where.startswith("client_id") else client_id,
         )
     try:
         frame = _frames.validate_python(raw)
@@ -111,7 +124,7 @@ def parse_frame(data: str, *, max_text: int) -> ClientFrame:
         ) from None
     if isinstance(frame, MessageFrame):
         text = clean_text(frame.text).strip()
-        if not text:
+        if not text and not frame.attachment_ids:
             raise FrameError("empty_text", "the message has no text", client_id=frame.client_id)
         if len(text) > max_text:
             raise FrameError(
@@ -192,9 +205,50 @@ def verify_token(
     return VisitorToken(VisitorId(visitor), channel, iat)
 
 
+# --- links to files -------------------------------------------------------------------
+
+
+_EXPIRES = re.compile(r"[0-9]{1,12}")
+
+
+def _file_body(channel_id: str, attachment_id: str, expires: int) -> bytes:
+    return f"file.{channel_id}.{attachment_id}.{expires}".encode()
+
+
+def sign_file(key: bytes | Keyring, channel_id: str, attachment_id: str, expires: int) -> str:
+    """The signature of a link to a file, valid until ``expires`` (epoch seconds)."""
+    body = _file_body(channel_id, attachment_id, expires)
+    return _b64(hmac.new(Keyring.of(key).newest, body, hashlib.sha256).digest())
+
+
+def file_link_ok(
+    key: bytes | Keyring,
+    channel_id: str,
+    attachment_id: str,
+    expires: str,
+    signature: str,
+    now: float | None = None,
+) -> bool:
+    """A link to a file made by :func:`sign_file`, with any of the keys, not expired."""
+    if not _EXPIRES.fullmatch(expires) or len(signature) > 64:
+        return False
+    if int(expires) < (time.time() if now is None else now):
+        return False
+    body = _file_body(channel_id, attachment_id, int(expires))
+    try:
+        given = _unb64(signature)
+    except (binascii.Error, ValueError):
+        return False
+    ok = False
+    for one in Keyring.of(key):
+        ok |= hmac.compare_digest(hmac.new(one, body, hashlib.sha256).digest(), given)
+    return ok
+
+
 def identity_hmac_ok(secret: bytes, user_id: str, given: str | None) -> bool:
     """HMAC-SHA256(identity_secret, user_id) in hex, compared in constant time."""
     if not given:
         return False
     expected = hmac.new(secret, user_id.encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, given.strip().lower())
+    # As bytes: any text may be given, and compare_digest takes ASCII strings only.
+    return hmac.compare_digest(expected.encode(), given.strip().lower().encode())

@@ -41,6 +41,20 @@ class WebchatSettings(ChannelSettings):
     address_sockets: Annotated[int, Field(ge=1)] = 500
     max_sockets: Annotated[int, Field(ge=1)] = 10_000
     token_ttl_days: Annotated[int, Field(ge=1)] = 365
+    # Files visitors send (POST /webchat/{id}/uploads): the largest, in bytes, and the
+    # types taken ("type/*" for a family). Uploads count against the message limits.
+    max_upload_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024 * 1024)] = 10 * 1024 * 1024
+    upload_types: list[str] = Field(
+        default_factory=lambda: [
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/webp",
+            "application/pdf",
+        ]
+    )
+    # Visitors see files through signed links that work this long after they are shown.
+    file_link_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 24
     history_limit_max: Annotated[int, Field(ge=1, le=1000)] = 200
 
     @field_validator("allowed_origins")

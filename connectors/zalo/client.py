@@ -46,6 +46,9 @@ from connectors.wire import reach
 log = logging.getLogger(__name__)
 
 SEND_CS_PATH = "/v3.0/oa/message/cs"
+# ZNS (Zalo Notification Service): template messages to a phone number, on their own base.
+ZNS_BASE = "https://business.openapi.zalo.me"
+SEND_ZNS_PATH = "/message/template"
 USER_DETAIL_PATH = "/v3.0/oa/user/detail"
 GET_OA_PATH = "/v2.0/oa/getoa"
 UPLOAD_PATHS = {
@@ -88,6 +91,8 @@ class TokenPair:
 class Profile:
     name: str | None
     avatar_url: str | None
+    # The phone of `shared_info`, once the user has shared it with the OA.
+    phone: str | None = None
 
 
 class ZaloClient:
@@ -99,11 +104,13 @@ class ZaloClient:
         api_base: str,
         oauth_base: str,
         *,
+        zns_base: str = ZNS_BASE,
         now: Any = None,
     ) -> None:
         self._http = http
         self.api_base = api_base.rstrip("/")
         self.oauth_base = oauth_base.rstrip("/")
+        self.zns_base = zns_base.rstrip("/")
         self._now = now or (lambda: datetime.now(UTC))
 
     def __repr__(self) -> str:
@@ -118,6 +125,14 @@ class ZaloClient:
         """POST /v3.0/oa/message/cs; returns the message_id Zalo gave the message."""
         data = await self._call("send", "POST", SEND_CS_PATH, token, json_body=body)
         return _id(data.get("message_id"))
+
+    async def send_zns(self, token: SecretStr, body: Mapping[str, Any]) -> str | None:
+        """POST /message/template on the ZNS API; returns the msg_id Zalo gave it (its
+        delivery news, ``user_received_message``, names it)."""
+        data = await self._call(
+            "send ZNS", "POST", SEND_ZNS_PATH, token, json_body=body, base=self.zns_base
+        )
+        return _id(data.get("msg_id"))
 
     async def upload(
         self, token: SecretStr, kind: str, content: bytes, *, name: str, mime: str
@@ -147,7 +162,13 @@ class ZaloClient:
         avatar = _text(data.get("avatar")) or _text(avatars.get("240")) or _text(avatars.get("120"))
         if avatar and not avatar.startswith(("https://", "http://")):
             avatar = None
-        return Profile(name=name[:200] if name else None, avatar_url=avatar)
+        shared = data.get("shared_info")
+        phone = _text(shared.get("phone")) if isinstance(shared, dict) else None
+        return Profile(
+            name=name[:200] if name else None,
+            avatar_url=avatar,
+            phone=phone[:64] if phone else None,
+        )
 
     async def check_token(self, token: SecretStr) -> None:
         """A cheap call that fails with TokenRejected when the token no longer works."""
@@ -163,13 +184,14 @@ class ZaloClient:
         params: Mapping[str, str] | None = None,
         json_body: Mapping[str, Any] | None = None,
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
+        base: str | None = None,
     ) -> dict[str, Any]:
         secret = token.get_secret_value()
         resp = await reach(
             "Zalo",
             self._http.request(
                 method,
-                self.api_base + path,
+                (base or self.api_base) + path,
                 params=params,
                 json=json_body,
                 files=files,

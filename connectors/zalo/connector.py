@@ -12,13 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
-import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 import httpx
@@ -31,9 +28,9 @@ from connectors.errors import (
     AuthError,
     PermanentError,
     SendError,
-    TransientError,
 )
 from connectors.provider import ProviderConnector, json_error, read_body
+from connectors.tokens import SealedPair, Tokens, claim_refresh, seed_of
 from connectors.wire import decode_body
 from connectors.zalo import render
 from connectors.zalo.client import TokenPair, TokenRejected, ZaloClient
@@ -42,6 +39,7 @@ from connectors.zalo.parse import (
     Delivery,
     OaMessage,
     PayloadError,
+    SubmittedInfo,
     Unhandled,
     UserMessage,
     WebhookEvent,
@@ -52,8 +50,18 @@ from connectors.zalo.parse import (
 )
 from connectors.zalo.settings import ZaloSettings
 from kernel.envelope import InboundMessage, OutboundMessage, Sender, SendReceipt, StatusUpdate
+from kernel.errors import Invalid
 from kernel.ids import ChannelId
-from kernel.models import ChannelType, Direction, MediaPart, MessageStatus, utcnow
+from kernel.models import (
+    ChannelType,
+    Direction,
+    MediaPart,
+    MessageStatus,
+    Part,
+    ReplyWindow,
+    TemplatePart,
+    utcnow,
+)
 from kernel.secrets import Keyring, SecretBox
 
 log = logging.getLogger(__name__)
@@ -70,17 +78,6 @@ PROFILE_RETRY_SECONDS = 3600.0
 ECHO_WAIT_SECONDS = 1.5
 # After a refresh ahead of expiry failed, the next early try waits this long.
 EARLY_REFRESH_PAUSE = 300.0
-REFRESH_WAIT = 30.0  # at most this long for another process's refresh to end
-
-
-@dataclass(frozen=True)
-class _Tokens:
-    access: SecretStr
-    refresh: SecretStr
-    expires_at: float | None  # epoch seconds; None when not known (the configured pair)
-
-    def __repr__(self) -> str:
-        return f"_Tokens(expires_at={self.expires_at})"
 
 
 class ZaloConnector(ProviderConnector):
@@ -89,7 +86,13 @@ class ZaloConnector(ProviderConnector):
     # else (audio, video, stickers, locations, links) becomes text in the shared degrade
     # step, since the CS message API has no way to send them by URL.
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.TEXT, Capability.IMAGE, Capability.FILE, Capability.CHOICES}
+        {
+            Capability.TEXT,
+            Capability.IMAGE,
+            Capability.FILE,
+            Capability.CHOICES,
+            Capability.TEMPLATE,
+        }
     )
 
     def __init__(
@@ -103,12 +106,15 @@ class ZaloConnector(ProviderConnector):
         super().__init__(ChannelId(settings.id))
         self.settings = settings
         self._clock = clock
-        self.client = ZaloClient(http, settings.api_base, settings.oauth_base, now=clock)
+        self.client = ZaloClient(
+            http, settings.api_base, settings.oauth_base, zns_base=settings.zns_api_base, now=clock
+        )
         self._box = SecretBox(state_key)
         self._secret = settings.oa_secret_key.get_secret_value()
-        # Which configured refresh token the stored pair descends from.
-        self._seed = hashlib.sha256(settings.refresh_token.get_secret_value().encode()).hexdigest()
-        self._tokens = _Tokens(settings.access_token, settings.refresh_token, None)
+        # Descending from the configured refresh token (a newly configured one replaces it).
+        seed = seed_of(settings.refresh_token.get_secret_value())
+        self._stored = SealedPair(TOKENS_KEY, SecretBox(state_key), seed, "Zalo tokens")
+        self._tokens = Tokens(settings.access_token, settings.refresh_token, None)
         self._refresh_lock = asyncio.Lock()
         self._early_refresh_after = 0.0
         self._ours: OrderedDict[str, None] = OrderedDict()  # message ids of our sends
@@ -207,7 +213,7 @@ class ZaloConnector(ProviderConnector):
         return False
 
     async def _handle(self, event: WebhookEvent) -> None:
-        if isinstance(event, UserMessage | OaMessage | Delivery) and (
+        if isinstance(event, UserMessage | OaMessage | Delivery | SubmittedInfo) and (
             event.oa_id != self.settings.oa_id
         ):
             reason = f"OA {event.oa_id[:64]} is not the one configured on this channel"
@@ -222,6 +228,18 @@ class ZaloConnector(ProviderConnector):
                 StatusUpdate(
                     channel_id=self.channel_id, status=status, external_ids=list(event.msg_ids)
                 )
+            )
+        elif isinstance(event, SubmittedInfo):
+            # The phone is the Zalo account's own: a verified value, which links the
+            # contact to the same person's other channels.
+            await self.sink.update_identity(
+                self.channel_id,
+                Sender(
+                    external_id=event.user_id,
+                    display_name=event.name,
+                    phone=event.phone,
+                    verified=event.phone is not None,
+                ),
             )
         elif isinstance(event, Unhandled):
             await self._keep_raw(event.kind, event.raw, event.reason)
@@ -284,13 +302,16 @@ class ZaloConnector(ProviderConnector):
         wait = refresh
         try:
             profile = await self._api(lambda token: self.client.profile(token, user_id))
-            if profile.name or profile.avatar_url:
+            if profile.name or profile.avatar_url or profile.phone:
                 await self.sink.update_identity(
                     self.channel_id,
                     Sender(
                         external_id=user_id,
                         display_name=profile.name,
                         avatar_url=profile.avatar_url,
+                        # shared_info: what the user chose to share from their account
+                        phone=profile.phone,
+                        verified=profile.phone is not None,
                     ),
                 )
         except SendError as exc:
@@ -306,6 +327,38 @@ class ZaloConnector(ProviderConnector):
                 self._profile_wait.popitem(last=False)
 
     # --- outbound -----------------------------------------------------------------------
+
+    window_ends: ClassVar[tuple[timedelta, ...]] = (render.CS_WINDOW,)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def reply_window(self, last_inbound_at: datetime | None, *, phone: str | None) -> ReplyWindow:
+        zns = bool(self.settings.zns_templates) and phone is not None
+        return render.reply_window(last_inbound_at, self._clock(), zns=zns)
+
+    def check_parts(self, parts: Sequence[Part], *, phone: str | None) -> None:
+        templates = self.settings.zns_templates
+        for part in parts:
+            if not isinstance(part, TemplatePart):
+                continue
+            if not templates:
+                raise Invalid(
+                    f"channel {self.channel_id} has no ZNS templates (zns_templates)",
+                    code="unsupported_part",
+                    details={"part": "template"},
+                )
+            if part.name not in templates:
+                raise Invalid(
+                    f"no ZNS template named {part.name[:128]!r} on channel {self.channel_id}",
+                    code="unknown_template",
+                    details={"templates": sorted(templates)},
+                )
+            if phone is None:
+                raise Invalid(
+                    "a ZNS template goes to the customer's phone, and it is not known",
+                    code="phone_unknown",
+                )
 
     async def send(self, outbound: OutboundMessage) -> SendReceipt:
         user_id = outbound.recipient.external_id
@@ -327,15 +380,18 @@ class ZaloConnector(ProviderConnector):
             for index in range(len(ids), len(steps)):
                 step = steps[index]
                 try:
-                    if isinstance(step, render.TextStep):
-                        body = render.text_body(
-                            user_id, step.text, quote=quote if index == 0 else None
-                        )
-                    elif isinstance(step, render.ChoicesStep):
-                        body = render.choices_body(user_id, step.part)
+                    if isinstance(step, render.TemplateStep):
+                        sent = await self._send_template(step.part, outbound)
                     else:
-                        body = await self._media_body(user_id, step.part, language)
-                    sent = await self._api(functools.partial(self._send_cs, body))
+                        if isinstance(step, render.TextStep):
+                            body = render.text_body(
+                                user_id, step.text, quote=quote if index == 0 else None
+                            )
+                        elif isinstance(step, render.ChoicesStep):
+                            body = render.choices_body(user_id, step.part)
+                        else:
+                            body = await self._media_body(user_id, step.part, language)
+                        sent = await self._api(functools.partial(self._send_cs, body))
                 except SendError as exc:
                     if ids and exc.retryable:
                         await self.sink.save_state(self.channel_id, key, {"ids": ids})
@@ -360,6 +416,20 @@ class ZaloConnector(ProviderConnector):
 
     async def _send_cs(self, body: dict[str, Any], token: SecretStr) -> str | None:
         return await self.client.send_cs(token, body)
+
+    async def _send_template(self, part: TemplatePart, outbound: OutboundMessage) -> str | None:
+        """A ZNS template to the customer's phone; its msg_id is what ZNS delivery news
+        (user_received_message) names."""
+        recipient = outbound.recipient.external_id
+        phone = outbound.phone or (recipient if recipient.startswith("+") else None)
+        templates = self.settings.zns_templates
+        if phone is None or part.name not in templates:
+            raise PermanentError(
+                "the ZNS template or the customer's phone is no longer known",
+                code="template_unavailable",
+            )
+        body = render.zns_body(part, phone, templates, tracking_id=outbound.message.id)
+        return await self._api(lambda token: self.client.send_zns(token, body))
 
     def _remember_ours(self, message_id: str) -> None:
         self._ours[message_id] = None
@@ -404,40 +474,9 @@ class ZaloConnector(ProviderConnector):
     # --- tokens -------------------------------------------------------------------------
 
     async def _load_tokens(self) -> None:
-        stored = await self.sink.load_state(self.channel_id, TOKENS_KEY)
-        if not isinstance(stored, dict) or stored.get("seed") != self._seed:
-            return  # none yet, or the configured pair is newer than the stored one
-        try:
-            pair = json.loads(self._box.open(str(stored.get("sealed"))))
-            access, refresh = pair["access_token"], pair["refresh_token"]
-        except (ValueError, KeyError, TypeError):
-            log.error(
-                "channel %s: the stored Zalo tokens cannot be read (sealed with a secret key "
-                "this gateway does not have?); using the configured ones",
-                self.channel_id,
-            )
-            return
-        expires = stored.get("expires_at")
-        self._tokens = _Tokens(
-            SecretStr(str(access)),
-            SecretStr(str(refresh)),
-            float(expires) if isinstance(expires, int | float) else None,
-        )
-
-    async def _save_tokens(self, tokens: _Tokens) -> None:
-        sealed = self._box.seal(
-            json.dumps(
-                {
-                    "access_token": tokens.access.get_secret_value(),
-                    "refresh_token": tokens.refresh.get_secret_value(),
-                }
-            )
-        )
-        await self.sink.save_state(
-            self.channel_id,
-            TOKENS_KEY,
-            {"seed": self._seed, "sealed": sealed, "expires_at": tokens.expires_at},
-        )
+        found = await self._stored.load(self.sink, self.channel_id)
+        if found is not None:
+            self._tokens = found
 
     async def _token(self) -> SecretStr:
         """The access token to call with, refreshed first when it is about to expire."""
@@ -464,7 +503,7 @@ class ZaloConnector(ProviderConnector):
             if self._tokens.access.get_secret_value() != seen.get_secret_value():
                 return  # refreshed meanwhile
             lease = f"zalo-tokens:{self.channel_id}"
-            await self._claim_refresh(lease)
+            await claim_refresh(self.sink, lease, "Zalo token")
             try:
                 # Another process may have refreshed already: its pair wins.
                 await self._load_tokens()
@@ -473,26 +512,17 @@ class ZaloConnector(ProviderConnector):
                 pair: TokenPair = await self.client.refresh(
                     self.settings.app_id, self.settings.app_secret, self._tokens.refresh
                 )
-                tokens = _Tokens(
+                tokens = Tokens(
                     pair.access_token,
                     pair.refresh_token,
                     self._clock().timestamp() + pair.expires_in,
                 )
-                await self._save_tokens(tokens)  # durable before it is used
+                await self._stored.save(self.sink, self.channel_id, tokens)  # durable first
             finally:
                 await self.sink.release(lease)
             self._tokens = tokens
             self._early_refresh_after = 0.0
             log.info("channel %s: Zalo access token refreshed", self.channel_id)
-
-    async def _claim_refresh(self, lease: str) -> None:
-        deadline = asyncio.get_running_loop().time() + REFRESH_WAIT
-        while await self.sink.claim(lease) is None:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TransientError(
-                    "another process is refreshing the Zalo token", code="token_refresh_busy"
-                )
-            await asyncio.sleep(0.2)
 
     async def _api(self, call: Callable[[SecretStr], Awaitable[T]]) -> T:
         """Make a call with the access token, refreshing it once when Zalo refuses it,

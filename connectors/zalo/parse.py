@@ -87,8 +87,21 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class SubmittedInfo:
+    """``user_submit_info``: the user shared what their Zalo account holds (answering a
+    ``request_user_info`` message). Zalo vouches for the phone: it is the account's own."""
+
+    kind: str
+    oa_id: str
+    user_id: str
+    name: str | None
+    phone: str | None
+    raw: str
+
+
+@dataclass(frozen=True)
 class Unhandled:
-    """A well-formed event the gateway has no use for (follow, submit info, unknown)."""
+    """A well-formed event the gateway has no use for (follow, unknown kinds)."""
 
     kind: str
     reason: str
@@ -105,7 +118,7 @@ class Invalid:
 
 
 # What one webhook body parses to (not kernel.events.Event, the log entry).
-WebhookEvent = UserMessage | OaMessage | Delivery | Unhandled | Invalid
+WebhookEvent = UserMessage | OaMessage | Delivery | SubmittedInfo | Unhandled | Invalid
 
 
 # --- signature ----------------------------------------------------------------------------
@@ -179,7 +192,9 @@ def event_of(data: dict[str, Any]) -> WebhookEvent:
         return _delivery(kind, data, raw)
     if kind == "anonymous_send_text":
         return Unhandled(kind, "anonymous users cannot be answered with CS messages", raw)
-    if kind in ("follow", "unfollow", "user_submit_info", "add_user_to_tag"):
+    if kind == "user_submit_info":
+        return _submitted_info(kind, data, raw)
+    if kind in ("follow", "unfollow", "add_user_to_tag"):
         return Unhandled(kind, f"management event {kind}", raw)
     return Unhandled(kind, f"unknown event kind {kind!r}", raw)
 
@@ -235,6 +250,24 @@ def _delivery(kind: str, data: dict[str, Any], raw: str) -> WebhookEvent:
         return Invalid(kind, "the event names no message", raw)
     status: Literal["delivered", "read"] = "read" if kind == "user_seen_message" else "delivered"
     return Delivery(kind, status, oa_id, user_id, msg_ids, _ms(data.get("timestamp")), raw)
+
+
+def _submitted_info(kind: str, data: dict[str, Any], raw: str) -> WebhookEvent:
+    # Like a user's message, the user is the sender and the OA the recipient; management
+    # events may name the OA as `oa_id` and the user as `user_id` instead (channels.md 2.1).
+    sender, recipient = _parties(data)
+    user_id = sender or _id(data.get("user_id"))
+    oa_id = recipient or _id(data.get("oa_id"))
+    if user_id is None:
+        return Invalid(kind, "the event names no user", raw)
+    if oa_id is None:
+        return Invalid(kind, "the event names no OA", raw)
+    info = _obj(data.get("info"))
+    name = _text(info.get("name")).strip()[:200] or None
+    phone = _text(info.get("phone")).strip()[:64] or None
+    if name is None and phone is None:
+        return Unhandled(kind, "the user shared neither a name nor a phone", raw)
+    return SubmittedInfo(kind, oa_id, user_id, name, phone, raw)
 
 
 # --- message content ----------------------------------------------------------------------

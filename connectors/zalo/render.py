@@ -9,14 +9,24 @@ attachment id or token.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from connectors.degrade import as_text
 from connectors.textsplit import split_text
-from kernel.models import ChoicesPart, MediaPart, Part, TextPart
+from connectors.windows import hours_ago
+from kernel.models import (
+    ChoicesPart,
+    MediaPart,
+    Part,
+    ReplyWindow,
+    TemplatePart,
+    TextPart,
+    WindowState,
+)
 from kernel.text import clean_text
 
 # Zalo's CS text limit is reported as 2,000 characters (channels.md 2.3). Counting UTF-16
@@ -31,6 +41,59 @@ FILE_TYPES = {
 }
 
 UploadKind = Literal["image", "gif", "file"]
+
+# channels.md 2.7: CS messages are free for 48 hours after the customer's last interaction,
+# billable up to 7 days, refused after (-230).
+FREE_WINDOW = timedelta(hours=48)
+CS_WINDOW = timedelta(days=7)
+
+
+def reply_window(last_inbound_at: datetime | None, now: datetime, *, zns: bool) -> ReplyWindow:
+    """Zalo's window: customer-service messages up to 7 days after the customer's last
+    interaction (free for the first 48 hours: ``free_until``); after that only a ZNS
+    template to the customer's phone (``zns``: configured, and the phone is known)."""
+    if last_inbound_at is not None and now - last_inbound_at < CS_WINDOW:
+        free_until = last_inbound_at + FREE_WINDOW
+        return ReplyWindow(
+            state=WindowState.OPEN,
+            closes_at=last_inbound_at + CS_WINDOW,
+            free_until=free_until,
+            reason="within 48 hours of the customer's last interaction (free)"
+            if now < free_until
+            else "within 7 days of the customer's last interaction (billable)",
+        )
+    if last_inbound_at is None:
+        why = "the customer has not interacted with the OA here"
+    else:
+        why = (
+            f"the customer last interacted {hours_ago(last_inbound_at, now)} hours ago, "
+            "beyond Zalo's 7 days"
+        )
+    if zns:
+        return ReplyWindow(
+            state=WindowState.TEMPLATE_ONLY, reason=f"{why}: only a ZNS template may go out"
+        )
+    return ReplyWindow(
+        state=WindowState.CLOSED,
+        reason=f"{why}; a ZNS template needs zns_templates on the channel and the customer's phone",
+    )
+
+
+def zns_phone(phone: str) -> str:
+    """ZNS's phone form: E.164 without the plus (``84912345678``)."""
+    return phone.removeprefix("+")
+
+
+def zns_body(
+    part: TemplatePart, phone: str, templates: Mapping[str, str], tracking_id: str
+) -> dict[str, Any]:
+    """The body of ``POST /message/template`` on the ZNS API."""
+    return {
+        "phone": zns_phone(phone),
+        "template_id": templates[part.name],
+        "template_data": dict(part.data),
+        "tracking_id": tracking_id,
+    }
 
 
 @dataclass(frozen=True)
@@ -52,7 +115,14 @@ class ChoicesStep:
     part: ChoicesPart
 
 
-Step = TextStep | MediaStep | ChoicesStep
+@dataclass(frozen=True)
+class TemplateStep:
+    """A template part: a ZNS message to the customer's phone."""
+
+    part: TemplatePart
+
+
+Step = TextStep | MediaStep | ChoicesStep | TemplateStep
 
 # Buttons under a CS message: at most this many, titles cut to this length ([3rd-party]:
 # the limits are not on an official page; more answers go as a numbered list instead).
@@ -63,10 +133,12 @@ BUTTON_TITLE_MAX = 100
 def plan(parts: Sequence[Part], language: str | None = None) -> list[Step]:
     """The steps that deliver one reply, in order. Adjacent texts are merged; text over
     the limit becomes several steps; image and file parts become attachments."""
-    units: list[str | MediaPart | ChoicesPart] = []
+    units: list[str | MediaPart | ChoicesPart | TemplatePart] = []
     for part in parts:
-        unit: str | MediaPart
-        if isinstance(part, MediaPart) and part.type in ("image", "file") and part.url:
+        unit: str | MediaPart | TemplatePart
+        if isinstance(part, TemplatePart) or (
+            isinstance(part, MediaPart) and part.type in ("image", "file") and part.url
+        ):
             unit = part
         elif (
             isinstance(part, ChoicesPart)
@@ -84,7 +156,9 @@ def plan(parts: Sequence[Part], language: str | None = None) -> list[Step]:
             units.append(unit)
     steps: list[Step] = []
     for planned in units:
-        if isinstance(planned, MediaPart):
+        if isinstance(planned, TemplatePart):
+            steps.append(TemplateStep(planned))
+        elif isinstance(planned, MediaPart):
             steps.append(MediaStep(planned))
         elif isinstance(planned, ChoicesPart):
             steps.append(ChoicesStep(planned))

@@ -43,6 +43,13 @@ class ZaloSettings(ChannelSettings):
     refresh_token: SecretStr
     api_base: str = "https://openapi.zalo.me"
     oauth_base: str = "https://oauth.zaloapp.com"
+    # ZNS (template messages to a customer's phone, e.g. outside the 7-day window): its API
+    # base, and the templates Zalo approved, by the name a `template` part gives
+    # (`zns_templates = { order_confirmed = "123456" }`). Without templates, no ZNS.
+    zns_api_base: str = "https://business.openapi.zalo.me"
+    zns_templates: dict[
+        Annotated[str, Field(min_length=1, max_length=128)], Annotated[ZaloId, Field()]
+    ] = Field(default_factory=dict)
     # An event whose signed timestamp is further than this from now, either way, is
     # refused unstored (400 stale_event): a recorded event cannot be replayed later. Zalo
     # resends an event it got no 200 for, with its first timestamp, for about an hour: the
@@ -67,7 +74,7 @@ class ZaloSettings(ChannelSettings):
         # configured refresh token stays the same: both bases need all three again.
         return {
             "zalo": (
-                (self.api_base, self.oauth_base),
+                (self.api_base, self.oauth_base, self.zns_api_base),
                 ("access_token", "app_secret", "refresh_token"),
             )
         }
@@ -76,6 +83,11 @@ class ZaloSettings(ChannelSettings):
     @classmethod
     def _api_base(cls, value: str) -> str:
         return _http_base(value, "https://openapi.zalo.me")
+
+    @field_validator("zns_api_base")
+    @classmethod
+    def _zns_api_base(cls, value: str) -> str:
+        return _http_base(value, "https://business.openapi.zalo.me")
 
     @field_validator("oauth_base")
     @classmethod

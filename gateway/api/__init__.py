@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.api import (
     agents,
+    attachments,
     contacts,
     conversations,
     events,
@@ -36,6 +37,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Every part of the API, in the order the OpenAPI document lists them.
 PARTS = (
     agents.operations,
+    attachments.operations,
     contacts.operations,
     conversations.operations,
     events.operations,

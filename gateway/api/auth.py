@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -46,12 +47,19 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+# The ids of the tokens given by configuration (not stored, never revoked).
+ADMIN_TOKEN_ID = "admin"  # noqa: S105 (the id of OMNIGW_ADMIN_TOKEN, not a secret)
+METRICS_TOKEN_ID = "metrics"  # noqa: S105 ([server] metrics_token's id, not a secret)
+
+
 @dataclass(frozen=True)
 class Principal:
     token_id: str
     scopes: frozenset[str]
     agent_id: str | None = None
     bot_id: str | None = None  # a token of scope bot: the bot it speaks for
+    # The token's hash, to look it up again (a long-lived answer checks it is not revoked).
+    digest: str = field(default="", repr=False, compare=False)
 
     def require(self, allowed: frozenset[str]) -> None:
         if not self.scopes & allowed:
@@ -88,6 +96,8 @@ class Authenticator:
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         # A token revoked on another replica stops working here within this time.
         self.cache_seconds = cache_seconds
+        # Set (and replaced) when tokens change here: open streams check theirs at once.
+        self._changed = asyncio.Event()
 
     async def authenticate(self, header: str | None) -> Principal:
         if not header:
@@ -98,9 +108,9 @@ class Authenticator:
             raise Unauthorized("use Authorization: Bearer <token>", code="bad_auth_scheme")
         digest = hash_token(token)
         if hmac.compare_digest(digest, self._admin_hash):
-            return Principal(token_id="admin", scopes=frozenset({Scope.ADMIN}))  # noqa: S106
+            return Principal(ADMIN_TOKEN_ID, frozenset({Scope.ADMIN}), digest=digest)
         if self._metrics_hash is not None and hmac.compare_digest(digest, self._metrics_hash):
-            return Principal(token_id="metrics", scopes=frozenset({METRICS_SCOPE}))  # noqa: S106
+            return Principal(METRICS_TOKEN_ID, frozenset({METRICS_SCOPE}), digest=digest)
         principal = await self._lookup(digest)
         if principal is None:
             raise Unauthorized("the token is not valid", code="invalid_token")
@@ -115,13 +125,29 @@ class Authenticator:
         principal = (
             None
             if record is None
-            else Principal(record.id, frozenset(record.scopes), record.agent_id, record.bot_id)
+            else Principal(
+                record.id, frozenset(record.scopes), record.agent_id, record.bot_id, digest
+            )
         )
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + self.cache_seconds, principal)
         return principal
 
+    async def still_valid(self, principal: Principal) -> bool:
+        """Whether the token ``principal`` came from still works (not revoked here or, within
+        ``cache_seconds``, on another replica). The tokens of the configuration work while
+        configured."""
+        if principal.token_id in (ADMIN_TOKEN_ID, METRICS_TOKEN_ID):
+            return True
+        return await self._lookup(principal.digest) is not None
+
+    def changed(self) -> asyncio.Event:
+        """Set when tokens next change in this process (a revocation, a new token)."""
+        return self._changed
+
     def forget(self) -> None:
-        """Drop cached lookups (after a revocation)."""
+        """Drop cached lookups (after a revocation), and wake whoever waits on changed()."""
         self._cache.clear()
+        self._changed.set()
+        self._changed = asyncio.Event()

@@ -3,21 +3,60 @@
 from __future__ import annotations
 
 from typing import cast
-from urllib.parse import quote
 
 from aiohttp import web
+from pydantic import BaseModel
 
+from gateway.api.attachments import file_response
 from gateway.api.auth import MANAGE
-from gateway.api.schemas import ContactPatch, Merge, PageQuery, Unmerge
+from gateway.api.schemas import ContactPatch, ContactSearchQuery, Merge, PageQuery, Unmerge
 from gateway.api.spec import Operations, Req
+from gateway.domain.contacts import MAX_SUGGESTIONS, Suggestion, suggestions
 from gateway.domain.erasure import Erasure
-from kernel.errors import NotFound
+from gateway.store.contact_search import ContactQuery
+from kernel.errors import Conflict, Malformed, NotFound
 from kernel.ids import ChannelId, ContactId
 from kernel.models import Contact, Message
 from kernel.pages import Page
+from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
 
 TAG = "contacts"
 operations = Operations()
+
+
+class Suggestions(BaseModel):
+    items: list[Suggestion]
+
+
+@operations.add(
+    "GET",
+    "/v1/contacts",
+    summary="Find contacts by name, phone, e-mail or channel identity",
+    description="Every filter given must match; contacts merged into another are not "
+    "listed (their identities are the survivor's). Each kind of search reads an index in "
+    "order, so a page costs the same on a million contacts.",
+    tag=TAG,
+    query=ContactSearchQuery,
+    response=Page[Contact],
+    errors=(400,),
+)
+async def find_contacts(req: Req) -> Page[Contact]:
+    q = cast(ContactSearchQuery, req.query)
+    phone = None
+    if q.phone is not None:
+        try:
+            phone = normalize_phone(q.phone)
+        except InvalidPhoneNumber as exc:
+            raise Malformed(f"phone: {exc}", code="invalid_phone") from None
+    email = None
+    if q.email is not None:
+        email = normalize_email(q.email)
+        if email is None:
+            raise Malformed("email is not an e-mail address", code="invalid_email")
+    query = ContactQuery(
+        q=q.q, phone=phone, email=email, channel_id=q.channel_id, external_id=q.external_id
+    )
+    return await req.ctx.store.contacts.search(query, q.cursor, q.limit)
 
 
 @operations.add(
@@ -87,6 +126,31 @@ async def timeline(req: Req) -> Page[Message]:
 
 
 @operations.add(
+    "GET",
+    "/v1/contacts/{id}/suggestions",
+    summary="Contacts that are likely the same person, with the reasons",
+    description="Contacts sharing this one's phone or e-mail (`same_phone`, `same_email`; "
+    "`same_name` when the names match too, diacritics and case aside). Only verified "
+    "values link contacts by themselves; these are for someone to merge, or not.",
+    tag=TAG,
+    response=Suggestions,
+    errors=(404, 409),
+)
+async def contact_suggestions(req: Req) -> Suggestions:
+    contact = await req.ctx.store.contacts.get(ContactId(req.param("id")))
+    if contact is None:
+        raise NotFound(f"contact {req.param('id')} not found", code="contact_not_found")
+    if contact.merged_into is not None:
+        raise Conflict(
+            f"contact {contact.id} is merged into {contact.merged_into}",
+            code="contact_merged",
+            details={"merged_into": contact.merged_into},
+        )
+    candidates = await req.ctx.store.contacts.sharing(contact.id, MAX_SUGGESTIONS)
+    return Suggestions(items=suggestions(contact, candidates))
+
+
+@operations.add(
     "POST",
     "/v1/contacts/{id}/merge",
     summary="Merge another contact into this one",
@@ -133,24 +197,4 @@ async def unmerge(req: Req) -> Contact:
     errors=(404,),
 )
 async def get_attachment(req: Req) -> web.StreamResponse:
-    record = await req.ctx.store.attachments.get(req.param("id"))
-    if record is None:
-        raise NotFound(f"attachment {req.param('id')} not found", code="attachment_not_found")
-    inline = (
-        record.mime.split("/", 1)[0] in ("image", "audio", "video") and "svg" not in record.mime
-    )
-    name = record.name or record.id
-    disposition = "inline" if inline else "attachment"
-    headers = {
-        "Content-Type": record.mime,
-        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name)}",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox; default-src 'none'",
-        "Cache-Control": "private, max-age=86400",
-    }
-    content = await req.ctx.attachments.content(record)
-    if content is None:
-        raise NotFound(f"attachment {record.id} not found", code="attachment_not_found")
-    if isinstance(content, bytes):
-        return web.Response(body=content, headers=headers)
-    return web.FileResponse(content, headers=headers)
+    return await file_response(req.ctx.attachments, req.param("id"))

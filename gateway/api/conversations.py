@@ -17,14 +17,17 @@ from gateway.api.schemas import (
     QueueQuery,
     RoutingLog,
     SendMessage,
+    StartConversation,
+    StartedConversation,
     Transfer,
     Typing,
 )
 from gateway.api.spec import REPLAYED, Header, Operations, Req
+from gateway.domain.outbox import Address
 from gateway.store.records import ConversationFilter
 from kernel.errors import Invalid, NotFound
-from kernel.ids import AgentId, ChannelId, ConversationId, MessageId
-from kernel.models import Author, AuthorType, Conversation, ConversationStatus, Message, TextPart
+from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId
+from kernel.models import Author, AuthorType, Conversation, ConversationStatus, Message
 from kernel.pages import Page
 
 TAG = "conversations"
@@ -44,6 +47,26 @@ async def _conversation(req: Req) -> Conversation:
     return conv
 
 
+def _idempotency_key(req: Req) -> str | None:
+    key = req.request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise Invalid("Idempotency-Key must be 1 to 255 characters", code="bad_idempotency_key")
+    return key
+
+
+def _author(req: Req, given: str | None) -> str | None:
+    """Who writes: an agent token writes as its own agent; others name one (or none)."""
+    principal = req.principal
+    assert principal is not None
+    if principal.bot is not None:
+        return None  # a bot writes as itself
+    if principal.agent_id is not None and not principal.is_admin:
+        if given not in (None, principal.agent_id):
+            raise Forbidden("an agent token sends as its own agent", code="not_your_agent")
+        return principal.agent_id
+    return given
+
+
 @operations.add(
     "GET",
     "/v1/conversations",
@@ -60,7 +83,51 @@ async def list_conversations(req: Req) -> Page[Conversation]:
         channel_id=q.channel_id,
         contact_id=q.contact_id,
     )
-    return await req.ctx.store.conversations.page(filters, q.cursor, q.limit)
+    found = await req.ctx.store.conversations.page(filters, q.cursor, q.limit)
+    items = await req.ctx.commands.windows.show(found.items)
+    return found.model_copy(update={"items": items})
+
+
+@operations.add(
+    "POST",
+    "/v1/conversations",
+    summary="Start a conversation: the business writes first",
+    description="To a known contact (contact_id) or an address on the channel (to.email, "
+    "to.phone, to.external_id; the contact is found or created as on inbound). Answers 201 "
+    "with the conversation and its first message (pending); the delivery outcome arrives "
+    "as message.* events. Refused at once, nothing stored, with 422 window_closed when the "
+    "channel's reply window does not allow it (details name the window and what it would "
+    "allow), and 409 conversation_open when the contact already has a conversation open "
+    "on a chat channel. With an Idempotency-Key, a repeated request returns the first "
+    "answer.",
+    tag=TAG,
+    body=StartConversation,
+    response=StartedConversation,
+    status=201,
+    errors=(404, 409, 422),
+    headers=(Header("Idempotency-Key", "Makes retries of this request safe (max 255 chars)."),),
+)
+async def start_conversation(req: Req) -> StartedConversation:
+    body = cast(StartConversation, req.body)
+    key = _idempotency_key(req)
+    author = _author(req, body.agent_id)
+    to = body.to
+    started = await req.ctx.commands.start(
+        ChannelId(body.channel_id),
+        body.content(),
+        contact_id=ContactId(body.contact_id) if body.contact_id is not None else None,
+        to=Address(email=to.email, phone=to.phone, external_id=to.external_id)
+        if to is not None
+        else None,
+        subject=body.subject,
+        agent_id=AgentId(author) if author is not None else None,
+        idempotency_key=key,
+        request_hash=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
+    )
+    if started.replayed:
+        req.request[REPLAYED] = True
+    conversation = await req.ctx.commands.windows.one(started.conversation)
+    return StartedConversation(conversation=conversation, message=started.message)
 
 
 @operations.add(
@@ -73,7 +140,7 @@ async def list_conversations(req: Req) -> Page[Conversation]:
     scopes=WITH_BOT,
 )
 async def get_conversation(req: Req) -> Conversation:
-    return await _conversation(req)
+    return await req.ctx.commands.windows.one(await _conversation(req))
 
 
 @operations.add(
@@ -111,18 +178,8 @@ async def list_messages(req: Req) -> Page[Message]:
 async def send_message(req: Req) -> Message:
     body = cast(SendMessage, req.body)
     conv = await _conversation(req)
-    principal = req.principal
-    assert principal is not None
-    key = req.request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 255:
-        raise Invalid("Idempotency-Key must be 1 to 255 characters", code="bad_idempotency_key")
-    author = body.agent_id
-    if principal.agent_id is not None and not principal.is_admin:
-        if body.agent_id not in (None, principal.agent_id):
-            raise Forbidden("an agent token sends as its own agent", code="not_your_agent")
-        author = principal.agent_id
-    if principal.bot is not None:
-        author = None  # a bot answers as itself
+    key = _idempotency_key(req)
+    author = _author(req, body.agent_id)
     if body.template_id is not None:
         parts = await req.ctx.commands.fill_template(
             conv,
@@ -131,7 +188,7 @@ async def send_message(req: Req) -> Message:
             agent_id=AgentId(author) if author is not None else None,
         )
     else:
-        parts = list(body.parts) if body.parts is not None else [TextPart(text=body.text or "")]
+        parts = body.content()
     message, replayed = await req.ctx.commands.send(
         conv,
         parts,
@@ -139,7 +196,7 @@ async def send_message(req: Req) -> Message:
         reply_to=MessageId(body.reply_to) if body.reply_to else None,
         idempotency_key=key,
         request_hash=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
-        bot_id=principal.bot,
+        bot_id=req.principal.bot if req.principal is not None else None,
     )
     if replayed:
         req.request[REPLAYED] = True
@@ -176,9 +233,10 @@ async def assign(req: Req) -> Conversation:
     assert principal is not None
     if body.force and not principal.is_admin:
         raise Forbidden("only admin tokens may force an assignment", code="force_needs_admin")
-    return await req.ctx.commands.assign(
+    changed = await req.ctx.commands.assign(
         ConversationId(req.param("id")), AgentId(body.agent_id), force=body.force
     )
+    return await req.ctx.commands.windows.one(changed)
 
 
 @operations.add(
@@ -197,12 +255,13 @@ async def transfer(req: Req) -> Conversation:
     if body.force and not principal.is_admin:
         raise Forbidden("only admin tokens may force a transfer", code="force_needs_admin")
     skills = body.skills
-    return await req.ctx.commands.transfer(
+    changed = await req.ctx.commands.transfer(
         ConversationId(req.param("id")),
         agent_id=AgentId(body.agent_id) if body.agent_id is not None else None,
         skills=dict.fromkeys(skills, 1) if isinstance(skills, list) else dict(skills or {}),
         force=body.force,
     )
+    return await req.ctx.commands.windows.one(changed)
 
 
 @operations.add(
@@ -250,7 +309,8 @@ async def handover(req: Req) -> Conversation:
     errors=(404, 409),
 )
 async def resolve(req: Req) -> Conversation:
-    return await req.ctx.commands.resolve(ConversationId(req.param("id")))
+    changed = await req.ctx.commands.resolve(ConversationId(req.param("id")))
+    return await req.ctx.commands.windows.one(changed)
 
 
 @operations.add(
@@ -262,7 +322,8 @@ async def resolve(req: Req) -> Conversation:
     errors=(404, 409),
 )
 async def reopen(req: Req) -> Conversation:
-    return await req.ctx.commands.reopen(ConversationId(req.param("id")))
+    changed = await req.ctx.commands.reopen(ConversationId(req.param("id")))
+    return await req.ctx.commands.windows.one(changed)
 
 
 @operations.add(

@@ -12,6 +12,7 @@ DomainError                  (kernel.errors)
     ├── Unauthorized   401   no or bad credentials
     ├── Forbidden      403   credentials without the needed scope
     ├── PayloadTooLarge 413
+    ├── UnsupportedMediaType 415  a file of a type that is not taken
     ├── TooManyRequests 429  with retry_after
     └── Unavailable    503   not ready
 """
@@ -58,6 +59,11 @@ class Forbidden(ApiError):
 class PayloadTooLarge(ApiError):
     status = 413
     default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    default_code = "unsupported_type"
 
 
 class TooManyRequests(ApiError):

@@ -11,10 +11,11 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from gateway.api.auth import Authenticator, Principal
 from gateway.api.schemas import EventsQuery
 from gateway.api.spec import Header, Operations, Req
 from gateway.events import filter_events, seq_of, type_matcher
-from kernel.errors import Malformed
+from kernel.errors import Malformed, StoreUnavailable
 from kernel.events import Event
 
 PAGE = 500
@@ -28,6 +29,13 @@ WRITE_CHUNK = 64 * 1024
 
 def encode(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.type}\ndata: {event.envelope()}\n\n".encode()
+
+
+async def _still_valid(auth: Authenticator, principal: Principal) -> bool:
+    try:
+        return await auth.still_valid(principal)
+    except StoreUnavailable:
+        return True  # not known to be revoked: checked again next time
 
 
 def _start_after(req: Req, q: EventsQuery) -> int | None:
@@ -92,13 +100,22 @@ async def stream_events(req: Req) -> web.StreamResponse:
         unsubscribe = ctx.bus.subscribe_ephemeral(on_signal)
 
     slow = ctx.settings.events.slow_consumer_seconds
+    loop = asyncio.get_running_loop()
+    last_write = loop.time()
 
     async def write(data: bytes) -> None:
+        nonlocal last_write
         # aiohttp waits for the socket to drain above its buffer limit: a reader that stops
         # reading blocks here, and is cut off rather than buffered for without bound.
         async with asyncio.timeout(slow):
             await resp.write(data)
+        last_write = loop.time()
 
+    # The token is checked again while the stream is open: at once when tokens change in
+    # this process, and every `cache_seconds` for a revocation on another replica.
+    principal = req.principal
+    recheck = ctx.auth.cache_seconds
+    next_check = loop.time() + recheck
     ctx.lifecycle.streams += 1
     try:
         while True:
@@ -125,18 +142,29 @@ async def stream_events(req: Req) -> web.StreamResponse:
             waiter = asyncio.ensure_future(ctx.bus.wait(last))
             nudger = asyncio.ensure_future(nudge.wait())
             closing = asyncio.ensure_future(ctx.lifecycle.closing.wait())
+            tokens = asyncio.ensure_future(ctx.auth.changed().wait())
+            wake_at = (
+                min(last_write + heartbeat, next_check) if principal else last_write + heartbeat
+            )
             try:
                 done, _ = await asyncio.wait(
-                    {waiter, nudger, closing},
-                    timeout=heartbeat,
+                    {waiter, nudger, closing, tokens},
+                    timeout=max(0.0, wake_at - loop.time()),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
-                for task in (waiter, nudger, closing):
+                for task in (waiter, nudger, closing, tokens):
                     task.cancel()
             if ctx.lifecycle.closing.is_set():
                 break
-            if not done:
+            now = loop.time()
+            if principal is not None and (tokens in done or now >= next_check):
+                next_check = now + recheck
+                if not await _still_valid(ctx.auth, principal):
+                    log.info("event stream closed: its token %s was revoked", principal.token_id)
+                    await write(b": the token was revoked\n\n")
+                    break
+            if now - last_write >= heartbeat:
                 await write(b": heartbeat\n\n")
     except TimeoutError:
         log.info("event stream cut off: the client did not keep up (last id %s)", last)

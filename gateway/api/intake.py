@@ -8,8 +8,11 @@ from importlib import resources
 from aiohttp import web
 
 from connectors.base import SocketConnector, WebhookConnector
-from gateway.api.spec import Operations, Req
-from kernel.errors import NotFound
+from connectors.webchat.connector import WebchatConnector
+from gateway.api.attachments import file_response, read_upload
+from gateway.api.errors import Forbidden
+from gateway.api.spec import Operations, Req, error_response
+from kernel.errors import DomainError, NotFound
 
 TAG = "channels"
 operations = Operations()
@@ -66,6 +69,92 @@ async def webchat_socket(req: Req) -> web.StreamResponse:
     if not isinstance(connector, SocketConnector):
         raise NotFound(f"no webchat channel {req.param('channel_id')}", code="channel_not_found")
     return await connector.handle_socket(req.request)
+
+
+def _webchat(req: Req) -> WebchatConnector:
+    connector = req.ctx.channels.get(req.param("channel_id"))
+    if not isinstance(connector, WebchatConnector):
+        raise NotFound(f"no webchat channel {req.param('channel_id')}", code="channel_not_found")
+    return connector
+
+
+@operations.add(
+    "POST",
+    "/webchat/{channel_id}/uploads",
+    summary="A visitor uploads a file (then sends it in a message frame's attachment_ids)",
+    description="multipart/form-data with the file in a field named `file`, and the header "
+    "`Authorization: Bearer <visitor token>` (the session frame's token). Within the "
+    "channel's `max_upload_bytes` and `upload_types`; counts against the visitor's message "
+    "limits. Answers `{id, name, mime, size, url}`, `url` a signed, expiring link.",
+    tag=TAG,
+    scopes=None,
+    raw=True,
+    status=201,
+    errors=(400, 401, 403, 404, 413, 415, 429),
+)
+async def webchat_upload(req: Req) -> web.StreamResponse:
+    connector = _webchat(req)
+    cors = connector.cors_headers(req.request)
+    visitor = await connector.upload_visitor(req.request)
+    if isinstance(visitor, web.Response):
+        visitor.headers.update(cors)
+        return visitor
+    try:
+        found = await read_upload(
+            req.request,
+            max_bytes=connector.settings.max_upload_bytes,
+            types=connector.settings.upload_types,
+        )
+    except DomainError as exc:
+        answer = error_response(exc)
+        answer.headers.update(cors)
+        return answer
+    part = await req.ctx.attachments.save(
+        connector.channel_id, found.data, name=found.name, mime=found.mime
+    )
+    attachment_id = part.attachment_id or ""
+    body = {
+        "id": attachment_id,
+        "name": part.name,
+        "mime": part.mime,
+        "size": part.size,
+        "url": connector.file_url(attachment_id),
+    }
+    return web.json_response(body, status=201, headers=cors)
+
+
+@operations.add(
+    "OPTIONS",
+    "/webchat/{channel_id}/uploads",
+    summary="CORS preflight of an upload from a page of an allowed origin",
+    tag=TAG,
+    scopes=None,
+    raw=True,
+    status=204,
+    errors=(404,),
+)
+async def webchat_upload_preflight(req: Req) -> web.StreamResponse:
+    connector = _webchat(req)
+    return web.Response(status=204, headers=connector.cors_headers(req.request))
+
+
+@operations.add(
+    "GET",
+    "/webchat/{channel_id}/files/{id}",
+    summary="A file of a webchat conversation, by the signed link the visitor was given",
+    tag=TAG,
+    scopes=None,
+    raw=True,
+    content_type="application/octet-stream",
+    errors=(403, 404),
+)
+async def webchat_file(req: Req) -> web.StreamResponse:
+    connector = _webchat(req)
+    query = req.request.query
+    attachment_id = req.param("id")
+    if not connector.file_link_ok(attachment_id, query.get("expires", ""), query.get("sig", "")):
+        raise Forbidden("the link is not valid or has expired", code="link_expired")
+    return await file_response(req.ctx.attachments, attachment_id)
 
 
 @operations.add(

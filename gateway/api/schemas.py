@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from kernel.models import Conversation, Part, Presence, Text
+from connectors.email.render import RenderError, checked_address
+from gateway.attachments import OWN_PATH
+from kernel.models import (
+    MAX_TEXT,
+    ChoicesPart,
+    Conversation,
+    LinkPart,
+    LocationPart,
+    MediaPart,
+    Message,
+    Part,
+    Presence,
+    TemplatePart,
+    Text,
+    TextPart,
+)
+from kernel.text import InvalidPhoneNumber, is_web_url, normalize_email, normalize_phone
 
 SkillName = Annotated[str, Field(min_length=1, max_length=64)]
 SkillList = Annotated[list[SkillName], Field(min_length=1, max_length=20)]
@@ -37,6 +53,21 @@ class PageQuery(In):
     limit: Limit = 50
 
 
+class ContactSearchQuery(PageQuery):
+    q: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        None,
+        description="A name, or its start from any of its words: diacritics and case do "
+        'not matter ("nguyen van a" and "van an" find "Nguyễn Văn An"); the words in '
+        "order, each whole but the last.",
+    )
+    phone: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None, description="Any form of the number: 0912 345 678, 84912345678, +84 912 345 678."
+    )
+    email: Annotated[str, Field(min_length=1, max_length=320)] | None = None
+    channel_id: Id | None = None
+    external_id: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+
+
 class ConversationQuery(PageQuery):
     status: Literal["queued", "assigned", "resolved"] | None = None
     assignee_id: Id | None = None
@@ -44,20 +75,84 @@ class ConversationQuery(PageQuery):
     contact_id: Id | None = None
 
 
+# What a message the business sends may hold: one cap (kernel.models.MAX_TEXT) for `text`
+# and for every text part.
+MessageText = Annotated[Text, Field(min_length=1, max_length=MAX_TEXT)]
+
+
+def _web_url(value: str) -> str:
+    if is_web_url(value) or (value.startswith(OWN_PATH) and is_web_url("http://h" + value)):
+        return value
+    raise ValueError("only http:// and https:// URLs (or the url of a file uploaded here)")
+
+
+WebUrl = Annotated[str, AfterValidator(_web_url)]
+
+
+class OutgoingTextPart(TextPart):
+    text: MessageText
+
+
+class OutgoingMediaPart(MediaPart):
+    url: WebUrl | None = None
+
+
+class OutgoingLinkPart(LinkPart):
+    url: WebUrl
+
+
+# The parts a message the business sends may have: those of the model (kernel.models.Part),
+# with the limits above.
+OutgoingPart = Annotated[
+    OutgoingTextPart
+    | OutgoingMediaPart
+    | LocationPart
+    | OutgoingLinkPart
+    | ChoicesPart
+    | TemplatePart,
+    Field(discriminator="type"),
+]
+OutgoingParts = Annotated[list[OutgoingPart], Field(min_length=1, max_length=20)]
+
+
+class MessageContent(In):
+    """What a message says: ``text``, or ``parts`` for richer content."""
+
+    text: MessageText | None = None
+    parts: OutgoingParts | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        template_id = getattr(self, "template_id", None)
+        given = [x for x in (self.text, self.parts, template_id) if x is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give one of text, parts or template_id"
+                if "template_id" in type(self).model_fields
+                else "give either text or parts"
+            )
+        if self.text is not None and not self.text.strip():
+            raise ValueError("text is empty")
+        if getattr(self, "variables", None) and template_id is None:
+            raise ValueError("variables go with template_id")
+        return self
+
+    def content(self) -> list[Part]:
+        return list(self.parts) if self.parts is not None else [TextPart(text=self.text or "")]
+
+
 VariableName = Annotated[
     str, Field(max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 ]
 
 
-class SendMessage(In):
+class SendMessage(MessageContent):
     """An agent's reply: ``text``, ``parts`` for richer content, or a canned reply
     (``template_id`` with its ``variables``)."""
 
-    text: Annotated[Text, Field(min_length=1, max_length=20_000)] | None = None
-    parts: Annotated[list[Part], Field(min_length=1, max_length=20)] | None = None
     template_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     variables: Annotated[
-        dict[VariableName, Annotated[Text, Field(max_length=20_000)]], Field(max_length=50)
+        dict[VariableName, Annotated[Text, Field(max_length=MAX_TEXT)]], Field(max_length=50)
     ] = Field(
         default_factory=dict,
         description="Values of the template's own variables; the gateway fills in "
@@ -68,16 +163,84 @@ class SendMessage(In):
         None, description="Author, for admin and integration tokens (default: the assignee)."
     )
 
+
+# Characters an address given to write to never holds (display names, lists, headers).
+_NOT_IN_ADDRESS = frozenset('<>()[]\\,;:"\r\n\t ')
+
+
+def _address(value: str) -> str:
+    email = normalize_email(value)
+    try:
+        if email is None or any(c in _NOT_IN_ADDRESS for c in email) or len(email) > 254:
+            raise RenderError("not an address")
+        return checked_address(email)
+    except RenderError:
+        raise ValueError(
+            "not an e-mail address (give the bare address: name@example.com)"
+        ) from None
+
+
+def _one_line(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("a subject is one line of text")
+    return value
+
+
+def _phone(value: str) -> str:
+    try:
+        return normalize_phone(value)
+    except InvalidPhoneNumber as exc:
+        raise ValueError(f"not a phone number ({exc})") from None
+
+
+def _external_id(value: str) -> str:
+    value = value.strip()
+    if not value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("an id on the channel is printable text")
+    return value
+
+
+class Recipient(In):
+    """Whom to write to on the channel: exactly one of ``email`` (email channels),
+    ``phone`` (Zalo: a ZNS template to the phone) or ``external_id`` (the customer's id on
+    the channel: Messenger PSID, Zalo user id, webchat visitor id)."""
+
+    email: Annotated[str, Field(max_length=320), AfterValidator(_address)] | None = None
+    phone: Annotated[str, Field(max_length=32), AfterValidator(_phone)] | None = None
+    external_id: (
+        Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_external_id)] | None
+    ) = None
+
     @model_validator(mode="after")
-    def _one_of(self) -> SendMessage:
-        given = [x for x in (self.text, self.parts, self.template_id) if x is not None]
-        if len(given) != 1:
-            raise ValueError("give one of text, parts or template_id")
-        if self.text is not None and not self.text.strip():
-            raise ValueError("text is empty")
-        if self.variables and self.template_id is None:
-            raise ValueError("variables go with template_id")
+    def _one(self) -> Recipient:
+        if sum(v is not None for v in (self.email, self.phone, self.external_id)) != 1:
+            raise ValueError("give exactly one of email, phone, external_id")
         return self
+
+
+class StartConversation(MessageContent):
+    """The business writes first: to a known contact, or to an address on the channel."""
+
+    channel_id: Id
+    contact_id: Id | None = None
+    to: Recipient | None = None
+    subject: (
+        Annotated[Text, Field(min_length=1, max_length=998), AfterValidator(_one_line)] | None
+    ) = Field(None, description="Email: the new thread's subject.")
+    agent_id: Id | None = Field(
+        None, description="Author, for admin and integration tokens (an agent token: itself)."
+    )
+
+    @model_validator(mode="after")
+    def _whom(self) -> StartConversation:
+        if (self.contact_id is None) == (self.to is None):
+            raise ValueError("give either contact_id or to")
+        return self
+
+
+class StartedConversation(BaseModel):
+    conversation: Conversation
+    message: Message
 
 
 class Assign(In):

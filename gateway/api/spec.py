@@ -16,8 +16,9 @@ from pydantic.json_schema import models_json_schema
 
 from gateway.api.auth import ANY_SCOPE, Principal
 from gateway.api.errors import PayloadTooLarge, TooManyRequests, status_of
+from kernel import jsontext
 from kernel.errors import DomainError, Malformed
-from kernel.text import nul_path
+from kernel.jsontext import JsonRefused
 
 if TYPE_CHECKING:
     from gateway.api.context import ApiContext
@@ -288,17 +289,14 @@ async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
     if not raw.strip():
         raise Malformed("a JSON body is required", code="body_required")
     try:
-        data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise Malformed("the body is not UTF-8", code="invalid_json") from None
-    except ValueError as exc:
-        raise Malformed(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+        data = jsontext.loads(raw)
+    except JsonRefused as exc:
+        raise Malformed(f"the body is not valid JSON: {exc.reason}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise Malformed("the body must be a JSON object", code="invalid_json")
-    if b"\\u0000" in raw and (where := nul_path(data)) is not None:
-        raise Malformed(
-            f"{where or 'body'}: text may not contain U+0000 (NUL)", code="invalid_json"
-        )
+    if (refused := jsontext.refused_text(raw, data)) is not None:
+        where, problem = refused
+        raise Malformed(f"{where or 'body'}: {problem}", code="invalid_json")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -8,12 +8,11 @@ from typing import Annotated, cast
 from pydantic import BaseModel, Field, model_validator
 
 from gateway.api.auth import MANAGE
-from gateway.api.schemas import In
+from gateway.api.schemas import In, MessageText, OutgoingParts
 from gateway.api.spec import Operations, Req
-from gateway.domain.templates import MAX_TEXT
 from kernel.errors import NotFound
 from kernel.ids import ulid
-from kernel.models import Part, Template, Text, utcnow
+from kernel.models import Template, Text, utcnow
 
 TAG = "templates"
 operations = Operations()
@@ -32,8 +31,8 @@ Language = Annotated[
 class TemplateBody(In):
     name: Annotated[Text, Field(min_length=1, max_length=200)]
     language: Language = "vi"
-    text: Annotated[Text, Field(min_length=1, max_length=MAX_TEXT)] | None = None
-    parts: Annotated[list[Part], Field(min_length=1, max_length=20)] | None = None
+    text: MessageText | None = None
+    parts: OutgoingParts | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> TemplateBody:

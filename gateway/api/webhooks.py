@@ -250,7 +250,7 @@ async def webhook_deliveries(req: Req) -> AttemptPage:
     q = cast(DeliveriesQuery, req.query)
     await req.ctx.webhooks.get(req.param("id"))
     before = decode_cursor(q.cursor)
-    if before is not None and not before.isdigit():
+    if before is not None and not (before.isascii() and before.isdigit()):
         raise Malformed("invalid cursor", code="invalid_cursor")
     rows = await req.ctx.store.webhooks.attempts(
         req.param("id"), int(before) if before else None, q.limit + 1, q.outcome

@@ -10,7 +10,7 @@ from typing import Any
 from gateway.domain import bots
 from gateway.domain.dispatch import DispatchResult, dispatch, exclude, record, requeue
 from gateway.domain.state import US, RoutingState
-from gateway.domain.threads import reopen_record
+from gateway.domain.threads import one_open_per_contact, reopen_record
 from gateway.domain.waits import queue_view
 from gateway.store.protocols import Store
 from gateway.store.records import ConversationRecord
@@ -173,7 +173,8 @@ async def reopen(tx: Tx, conversation_id: ConversationId) -> Conversation:
     conv = await conversation(tx, conversation_id)
     if conv.status != ConversationStatus.RESOLVED:
         raise Conflict("conversation is not resolved", code="conversation_open")
-    other = await tx.conversations.open_of(conv.contact_id, conv.channel_id)
+    single = one_open_per_contact(conv.channel_type)
+    other = await tx.conversations.open_of(conv.contact_id, conv.channel_id) if single else None
     if other is not None:
         raise Conflict(
             "the contact already has an open conversation on this channel",

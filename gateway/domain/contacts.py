@@ -18,10 +18,41 @@ from gateway.store.transaction import Tx
 from kernel.envelope import Sender
 from kernel.errors import Conflict, Invalid, NotFound
 from kernel.ids import ChannelId, ContactId, new_contact_id
-from kernel.models import ChannelType, Contact
-from kernel.text import InvalidPhoneNumber, normalize_email, normalize_phone
+from kernel.models import ChannelType, Contact, Frozen
+from kernel.text import InvalidPhoneNumber, fold_name, normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
+
+# How many likely duplicates GET /v1/contacts/{id}/suggestions lists at most.
+MAX_SUGGESTIONS = 50
+
+
+class Suggestion(Frozen):
+    """A contact that is likely the same person, and why (``same_phone``, ``same_email``,
+    ``same_name``). Never merged by itself: what links by itself is a verified value."""
+
+    contact: Contact
+    reasons: list[str]
+
+
+def suggestions(contact: Contact, candidates: list[Contact]) -> list[Suggestion]:
+    """The reasons each candidate (sharing a phone or an e-mail) may be ``contact``; the
+    ones with most reasons first."""
+    name = fold_name(contact.display_name)
+    found = []
+    for other in candidates:
+        if other.id == contact.id:
+            continue
+        reasons = []
+        if contact.phone and other.phone == contact.phone:
+            reasons.append("same_phone")
+        if contact.email and other.email == contact.email:
+            reasons.append("same_email")
+        if reasons and name and fold_name(other.display_name) == name:
+            reasons.append("same_name")
+        if reasons:
+            found.append(Suggestion(contact=other, reasons=reasons))
+    return sorted(found, key=lambda s: -len(s.reasons))
 
 
 def safe_phone(value: str | None) -> str | None:
@@ -49,12 +80,14 @@ async def resolve(
     phone = safe_phone(sender.phone)
     known = await tx.contacts.identity(channel_id, sender.external_id)
     created = False
+    identity_changed: list[str] = []
     if known is not None:
         contact_id = ContactId(known.contact_id)
         name = sender.display_name or known.display_name
         avatar = sender.avatar_url or known.avatar_url
         if name != known.display_name or avatar != known.avatar_url:
             await tx.contacts.set_identity_profile(channel_id, sender.external_id, name, avatar)
+            identity_changed.append("identities")
     else:
         found = None
         if sender.verified:
@@ -75,6 +108,7 @@ async def resolve(
             created = True
         else:
             contact_id = ContactId(found)
+            identity_changed.append("identities")
         await tx.contacts.insert_identity(
             IdentityRecord(
                 channel_id=channel_id,
@@ -89,11 +123,25 @@ async def resolve(
         )
     if created:
         await tx.emit("contact.created", {"contact": await load(tx, contact_id)})
-    elif sender.display_name or email or phone:
-        await _apply_profile(tx, contact_id, sender.display_name, email, phone, sender.verified)
+    else:
+        changed = identity_changed
+        if sender.display_name or email or phone:
+            changed += await _apply_profile(
+                tx, contact_id, sender.display_name, email, phone, sender.verified
+            )
+        if changed:
+            await _announce_update(tx, contact_id, changed)
     if sender.verified and (email or phone):
         contact_id = await _link_verified(tx, contact_id, email, phone)
     return contact_id
+
+
+async def _announce_update(tx: Tx, contact_id: str, changed: list[str]) -> None:
+    """``contact.updated`` with the contact as it is now and the fields that changed."""
+    await tx.emit(
+        "contact.updated",
+        {"contact": await load(tx, contact_id), "changed": sorted(set(changed))},
+    )
 
 
 async def resolve_linked(
@@ -108,7 +156,7 @@ async def resolve_linked(
     if link_to is None:
         return first
     second = await resolve(tx, channel_id, channel_type, link_to)
-    if first == second:
+    if first == second or await tx.contacts.apart(first, second):
         return first
     survivor, other = await tx.contacts.oldest([first, second])
     await merge(tx, ContactId(survivor), ContactId(other))
@@ -122,7 +170,8 @@ async def _apply_profile(
     email: str | None,
     phone: str | None,
     verified: bool,
-) -> None:
+) -> list[str]:
+    """Fill or correct the profile; returns the fields that changed."""
     current = await tx.contacts.get(contact_id)
     assert current is not None
     updates: dict[str, object] = {}
@@ -137,18 +186,31 @@ async def _apply_profile(
         updates["phone_verified"] = verified
     if updates:
         await tx.contacts.update(contact_id, **updates)
+    return _changed(current, updates)
+
+
+def _changed(current: ContactRecord, updates: dict[str, object]) -> list[str]:
+    """The public fields ``updates`` changes (a value verified counts as a change)."""
+    names = {"display_name": "display_name", "email": "email", "phone": "phone"}
+    names |= {"email_verified": "email", "phone_verified": "phone"}
+    names["attributes_json"] = "attributes"
+    return sorted({names[k] for k, v in updates.items() if k in names and getattr(current, k) != v})
 
 
 async def _link_verified(
     tx: Tx, contact_id: ContactId, email: str | None, phone: str | None
 ) -> ContactId:
-    """Merge every contact sharing a verified email or phone; the oldest survives."""
+    """Merge every contact sharing a verified email or phone; the oldest survives. Contacts
+    separated by hand stay apart."""
     found = await tx.contacts.sharing_verified(contact_id, email, phone)
     if len(found) < 2:
         return contact_id
     survivor = ContactId(found[0])
+    if await tx.contacts.apart(survivor, contact_id):
+        return contact_id
     for other in found[1:]:
-        await merge(tx, survivor, ContactId(other))
+        if not await tx.contacts.apart(survivor, other):
+            await merge(tx, survivor, ContactId(other))
     return survivor
 
 
@@ -202,6 +264,8 @@ async def unmerge(tx: Tx, contact_id: ContactId, channel_id: str, external_id: s
         # Undo the merge that brought this identity here: its own contact comes back,
         # with every identity it had.
         await tx.contacts.restore(original, contact_id)
+        await tx.contacts.set_apart(original, contact_id, True, tx.now)
+        await _announce_unmerge(tx, contact_id, original, channel_id, external_id)
         return ContactId(original)
     if await tx.contacts.identity_count(contact_id) <= 1:
         raise Conflict("the contact's only identity cannot be detached", code="last_identity")
@@ -216,8 +280,24 @@ async def unmerge(tx: Tx, contact_id: ContactId, channel_id: str, external_id: s
         )
     )
     await tx.contacts.move_identity(channel_id, external_id, target)
+    await tx.contacts.set_apart(target, contact_id, True, tx.now)
     await tx.emit("contact.created", {"contact": await load(tx, target)})
+    await _announce_unmerge(tx, contact_id, target, channel_id, external_id)
     return target
+
+
+async def _announce_unmerge(
+    tx: Tx, contact_id: str, other: str, channel_id: str, external_id: str
+) -> None:
+    """``contact.unmerged``: the contact as it is left, and the one taken out of it."""
+    await tx.emit(
+        "contact.unmerged",
+        {
+            "contact": await load(tx, contact_id),
+            "unmerged_contact": await load(tx, other),
+            "identity": {"channel_id": channel_id, "external_id": external_id},
+        },
+    )
 
 
 async def update(
@@ -259,8 +339,10 @@ async def update(
             else:
                 merged[key] = value
         updates["attributes_json"] = json.dumps(merged, ensure_ascii=False, sort_keys=True)
-    if updates:
+    changed = _changed(current, updates)
+    if changed:
         await tx.contacts.update(contact_id, **updates)
+        await _announce_update(tx, contact_id, changed)
     return await load(tx, contact_id)
 
 
@@ -294,6 +376,8 @@ class Contacts:
     async def merge(self, contact_id: ContactId, other_id: ContactId) -> Contact:
         async def work(tx: Tx) -> Contact:
             await merge(tx, contact_id, other_id)
+            # merged by hand: whatever an unmerge had kept apart is joined again
+            await tx.contacts.set_apart(contact_id, other_id, False, tx.now)
             return await load(tx, contact_id)
 
         return await self.store.transact(work)

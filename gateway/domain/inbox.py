@@ -6,6 +6,7 @@ from __future__ import annotations
 from gateway.domain import bots as handovers
 from gateway.domain import choices, contacts
 from gateway.domain.bots import BotRules
+from gateway.domain.media import fetchable
 from gateway.domain.state import RoutingState
 from gateway.domain.threads import thread_for
 from gateway.store.protocols import Store
@@ -76,6 +77,9 @@ async def ingest(
         metadata=metadata,
     )
     await tx.messages.insert(stored, conv.contact_id, peer_id=msg.sender.external_id)
+    if fetchable(stored.parts):
+        # The provider's files expire: fetched once the provider has its answer.
+        await tx.messages.download_later(stored.id, stored.channel_id)
     if inbound:
         # The provider's own time, when it gives one, starts reply windows (a webhook it
         # retried late must not stretch them); never later than now.

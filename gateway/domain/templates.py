@@ -15,13 +15,19 @@ import re
 from collections.abc import Mapping, Sequence
 
 from kernel.errors import Invalid
-from kernel.models import Agent, ChoicesPart, Contact, LinkPart, Part, Template, TextPart
+from kernel.models import (
+    MAX_TEXT,
+    Agent,
+    ChoicesPart,
+    Contact,
+    LinkPart,
+    Part,
+    Template,
+    TextPart,
+)
 from kernel.text import clean_text
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*\}\}")
-
-# The longest text a message part may hold, once filled in (as a reply's own text).
-MAX_TEXT = 20_000
 
 
 def variant(family: Sequence[Template], chosen: Template, language: str | None) -> Template:

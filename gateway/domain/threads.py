@@ -1,10 +1,15 @@
 """Which conversation an inbound message joins.
 
 In order: the conversation the channel names (a verified threading token), the one
-holding a message it replies to or refers to (e-mail In-Reply-To / References), the
-contact's open conversation on the channel; otherwise a new one, classified by the
-routing rules. A resolved conversation that a reply names is reopened, unless the contact
-already has another one open there.
+holding a message it replies to or refers to (e-mail In-Reply-To / References), then, on
+chat channels only, the contact's open conversation on the channel; otherwise a new one,
+classified by the routing rules.
+
+On chat channels (webchat, Zalo, Messenger) a contact has one open conversation per
+channel: a resolved conversation that a reply names is reopened unless another one is
+open there, which the message then joins. On e-mail each thread is its own conversation
+(design.md 10): a mail joins only the thread it names, reopening it if resolved, and any
+other mail opens a new conversation, even from a sender who has one open.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from gateway.domain.state import RoutingState
 from gateway.store.records import ConversationRecord, OpenConversation
 from gateway.store.transaction import Tx
 from kernel.envelope import InboundMessage
-from kernel.ids import ContactId, ConversationId, new_conversation_id
+from kernel.ids import ChannelId, ContactId, ConversationId, new_conversation_id
 from kernel.models import ChannelType, Conversation, ConversationStatus, text_of
 
 
@@ -30,6 +35,11 @@ async def open_for(tx: Tx, contact_id: str, channel_id: str) -> OpenConversation
         if found is not None and (newest is None or found.id > newest.id):
             newest = found
     return newest
+
+
+def one_open_per_contact(channel_type: ChannelType | str) -> bool:
+    """Whether a contact has at most one open conversation on a channel of this type."""
+    return ChannelType(channel_type) != ChannelType.EMAIL
 
 
 def _open(record: ConversationRecord) -> OpenConversation:
@@ -58,43 +68,79 @@ async def thread_for(
         named = await tx.conversations.on_channel(msg.conversation_hint, msg.channel_id)
     if named is None and refs:
         named = await tx.conversations.holding(msg.channel_id, refs)
+    single = one_open_per_contact(channel_type)
     if named is not None:
         if named.status != ConversationStatus.RESOLVED:
             return _open(named)
-        other = await open_for(tx, named.contact_id, msg.channel_id)
+        other = await open_for(tx, named.contact_id, msg.channel_id) if single else None
         if other is not None:
             return other
         await reopen_record(tx, named)
         return _open(named)
-    found = await open_for(tx, contact_id, msg.channel_id)
+    found = await open_for(tx, contact_id, msg.channel_id) if single else None
     if found is not None:
         return found
+    created = await open_new(
+        tx,
+        routing,
+        contact_id=contact_id,
+        channel_id=msg.channel_id,
+        channel_type=channel_type,
+        recipient_id=msg.sender.external_id,
+        subject=msg.subject,
+        text=text_of(msg.parts) or (msg.subject or ""),
+        language=msg.language,
+        bots=bots,
+        standby=msg.standby,
+    )
+    return _open(created)
+
+
+async def open_new(
+    tx: Tx,
+    routing: RoutingState,
+    *,
+    contact_id: str,
+    channel_id: ChannelId,
+    channel_type: ChannelType,
+    recipient_id: str,
+    subject: str | None,
+    text: str,
+    language: str | None,
+    last_inbound_at: int | None = None,
+    bots: BotRules | None = None,
+    standby: bool = False,
+) -> ConversationRecord:
+    """A new conversation, classified by the routing rules, announced: queued, or held
+    by a bot when one takes the channel or the rule (``bots``), or by the app owning the
+    thread (``standby``, Messenger's handover protocol)."""
     needs = await routing.classify_new(
         tx,
-        channel_id=msg.channel_id,
+        channel_id=channel_id,
         channel_type=channel_type.value,
-        text=text_of(msg.parts) or (msg.subject or ""),
-        declared_language=msg.language,
+        text=text,
+        declared_language=language,
         contact_id=contact_id,
     )
     skills = dict(needs.requirements.skills)
-    bot = None if bots is None or msg.standby else bots.for_new(msg.channel_id, needs.rule)
+    bot = None if bots is None or standby else bots.for_new(channel_id, needs.rule)
     # Seen on Messenger's standby channel: an app outside the gateway holds the thread.
-    held = bot is not None or msg.standby
+    held = bot is not None or standby
     status = ConversationStatus.BOT if held else ConversationStatus.QUEUED
     created = ConversationRecord(
         id=new_conversation_id(),
         contact_id=contact_id,
-        channel_id=msg.channel_id,
+        channel_id=channel_id,
         channel_type=channel_type.value,
-        recipient_id=msg.sender.external_id,
+        recipient_id=recipient_id,
         status=status.value,
         assignee_id=None,
         priority=needs.priority,
         skills_json=json.dumps(sorted(skills)),
         language=needs.language,
-        subject=msg.subject,
+        subject=subject,
         created_at=tx.now,
+        last_inbound_at=last_inbound_at,
         queued_at=None if held else tx.now,
         required_skills_json=json.dumps(skills),
         routing_rule=needs.rule,
@@ -104,17 +150,17 @@ async def thread_for(
     announced = Conversation(
         id=ConversationId(created.id),
         contact_id=ContactId(contact_id),
-        channel_id=msg.channel_id,
+        channel_id=channel_id,
         status=status,
         bot_id=created.bot_id,
         priority=needs.priority,
         skills=sorted(skills),
-        subject=msg.subject,
+        subject=subject,
         language=needs.language,
         created_at=tx.now_dt,
     )  # (what created.model() gives, made straight: every new conversation comes here)
     await tx.emit("conversation.created", {"conversation": announced}, created.id)
-    return _open(created)
+    return created
 
 
 async def reopen_record(tx: Tx, record: ConversationRecord) -> None:

@@ -74,10 +74,12 @@ TABLES: tuple[Table, ...] = (
         "contacts",
         _cols(
             "id, display_name, phone, phone_verified, email, email_verified, created_at, "
-            "merged_into, attributes, last_agent_id, last_served_at, erased_at"
+            "merged_into, attributes, last_agent_id, last_served_at, erased_at, name_key"
         ),
         booleans=frozenset({"phone_verified", "email_verified"}),
     ),
+    Table("contact_names", _cols("tail, contact_id")),
+    Table("contacts_apart", _cols("low, high, created_at")),
     Table(
         "identities",
         _cols(
@@ -98,7 +100,8 @@ TABLES: tuple[Table, ...] = (
             "id, contact_id, channel_id, channel_type, recipient_id, status, assignee_id, "
             "priority, skills, language, subject, created_at, first_response_at, resolved_at, "
             "last_message_at, last_inbound_at, queued_at, queue_announced, excluded_agents, "
-            "required_skills, routing_rule, assigned_at, awaiting_since, bot_id"
+            "required_skills, routing_rule, assigned_at, awaiting_since, window_warned_at, "
+            "start_key, bot_id"
         ),
         booleans=frozenset({"queue_announced"}),
     ),
@@ -153,6 +156,7 @@ TABLES: tuple[Table, ...] = (
         identity=True,
     ),
     Table("api_channels", _cols("id, type, sealed, created_at, updated_at")),
+    Table("media_downloads", _cols("message_id, channel_id, attempts, next_at, created_at")),
 )
 
 # Where the file bytes of attachments go on PostgreSQL (no SQLite table of its own).

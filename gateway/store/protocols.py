@@ -18,16 +18,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from gateway.store.contact_search import ContactQuery
 from gateway.store.records import (
     AttachmentRecord,
     AttemptLog,
     ChannelSamples,
     ConversationFilter,
     DeliveryRow,
+    MediaJob,
     OutboundJob,
     StoredChannel,
     TokenRecord,
     WebhookRecord,
+    WindowFacts,
 )
 from gateway.store.transaction import Work
 from kernel.events import Event
@@ -66,6 +69,9 @@ class ConversationReads(Protocol):
     async def recipient(self, conversation_id: ConversationId) -> Identity | None:
         """The channel identity replies in this conversation go to."""
         ...
+
+    async def window_facts(self, ids: Sequence[str]) -> dict[str, WindowFacts]:
+        """What the reply windows of these conversations are worked out from."""
 
     async def decisions(self, conversation_id: ConversationId) -> list[dict[str, Any]]:
         """Its kept routing decisions, oldest first, each with ``created_at``."""
@@ -112,6 +118,15 @@ class ContactReads(Protocol):
         """The contact behind a channel identity, if it is known."""
         ...
 
+    async def search(self, query: ContactQuery, cursor: str | None, limit: int) -> Page[Contact]:
+        """Contacts not merged away matching every filter given (contact_search.py)."""
+        ...
+
+    async def sharing(self, contact_id: ContactId, limit: int) -> list[Contact]:
+        """Contacts not merged away, outside this one's merge group, with its phone or
+        e-mail (verified or not), oldest first."""
+        ...
+
 
 class AgentReads(Protocol):
     async def get(self, agent_id: AgentId) -> Agent | None: ...
@@ -134,6 +149,19 @@ class OutboundQueue(Protocol):
     async def release_held(self, channel_id: ChannelId, now: datetime) -> int:
         """Make every waiting message of a channel due now; returns how many."""
         ...
+
+
+class MediaDownloads(Protocol):
+    """Messages whose provider files are still to be fetched (written with the message by
+    ``MessageRows.download_later``)."""
+
+    async def due(self, now: datetime, limit: int, hold_seconds: float) -> list[MediaJob]:
+        """Due jobs, oldest first, each held (not due for anyone) ``hold_seconds`` from
+        now, so that another process does not fetch the same files meanwhile; a job
+        whose message is gone is dropped."""
+        ...
+
+    async def next_due(self) -> datetime | None: ...
 
 
 class EventLog(Protocol):
@@ -365,6 +393,8 @@ class Store(Protocol):
     def agents(self) -> AgentReads: ...
     @property
     def outbound(self) -> OutboundQueue: ...
+    @property
+    def media_downloads(self) -> MediaDownloads: ...
     @property
     def events(self) -> EventLog: ...
     @property

@@ -132,8 +132,24 @@ class ConversationRecord:
             f'"created_at":{_json_time(value["created_at"])},'
             f'"first_response_at":{_json_time(value["first_response_at"])},'
             f'"resolved_at":{_json_time(value["resolved_at"])},'
-            f'"last_message_at":{_json_time(value["last_message_at"])}}}'
+            f'"last_message_at":{_json_time(value["last_message_at"])},'
+            '"reply_window":null}'
         )
+
+
+class WindowFacts(NamedTuple):
+    """What a conversation's reply window is worked out from, besides its channel."""
+
+    last_inbound_at: int | None
+    phone: str | None  # the contact's (or the contact it was merged into)
+
+
+class WindowCandidate(NamedTuple):
+    """An open conversation whose reply window may close soon."""
+
+    record: ConversationRecord
+    warned_at: int | None  # the closing time last announced (conversation.window_closing)
+    phone: str | None
 
 
 _MODEL_FIELDS = (
@@ -203,6 +219,15 @@ class OutboundJob(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     outbound: OutboundMessage
+    attempts: int
+
+
+class MediaJob(BaseModel):
+    """A message whose provider files are still to be fetched (gateway.media)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    message: Message
     attempts: int
 
 

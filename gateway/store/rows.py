@@ -99,17 +99,22 @@ def message(row: Row) -> Message:
         status=MessageStatus(row["status"]),
         error=MessageError.model_validate_json(error) if error else None,
         reactions=_reactions.validate_json(reactions) if reactions else [],
-        metadata=_metadata(row["metadata"]),
+        metadata=metadata(row["metadata"]),
     )
 
 
-def _metadata(stored: Any) -> dict[str, Any]:
+def metadata(stored: Any) -> dict[str, Any]:
+    """A message's metadata as read back ({} for NULL)."""
     if not stored:
         return {}
     # SQLite keeps text; asyncpg hands jsonb over as text too (no codec is set for it).
     found = json.loads(stored) if isinstance(stored, str | bytes) else stored
     return found if isinstance(found, dict) else {}
 
+
+# Channel types that can send to a contact's phone (Zalo ZNS): the outbound queue reads the
+# phone along with their messages.
+PHONE_CHANNELS = frozenset({"zalo"})
 
 # Columns in the order of ConversationRecord's fields.
 CONVERSATION_COLUMNS = (

@@ -21,9 +21,19 @@ from gateway.store.records import (
     IdentityRecord,
     OpenConversation,
     StoredMessage,
+    WindowCandidate,
 )
 from kernel.events import Event
-from kernel.models import Agent, Contact, Message, MessageError, MessageStatus, Presence, Reaction
+from kernel.models import (
+    Agent,
+    Contact,
+    Message,
+    MessageError,
+    MessageStatus,
+    Part,
+    Presence,
+    Reaction,
+)
 
 T = TypeVar("T")
 
@@ -43,7 +53,7 @@ class ConversationRows(Protocol):
         ...
 
     async def open_of(self, contact_id: str, channel_id: str) -> OpenConversation | None:
-        """This contact's (not its merge group's) open conversation on the channel."""
+        """This contact's (not its merge group's) newest open conversation on the channel."""
         ...
 
     async def insert(self, record: ConversationRecord) -> None: ...
@@ -71,6 +81,29 @@ class ConversationRows(Protocol):
     async def loads(self) -> list[tuple[str, str, int]]:
         """(agent id, channel type, assigned conversations) for every agent with any."""
         ...
+
+    async def by_start_key(self, key: str) -> str | None:
+        """The conversation a POST /v1/conversations with this Idempotency-Key started."""
+
+    async def set_start_key(self, conversation_id: str, key: str) -> None: ...
+
+    async def last_inbound(self, contact_ids: Sequence[str], channel_id: str) -> int | None:
+        """When these contacts last wrote on the channel, over all their conversations."""
+
+    async def window_candidates(
+        self,
+        channel_types: Sequence[str],
+        spans: Sequence[tuple[int, int]],
+        now: int,
+        limit: int,
+    ) -> list[WindowCandidate]:
+        """Open conversations on these channel types whose customer last wrote within one
+        of the spans (inclusive), oldest interaction first, leaving out those whose window
+        closing after ``now`` was announced already."""
+
+    async def warn_window(self, conversation_id: str, closes_at: int) -> bool:
+        """Note that the window closing at ``closes_at`` was announced; False when it was
+        already (by this process or another)."""
 
     async def channel_types(self) -> set[str]:
         """Every channel type a conversation was ever opened on."""
@@ -131,6 +164,22 @@ class MessageRows(Protocol):
 
     async def set_reactions(self, message_id: str, reactions: list[Reaction]) -> None: ...
 
+    async def set_parts(self, message_id: str, parts: Sequence[Part]) -> None:
+        """Replace a message's parts (its files once the gateway keeps them)."""
+        ...
+
+    async def download_later(self, message_id: str, channel_id: str) -> None:
+        """The message's provider files are to be fetched (gateway.media), from now."""
+        ...
+
+    async def download_again(self, message_id: str, attempts: int, at: int) -> None:
+        """The files still to fetch are tried again at ``at`` (microseconds)."""
+        ...
+
+    async def downloaded(self, message_id: str) -> None:
+        """Nothing of the message is left to fetch."""
+        ...
+
 
 class ContactRows(Protocol):
     async def identity(self, channel_id: str, external_id: str) -> IdentityRecord | None: ...
@@ -187,6 +236,15 @@ class ContactRows(Protocol):
         ...
 
     async def identity_count(self, contact_id: str) -> int: ...
+    async def set_apart(self, a: str, b: str, apart: bool, at: int) -> None:
+        """Whether two contacts were separated by hand (then nothing links them by
+        itself): set by an unmerge, cleared by a merge through the API."""
+        ...
+
+    async def apart(self, a: str, b: str) -> bool:
+        """Whether two contacts were separated by hand."""
+        ...
+
     async def load(self, contact_id: str) -> Contact | None:
         """The contact as the API shows it, with its identities."""
         ...

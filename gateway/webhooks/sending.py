@@ -1,5 +1,6 @@
 """The HTTP side of webhook delivery: one aiohttp session for every endpoint (it connects
-only to addresses the SSRF guard allows), one signed delivery posted, and how it went."""
+only to addresses the guard allows, checked at every connection: kernel.netguard), one
+signed delivery posted, and how it went."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from yarl import URL
 from config.webhooks import DeliverySettings
 from gateway import __version__
 from gateway.store.records import WebhookRecord
-from gateway.webhooks.ssrf import GuardedResolver
 from kernel import webhook_signing as signing
 from kernel.events import Event
 
@@ -43,7 +43,7 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -72,12 +72,13 @@ class WebhookClient:
         self.session: aiohttp.ClientSession | None = None
 
     def open(self) -> None:
-        resolver = GuardedResolver(
-            allow_private=self.settings.allow_private_networks,
-            allow_loopback=self.settings.allow_loopback,
-        )
+        # Every connection's address is checked as its socket is made: names (IPv4 and
+        # IPv6, resolved again later) and IP literals alike, for API and config endpoints.
         connector = aiohttp.TCPConnector(
-            resolver=resolver, limit=0, limit_per_host=0, ttl_dns_cache=60
+            socket_factory=self.settings.guard().socket_factory,
+            limit=0,
+            limit_per_host=0,
+            ttl_dns_cache=60,
         )
         self.session = aiohttp.ClientSession(
             connector=connector,

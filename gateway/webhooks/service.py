@@ -24,7 +24,6 @@ from gateway.replicas.leases import LeaseKeeper
 from gateway.store.protocols import Store
 from gateway.store.records import WebhookRecord
 from gateway.webhooks.delivery import Deliveries
-from gateway.webhooks.ssrf import check_resolves
 from kernel import webhook_signing as signing
 from kernel.errors import Conflict, Invalid, NotFound
 from kernel.ids import ulid
@@ -186,11 +185,7 @@ class Webhooks:
 
     async def check_url(self, url: str) -> None:
         try:
-            await check_resolves(
-                url,
-                allow_private=self.settings.allow_private_networks,
-                allow_loopback=self.settings.allow_loopback,
-            )
+            await self.settings.guard().check_url(url)
         except UnsafeUrl as exc:
             raise Invalid(str(exc), code="unsafe_url") from None
 

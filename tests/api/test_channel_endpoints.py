@@ -57,6 +57,18 @@ FACEBOOK = {
     ],
 }
 WEBCHAT = {"id": "chat", "type": "webchat", "identity_secret": "hmac-secret"}
+EMAIL_OAUTH = {
+    **EMAIL,
+    "imap": {k: v for k, v in EMAIL["imap"].items() if k != "password"},
+    "smtp": {k: v for k, v in EMAIL["smtp"].items() if k != "password"},
+    "oauth": {
+        "token_url": "https://oauth2.googleapis.com/token",
+        "client_id": "client.apps.googleusercontent.com",
+        "client_secret": "oauth-client-secret",
+        "refresh_token": "oauth-refresh-token",
+    },
+}
+OAUTH_ALL = ["oauth.client_secret", "oauth.refresh_token"]
 
 ZALO_ALL = ["access_token", "app_secret", "refresh_token"]
 FB_ALL = ["app_secret", "pages[0].access_token", "pages[1].access_token"]
@@ -90,6 +102,12 @@ FB_ALL = ["app_secret", "pages[0].access_token", "pages[1].access_token"]
         # everything else keeps the credentials, as before
         (EMAIL, {"poll_interval_seconds": 30, "from_name": "Shop"}, [], []),
         (EMAIL, {"imap": {"folder": "Support"}}, [], []),
+        # OAuth mail: the servers get tokens made from the refresh token, the token
+        # endpoint gets both secrets
+        (EMAIL_OAUTH, {"imap": {"host": "imap.evil.example"}}, ["imap"], ["oauth.refresh_token"]),
+        (EMAIL_OAUTH, {"smtp": {"host": "smtp.evil.example"}}, ["smtp"], ["oauth.refresh_token"]),
+        (EMAIL_OAUTH, {"oauth": {"token_url": "https://evil.example/token"}}, ["oauth"], OAUTH_ALL),
+        (EMAIL_OAUTH, {"oauth": {"scope": "mail", "mechanism": "oauthbearer"}}, [], []),
         # Zalo: the access token goes to api_base, the refresh token and the app secret to
         # oauth_base, and a refreshed pair kept in the store to both
         (ZALO, {"api_base": "https://zalo.evil.example"}, ["zalo"], ZALO_ALL),

@@ -171,3 +171,42 @@ async def test_a_reader_that_stops_reading_is_cut_off_and_resumes_without_a_gap(
 
 async def _sse_clients(gw: Gateway, n: int) -> bool:
     return gw.lifecycle.streams == n
+
+
+async def test_a_revoked_token_loses_its_open_stream(client: Client, gw: Gateway) -> None:
+    made = await client.post(
+        "/v1/tokens", json={"name": "helpdesk", "scopes": ["integration"]}, headers=AUTH
+    )
+    assert made.status == 201
+    token = await made.json()
+    bearer = {"Authorization": f"Bearer {token['token']}"}
+    resp = await client.get("/v1/events?types=message.received", headers=bearer)
+    assert resp.status == 200
+    assert await read_event(resp) == "connected"
+    # Another token made or revoked leaves this stream alone.
+    other = await (
+        await client.post("/v1/tokens", json={"name": "x", "scopes": ["admin"]}, headers=AUTH)
+    ).json()
+    assert (await client.delete(f"/v1/tokens/{other['id']}", headers=AUTH)).status == 204
+    ws, _ = await open_visitor(client)
+    await say(ws, "vẫn nhận", "c1")
+    (event,) = await asyncio.wait_for(read_events(resp, 1), 5)
+    assert event.data["data"]["message"]["parts"][0]["text"] == "vẫn nhận"
+
+    assert (await client.delete(f"/v1/tokens/{token['id']}", headers=AUTH)).status == 204
+
+    async def ended() -> str:
+        while True:
+            try:
+                item = await read_event(resp)
+            except EOFError:
+                return "ended"
+            assert not isinstance(item, SseEvent), item  # nothing more is sent to it
+
+    assert await asyncio.wait_for(ended(), 5) == "ended"
+    assert (await client.get("/v1/events", headers=bearer)).status == 401
+    await eventually(lambda: _no_streams(gw))
+
+
+async def _no_streams(gw: Gateway) -> bool:
+    return gw.lifecycle.streams == 0

@@ -31,8 +31,12 @@ SCOPES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/webhooks/{channel_id}"): NONE,
     ("GET", "/webchat/{channel_id}/ws"): NONE,
     ("GET", "/webchat/widget.js"): NONE,
+    ("POST", "/webchat/{channel_id}/uploads"): NONE,  # the visitor's token
+    ("OPTIONS", "/webchat/{channel_id}/uploads"): NONE,
+    ("GET", "/webchat/{channel_id}/files/{id}"): NONE,  # a signed link
     ("GET", "/"): NONE,
     ("GET", "/v1/conversations"): ANY,
+    ("POST", "/v1/conversations"): ANY,
     ("GET", "/v1/conversations/{id}"): WITH_BOT,
     ("GET", "/v1/conversations/{id}/messages"): WITH_BOT,
     ("POST", "/v1/conversations/{id}/messages"): WITH_BOT,
@@ -48,6 +52,9 @@ SCOPES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/messages/{id}"): ANY,
     ("GET", "/v1/stats"): ANY,
     ("GET", "/v1/attachments/{id}"): ANY,
+    ("POST", "/v1/attachments"): ANY,
+    ("GET", "/v1/contacts"): ANY,
+    ("GET", "/v1/contacts/{id}/suggestions"): ANY,
     ("GET", "/v1/contacts/{id}"): ANY,
     ("GET", "/v1/contacts/{id}/timeline"): ANY,
     ("PATCH", "/v1/contacts/{id}"): ANY,

@@ -27,6 +27,7 @@ from playwright.async_api import (
 )
 
 from tests.e2e.server import AUTH, GatewayProcess, Gateways
+from tests.media.images import png
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -362,3 +363,61 @@ async def test_choices_are_chips_and_a_tap_is_the_pick(
     assert stored["parts"] == [{"type": "text", "text": "Đã nhận"}]
     assert stored["metadata"] == {"choice": {"id": "received", "title": "Đã nhận"}}
     assert chat.dialogs == [] and chat.errors == []
+
+
+# The width of an image once the browser decoded it (0 when it could not load it).
+LOADED_WIDTH = """img => img.complete ? img.naturalWidth
+    : new Promise(r => { img.onload = () => r(img.naturalWidth); img.onerror = () => r(0); })"""
+
+
+async def test_photos_both_ways_shown_inline(
+    gateway: GatewayProcess,
+    launch: Callable[[], Awaitable[Browser]],
+    api: aiohttp.ClientSession,
+) -> None:
+    browser = await launch()
+    chat = await open_chat(await browser.new_context(), gateway)
+    await chat.send(VISITOR_TEXT)
+    conv = await wait_for_assignment(api)
+
+    # The customer attaches a photo with the widget's button.
+    photo = png(64, 48, (220, 40, 40))
+    await expect(chat.page.locator("#omnigw-attach")).to_be_visible(timeout=T)
+    async with chat.page.expect_file_chooser() as chooser:
+        await chat.page.locator("#omnigw-attach").click()
+    await (await chooser.value).set_files(
+        files=[{"name": "ảnh lỗi.png", "mimeType": "image/png", "buffer": photo}]
+    )
+    own = chat.messages.filter(has=chat.page.locator("img")).first
+    await expect(own).to_have_attribute("data-status", "sent", timeout=T)
+    own_id = await own.get_attribute("data-message-id")
+    width = await own.locator("img").evaluate(LOADED_WIDTH)
+    assert width == 64  # the browser loaded it through its signed link
+
+    # The agent sees the customer's photo through the API.
+    stored = (await get_json(api, f"/v1/conversations/{conv['id']}/messages"))["items"]
+    (message,) = [m for m in stored if m["id"] == own_id]
+    (part,) = message["parts"]
+    assert (part["type"], part["name"], part["mime"]) == ("image", "ảnh lỗi.png", "image/png")
+    async with api.get(part["url"]) as resp:
+        assert resp.status == 200
+        assert await resp.read() == photo
+
+    # The agent answers with a photo of their own: shown inline in the widget.
+    answer = png(40, 30, (20, 160, 60))
+    form = aiohttp.FormData()
+    form.add_field("file", answer, filename="mẫu mới.png", content_type="image/png")
+    async with api.post("/v1/attachments", data=form) as resp:
+        uploaded = await resp.json()
+        assert resp.status == 201, uploaded
+    body = {"parts": [{"type": "image", "attachment_id": uploaded["id"]}]}
+    async with api.post(f"/v1/conversations/{conv['id']}/messages", json=body) as resp:
+        reply = await resp.json()
+        assert resp.status == 202, reply
+    shown = chat.page.locator(f'#omnigw-messages .omnigw-msg[data-message-id="{reply["id"]}"] img')
+    await expect(shown).to_have_count(1, timeout=T)
+    src = await shown.get_attribute("src") or ""
+    assert f"/webchat/webchat/files/{uploaded['id']}?expires=" in src
+    width = await shown.evaluate(LOADED_WIDTH)
+    assert width == 40
+    assert chat.errors == []

@@ -163,7 +163,9 @@ keepalive_seconds = 10
 
 def _toml(values: dict[str, object]) -> str:
     return "\n".join(
-        f"{k} = {v}" if isinstance(v, int) else f'{k} = "{v}"' for k, v in values.items()
+        f"{k} = {v}" if isinstance(v, int) else f'{k} = "{v}"'
+        for k, v in values.items()
+        if v is not None  # a key left out
     )
 
 
@@ -182,8 +184,9 @@ def _run(script: str, *args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="session")
-def mail_server() -> Iterator[MailServer]:
+@contextlib.contextmanager
+def running_mail_server(extra_env: dict[str, str] | None = None) -> Iterator[MailServer]:
+    """Dovecot and the relay in a folder of their own, stopped and removed on exit."""
     # Not pytest's tmp_path: it is 0700, and Dovecot's own users must enter the folder.
     root = tempfile.mkdtemp(prefix="omnigw-mail-", dir="/tmp")
     os.chmod(root, 0o755)
@@ -205,6 +208,7 @@ def mail_server() -> Iterator[MailServer]:
             "MAIL_USERS": " ".join(
                 f"support-{n}@example.test customer-{n}@example.org" for n in range(1, POOL + 1)
             ),
+            **(extra_env or {}),
         }
         try:
             _run("start-mail.sh", str(folder), env=env)
@@ -222,6 +226,12 @@ def mail_server() -> Iterator[MailServer]:
     finally:
         _run("stop-mail.sh", str(folder))
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mail_server() -> Iterator[MailServer]:
+    with running_mail_server() as server:
+        yield server
 
 
 @pytest.fixture

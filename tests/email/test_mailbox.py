@@ -31,6 +31,9 @@ from kernel.models import Conversation, MediaPart, Message, MessageStatus, TextP
 from tests.api.helpers import eventually
 from tests.conftest import ADMIN, AUTH
 from tests.email.conftest import PASSWORD, Mailboxes, MailServer
+from tests.email.helpers import crafted
+from tests.media.images import png
+from tests.media.uploads import upload
 
 CHANNEL = ChannelId("mail")
 Start = Callable[[str], Awaitable[Gateway]]
@@ -246,8 +249,8 @@ async def test_mail_round_trip_threaded_and_restart_safe(
     again = await gw.store.conversations.get(ConversationId(conv.id))
     assert again is not None and again.status != "resolved"  # reopened
 
-    # 5. The same subject without threading headers is a new conversation.
-    await gw.assignments.resolve(ConversationId(conv.id))
+    # 5. The same subject without threading headers is a new conversation, though the
+    #    customer's first one is still open: each mail thread is its own conversation.
     lookalike = customer_mail(mailboxes, "Re: Đơn hàng #42 chưa tới", "Một câu hỏi khác.")
     await mail_server.send(lookalike, mailboxes.customer, mailboxes.support)
 
@@ -255,7 +258,9 @@ async def test_mail_round_trip_threaded_and_restart_safe(
         found = await conversations(gw)
         return found if len(found) == 2 else None
 
-    await eventually(two_conversations, within=8)
+    convs = await eventually(two_conversations, within=8)
+    assert [c.status != "resolved" for c in convs] == [True, True]
+    assert convs[0].contact_id == convs[1].contact_id
     assert len(await all_messages(gw)) == 4
     assert len(await mail_server.read_mailbox(mailboxes.customer)) == 1  # nothing resent
 
@@ -348,6 +353,21 @@ async def test_auto_replies_bulk_and_own_mail_are_kept_raw(
     assert "X-Auto-Response-Suppress" in kept.reasons[1]
     assert "bulk" in kept.reasons[2]
     assert "own address" in kept.reasons[3]
+
+
+async def test_a_mail_of_too_many_parts_is_kept_raw_unparsed(
+    mail_server: MailServer, mailboxes: Mailboxes, gateways: Gateways
+) -> None:
+    gw = await gateways.start(mail_server.channel_toml(mailboxes.support))
+    kept = RawKept(gw)
+    await connected(gw)
+    # The reported attack: 2 MB, 60,000 parts, 10-20 s of parsing (under max_message_bytes).
+    await mail_server.send(crafted(60_000), mailboxes.customer, mailboxes.support)
+    marker = customer_mail(mailboxes, "after it", "Câu hỏi thật.")
+    await mail_server.send(marker, mailboxes.customer, mailboxes.support)
+    [conv] = await eventually(lambda: conversations(gw), within=15)
+    assert [m.external_id for m in await messages(gw, conv.id)] == [ident(marker)]
+    assert kept.reasons == ["not parsed: 60001 MIME parts, over max_message_parts (500)"]
 
 
 async def test_a_bounce_marks_the_reply_failed(
@@ -614,3 +634,90 @@ async def test_attachments_in_and_out(
     [attached] = list(delivered.iter_attachments())
     assert attached.get_filename() == "photo.png"
     assert attached.get_content().startswith(b"\x89PNG")
+
+
+# --- Cc ------------------------------------------------------------------------------------
+
+
+async def test_replies_keep_the_customers_cc(
+    mail_server: MailServer, mailboxes: Mailboxes, gateways: Gateways
+) -> None:
+    friend = mail_server.mailboxes().customer  # a real mailbox: the relay refuses others
+    toml = mail_server.channel_toml(mailboxes.support)
+    gw = await gateways.start(toml)
+    await connected(gw)
+    first = customer_mail(mailboxes, "Đặt hàng cho công ty", "Anh Lan cùng theo dõi nhé.")
+    # Our own address and the sender in Cc are never kept; the friend is.
+    first["Cc"] = f"Chị Lan <{friend}>, Hỗ trợ <{mailboxes.support}>, {mailboxes.customer}"
+    await mail_server.send(first, mailboxes.customer, mailboxes.support)
+    [conv] = await eventually(lambda: conversations(gw), within=8)
+    [received] = await messages(gw, conv.id)
+    assert received.metadata == {"cc": [{"email": friend, "name": "Chị Lan"}]}
+
+    async with TestClient(TestServer(gw.web_app())) as client:
+        out = await sent(gw, await reply_as_agent(client, conv.id, "Dạ, shop gửi cả hai ạ."))
+    assert out.status == MessageStatus.SENT, out.error
+    [to_customer] = await inbox(mail_server, mailboxes.customer, 1)
+    [to_friend] = await inbox(mail_server, friend, 1)
+    for delivered in (to_customer, to_friend):
+        assert [(a.display_name, a.addr_spec) for a in delivered["Cc"].addresses] == [
+            ("Chị Lan", friend)
+        ]
+        assert delivered["Message-ID"] == f"<{out.external_id}>"
+    assert [m["Subject"] for m in await mail_server.read_mailbox(mailboxes.support)] == [
+        "Đặt hàng cho công ty"  # the customer's mail only: no copy of the reply to us
+    ]
+
+    # keep_cc = false: the reply goes to the customer alone.
+    await gateways.stop(gw)
+    gw = await gateways.start(
+        toml.replace("initial_sync_days = 0", "keep_cc = false\ninitial_sync_days = 0")
+    )
+    await connected(gw)
+    async with TestClient(TestServer(gw.web_app())) as client:
+        alone = await sent(gw, await reply_as_agent(client, conv.id, "Chỉ gửi anh ạ."))
+    assert alone.status == MessageStatus.SENT, alone.error
+    second = (await inbox(mail_server, mailboxes.customer, 2))[1]
+    assert second["Message-ID"] == f"<{alone.external_id}>" and second["Cc"] is None
+    assert len(await mail_server.read_mailbox(friend)) == 1
+
+
+async def test_an_agents_uploads_go_as_mail_attachments(
+    mail_server: MailServer, mailboxes: Mailboxes, gateways: Gateways
+) -> None:
+    gw = await gateways.start(mail_server.channel_toml(mailboxes.support))
+    await connected(gw)
+    mail = EmailMessage()
+    mail["From"], mail["To"] = mailboxes.customer, mailboxes.support
+    mail["Subject"] = "Xin báo giá"
+    mail["Message-ID"] = make_msgid(domain="example.org")
+    mail.set_content("Shop gửi giúp mình báo giá và ảnh mẫu nhé.")
+    await mail_server.send(mail, mailboxes.customer, mailboxes.support)
+    [conv] = await eventually(lambda: conversations(gw), within=8)
+    photo = png(12, 9)
+    quote_pdf = b"%PDF-1.4\n% bao gia\n"
+    async with TestClient(TestServer(gw.web_app())) as client:
+        image = await upload(client, photo, "ảnh mẫu.png", "image/png")
+        pdf = await upload(client, quote_pdf, "báo giá.pdf", "application/pdf")
+        resp = await client.post(
+            f"/v1/conversations/{conv.id}/messages",
+            json={
+                "parts": [
+                    {"type": "text", "text": "Gửi bạn báo giá và ảnh mẫu ạ."},
+                    {"type": "file", "attachment_id": pdf["id"]},
+                    {"type": "image", "attachment_id": image["id"]},
+                ]
+            },
+            headers=AUTH,
+        )
+        assert resp.status == 202, await resp.text()
+        out = await sent(gw, str((await resp.json())["id"]))
+    assert out.status == MessageStatus.SENT, out.error
+    [delivered] = await inbox(mail_server, mailboxes.customer, 1)
+    attached = {a.get_filename(): a for a in delivered.iter_attachments()}
+    assert set(attached) == {"báo giá.pdf", "ảnh mẫu.png"}
+    assert attached["báo giá.pdf"].get_content() == quote_pdf
+    assert attached["báo giá.pdf"].get_content_type() == "application/pdf"
+    assert attached["ảnh mẫu.png"].get_content() == photo
+    body = delivered.get_body(preferencelist=("plain",))
+    assert body is not None and "Gửi bạn báo giá và ảnh mẫu ạ." in body.get_content()

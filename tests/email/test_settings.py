@@ -92,3 +92,50 @@ def test_problems_are_keyed_without_the_type_tag(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load(tmp_path, SKETCH.replace("port = 993", "port = 99999"))
     assert [p.key for p in exc.value.problems] == ["channels[support-mail].imap.port"]
+
+
+OAUTH = """
+[[channels]]
+id = "gmail"
+type = "email"
+address = "support@shop.example"
+imap = { host = "imap.gmail.com", username = "support@shop.example" }
+smtp = { host = "smtp.gmail.com", username = "support@shop.example" }
+oauth = { token_url = "https://oauth2.googleapis.com/token", client_id = "cid.apps", client_secret = "${CS}", refresh_token = "${RT}" }
+"""  # noqa: E501
+
+
+def test_an_oauth_login_needs_no_password_and_names_its_endpoints(tmp_path: Path) -> None:
+    ch = load(tmp_path, OAUTH, env={"CS": "client-s3cret", "RT": "1//refresh-t0ken"})
+    assert ch.oauth is not None and ch.oauth.mechanism == "xoauth2"
+    assert ch.imap.password is None and ch.smtp_oauth
+    for secret in ("client-s3cret", "1//refresh-t0ken"):
+        assert secret not in repr(ch) and secret not in str(ch.model_dump())
+    # Moving a server or the token endpoint needs the secrets sent there given again.
+    endpoints = ch.credential_endpoints()
+    assert endpoints["imap"][1] == ("oauth.refresh_token",)
+    assert endpoints["smtp"][1] == ("oauth.refresh_token",)
+    assert endpoints["oauth"] == (
+        "https://oauth2.googleapis.com/token",
+        ("oauth.client_secret", "oauth.refresh_token"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (
+            ('username = "support@shop.example" }\nsmtp', 'username = "s", password = "p" }\nsmtp'),
+            "leave imap.password out",
+        ),
+        (("oauth = {", "# oauth = {"), "imap.password is required"),
+        (('token_url = "https://', 'token_url = "ftp://'), "token_url"),
+        (("client_id", 'mechanism = "plain", client_id'), "mechanism"),
+    ],
+)
+def test_bad_oauth_settings_are_named(
+    tmp_path: Path, change: tuple[str, str], complaint: str
+) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load(tmp_path, OAUTH.replace(*change, 1), env={"CS": "c", "RT": "r"})
+    assert complaint in str(exc.value)

@@ -21,7 +21,7 @@ from connectors.facebook.connector import FacebookConnector
 from kernel.envelope import OutboundMessage
 from kernel.ids import ConversationId
 from kernel.models import utcnow
-from tests.api.helpers import eventually, get_json
+from tests.api.helpers import eventually, get_json, post_json
 from tests.api.sse import read_events
 from tests.conftest import AUTH
 from tests.facebook.conftest import Fb, FbFactory
@@ -317,21 +317,24 @@ async def test_tagged_reply_after_24_hours(start_fb: FbFactory) -> None:
 
 
 @pytest.mark.parametrize(("tag", "days"), [(False, 2), (True, 8)])
-async def test_closed_window_fails_at_once_without_a_call(
+async def test_closed_window_refused_at_once_without_a_call(
     start_fb: FbFactory, tag: bool, days: float
 ) -> None:
+    """Known before sending: 422 window_closed, nothing stored, Meta never called."""
     fb = await start_fb(human_agent_tag=tag)
     conv_id = await customer_writes(fb)
     await attach_with_clock(fb, days=days)
-    message_id = await reply(fb, conv_id, {"text": "muộn quá"})
-    msg = await settled(fb, message_id)
-    assert msg["status"] == "failed"
-    assert msg["error"]["code"] == "window_closed"
-    assert msg["error"]["reason"].startswith("window_closed: ")
-    assert msg["error"]["retryable"] is False
+    before = (await get_json(fb.client, f"/v1/conversations/{conv_id}/messages"))["items"]
+    refused = await post_json(
+        fb.client, f"/v1/conversations/{conv_id}/messages", {"text": "muộn quá"}, status=422
+    )
+    assert refused["error"]["code"] == "window_closed"
+    assert refused["error"]["details"]["reply_window"]["state"] == "closed"
+    assert refused["error"]["details"]["allowed"] == []
+    after = (await get_json(fb.client, f"/v1/conversations/{conv_id}/messages"))["items"]
+    assert after == before
     assert fb.graph.messages() == []
-    (failed,) = await fb.gw.store.events.after(0, 1000, types=["message.failed"])
-    assert failed.data["message"]["error"] == msg["error"]
+    assert await fb.gw.store.events.after(0, 1000, types=["message.failed"]) == []
 
 
 async def test_window_closed_raised_directly(fb: Fb) -> None:

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import signal
 import smtplib
 import ssl
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +39,18 @@ class LMTPRelay:
         return "250 OK"
 
     def _deliver(self, envelope: Any) -> dict[str, Any]:
-        with smtplib.LMTP(*self.lmtp) as lmtp:
-            # raises SMTPRecipientsRefused if *all* recipients are unknown to Dovecot
-            return lmtp.sendmail(envelope.mail_from, envelope.rcpt_tos, envelope.original_content)
+        # One LMTP transaction per recipient: LMTP answers DATA once per recipient, and
+        # smtplib reads only the first answer (the next command would then read the rest).
+        refused: dict[str, Any] = {}
+        for rcpt in envelope.rcpt_tos:
+            with smtplib.LMTP(*self.lmtp) as lmtp:
+                try:
+                    lmtp.sendmail(envelope.mail_from, [rcpt], envelope.original_content)
+                except smtplib.SMTPRecipientsRefused as e:
+                    refused.update(e.recipients)
+        if refused and len(refused) == len(envelope.rcpt_tos):
+            raise smtplib.SMTPRecipientsRefused(refused)
+        return refused
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.spool:
@@ -71,6 +84,63 @@ class Users:
         return AuthResult(success=False, handled=False)
 
 
+class OAuthRelay(LMTPRelay):
+    """Also takes AUTH XOAUTH2 and OAUTHBEARER, checking the bearer token at an OAuth
+    introspection endpoint (RFC 7662, POST token=...) as Dovecot's oauth2 passdb does."""
+
+    def __init__(self, *args: Any, introspection: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.introspection = introspection
+
+    def _user_of(self, token: str) -> str | None:
+        body = urllib.parse.urlencode({"token": token}).encode()
+        try:
+            with urllib.request.urlopen(self.introspection, body, timeout=5) as resp:
+                found = json.loads(resp.read())
+        except (OSError, ValueError):
+            return None
+        return str(found.get("username")) if found.get("active") is True else None
+
+    async def _check(self, server: Any, user: str | None, token: str | None) -> AuthResult:
+        if user and token and await asyncio.to_thread(self._user_of, token) == user:
+            return AuthResult(success=True, auth_data=user)
+        # RFC 7628 3.2.2: the error as a challenge; the client answers it with an empty line.
+        await server.challenge_auth(json.dumps({"status": "invalid_token"}))
+        return AuthResult(success=False, handled=False)
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:
+        fields = _sasl_fields(args)
+        user = fields.get("user")
+        bearer = fields.get("auth", "")
+        return await self._check(server, user, bearer.removeprefix("Bearer ") or None)
+
+    async def auth_OAUTHBEARER(self, server: Any, args: list[str]) -> AuthResult:
+        fields = _sasl_fields(args)
+        gs2 = fields.get("", "")  # "n,a=user," before the first \x01
+        user = gs2.split("a=", 1)[1].split(",", 1)[0] if "a=" in gs2 else None
+        user = user.replace("=2C", ",").replace("=3D", "=") if user else None
+        bearer = fields.get("auth", "")
+        return await self._check(server, user, bearer.removeprefix("Bearer ") or None)
+
+
+def _sasl_fields(args: list[str]) -> dict[str, str]:
+    """key=value fields of an initial response split by \x01 ("" holds a GS2 header)."""
+    if len(args) < 2:
+        return {}
+    try:
+        text = base64.b64decode(args[1], validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    out: dict[str, str] = {}
+    for item in text.split("\x01"):
+        if item.startswith(("n,", "y,", "p=")):
+            out[""] = item
+        elif "=" in item:
+            key, _, value = item.partition("=")
+            out[key] = value
+    return out
+
+
 def hostport(s: str) -> tuple[str, int]:
     h, p = s.rsplit(":", 1)
     return h, int(p)
@@ -84,6 +154,7 @@ def main() -> None:
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--users")
+    ap.add_argument("--oauth-introspection")
     a = ap.parse_args()
     tls = None
     if a.tls_cert:
@@ -92,8 +163,13 @@ def main() -> None:
     auth: dict[str, Any] = {}
     if a.users:
         auth = {"authenticator": Users(a.users), "auth_require_tls": False}
+    relay = (
+        OAuthRelay(*a.lmtp, spool=a.spool, introspection=a.oauth_introspection)
+        if a.oauth_introspection
+        else LMTPRelay(*a.lmtp, spool=a.spool)
+    )
     ctl = Controller(
-        LMTPRelay(*a.lmtp, spool=a.spool),
+        relay,
         hostname=a.listen[0],
         port=a.listen[1],
         tls_context=tls,

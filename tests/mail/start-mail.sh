@@ -51,6 +51,29 @@ ssl_cert = <$DIR/tls.crt
 ssl_key = <$DIR/tls.key"
   imaps_port=$IMAPS_PORT
 fi
+# MAIL_OAUTH_INTROSPECTION=URL: IMAP and SMTP also take XOAUTH2 / OAUTHBEARER, the bearer
+# token checked at that OAuth introspection endpoint (RFC 7662, POST token=...), which
+# answers {"active": true, "username": "..."}.
+oauth_mechs=""
+oauth_passdb=""
+smtp_oauth=()
+if [ -n "${MAIL_OAUTH_INTROSPECTION:-}" ]; then
+  cat > "$DIR/dovecot-oauth2.conf.ext" <<EOF
+introspection_mode = post
+introspection_url = $MAIL_OAUTH_INTROSPECTION
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+EOF
+  chmod 644 "$DIR/dovecot-oauth2.conf.ext"
+  oauth_mechs=" xoauth2 oauthbearer"
+  oauth_passdb="passdb {
+  driver = oauth2
+  args = $DIR/dovecot-oauth2.conf.ext
+}"
+  smtp_oauth=(--oauth-introspection "$MAIL_OAUTH_INTROSPECTION")
+fi
 runuser -u dovecot -- test -r "$DIR/users" || { echo "user dovecot cannot read $DIR/users: make its parents o+x" >&2; exit 1; }
 cat > "$DIR/dovecot.conf" <<EOF
 # standalone instance: nothing from /etc/dovecot is read
@@ -62,12 +85,13 @@ instance_name = dovecot-test-$IMAP_PORT
 log_path = $DIR/dovecot.log
 $ssl_conf
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login$oauth_mechs
 mail_location = maildir:~/Maildir
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u $DIR/users
 }
+$oauth_passdb
 userdb {
   driver = passwd-file
   args = username_format=%u $DIR/users
@@ -102,6 +126,7 @@ if ! alive "$DIR/smtp.pid"; then
   tls=()
   [ "${MAIL_TLS:-0}" = 1 ] && tls=(--tls-cert "$DIR/tls.crt" --tls-key "$DIR/tls.key")
   [ "${MAIL_SMTP_AUTH:-0}" = 1 ] && tls+=(--users "$DIR/users")
+  tls+=("${smtp_oauth[@]}")
   nohup "$PY" "$HERE/smtp_to_lmtp.py" --listen "127.0.0.1:$SMTP_PORT" --lmtp "127.0.0.1:$LMTP_PORT" \
     --spool "$DIR/spool" "${tls[@]}" > "$DIR/smtp.log" 2>&1 < /dev/null &
   echo $! > "$DIR/smtp.pid"

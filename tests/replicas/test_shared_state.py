@@ -267,3 +267,28 @@ async def test_failed_logins_are_counted_across_replicas(
     await asyncio.sleep(0.2)  # the other replica is told through Redis
     assert await status(other, "guess-5") == 429
     assert await status(other, "guess-6") == 429
+
+
+async def test_a_token_revoked_on_one_replica_loses_its_stream_on_the_other(
+    replicas: Callable[[str], Awaitable[Pair]],
+) -> None:
+    _, client_a, b, client_b = await replicas("")
+    resp = await client_a.post(
+        "/v1/tokens", json={"name": "helpdesk", "scopes": ["integration"]}, headers=AUTH
+    )
+    token = await resp.json()
+    bearer = {"Authorization": f"Bearer {token['token']}"}
+    stream = await client_b.get("/v1/events", headers=bearer)
+    assert stream.status == 200
+    assert (await stream.content.readline()).startswith(b"retry:")
+    assert (await client_a.delete(f"/v1/tokens/{token['id']}", headers=AUTH)).status == 204
+    started = time.monotonic()
+
+    async def ended() -> None:
+        while await stream.content.readline():
+            pass
+
+    await asyncio.wait_for(ended(), 10)
+    took = time.monotonic() - started
+    assert took < PROPAGATION + b.auth.cache_seconds, took
+    assert b.lifecycle.streams == 0

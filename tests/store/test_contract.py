@@ -943,6 +943,35 @@ async def test_outbound_jobs_carry_the_last_inbound_time(domain: Domain, store: 
     assert abs((job.outbound.last_inbound_at - r.message.created_at).total_seconds()) < 1
 
 
+async def test_outbound_jobs_carry_the_last_inbound_metadata(domain: Domain, store: Store) -> None:
+    """An e-mail reply keeps the Cc of the customer's latest mail before it."""
+    first = inbound(MAIL, "<1@x>", "an@example.vn")
+    first = first.model_copy(update={"metadata": {"cc": [{"email": "a@x.vn", "name": "Á"}]}})
+    r = await ingest(domain, first)
+    latest = inbound(MAIL, "<2@x>", "an@example.vn", refs=["<1@x>"]).model_copy(
+        update={"metadata": {"cc": [{"email": "b@x.vn", "name": "Bình"}]}}
+    )
+    await ingest(domain, latest)
+    reply, _ = await domain.outbox.create(
+        r.conversation_id, Author(type=AuthorType.AGENT), [TextPart(text="x")]
+    )
+    await domain.outbox.mark_sent(reply.id, "<3@x>")
+    await domain.outbox.create(
+        r.conversation_id, Author(type=AuthorType.AGENT), [TextPart(text="y")]
+    )
+    (job,) = await store.outbound.due(utcnow(), 10)
+    assert job.outbound.last_inbound_metadata == {"cc": [{"email": "b@x.vn", "name": "Bình"}]}
+    chat = await ingest(domain, inbound(WEB, "m1", "v1"))
+    await domain.outbox.create(
+        chat.conversation_id, Author(type=AuthorType.AGENT), [TextPart(text="z")]
+    )
+    jobs = await store.outbound.due(utcnow(), 10)
+    assert [j.outbound.last_inbound_metadata for j in jobs] == [
+        {"cc": [{"email": "b@x.vn", "name": "Bình"}]},
+        {},
+    ]
+
+
 async def test_watermarks_count_from_when_a_message_went_out(domain: Domain, store: Store) -> None:
     r = await ingest(domain, inbound(WEB, "m1", "v1"))
     early, _ = await domain.outbox.create(
@@ -1092,3 +1121,37 @@ async def test_an_answer_to_a_question_is_the_pick(domain: Domain, store: Store)
     # No question asked (a plain reply came after it): nothing is a pick.
     await domain.outbox.create(first.conversation_id, agent, [TextPart(text="Dạ vâng ạ")])
     assert await answer("a8", "1") == {}
+
+
+async def test_each_email_thread_is_its_own_conversation(
+    domain: Domain, store: Store, recorder: Recorder
+) -> None:
+    """design.md 10: on e-mail a mail joins only the thread it names; chat joins the open one."""
+    sender = {"email": "an@example.vn", "verified": True}
+    a = await ingest(domain, inbound(MAIL, "<1@x>", "an@example.vn", "đơn hàng 1", **sender))
+    b = await ingest(domain, inbound(MAIL, "<2@x>", "an@example.vn", "đơn hàng 2", **sender))
+    assert b.conversation_id != a.conversation_id  # a new thread, though one is open
+    assert b.conversation_status == ConversationStatus.QUEUED
+    assert recorder.types().count("conversation.created") == 2
+    to_a = await ingest(domain, inbound(MAIL, "<3@x>", "an@example.vn", refs=["<1@x>"]))
+    to_b = await ingest(domain, inbound(MAIL, "<4@x>", "an@example.vn", refs=["<9@x>", "<2@x>"]))
+    assert (to_a.conversation_id, to_b.conversation_id) == (a.conversation_id, b.conversation_id)
+    # The newest open one answers "the sender's open conversation" (typing, the widget).
+    assert await store.conversations.open_for(MAIL, "an@example.vn") == b.conversation_id
+
+    # A resolved thread named again reopens, beside the other open thread.
+    await domain.assignments.resolve(a.conversation_id)
+    again = await ingest(domain, inbound(MAIL, "<5@x>", "an@example.vn", refs=["<3@x>"]))
+    assert again.conversation_id == a.conversation_id
+    assert again.conversation_status == ConversationStatus.QUEUED
+    assert "conversation.reopened" in recorder.types()
+    # So does reopening one by hand.
+    await domain.assignments.resolve(b.conversation_id)
+    reopened = await domain.assignments.reopen(b.conversation_id)
+    assert reopened.status == ConversationStatus.QUEUED
+
+    # Chat channels keep joining the open conversation, with the same contact.
+    z1 = await ingest(domain, inbound(ZALO, "z1", "zu1", "chào", **sender))
+    z2 = await ingest(domain, inbound(ZALO, "z2", "zu1", "chào lại", **sender))
+    assert z1.contact_id == a.contact_id
+    assert z1.conversation_id == z2.conversation_id

@@ -38,6 +38,7 @@ from kernel.models import (
     TextPart,
     utcnow,
 )
+from kernel.text import fold_name
 from tests.servers import PgServer
 from tests.store.backends import Backend, PostgresBackend, SqliteBackend
 from tests.store.conftest import Domain
@@ -83,6 +84,8 @@ class Person:
 
     def values(self) -> list[bytes]:
         texts = [self.name, self.email, self.phone, self.local_phone, self.visitor, self.text]
+        # The name as contact search keeps it, folded ("nguyen thi hong ...").
+        texts.append(fold_name(self.name))
         return [t.encode() for t in [*texts, self.mail_text, self.cc]] + [self.file_bytes]
 
 

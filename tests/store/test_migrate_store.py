@@ -12,6 +12,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -317,8 +318,19 @@ async def test_a_copied_installation_answers_the_same_and_continues(
     await gw.stop()
     source = await all_events(sqlite_url(tmp_path))
     delivered_before = receiver.ids()
+    # a provider's file still to be fetched when the installation moves
+    db = sqlite3.connect(tmp_path / "data" / "omnigw.db")
+    with db:
+        (message_id,) = db.execute("SELECT id FROM messages ORDER BY id LIMIT 1").fetchone()
+        job = (message_id, "shop", 2, 1_900_000_000_000_000, 1_800_000_000_000_000)
+        db.execute("INSERT INTO media_downloads VALUES (?, ?, ?, ?, ?)", job)
+    db.close()
 
     report = await copy_sqlite_to_postgres(sqlite_url(tmp_path), pg_url)
+    assert report.rows["media_downloads"] == 1
+    (copied,) = await pg_rows(pg_url, "SELECT * FROM media_downloads")
+    assert (copied["message_id"], copied["channel_id"], copied["attempts"]) == job[:3]
+    assert copied["next_at"] == datetime.fromtimestamp(1_900_000_000, UTC)
 
     last = source[-1].seq
     assert report.last_event_id == last >= logged

@@ -7,7 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernel.models import Message, TextPart
-from kernel.text import InvalidPhoneNumber, clean_text, nfc, normalize_email, normalize_phone
+from kernel.text import (
+    InvalidPhoneNumber,
+    clean_text,
+    fold_name,
+    name_tails,
+    nfc,
+    normalize_email,
+    normalize_phone,
+)
 
 
 @pytest.mark.parametrize(
@@ -144,3 +152,35 @@ def test_ids_sort_by_creation() -> None:
     assert ids == sorted(ids)
     assert len(set(ids)) == 5000
     assert all(len(i) == len("msg_") + 26 for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("name", "folded"),
+    [
+        ("Nguyễn Văn An", "nguyen van an"),
+        ("ĐẶNG THỊ Ngọc", "dang thi ngoc"),
+        ("Ngo\u0302 Ba\u0309o Cha\u0302u", "ngo bao chau"),  # decomposed (NFD) input
+        ("  Trần_Đức-Anh (VIP) ", "tran duc anh vip"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_names_fold_without_diacritics_or_case(name: str | None, folded: str) -> None:
+    assert fold_name(name) == folded
+
+
+def test_a_name_s_tails_start_at_each_word() -> None:
+    assert name_tails("Nguyễn Văn An") == ["an", "nguyen van an", "van an"]
+    assert name_tails("An An") == ["an", "an an"]
+    assert name_tails(None) == []
+
+
+@given(st.text())
+def test_folding_is_idempotent_and_keeps_only_words(text: str) -> None:
+    folded = fold_name(text)
+    assert fold_name(folded) == folded
+    assert "%" not in folded and "_" not in folded  # safe inside a LIKE pattern
+    assert name_tails(folded) == name_tails(text)
+    for tail in name_tails(text):
+        assert 0 < len(tail) <= 200
+        assert folded.endswith(tail) or len(tail) == 200

@@ -45,16 +45,16 @@ class Receiver:
     _runner: web.AppRunner | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def start(self) -> Receiver:
+    async def start(self, host: str = "127.0.0.1") -> Receiver:
         app = web.Application()
         app.router.add_post("/hook", self._handle)
         app.router.add_post("/elsewhere", self._elsewhere)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, host, 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/hook"
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}/hook"
         self.elsewhere: list[Delivery] = []
         return self
 

@@ -16,6 +16,7 @@ from connectors.zalo.parse import (
     Invalid,
     OaMessage,
     PayloadError,
+    SubmittedInfo,
     Unhandled,
     UserMessage,
     parse_event,
@@ -54,7 +55,9 @@ KINDS = {
     "oa_send_image": OaMessage,
     "user_seen_message": Delivery,
     "user_received_message": Delivery,
+    "zns_user_received_message": Delivery,  # ZNS: one msg_id, with tracking_id
     "follow": Unhandled,
+    "user_submit_info": SubmittedInfo,
     "unknown_react_message": Unhandled,
 }
 
@@ -70,6 +73,20 @@ def test_each_fixture_parses_to_its_kind(name: str) -> None:
     if isinstance(event, UserMessage | OaMessage):
         assert (event.oa_id, event.user_id) == (OA_ID, USER)  # sides swap for oa_send_*
         assert event.sent_at is not None and event.sent_at.year == 2026
+
+
+def test_submitted_info_names_the_user_and_what_was_shared() -> None:
+    event = parse_event(dump(recorded("user_submit_info")))
+    assert isinstance(event, SubmittedInfo)
+    assert (event.oa_id, event.user_id) == (OA_ID, USER)
+    assert (event.name, event.phone) == ("Nguyễn Thị Thu", "84912345678")
+    # a management event naming the OA and the user by their own keys
+    data = recorded("user_submit_info")
+    del data["sender"], data["recipient"]
+    data["user_id"] = USER
+    event = parse_event(dump(data))
+    assert isinstance(event, SubmittedInfo)
+    assert (event.oa_id, event.user_id) == (OA_ID, USER)
 
 
 def test_ids_stay_text_even_beyond_2_to_the_53() -> None:
@@ -156,6 +173,12 @@ envelopes = st.fixed_dictionaries(
         "timestamp": ids,
         "sender": st.fixed_dictionaries({"id": ids}) | maybe,
         "recipient": st.fixed_dictionaries({"id": ids}) | maybe,
+        "oa_id": ids,
+        "user_id": ids,
+        "info": st.fixed_dictionaries(
+            {}, optional={"name": maybe, "phone": maybe | st.text(max_size=20), "city": maybe}
+        )
+        | maybe,
         "message": st.fixed_dictionaries(
             {},
             optional={
@@ -177,7 +200,11 @@ def _check(body: bytes) -> None:
     except PayloadError as exc:  # the only error allowed out, with an API code
         assert exc.code in {"bad_json", "not_utf8", "bad_payload", "missing_field"}  # noqa: PT017
         return
-    assert isinstance(event, UserMessage | OaMessage | Delivery | Unhandled | Invalid)
+    assert isinstance(
+        event, UserMessage | OaMessage | Delivery | SubmittedInfo | Unhandled | Invalid
+    )
+    if isinstance(event, SubmittedInfo):
+        assert event.user_id and event.oa_id and (event.name or event.phone)
     json.loads(event.raw)  # always storable as it came
 
 

@@ -74,6 +74,7 @@
       placeholder: 'Nhập tin nhắn…',
       inputLabel: 'Nội dung tin nhắn',
       send: 'Gửi tin nhắn',
+      attach: 'Gửi ảnh hoặc tệp',
       typing: 'Nhân viên đang soạn tin…',
       pending: 'Đang gửi…',
       sent: 'Đã gửi',
@@ -95,6 +96,8 @@
         empty_text: 'Tin nhắn trống.',
         rate_limited: 'Bạn gửi hơi nhanh, vui lòng thử lại sau giây lát.',
         internal: 'Máy chủ gặp sự cố, vui lòng thử lại.',
+        upload: 'Không gửi được tệp này.',
+        unknown_attachment: 'Không tìm thấy tệp đã tải lên.',
         other: 'Máy chủ đã từ chối tin nhắn này.'
       }
     },
@@ -108,6 +111,7 @@
       placeholder: 'Type a message…',
       inputLabel: 'Message',
       send: 'Send message',
+      attach: 'Send a photo or file',
       typing: 'Agent is typing…',
       pending: 'Sending…',
       sent: 'Sent',
@@ -129,6 +133,8 @@
         empty_text: 'The message is empty.',
         rate_limited: 'You are sending too fast, please try again in a moment.',
         internal: 'Server error, please try again.',
+        upload: 'This file could not be sent.',
+        unknown_attachment: 'The uploaded file was not found.',
         other: 'The server refused this message.'
       }
     }
@@ -235,6 +241,7 @@
   const ICON_DOWN = 'M6 9l6 6 6-6';
   const ICON_CLOSE = 'M6 6l12 12M18 6L6 18';
   const ICON_SEND = 'M12 19V5M5 12l7-7 7 7';
+  const ICON_ATTACH = 'M21 11l-8.5 8.5a5 5 0 01-7-7L14 4a3.5 3.5 0 015 5l-8.5 8.5a2 2 0 01-3-3L15 7';
 
   // Only http(s) URLs are ever put in href/src; relative ones resolve against the gateway.
   function safeUrl(value) {
@@ -442,6 +449,13 @@ button { font: inherit; }
   display: flex; align-items: center; justify-content: center;
 }
 #omnigw-send:hover { background: var(--accent-strong); }
+#omnigw-attach {
+  width: 40px; height: 40px; border: 0; border-radius: 12px; padding: 0; flex-shrink: 0;
+  background: transparent; color: var(--accent); cursor: pointer;
+  display: flex; align-items: center; justify-content: center;
+}
+#omnigw-attach:hover { background: #eef2f7; }
+#omnigw-attach:focus-visible { outline: 3px solid #7fb2e5; outline-offset: 2px; }
 #omnigw-launcher:focus-visible, .icon-btn:focus-visible, #omnigw-send:focus-visible, .more:focus-visible, .retry:focus-visible {
   outline: 3px solid #7fb2e5; outline-offset: 2px;
 }
@@ -491,7 +505,7 @@ button { font: inherit; }
   let historyQueue = []; // head is the request in flight
   let historyTimer = null;
 
-  let outbox = []; // {cid, text, ts, el}, in send order
+  let outbox = []; // {cid, text, files, ts, el}, in send order
 
   let typingOn = false;
   let lastTypingOnAt = 0;
@@ -553,7 +567,17 @@ button { font: inherit; }
       placeholder: T.placeholder, 'aria-label': T.inputLabel, autocomplete: 'off'
     });
     const send = h('button', { id: 'omnigw-send', type: 'submit', 'aria-label': T.send, title: T.send }, [icon(ICON_SEND)]);
-    const form = h('form', { class: 'composer', novalidate: true }, [input, send]);
+    // Files go up first (POST /webchat/{channel}/uploads with the visitor's token), then
+    // the message names them (attachment_ids).
+    const picker = h('input', { type: 'file', hidden: true, accept: 'image/*,application/pdf', 'aria-hidden': 'true', tabindex: '-1' });
+    const attach = h('button', { id: 'omnigw-attach', type: 'button', 'aria-label': T.attach, title: T.attach }, [icon(ICON_ATTACH)]);
+    const form = h('form', { class: 'composer', novalidate: true }, [attach, picker, input, send]);
+    attach.addEventListener('click', function () { picker.click(); });
+    picker.addEventListener('change', function () {
+      const chosen = Array.prototype.slice.call(picker.files || []);
+      picker.value = '';
+      chosen.forEach(function (file) { sendFile(file); });
+    });
 
     const panel = h('div', {
       id: 'omnigw-panel', role: 'dialog', 'aria-labelledby': 'omnigw-title', lang: LANG, hidden: true
@@ -578,7 +602,7 @@ button { font: inherit; }
     });
     input.addEventListener('input', function () { autosize(); onVisitorTyping(); });
 
-    ui = { host, shadow, root, launcher, badge, panel, status, scroll, more, empty, list, typing, input, send };
+    ui = { host, shadow, root, launcher, badge, panel, status, scroll, more, empty, list, typing, input, send, attach, picker };
   }
 
   function autosize() {
@@ -840,7 +864,7 @@ button { font: inherit; }
   // ---------------------------------------------------------------- outbox
 
   function saveOutbox() {
-    const data = outbox.map(function (it) { return { cid: it.cid, text: it.text, ts: it.ts, choice: it.choice || null }; });
+    const data = outbox.map(function (it) { return { cid: it.cid, text: it.text, files: it.files || [], ts: it.ts, choice: it.choice || null }; });
     if (data.length) session.set(OUTBOX_KEY, JSON.stringify(data));
     else session.del(OUTBOX_KEY);
   }
@@ -850,8 +874,10 @@ button { font: inherit; }
     try { data = JSON.parse(session.get(OUTBOX_KEY) || '[]'); } catch (e) { data = []; }
     if (!Array.isArray(data)) return;
     data.forEach(function (d) {
-      if (!d || typeof d.cid !== 'string' || typeof d.text !== 'string' || !d.text) return;
-      const item = { cid: d.cid, text: d.text, ts: typeof d.ts === 'number' ? d.ts : Date.now() };
+      if (!d || typeof d.cid !== 'string' || typeof d.text !== 'string') return;
+      const files = Array.isArray(d.files) ? d.files.filter(function (f) { return f && typeof f.id === 'string'; }) : [];
+      if (!d.text && !files.length) return;
+      const item = { cid: d.cid, text: d.text, files: files, ts: typeof d.ts === 'number' ? d.ts : Date.now() };
       if (typeof d.choice === 'string' && d.choice) item.choice = d.choice;
       item.el = buildOwnEl(item);
       ui.list.appendChild(item.el);
@@ -859,17 +885,78 @@ button { font: inherit; }
     });
   }
 
+  function ownParts(item) {
+    const parts = item.text ? [{ type: 'text', text: item.text }] : [];
+    (item.files || []).forEach(function (f) { parts.push(f); });
+    return parts;
+  }
+
   function buildOwnEl(item) {
-    const el = buildMessageEl('inbound', 'contact', [{ type: 'text', text: item.text }], new Date(item.ts));
+    const el = buildMessageEl('inbound', 'contact', ownParts(item), new Date(item.ts));
     el.setAttribute('data-client-id', item.cid);
     setOwnStatus(el, 'pending');
     return el;
   }
 
   function sendOutboxItem(item) {
-    const frame = { type: 'message', client_id: item.cid, text: item.text };
+    const frame = { type: 'message', client_id: item.cid };
+    if (item.text) frame.text = item.text;
+    if (item.files && item.files.length) frame.attachment_ids = item.files.map(function (f) { return f.id; });
     if (item.choice) frame.choice_id = item.choice;
     sendFrame(frame);
+  }
+
+  function visitorToken() {
+    // The session frame brings the token; a first-time visitor waits for it.
+    return new Promise(function (resolve, reject) {
+      const started = Date.now();
+      (function check() {
+        const token = local.get(TOKEN_KEY);
+        if (token && sessionOk) return resolve(token);
+        if (Date.now() - started > SESSION_TIMEOUT_MS * 2) return reject(new Error('no session'));
+        setTimeout(check, 100);
+      })();
+    });
+  }
+
+  async function sendFile(file) {
+    ensureStarted();
+    const kind = /^image\//.test(file.type) ? 'image' : 'file';
+    const item = { cid: uuid(), text: '', files: [], ts: Date.now() };
+    item.el = buildMessageEl('inbound', 'contact', [{ type: kind, name: file.name, size: file.size }], new Date(item.ts));
+    item.el.setAttribute('data-client-id', item.cid);
+    setOwnStatus(item.el, 'pending');
+    ui.list.appendChild(item.el);
+    refreshEmpty();
+    scrollToBottom();
+    let answer = null;
+    let reason = T.errors.upload;
+    try {
+      const token = await visitorToken();
+      const body = new FormData();
+      body.append('file', file, file.name);
+      const resp = await fetch(SERVER + '/webchat/' + encodeURIComponent(CHANNEL) + '/uploads', {
+        method: 'POST', headers: { Authorization: 'Bearer ' + token }, body: body
+      });
+      const data = await resp.json().catch(function () { return null; });
+      if (resp.ok && data && typeof data.id === 'string') answer = data;
+      else if (data && data.error && data.error.message) reason = T.errors.upload + ' ' + str(data.error.message);
+    } catch (e) { answer = null; }
+    if (!answer) {
+      setOwnStatus(item.el, 'failed', reason);
+      item.el.querySelectorAll('.retry').forEach(function (b) { b.remove(); });
+      emit('error', { code: 'upload', message: reason, client_id: item.cid });
+      return;
+    }
+    const part = { type: /^image\//.test(str(answer.mime)) ? 'image' : 'file', url: answer.url, name: answer.name, mime: answer.mime, size: answer.size, id: answer.id };
+    item.files = [part];
+    const fresh = buildOwnEl(item);
+    item.el.replaceWith(fresh);
+    item.el = fresh;
+    outbox.push(item);
+    saveOutbox();
+    scrollToBottom();
+    if (ready) sendOutboxItem(item);
   }
 
   function submit() {

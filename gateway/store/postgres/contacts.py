@@ -7,13 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from gateway.store import rows
+from gateway.store import contact_search, rows
+from gateway.store.contact_search import ContactQuery
 from gateway.store.postgres.conversations import identity_contact
 from gateway.store.postgres.reading import Reader, group, updates
 from gateway.store.records import ContactRecord, IdentityRecord
 from gateway.store.rows import CONTACT_COLUMN, CONTACT_COLUMNS, IDENTITY_COLUMNS
 from kernel.ids import ChannelId, ContactId
-from kernel.models import Contact
+from kernel.models import Contact, Identity
+from kernel.pages import Page
+from kernel.text import fold_name, name_tails
 
 if TYPE_CHECKING:
     from gateway.store.postgres.tx import PgTx
@@ -23,7 +26,15 @@ SERVED = (
     "(SELECT COALESCE(merged_into, id) FROM contacts WHERE id = $3)"
 )
 _IDENTITY = f"SELECT {IDENTITY_COLUMNS} FROM identities WHERE channel_id = $1 AND external_id = $2"
-_INSERT = f"INSERT INTO contacts ({CONTACT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_INSERT = (
+    f"INSERT INTO contacts ({CONTACT_COLUMNS}, name_key) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+)
+_ADD_TAILS = (
+    "INSERT INTO contact_names (tail, contact_id) SELECT unnest($1::text[]), $2 "
+    "ON CONFLICT DO NOTHING"
+)
+_DROP_TAILS = "DELETE FROM contact_names WHERE tail = ANY($1::text[]) AND contact_id = $2"
 _BY_ID = f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = $1"
 _UPDATES: dict[tuple[str, ...], str] = {}
 
@@ -81,7 +92,18 @@ class ContactTx:
             bool(record.email_verified),
             record.merged_into,
             record.attributes_json,
+            fold_name(record.display_name),
         )
+        await self._tails(record.id, [], name_tails(record.display_name))
+
+    async def _tails(self, contact_id: str, old: list[str], new: list[str]) -> None:
+        """Keep contact_names the tails of the contact's folded name."""
+        gone = sorted(set(old) - set(new))
+        added = sorted(set(new) - set(old))
+        if gone:
+            await self.tx.execute(_DROP_TAILS, gone, contact_id)
+        if added:
+            await self.tx.execute(_ADD_TAILS, added, contact_id)
 
     async def insert_identity(self, record: IdentityRecord) -> None:
         await self.tx.execute(
@@ -103,6 +125,10 @@ class ContactTx:
         return None if row is None else rows.contact_record(row)
 
     async def update(self, contact_id: str, **changes: Any) -> None:
+        if "display_name" in changes:
+            old = await self.tx.fetchval("SELECT name_key FROM contacts WHERE id = $1", contact_id)
+            await self._tails(contact_id, name_tails(old), name_tails(changes["display_name"]))
+            changes["name_key"] = fold_name(changes["display_name"])
         key = tuple(changes)
         sql = _UPDATES.get(key)
         if sql is None:
@@ -191,6 +217,28 @@ class ContactTx:
             external_id,
         )
 
+    async def set_apart(self, a: str, b: str, apart: bool, at: int) -> None:
+        low, high = sorted((a, b))
+        if apart:
+            await self.tx.execute(
+                "INSERT INTO contacts_apart (low, high, created_at) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING",
+                low,
+                high,
+                at,
+            )
+        else:
+            await self.tx.execute(
+                "DELETE FROM contacts_apart WHERE low = $1 AND high = $2", low, high
+            )
+
+    async def apart(self, a: str, b: str) -> bool:
+        low, high = sorted((a, b))
+        found = await self.tx.fetchval(
+            "SELECT 1 FROM contacts_apart WHERE low = $1 AND high = $2", low, high
+        )
+        return found is not None
+
     async def identity_count(self, contact_id: str) -> int:
         found = await self.tx.fetchval(
             "SELECT COUNT(*) FROM identities WHERE contact_id = $1", contact_id
@@ -204,9 +252,58 @@ class ContactTx:
         await self.tx.execute(SERVED, agent_id, at, contact_id)
 
 
+async def load_many(conn: asyncpg.Connection, contact_ids: Sequence[str]) -> list[Contact]:
+    """These contacts with their identities, in the order given (unknown ones left out)."""
+    if not contact_ids:
+        return []
+    ids = list(contact_ids)
+    idents: dict[str, list[Identity]] = {}
+    for r in await conn.fetch(
+        "SELECT * FROM identities WHERE contact_id = ANY($1::text[]) "
+        "ORDER BY created_at, channel_id, external_id",
+        ids,
+    ):
+        idents.setdefault(r["contact_id"], []).append(rows.identity(r))
+    found = {
+        r["id"]: rows.contact(r, idents.get(r["id"], []))
+        for r in await conn.fetch("SELECT * FROM contacts WHERE id = ANY($1::text[])", ids)
+    }
+    return [found[i] for i in ids if i in found]
+
+
+async def search(
+    conn: asyncpg.Connection, query: ContactQuery, cursor: str | None, limit: int
+) -> Page[Contact]:
+    plan = contact_search.plan(query, cursor, limit, postgres=True)
+    found = await conn.fetch(contact_search.numbered(plan.sql), *plan.args)
+    ids, next_cursor = contact_search.page_ids(found, plan, limit)
+    return Page[Contact](items=await load_many(conn, ids), next_cursor=next_cursor)
+
+
+async def sharing(conn: asyncpg.Connection, contact_id: str, limit: int) -> list[Contact]:
+    """Contacts (not merged away, not in this one's group) with its phone or e-mail."""
+    found = await conn.fetch(
+        "SELECT c.id FROM contacts k JOIN contacts c ON c.merged_into IS NULL "
+        "AND c.id != k.id AND ((k.phone IS NOT NULL AND c.phone = k.phone) "
+        "OR (k.email IS NOT NULL AND c.email = k.email)) "
+        "WHERE k.id = $1 ORDER BY c.created_at, c.id LIMIT $2",
+        contact_id,
+        limit,
+    )
+    return await load_many(conn, [r[0] for r in found])
+
+
 class ContactReads:
     def __init__(self, reader: Reader) -> None:
         self._read = reader
+
+    async def search(self, query: ContactQuery, cursor: str | None, limit: int) -> Page[Contact]:
+        found: Page[Contact] = await self._read(search, query, cursor, limit)
+        return found
+
+    async def sharing(self, contact_id: ContactId, limit: int) -> list[Contact]:
+        found: list[Contact] = await self._read(sharing, contact_id, limit)
+        return found
 
     async def get(self, contact_id: ContactId) -> Contact | None:
         found: Contact | None = await self._read(load, contact_id)

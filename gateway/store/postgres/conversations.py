@@ -10,7 +10,14 @@ import asyncpg
 
 from gateway.store import rows
 from gateway.store.postgres.reading import Reader, group, page, updates
-from gateway.store.records import ConversationFilter, ConversationRecord, OpenConversation, from_us
+from gateway.store.records import (
+    ConversationFilter,
+    ConversationRecord,
+    OpenConversation,
+    WindowCandidate,
+    WindowFacts,
+    from_us,
+)
 from gateway.store.rows import CONVERSATION_COLUMN, CONVERSATION_COLUMNS
 from kernel.ids import ChannelId, ConversationId
 from kernel.models import Conversation, Identity
@@ -28,11 +35,22 @@ _HOLDING = (
 )
 _OPEN_OF = (
     "SELECT id, contact_id, status, awaiting_since, first_response_at FROM conversations "
-    "WHERE contact_id = $1 AND channel_id = $2 AND status <> 'resolved'"
+    "WHERE contact_id = $1 AND channel_id = $2 AND status <> 'resolved' ORDER BY id DESC LIMIT 1"
 )
 _INSERT = (
     f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES "
     f"({', '.join(f'${i}' for i in range(1, 25))})"
+)
+_WINDOW_CANDIDATES = (
+    f"SELECT {_C}, c.window_warned_at, COALESCE(p.phone, k.phone) "
+    "FROM conversations c LEFT JOIN contacts k ON k.id = c.contact_id "
+    "LEFT JOIN contacts p ON p.id = k.merged_into "
+    "WHERE c.status <> 'resolved' AND EXISTS (SELECT 1 FROM unnest($1::bigint[], "
+    "$2::bigint[]) AS s(lo, hi) WHERE c.last_inbound_at BETWEEN to_timestamp(s.lo / 1e6) "
+    "AND to_timestamp(s.hi / 1e6)) "
+    "AND c.channel_type = ANY($3::text[]) "
+    "AND (c.window_warned_at IS NULL OR c.window_warned_at <= $4) "
+    "ORDER BY c.last_inbound_at LIMIT $5"
 )
 _QUEUED = (
     f"SELECT {_C}, r.last_agent_id, r.last_served_at FROM conversations c "
@@ -147,6 +165,52 @@ class ConversationTx:
     async def loads(self) -> list[tuple[str, str, int]]:
         return [(r[0], r[1], r[2]) for r in await self.tx.fetch(_LOADS)]
 
+    async def by_start_key(self, key: str) -> str | None:
+        found = await self.tx.fetchval("SELECT id FROM conversations WHERE start_key = $1", key)
+        return None if found is None else str(found)
+
+    async def set_start_key(self, conversation_id: str, key: str) -> None:
+        await self.tx.execute(
+            "UPDATE conversations SET start_key = $1 WHERE id = $2", key, conversation_id
+        )
+
+    async def last_inbound(self, contact_ids: Sequence[str], channel_id: str) -> int | None:
+        found = await self.tx.fetchval(
+            "SELECT MAX(last_inbound_at) FROM conversations "
+            "WHERE contact_id = ANY($1::text[]) AND channel_id = $2",
+            list(contact_ids),
+            channel_id,
+        )
+        return None if found is None else int(found)
+
+    async def window_candidates(
+        self,
+        channel_types: Sequence[str],
+        spans: Sequence[tuple[int, int]],
+        now: int,
+        limit: int,
+    ) -> list[WindowCandidate]:
+        return [
+            WindowCandidate(rows.conversation(tuple(r)[:-2]), r[-2], r[-1])
+            for r in await self.tx.fetch(
+                _WINDOW_CANDIDATES,
+                [lo for lo, _ in spans],
+                [hi for _, hi in spans],
+                list(channel_types),
+                now,
+                limit,
+            )
+        ]
+
+    async def warn_window(self, conversation_id: str, closes_at: int) -> bool:
+        done = await self.tx.execute(
+            "UPDATE conversations SET window_warned_at = $1 WHERE id = $2 "
+            "AND window_warned_at IS DISTINCT FROM $1",
+            closes_at,
+            conversation_id,
+        )
+        return done == "UPDATE 1"
+
     async def channel_types(self) -> set[str]:
         found = await self.tx.fetch("SELECT DISTINCT channel_type FROM conversations")
         return {r[0] for r in found}
@@ -231,6 +295,20 @@ async def _decisions(conn: asyncpg.Connection, conversation_id: str) -> list[dic
     ]
 
 
+async def _window_facts(conn: asyncpg.Connection, ids: list[str]) -> dict[str, WindowFacts]:
+    if not ids:
+        return {}
+    return {
+        r[0]: WindowFacts(r[1], r[2])
+        for r in await conn.fetch(
+            "SELECT c.id, c.last_inbound_at, COALESCE(p.phone, k.phone) FROM conversations c "
+            "LEFT JOIN contacts k ON k.id = c.contact_id "
+            "LEFT JOIN contacts p ON p.id = k.merged_into WHERE c.id = ANY($1::text[])",
+            ids,
+        )
+    }
+
+
 class ConversationReads:
     def __init__(self, reader: Reader) -> None:
         self._read = reader
@@ -251,6 +329,10 @@ class ConversationReads:
 
     async def recipient(self, conversation_id: ConversationId) -> Identity | None:
         found: Identity | None = await self._read(_recipient, conversation_id)
+        return found
+
+    async def window_facts(self, ids: Sequence[str]) -> dict[str, WindowFacts]:
+        found: dict[str, WindowFacts] = await self._read(_window_facts, list(ids))
         return found
 
     async def decisions(self, conversation_id: ConversationId) -> list[dict[str, Any]]:

@@ -55,6 +55,14 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
 )
 CONNECT_TIMEOUT = 5.0
+# Two replicas' transactions taking the same rows in another order: PostgreSQL aborts one
+# (a deadlock, or a serialisation failure). Nothing of the aborted unit was committed, so
+# it is run again, in a later batch, a few times before its caller sees the error.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+MAX_RETRIES = 5
 
 
 def unavailable(exc: BaseException) -> StoreUnavailable:
@@ -90,6 +98,14 @@ class _Op:
     work: Callable[[PgTx], Coroutine[Any, Any, Any]]
     future: asyncio.Future[Any]
     alone: bool = False
+    retries: int = 0
+
+    def again(self, error: BaseException | None) -> bool:
+        """Whether the unit runs again after this error (a lost race, a few times)."""
+        if isinstance(error, RETRYABLE) and self.retries < MAX_RETRIES:
+            self.retries += 1
+            return True
+        return False
 
 
 class Database:
@@ -163,8 +179,12 @@ class Database:
                     outcomes, events = await self._one_by_one(batch)
             except BaseException as exc:  # never leave a caller waiting forever
                 failure = unavailable(exc) if isinstance(exc, UNREACHABLE) else exc
+                retried = [op for op in batch if not op.future.done() and op.again(exc)]
+                if retried:
+                    log.info("a unit of work lost a race (%s); run again", type(exc).__name__)
+                    pending.extendleft(reversed(retried))
                 for op in batch:
-                    if not op.future.done():
+                    if not op.future.done() and op not in retried:
                         op.future.set_exception(failure)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
@@ -176,13 +196,19 @@ class Database:
                     await self.publish(events)
                 except Exception:  # committed: a later catch-up hands them on
                     log.warning("publishing committed events failed; caught up later")
+            retried = []
             for op, result, error in outcomes:
                 if op.future.done():
                     continue
-                if error is not None:
+                if error is not None and op.again(error):
+                    retried.append(op)
+                elif error is not None:
                     op.future.set_exception(error)
                 else:
                     op.future.set_result(result)
+            if retried:
+                log.info("%d unit(s) of work lost a race; run again", len(retried))
+                pending.extendleft(reversed(retried))
 
     async def _one_by_one(
         self, batch: list[_Op]

@@ -78,10 +78,16 @@ class ErasureTx:
             "OR original_contact_id = ANY($1::text[])",
             ids,
         )
+        # The folded name and its tails are the name too (contact search).
+        await self.tx.execute("DELETE FROM contact_names WHERE contact_id = ANY($1::text[])", ids)
+        await self.tx.execute(
+            "DELETE FROM contacts_apart WHERE low = ANY($1::text[]) OR high = ANY($1::text[])",
+            ids,
+        )
         await self.tx.execute(
             "UPDATE contacts SET display_name = NULL, phone = NULL, phone_verified = false, "
-            "email = NULL, email_verified = false, attributes = '{}', erased_at = $2 "
-            "WHERE id = ANY($1::text[])",
+            "email = NULL, email_verified = false, attributes = '{}', name_key = '', "
+            "erased_at = $2 WHERE id = ANY($1::text[])",
             ids,
             at,
         )

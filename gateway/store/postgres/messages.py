@@ -15,6 +15,7 @@ from gateway.store.postgres.reading import Reader, Write, count, group, page
 from gateway.store.records import (
     ASKED_WITHIN,
     Asked,
+    MediaJob,
     OutboundJob,
     StoredMessage,
     asked_from,
@@ -22,11 +23,11 @@ from gateway.store.records import (
     opt_dt,
     to_us,
 )
-from gateway.store.rows import CONVERSATION_COLUMNS
+from gateway.store.rows import CONVERSATION_COLUMNS, PHONE_CHANNELS
 from kernel.envelope import OutboundMessage
 from kernel.errors import NotFound
 from kernel.ids import ChannelId, ContactId, ConversationId, MessageId
-from kernel.models import Identity, Message, MessageError, MessageStatus, Reaction
+from kernel.models import Identity, Message, MessageError, MessageStatus, Part, Reaction
 from kernel.pages import Page, decode_cursor
 
 if TYPE_CHECKING:
@@ -192,6 +193,80 @@ class MessageTx:
             message_id,
         )
 
+    async def set_parts(self, message_id: str, parts: Sequence[Part]) -> None:
+        await self.tx.execute(
+            "UPDATE messages SET parts = $1 WHERE id = $2", rows.parts_json(list(parts)), message_id
+        )
+
+    async def download_later(self, message_id: str, channel_id: str) -> None:
+        await self.tx.execute(
+            "INSERT INTO media_downloads (message_id, channel_id, next_at, created_at) "
+            "VALUES ($1, $2, $3, $3) ON CONFLICT (message_id) DO NOTHING",
+            message_id,
+            channel_id,
+            self.tx.now,
+        )
+
+    async def download_again(self, message_id: str, attempts: int, at: int) -> None:
+        await self.tx.execute(
+            "UPDATE media_downloads SET attempts = $1, next_at = $2 WHERE message_id = $3",
+            attempts,
+            at,
+            message_id,
+        )
+
+    async def downloaded(self, message_id: str) -> None:
+        await self.tx.execute("DELETE FROM media_downloads WHERE message_id = $1", message_id)
+
+
+# Due jobs, held for a while by the process that takes them (replicas share the table).
+_CLAIM_DOWNLOADS = (
+    "UPDATE media_downloads SET next_at = $3 WHERE message_id IN ("
+    " SELECT message_id FROM media_downloads WHERE next_at <= $1"
+    " ORDER BY next_at, message_id LIMIT $2 FOR UPDATE SKIP LOCKED"
+    ") RETURNING message_id, attempts"
+)
+
+
+async def _claim_downloads(
+    conn: asyncpg.Connection, now_us: int, limit: int, held_us: int
+) -> list[MediaJob]:
+    jobs = []
+    async with conn.transaction():
+        claimed = await conn.fetch(_CLAIM_DOWNLOADS, now_us, limit, held_us)
+        for row in sorted(claimed, key=lambda r: str(r["message_id"])):
+            message = await get(conn, row["message_id"])
+            if message is None:
+                await conn.execute(
+                    "DELETE FROM media_downloads WHERE message_id = $1", row["message_id"]
+                )
+                continue
+            jobs.append(MediaJob(message=message, attempts=row["attempts"]))
+    return jobs
+
+
+async def _next_download(conn: asyncpg.Connection) -> int | None:
+    found = await conn.fetchval("SELECT MIN(next_at) FROM media_downloads")
+    return None if found is None else int(found)
+
+
+class MediaDownloads:
+    """Messages whose provider files are still to be fetched, shared by every replica."""
+
+    def __init__(self, reader: Reader) -> None:
+        self._read = reader
+
+    async def due(self, now: datetime, limit: int, hold_seconds: float) -> list[MediaJob]:
+        now_us = to_us(now)
+        found: list[MediaJob] = await self._read(
+            _claim_downloads, now_us, limit, now_us + int(hold_seconds * 1_000_000)
+        )
+        return found
+
+    async def next_due(self) -> datetime | None:
+        value = await self._read(_next_download)
+        return None if value is None else from_us(value)
+
 
 # --- reads --------------------------------------------------------------------------------
 
@@ -318,6 +393,11 @@ class MessageReads:
 # Due messages, claimed for a while by the replica that will send them. One waits while
 # an earlier pending message of its conversation is not due yet or is being sent by
 # another replica: replies never overtake each other.
+# The phone of a conversation's contact (or of the contact it was merged into).
+_PHONE = (
+    "SELECT COALESCE(r.phone, k.phone) FROM contacts k "
+    "LEFT JOIN contacts r ON r.id = k.merged_into WHERE k.id = $1"
+)
 _CLAIM = (
     "UPDATE messages SET lease_owner = $3, lease_until = $4 WHERE id IN ("
     " SELECT m.id FROM messages m WHERE m.status = 'pending' AND m.next_attempt_at <= $1"
@@ -362,6 +442,12 @@ async def _jobs(conn: asyncpg.Connection, ids: list[str]) -> list[OutboundJob]:
             )
         ]
         refs.reverse()
+        last_in = await conn.fetchval(
+            "SELECT metadata FROM messages WHERE conversation_id = $1 AND id < $2 "
+            "AND direction = 'inbound' ORDER BY id DESC LIMIT 1",
+            m["conversation_id"],
+            m["id"],
+        )
         jobs.append(
             OutboundJob(
                 outbound=OutboundMessage(
@@ -377,6 +463,10 @@ async def _jobs(conn: asyncpg.Connection, ids: list[str]) -> list[OutboundJob]:
                     reply_to_external_id=reply_ext,
                     thread_external_ids=refs,
                     last_inbound_at=opt_dt(conv.last_inbound_at),
+                    phone=await conn.fetchval(_PHONE, conv.contact_id)
+                    if conv.channel_type in PHONE_CHANNELS
+                    else None,
+                    last_inbound_metadata=rows.metadata(last_in),
                 ),
                 attempts=m["attempts"],
             )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kernel.text import fold_name, name_tails
+
 # Taken while migrating (pg_advisory_lock): a number of our own, "omnigw" in ASCII.
 MIGRATION_LOCK = 0x6F6D6E6967770001
 
@@ -372,6 +374,78 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (
+        7,
+        """
+        -- Reply windows: the closing time last announced (conversation.window_closing
+        -- fires once per window), and the Idempotency-Key of the request that started a
+        -- conversation from the business side (POST /v1/conversations).
+        ALTER TABLE conversations ADD COLUMN window_warned_at timestamptz;
+        ALTER TABLE conversations ADD COLUMN start_key text;
+        CREATE UNIQUE INDEX conversations_start_key ON conversations (start_key)
+            WHERE start_key IS NOT NULL;
+        CREATE INDEX conversations_last_inbound ON conversations (last_inbound_at)
+            WHERE status <> 'resolved';
+        """,
+    ),
+    (
+        8,
+        """
+        -- Finding contacts (gateway/store/contact_search.py): the folded name, its tails
+        -- (compared byte by byte, so that a prefix is one range of the index), and the
+        -- e-mail, phone and identity indexes a search reads in order. The names already
+        -- stored are folded after this step (FOLD_STEPS).
+        ALTER TABLE contacts ADD COLUMN name_key text NOT NULL DEFAULT '';
+        CREATE TABLE contact_names (
+            tail        text COLLATE "C" NOT NULL,
+            contact_id  text NOT NULL REFERENCES contacts(id),
+            PRIMARY KEY (tail, contact_id)
+        );
+        CREATE INDEX contacts_email ON contacts (email, id)
+            WHERE merged_into IS NULL AND email IS NOT NULL;
+        CREATE INDEX contacts_phone ON contacts (phone, id)
+            WHERE merged_into IS NULL AND phone IS NOT NULL;
+        CREATE INDEX identities_external ON identities (external_id);
+        CREATE INDEX identities_channel ON identities (channel_id, contact_id);
+
+        -- Two contacts separated by hand (an unmerge): nothing links them by itself again.
+        -- One row per pair, the smaller id first.
+        CREATE TABLE contacts_apart (
+            low         text NOT NULL REFERENCES contacts(id),
+            high        text NOT NULL REFERENCES contacts(id),
+            created_at  timestamptz NOT NULL,
+            PRIMARY KEY (low, high)
+        );
+        """,
+    ),
+    (
+        9,
+        """
+        -- On email each thread is its own conversation, so a contact may have several
+        -- open there, while chat channels keep one open conversation per contact and channel.
+        DROP INDEX conversations_one_open;
+        CREATE UNIQUE INDEX conversations_one_open ON conversations (contact_id, channel_id)
+            WHERE status <> 'resolved' AND channel_type <> 'email';
+        CREATE INDEX conversations_open ON conversations (contact_id, channel_id, id)
+            WHERE status <> 'resolved';
+        """,
+    ),
+    (
+        10,
+        """
+        -- Messages whose provider files (expiring CDN URLs) are still to be fetched into
+        -- the attachment storage: written with the message, removed when every file is
+        -- kept or given up. next_at is also pushed ahead while a process fetches.
+        CREATE TABLE media_downloads (
+            message_id  text PRIMARY KEY,
+            channel_id  text NOT NULL,
+            attempts    integer NOT NULL DEFAULT 0,
+            next_at     timestamptz NOT NULL,
+            created_at  timestamptz NOT NULL
+        );
+        CREATE INDEX media_downloads_due ON media_downloads (next_at);
+        """,
+    ),
+    (
         30,
         """
         -- Bots first: the bot holding a conversation (status 'bot'), and the bot a token
@@ -383,6 +457,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
 ]
+
+# Steps after which the contacts' names are folded (their name_key and words written).
+FOLD_STEPS = frozenset({8})
+
+
+async def fold_names(conn: Any) -> None:
+    """Write every contact's folded name and its tails (kernel.text.name_tails)."""
+    found = await conn.fetch("SELECT id, display_name FROM contacts WHERE display_name IS NOT NULL")
+    for start in range(0, len(found), 5000):
+        batch = found[start : start + 5000]
+        await conn.executemany(
+            "UPDATE contacts SET name_key = $1 WHERE id = $2",
+            [(fold_name(name), cid) for cid, name in batch],
+        )
+        await conn.executemany(
+            "INSERT INTO contact_names (tail, contact_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(tail, cid) for cid, name in batch for tail in name_tails(name)],
+        )
 
 
 class SchemaTooNew(RuntimeError):
@@ -410,6 +502,8 @@ async def migrate(conn: Any) -> int:
                 continue
             async with conn.transaction():
                 await conn.execute(sql)
+                if version in FOLD_STEPS:
+                    await fold_names(conn)
                 await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
         return newest
     finally:

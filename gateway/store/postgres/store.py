@@ -22,7 +22,7 @@ from gateway.store.postgres.conversations import ConversationReads
 from gateway.store.postgres.database import CONNECT_TIMEOUT, UNREACHABLE, Database, unavailable
 from gateway.store.postgres.events import EventLog
 from gateway.store.postgres.leases import Leases
-from gateway.store.postgres.messages import MessageReads, OutboundQueue
+from gateway.store.postgres.messages import MediaDownloads, MessageReads, OutboundQueue
 from gateway.store.postgres.schema import migrate
 from gateway.store.postgres.stats import StatsReads
 from gateway.store.postgres.templates import Templates
@@ -40,6 +40,8 @@ DEFAULT_POOL_SIZE = 10
 RECLAIMED = (
     "contacts",
     "identities",
+    "contact_names",
+    "contacts_apart",
     "conversations",
     "messages",
     "events",
@@ -86,6 +88,7 @@ class PostgresStore:
         self.contacts = ContactReads(read)
         self.agents = AgentReads(read)
         self.outbound = OutboundQueue(read, write, owner, lease_seconds)
+        self.media_downloads = MediaDownloads(read)
         self.events = EventLog(read, write)
         self.webhooks = WebhookLog(read, write)
         self.channels = ChannelRecords(read, write)

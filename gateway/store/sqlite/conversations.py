@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gateway.store import rows
-from gateway.store.records import ConversationFilter, ConversationRecord, OpenConversation, from_us
+from gateway.store.records import (
+    ConversationFilter,
+    ConversationRecord,
+    OpenConversation,
+    WindowCandidate,
+    WindowFacts,
+    from_us,
+)
 from gateway.store.rows import CONVERSATION_COLUMN, CONVERSATION_COLUMNS
 from gateway.store.sqlite.reading import Reader, group, marks, page
 from kernel.ids import ChannelId, ConversationId
@@ -64,10 +71,11 @@ class ConversationTx:
         return None if row is None else rows.conversation(row)
 
     async def open_of(self, contact_id: str, channel_id: str) -> OpenConversation | None:
-        # Served by the partial index conversations_one_open.
+        # The newest (e-mail may have several open); served by conversations_open.
         row = self.tx.one(
             "SELECT id, contact_id, status, awaiting_since, first_response_at "
-            "FROM conversations WHERE contact_id = ? AND channel_id = ? AND status != 'resolved'",
+            "FROM conversations WHERE contact_id = ? AND channel_id = ? AND status != 'resolved' "
+            "ORDER BY id DESC LIMIT 1",
             (contact_id, channel_id),
         )
         if row is None:
@@ -157,6 +165,54 @@ class ConversationTx:
             )
         ]
 
+    async def by_start_key(self, key: str) -> str | None:
+        row = self.tx.one("SELECT id FROM conversations WHERE start_key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    async def set_start_key(self, conversation_id: str, key: str) -> None:
+        self.tx.execute(
+            "UPDATE conversations SET start_key = ? WHERE id = ?", (key, conversation_id)
+        )
+
+    async def last_inbound(self, contact_ids: Sequence[str], channel_id: str) -> int | None:
+        row = self.tx.one(
+            "SELECT MAX(last_inbound_at) FROM conversations "
+            f"WHERE contact_id IN ({marks(contact_ids)}) AND channel_id = ?",
+            (*contact_ids, channel_id),
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def window_candidates(
+        self,
+        channel_types: Sequence[str],
+        spans: Sequence[tuple[int, int]],
+        now: int,
+        limit: int,
+    ) -> list[WindowCandidate]:
+        columns = ", ".join(f"c.{c.strip()}" for c in CONVERSATION_COLUMNS.split(","))
+        within = " OR ".join("c.last_inbound_at BETWEEN ? AND ?" for _ in spans)
+        return [
+            WindowCandidate(rows.conversation(tuple(r)[:-2]), r[-2], r[-1])
+            for r in self.tx.execute(
+                f"SELECT {columns}, c.window_warned_at, COALESCE(p.phone, k.phone) "
+                "FROM conversations c LEFT JOIN contacts k ON k.id = c.contact_id "
+                "LEFT JOIN contacts p ON p.id = k.merged_into "
+                f"WHERE c.status != 'resolved' AND ({within}) "
+                f"AND c.channel_type IN ({marks(channel_types)}) "
+                "AND (c.window_warned_at IS NULL OR c.window_warned_at <= ?) "
+                "ORDER BY c.last_inbound_at LIMIT ?",
+                (*[t for span in spans for t in span], *channel_types, now, limit),
+            ).fetchall()
+        ]
+
+    async def warn_window(self, conversation_id: str, closes_at: int) -> bool:
+        done = self.tx.execute(
+            "UPDATE conversations SET window_warned_at = ? WHERE id = ? "
+            "AND (window_warned_at IS NULL OR window_warned_at != ?)",
+            (closes_at, conversation_id, closes_at),
+        )
+        return done.rowcount == 1
+
     async def channel_types(self) -> set[str]:
         return {r[0] for r in self.tx.execute("SELECT DISTINCT channel_type FROM conversations")}
 
@@ -245,6 +301,21 @@ def _decisions(conn: sqlite3.Connection, conversation_id: str) -> list[dict[str,
     ]
 
 
+def _window_facts(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, WindowFacts]:
+    if not ids:
+        return {}
+    return {
+        r[0]: WindowFacts(r[1], r[2])
+        for r in conn.execute(
+            "SELECT c.id, c.last_inbound_at, COALESCE(p.phone, k.phone) FROM conversations c "
+            "LEFT JOIN contacts k ON k.id = c.contact_id "
+            "LEFT JOIN contacts p ON p.id = k.merged_into "
+            f"WHERE c.id IN ({marks(ids)})",
+            tuple(ids),
+        )
+    }
+
+
 class ConversationReads:
     def __init__(self, reader: Reader) -> None:
         self._read = reader
@@ -265,6 +336,10 @@ class ConversationReads:
 
     async def recipient(self, conversation_id: ConversationId) -> Identity | None:
         found: Identity | None = await self._read(_recipient, conversation_id)
+        return found
+
+    async def window_facts(self, ids: Sequence[str]) -> dict[str, WindowFacts]:
+        found: dict[str, WindowFacts] = await self._read(_window_facts, list(ids))
         return found
 
     async def decisions(self, conversation_id: ConversationId) -> list[dict[str, Any]]:

@@ -87,9 +87,15 @@ class ErasureTx:
             f"OR original_contact_id IN ({marks(ids)})",
             ids + ids,
         )
+        # The folded name and its tails are the name too (contact search).
+        self.tx.execute(f"DELETE FROM contact_names WHERE contact_id IN ({marks(ids)})", ids)
+        self.tx.execute(
+            f"DELETE FROM contacts_apart WHERE low IN ({marks(ids)}) OR high IN ({marks(ids)})",
+            ids + ids,
+        )
         self.tx.execute(
             "UPDATE contacts SET display_name = NULL, phone = NULL, phone_verified = 0, "
-            "email = NULL, email_verified = 0, attributes = '{}', erased_at = ? "
+            "email = NULL, email_verified = 0, attributes = '{}', name_key = '', erased_at = ? "
             f"WHERE id IN ({marks(ids)})",
             (at, *ids),
         )

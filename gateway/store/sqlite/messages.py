@@ -12,6 +12,7 @@ from gateway.store import rows
 from gateway.store.records import (
     ASKED_WITHIN,
     Asked,
+    MediaJob,
     OutboundJob,
     StoredMessage,
     asked_from,
@@ -19,13 +20,13 @@ from gateway.store.records import (
     opt_dt,
     to_us,
 )
-from gateway.store.rows import CONVERSATION_COLUMNS
+from gateway.store.rows import CONVERSATION_COLUMNS, PHONE_CHANNELS
 from gateway.store.sqlite import contacts, conversations
 from gateway.store.sqlite.reading import Reader, Write, group, marks, page
 from kernel.envelope import OutboundMessage
 from kernel.errors import NotFound
 from kernel.ids import ChannelId, ContactId, ConversationId, MessageId
-from kernel.models import Identity, Message, MessageError, MessageStatus, Reaction
+from kernel.models import Identity, Message, MessageError, MessageStatus, Part, Reaction
 from kernel.pages import Page, decode_cursor
 
 if TYPE_CHECKING:
@@ -185,6 +186,71 @@ class MessageTx:
             (rows.reactions_json(reactions) if reactions else None, message_id),
         )
 
+    async def set_parts(self, message_id: str, parts: Sequence[Part]) -> None:
+        self.tx.execute(
+            "UPDATE messages SET parts = ? WHERE id = ?", (rows.parts_json(list(parts)), message_id)
+        )
+
+    async def download_later(self, message_id: str, channel_id: str) -> None:
+        self.tx.execute(
+            "INSERT OR IGNORE INTO media_downloads (message_id, channel_id, next_at, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (message_id, channel_id, self.tx.now, self.tx.now),
+        )
+
+    async def download_again(self, message_id: str, attempts: int, at: int) -> None:
+        self.tx.execute(
+            "UPDATE media_downloads SET attempts = ?, next_at = ? WHERE message_id = ?",
+            (attempts, at, message_id),
+        )
+
+    async def downloaded(self, message_id: str) -> None:
+        self.tx.execute("DELETE FROM media_downloads WHERE message_id = ?", (message_id,))
+
+
+class MediaDownloads:
+    """Messages whose provider files are still to be fetched."""
+
+    def __init__(self, reader: Reader, write: Write) -> None:
+        self._read = reader
+        self._write = write
+
+    async def due(self, now: datetime, limit: int, hold_seconds: float) -> list[MediaJob]:
+        now_us = to_us(now)
+        held = now_us + int(hold_seconds * 1_000_000)
+
+        async def work(tx: SqliteTx) -> list[MediaJob]:
+            jobs = []
+            for row in tx.execute(
+                "SELECT message_id, attempts FROM media_downloads WHERE next_at <= ? "
+                "ORDER BY next_at, message_id LIMIT ?",
+                (now_us, limit),
+            ).fetchall():
+                message = get(tx.conn, row["message_id"])
+                if message is None:
+                    tx.execute(
+                        "DELETE FROM media_downloads WHERE message_id = ?", (row["message_id"],)
+                    )
+                    continue
+                tx.execute(
+                    "UPDATE media_downloads SET next_at = ? WHERE message_id = ?",
+                    (held, row["message_id"]),
+                )
+                jobs.append(MediaJob(message=message, attempts=row["attempts"]))
+            return jobs
+
+        found: list[MediaJob] = await self._write(work)
+        return found
+
+    async def next_due(self) -> datetime | None:
+        value = await self._read(_next_download)
+        return None if value is None else from_us(value)
+
+
+def _next_download(conn: sqlite3.Connection) -> int | None:
+    found = conn.execute("SELECT MIN(next_at) FROM media_downloads").fetchone()[0]
+    return None if found is None else int(found)
+
 
 # --- reads --------------------------------------------------------------------------------
 
@@ -298,6 +364,13 @@ class MessageReads:
 # --- the outbound queue -------------------------------------------------------------------
 
 
+# The phone of a conversation's contact (or of the contact it was merged into).
+_PHONE = (
+    "SELECT COALESCE(r.phone, k.phone) FROM contacts k "
+    "LEFT JOIN contacts r ON r.id = k.merged_into WHERE k.id = ?"
+)
+
+
 def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]:
     jobs = []
     # A message waits while an earlier pending message of its conversation is not due yet,
@@ -336,6 +409,11 @@ def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]
             )
         ]
         refs.reverse()
+        last_in = conn.execute(
+            "SELECT metadata FROM messages WHERE conversation_id = ? AND id < ? "
+            "AND direction = 'inbound' ORDER BY id DESC LIMIT 1",
+            (m["conversation_id"], m["id"]),
+        ).fetchone()
         jobs.append(
             OutboundJob(
                 outbound=OutboundMessage(
@@ -351,6 +429,10 @@ def _due(conn: sqlite3.Connection, now_us: int, limit: int) -> list[OutboundJob]
                     reply_to_external_id=reply_ext,
                     thread_external_ids=refs,
                     last_inbound_at=opt_dt(conv.last_inbound_at),
+                    phone=conn.execute(_PHONE, (conv.contact_id,)).fetchone()[0]
+                    if conv.channel_type in PHONE_CHANNELS
+                    else None,
+                    last_inbound_metadata=rows.metadata(last_in[0] if last_in else None),
                 ),
                 attempts=m["attempts"],
             )

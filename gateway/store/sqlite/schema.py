@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from kernel.text import fold_name, name_tails
+
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -374,6 +376,77 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (
+        14,
+        """
+        -- Reply windows: the closing time last announced (conversation.window_closing
+        -- fires once per window), and the Idempotency-Key of the request that started a
+        -- conversation from the business side (POST /v1/conversations).
+        ALTER TABLE conversations ADD COLUMN window_warned_at INTEGER;
+        ALTER TABLE conversations ADD COLUMN start_key TEXT;
+        CREATE UNIQUE INDEX conversations_start_key ON conversations(start_key)
+            WHERE start_key IS NOT NULL;
+        CREATE INDEX conversations_last_inbound ON conversations(last_inbound_at)
+            WHERE status != 'resolved';
+        """,
+    ),
+    (
+        15,
+        """
+        -- Finding contacts (gateway/store/contact_search.py): the folded name, its tails,
+        -- and the e-mail, phone and identity indexes a search reads in order. The names
+        -- already stored are folded after this step (FOLD_STEPS).
+        ALTER TABLE contacts ADD COLUMN name_key TEXT NOT NULL DEFAULT '';
+        CREATE TABLE contact_names (
+            tail        TEXT NOT NULL,
+            contact_id  TEXT NOT NULL REFERENCES contacts(id),
+            PRIMARY KEY (tail, contact_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX contacts_email ON contacts(email, id)
+            WHERE merged_into IS NULL AND email IS NOT NULL;
+        CREATE INDEX contacts_phone ON contacts(phone, id)
+            WHERE merged_into IS NULL AND phone IS NOT NULL;
+        CREATE INDEX identities_external ON identities(external_id);
+        CREATE INDEX identities_channel ON identities(channel_id, contact_id);
+
+        -- Two contacts separated by hand (an unmerge): nothing links them by itself again.
+        -- One row per pair, the smaller id first.
+        CREATE TABLE contacts_apart (
+            low         TEXT NOT NULL REFERENCES contacts(id),
+            high        TEXT NOT NULL REFERENCES contacts(id),
+            created_at  INTEGER NOT NULL,
+            PRIMARY KEY (low, high)
+        ) WITHOUT ROWID;
+        """,
+    ),
+    (
+        16,
+        """
+        -- On email each thread is its own conversation, so a contact may have several
+        -- open there, while chat channels keep one open conversation per contact and channel.
+        DROP INDEX conversations_one_open;
+        CREATE UNIQUE INDEX conversations_one_open ON conversations(contact_id, channel_id)
+            WHERE status != 'resolved' AND channel_type != 'email';
+        CREATE INDEX conversations_open ON conversations(contact_id, channel_id, id)
+            WHERE status != 'resolved';
+        """,
+    ),
+    (
+        17,
+        """
+        -- Messages whose provider files (expiring CDN URLs) are still to be fetched into
+        -- the attachment storage: written with the message, removed when every file is
+        -- kept or given up. next_at is also pushed ahead while a process fetches.
+        CREATE TABLE media_downloads (
+            message_id  TEXT PRIMARY KEY,
+            channel_id  TEXT NOT NULL,
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            next_at     INTEGER NOT NULL,
+            created_at  INTEGER NOT NULL
+        );
+        CREATE INDEX media_downloads_due ON media_downloads(next_at);
+        """,
+    ),
+    (
         30,
         """
         -- Bots first: the bot holding a conversation (status 'bot'), and the bot a token
@@ -385,6 +458,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
 ]
+
+# Steps after which the contacts' names are folded (their name_key and words written).
+FOLD_STEPS = frozenset({15})
+
+
+def fold_names(conn: sqlite3.Connection) -> None:
+    """Write every contact's folded name and its tails (kernel.text.name_tails)."""
+    found = conn.execute(
+        "SELECT id, display_name FROM contacts WHERE display_name IS NOT NULL"
+    ).fetchall()
+    for start in range(0, len(found), 5000):
+        batch = found[start : start + 5000]
+        keys = [(fold_name(name), cid) for cid, name in batch]
+        conn.executemany("UPDATE contacts SET name_key = ? WHERE id = ?", keys)
+        conn.executemany(
+            "INSERT OR IGNORE INTO contact_names (tail, contact_id) VALUES (?, ?)",
+            [(tail, cid) for cid, name in batch for tail in name_tails(name)],
+        )
 
 
 class SchemaTooNew(RuntimeError):
@@ -414,6 +505,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             for statement in sql.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            if version in FOLD_STEPS:
+                fold_names(conn)
             conn.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
             conn.execute("COMMIT")
         except BaseException:

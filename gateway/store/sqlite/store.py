@@ -23,7 +23,7 @@ from gateway.store.sqlite.contacts import ContactReads
 from gateway.store.sqlite.conversations import ConversationReads
 from gateway.store.sqlite.database import Database, connect
 from gateway.store.sqlite.events import EventLog
-from gateway.store.sqlite.messages import MessageReads, OutboundQueue
+from gateway.store.sqlite.messages import MediaDownloads, MessageReads, OutboundQueue
 from gateway.store.sqlite.schema import migrate
 from gateway.store.sqlite.stats import StatsReads
 from gateway.store.sqlite.templates import Templates
@@ -116,6 +116,7 @@ class SqliteStore:
         self.contacts = ContactReads(read)
         self.agents = AgentReads(read)
         self.outbound = OutboundQueue(read, write)
+        self.media_downloads = MediaDownloads(read, write)
         self.events = EventLog(read, write)
         self.webhooks = WebhookLog(read, write)
         self.channels = ChannelRecords(read, write)
