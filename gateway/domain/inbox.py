@@ -3,7 +3,9 @@ stored with their events in one unit of work), delivery news, reactions, identit
 
 from __future__ import annotations
 
+from gateway.domain import bots as handovers
 from gateway.domain import choices, clocks, contacts
+from gateway.domain.bots import BotRules
 from gateway.domain.media import fetchable
 from gateway.domain.state import US, RoutingState
 from gateway.domain.threads import thread_for
@@ -17,6 +19,7 @@ from kernel.models import (
     Author,
     AuthorType,
     ChannelType,
+    Conversation,
     ConversationStatus,
     Direction,
     Message,
@@ -28,7 +31,11 @@ from kernel.models import (
 
 
 async def ingest(
-    tx: Tx, msg: InboundMessage, channel_type: ChannelType, routing: RoutingState
+    tx: Tx,
+    msg: InboundMessage,
+    channel_type: ChannelType,
+    routing: RoutingState,
+    bots: BotRules | None = None,
 ) -> IngestResult:
     dup = await tx.messages.by_external(msg.channel_id, msg.external_id)
     if dup is not None:
@@ -41,7 +48,7 @@ async def ingest(
             duplicate=True,
         )
     contact_id = await contacts.resolve(tx, msg.channel_id, channel_type, msg.sender)
-    conv = await thread_for(tx, msg, contact_id, channel_type, routing)
+    conv = await thread_for(tx, msg, contact_id, channel_type, routing, bots)
 
     inbound = msg.direction == Direction.INBOUND
     reply_to = None
@@ -99,18 +106,26 @@ async def ingest(
         {"message": stored},
         stored.conversation_id,
     )
+    status: str = conv.status
+    if inbound and status == ConversationStatus.BOT and bots is not None:
+        held = await tx.conversations.get(conv.id)
+        if held is not None and bots.asks_for_person(held.bot_id, text_of(msg.parts)):
+            await handovers.to_humans(tx, held, reason=handovers.CUSTOMER_ASKED, by=None)
+            status = ConversationStatus.QUEUED
     notices = 0
-    if inbound:
+    if inbound and status != ConversationStatus.BOT:
+        # A bot's conversation keeps no human clock and gets no off-hours reply: the bot
+        # answers; its clocks start when it hands over.
         wrote = await clocks.customer_wrote(
             tx, routing.clocks, conv.id, msg.channel_id, channel_type.value, tx.now / US
         )
         notices = int(wrote)
-    else:
+    elif not inbound:
         await clocks.answered(tx, conv.id, tx.now / US)
     return IngestResult(
         message=stored,
         conversation_id=conv.id,
-        conversation_status=conv.status,
+        conversation_status=status,
         contact_id=contact_id,
         notices=notices,
     )
@@ -185,15 +200,16 @@ async def react(
 class Inbox:
     """Channels' traffic in, each call one unit of work."""
 
-    def __init__(self, store: Store, routing: RoutingState) -> None:
+    def __init__(self, store: Store, routing: RoutingState, bots: BotRules | None = None) -> None:
         self.store = store
         self.routing = routing
+        self.bots = bots
 
     async def ingest(self, message: InboundMessage, channel_type: ChannelType) -> IngestResult:
-        routing = self.routing
+        routing, bots = self.routing, self.bots
 
         async def work(tx: Tx) -> IngestResult:
-            return await ingest(tx, message, channel_type, routing)
+            return await ingest(tx, message, channel_type, routing, bots)
 
         return await self.store.transact(work)
 
@@ -202,6 +218,25 @@ class Inbox:
             return await update_status(tx, update)
 
         return await self.store.transact(work)
+
+    async def thread_control(
+        self, conversation_id: str, owner_app_id: str | None, detail: str | None
+    ) -> Conversation | None:
+        """The channel moved control of the thread (bots.thread_control)."""
+        rules, state = self.bots or BotRules(), self.routing
+
+        async def work(tx: Tx) -> Conversation | None:
+            index = await state.index(tx)
+            moved, previous = await handovers.thread_control(
+                tx, rules, conversation_id, owner_app_id, detail
+            )
+            if moved is not None and previous is not None:
+                record = await tx.conversations.get(conversation_id)
+                assert record is not None
+                index.release(previous, record.channel_type)
+            return moved
+
+        return await state.run(self.store, work)
 
     async def react(
         self,
