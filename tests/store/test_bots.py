@@ -5,13 +5,16 @@ agent's room freed, and Messenger's thread control."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from config.bots import BotSettings
 from gateway.domain import bots
 from gateway.domain.bots import BotRules
+from gateway.domain.clocks import Clocks
 from gateway.domain.inbox import Inbox
+from gateway.domain.state import RoutingState
 from gateway.store.protocols import Store
 from gateway.store.records import ConversationFilter
 from gateway.store.transaction import Tx
@@ -29,6 +32,8 @@ from kernel.models import (
     TextPart,
 )
 from kernel.webhook_signing import new_secret
+from routing.hours import BusinessHoursSettings, Calendar
+from routing.settings import RoutingSettings
 from tests.store.conftest import Domain, Recorder
 
 WEB = ChannelId("webchat")
@@ -178,3 +183,27 @@ async def test_messenger_thread_control_moves_the_conversation(with_bots: Domain
     # Control passed again to where it already is: nothing moves.
     again = await with_bots.inbox.thread_control(result.conversation_id, "777000000000009", None)
     assert again is None
+
+
+async def test_a_bots_conversation_gets_no_off_hours_reply_while_the_bot_holds_it(
+    store: Store,
+) -> None:
+    # Open one minute a week: closed whenever this runs (skipped in that minute).
+    closed = BusinessHoursSettings(id="night", hours={"mon": ["00:00-00:01"]}, channels=["webchat"])
+    if Calendar(closed).is_open(time.time()):
+        pytest.skip("the one open minute of the week")
+    hours = Clocks([closed], default_language="vi")
+    state = RoutingState(RoutingSettings(), clocks=hours)
+    with_bot = Inbox(store, state, RULES)
+    without = Inbox(store, state)
+
+    held = await with_bot.ingest(said("b1", "v-bot"), ChannelType.WEBCHAT)
+    assert held.conversation_status == ConversationStatus.BOT
+    human = await without.ingest(said("h1", "v-human"), ChannelType.WEBCHAT)
+
+    async def automatic(conversation_id: str) -> list[str]:
+        page = await store.messages.page(ConversationId(conversation_id), None, 50)
+        return [m.id for m in page.items if m.author.type == AuthorType.SYSTEM]
+
+    assert await automatic(held.conversation_id) == []  # the bot answers, not the clock
+    assert len(await automatic(human.conversation_id)) == 1
