@@ -79,7 +79,7 @@ def load_settings(
 
 def _duplicate_ids(raw: dict[str, Any]) -> list[Problem]:
     problems = []
-    for section in ("channels", "agents", "webhooks", "business_hours", "sla_policies"):
+    for section in ("channels", "agents", "webhooks", "business_hours", "sla_policies", "bots"):
         items = raw.get(section)
         if not isinstance(items, list):
             continue
@@ -183,7 +183,7 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str], problems: list[Probl
                 problems.append(Problem(name, "not a known setting"))
                 continue
             parts = [section, rest[len(section) + 1 :]]
-        if parts[0] in ("channels", "agents"):
+        if parts[0] in ("channels", "agents", "bots"):
             if len(parts) < 3:
                 problems.append(Problem(name, f"use {ENV_PREFIX}{parts[0].upper()}__<ID>__<KEY>"))
                 continue

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from config.bots import BotSettings
 from config.webhooks import DeliverySettings, WebhookSettings
 from connectors.registry import AVAILABLE, settings_union
 from connectors.settings import ChannelSettings as AnyChannelSettings
@@ -275,6 +276,7 @@ class Settings(Section):
     business_hours: list[BusinessHoursSettings] = Field(default_factory=list)
     # SLA targets in business time; the first policy that matches a conversation applies.
     sla_policies: list[SlaPolicySettings] = Field(default_factory=list)
+    bots: list[BotSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_calendar_per_channel(self) -> Settings:

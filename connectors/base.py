@@ -184,6 +184,12 @@ class Sink(Protocol):
     def health_changed(self, channel_id: ChannelId, health: ChannelHealth) -> None:
         """The connector's health moved to a new state."""
 
+    async def thread_control(
+        self, channel_id: ChannelId, external_id: str, owner_app_id: str | None, detail: str | None
+    ) -> None:
+        """The channel moved control of the customer's thread: to this gateway (None,
+        the humans) or to another app (a bot platform)."""
+
 
 class Connector(abc.ABC):
     """Base of every connector. Subclasses set :attr:`type` and :attr:`capabilities`."""
@@ -252,6 +258,12 @@ class Connector(abc.ABC):
     async def mark_read(self, recipient: Identity) -> None:  # noqa: B027
         """Tell the customer their messages were seen, where the channel can
         (Capability.READ_RECEIPTS)."""
+
+    async def hand_over(  # noqa: B027
+        self, recipient: Identity, app_id: str | None, metadata: str | None
+    ) -> None:
+        """Where the channel has a handover protocol (Messenger): pass control of the
+        customer's thread to another app (``app_id``, a bot's), or take it (None)."""
 
     async def aclose(self) -> None:
         self.set_health(HealthState.STOPPED)

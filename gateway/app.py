@@ -24,9 +24,11 @@ from gateway.api.auth import CACHE_SECONDS, Authenticator
 from gateway.api.context import ApiContext, Lifecycle, Limits
 from gateway.api.logins import LoginGuard
 from gateway.attachments import Attachments
+from gateway.bots import Bots
 from gateway.channels import ChannelAdmin, LiveChannels, Unopened, locked_channel
 from gateway.commands import Commands
 from gateway.domain.assignments import Assignments
+from gateway.domain.bots import BotRules
 from gateway.domain.clocks import Clocks
 from gateway.domain.contacts import Contacts
 from gateway.domain.inbox import Inbox
@@ -144,7 +146,8 @@ class Gateway:
             {c.type for c in s.channels},
             Clocks(s.business_hours, s.sla_policies, s.routing.default_language),
         )
-        self.inbox = Inbox(store, routing)
+        bot_rules = BotRules(tuple(s.bots))
+        self.inbox = Inbox(store, routing, bot_rules)
         self.outbox = Outbox(store)
         self.assignments = Assignments(store, routing)
         self.contacts = Contacts(store)
@@ -194,6 +197,7 @@ class Gateway:
             self.attachments,
             wake_queue=self.queue.kick,
             wake_sender=self.outbound.wake,
+            bots=bot_rules,
         )
         self.pipeline = Pipeline(
             store,
@@ -216,7 +220,16 @@ class Gateway:
         self.webhooks = Webhooks(
             store, self.bus, s.webhook_delivery, box, self.metrics, self.keeper
         )
-        await self.webhooks.configure(s.webhooks)
+        await self.webhooks.configure(s.webhooks, s.bots)
+        self.bots = Bots(
+            store,
+            bot_rules,
+            self.webhooks.deliveries,
+            wake_queue=self.queue.kick,
+            bus=self.bus,
+            channels=self.channels,
+            keeper=self.keeper,
+        )
         self.surveys = Surveys(
             store,
             s.surveys,
@@ -262,6 +275,7 @@ class Gateway:
         self.media.start()  # files of messages stored before a restart too
         self.queue.start()  # whatever waited in the queue while we were down
         self.retention.start()
+        self.bots.start()
         self.windows = WindowWatch(
             store,
             self.channels,
@@ -433,6 +447,7 @@ class Gateway:
         if self.follower is not None:
             await self.follower.close()
         await self.retention.stop()
+        await self.bots.stop()
         await self.windows.stop()
         await self.queue.stop()
         await self.surveys.stop()

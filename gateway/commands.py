@@ -12,6 +12,7 @@ from gateway.attachments import Attachments
 from gateway.channels import LiveChannels
 from gateway.domain import templates
 from gateway.domain.assignments import Assignments
+from gateway.domain.bots import BotRules, bot_author
 from gateway.domain.contacts import Contacts
 from gateway.domain.erasure import Erasure
 from gateway.domain.outbox import Address, Outbox, Started, WindowCheck
@@ -45,7 +46,9 @@ class Commands:
         *,
         wake_queue: Callable[[], None],
         wake_sender: Callable[[], None],
+        bots: BotRules | None = None,
     ) -> None:
+        self.bots = bots or BotRules()
         self.windows = ReplyWindows(store, channels)
         self.store = store
         self.assignments = assignments
@@ -72,16 +75,18 @@ class Commands:
         reply_to: MessageId | None = None,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        bot_id: str | None = None,
     ) -> tuple[Message, bool]:
         """Store a reply as pending and wake the send path; returns (message, replayed).
-        ``agent_id``: the author (None: the conversation's assignee, if any)."""
+        ``agent_id``: the author (None: the conversation's assignee, if any); ``bot_id``:
+        a bot's reply instead."""
         if agent_id is not None and await self.store.agents.get(agent_id) is None:
             raise Invalid(f"agent {agent_id} not found", code="agent_not_found")
         author = agent_id if agent_id is not None else conversation.assignee_id
         parts = await self.attachments.resolve(parts)  # files named by attachment_id
         message, replayed = await self.outbox.create(
             conversation.id,
-            Author(type=AuthorType.AGENT, id=author),
+            Author(type=AuthorType.AGENT, id=author) if bot_id is None else bot_author(bot_id),
             parts,
             reply_to=reply_to,
             idempotency_key=idempotency_key,
@@ -215,6 +220,32 @@ class Commands:
             conversation = await self.assignments.transfer_to_skills(
                 conversation_id, dict(skills or {})
             )
+        self._wake_queue()
+        return conversation
+
+    async def handover(
+        self,
+        conversation_id: ConversationId,
+        *,
+        to: str,
+        bot_id: str | None = None,
+        reason: str | None = None,
+        by: Author | None = None,
+        skills: Mapping[str, int] | None = None,
+        priority: int | None = None,
+    ) -> Conversation:
+        """Pass control to the humans (the queue) or to a bot; ``by`` a bot hands over
+        only what it holds."""
+        conversation = await self.assignments.handover(
+            self.bots,
+            conversation_id,
+            to=to,
+            bot_id=bot_id,
+            reason=reason,
+            by=by,
+            skills=skills,
+            priority=priority,
+        )
         self._wake_queue()
         return conversation
 

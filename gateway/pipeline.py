@@ -95,6 +95,16 @@ class Pipeline:
             self.queue.kick()
         return result
 
+    async def thread_control(
+        self, channel_id: ChannelId, external_id: str, owner_app_id: str | None, detail: str | None
+    ) -> None:
+        conversation_id = await self.store.conversations.open_for(channel_id, external_id)
+        if conversation_id is None:
+            return  # nothing open yet: the next message opens it as the owner is then
+        moved = await self.inbox.thread_control(conversation_id, owner_app_id, detail)
+        if moved is not None and moved.status == ConversationStatus.QUEUED:
+            self.queue.kick()
+
     async def update_status(self, update: StatusUpdate) -> list[MessageId]:
         changed = await self.inbox.update_status(update)
         return [m.id for m in changed]

@@ -62,6 +62,10 @@ class InboundMessage(Frozen):
     language: str | None = None
     # Structured data beside the text (kernel.models.Message.metadata).
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    # The channel says another app owns the customer's thread (Messenger's standby
+    # channel): the message is kept in the history, and a new conversation is held by
+    # that app (status bot) instead of being routed.
+    standby: bool = False
 
 
 class StatusUpdate(Frozen):

@@ -107,6 +107,7 @@ EVENT_TYPES = (
     "conversation.transferred",
     "conversation.resolved",
     "conversation.reopened",
+    "conversation.handover",
     "conversation.window_closing",
     "sla.breached",
     "survey.answered",

@@ -41,6 +41,8 @@ class ConversationStatus(StrEnum):
     QUEUED = "queued"
     ASSIGNED = "assigned"
     RESOLVED = "resolved"
+    # A bot holds it (``bot_id``); routing leaves it alone until a handover.
+    BOT = "bot"
 
 
 class WindowState(StrEnum):
@@ -91,6 +93,7 @@ class AuthorType(StrEnum):
     CONTACT = "contact"
     AGENT = "agent"
     SYSTEM = "system"
+    BOT = "bot"
 
 
 class Presence(StrEnum):
@@ -233,6 +236,8 @@ class Conversation(Frozen):
     channel_id: ChannelId
     status: ConversationStatus
     assignee_id: AgentId | None = None
+    # The bot holding it while its status is ``bot``.
+    bot_id: str | None = None
     priority: Annotated[int, Field(ge=0, le=10)] = 0
     skills: list[str] = Field(default_factory=list)
     language: str | None = None

@@ -32,6 +32,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "gateway.webhooks",
         "gateway.keys",
         "gateway.retention",
+        "gateway.bots",
         "gateway.windows",
         "gateway.surveys",
     ),

@@ -132,6 +132,12 @@ class GraphClient:
     async def sender_action(self, page_id: str, token: SecretStr, body: Mapping[str, Any]) -> None:
         await self._call("sender_action", f"/{page_id}/messages", token, json_body=body)
 
+    async def thread_control(
+        self, page_id: str, token: SecretStr, action: str, body: Mapping[str, Any]
+    ) -> None:
+        """POST /{page_id}/pass_thread_control or /take_thread_control (handover)."""
+        await self._call(action, f"/{page_id}/{action}", token, json_body=body)
+
     async def profile(self, psid: str, token: SecretStr) -> Profile:
         """The customer's name and picture (GET /{psid}?fields=...)."""
         if not _PSID.match(psid):

@@ -29,6 +29,7 @@ from connectors.facebook.parse import (
     PayloadError,
     ReactionEvent,
     Read,
+    ThreadControl,
     Unhandled,
     WebhookEvent,
     parse_batch,
@@ -208,6 +209,8 @@ class FacebookConnector(ProviderConnector):
             )
             if found is None:
                 log.info("channel %s: reaction on a message it does not know", self.channel_id)
+        elif isinstance(event, ThreadControl):
+            await self._thread_control(event)
         elif isinstance(event, Unhandled):
             await self._keep_raw(event.kind, event.raw, event.reason)
         else:
@@ -241,6 +244,8 @@ class FacebookConnector(ProviderConnector):
                 reply_to_external_id=event.reply_to,
                 sent_at=event.sent_at,
                 metadata=event.metadata if isinstance(event, CustomerMessage) else {},
+                # Seen on the standby channel: another app owns the thread.
+                standby=event.source == "standby" and direction == Direction.INBOUND,
             )
         )
 
@@ -271,6 +276,35 @@ class FacebookConnector(ProviderConnector):
         result = await self._store_page_message(event, "echo", Direction.OUTBOUND)
         if result is not None and not result.duplicate:
             self._refresh_profile(event.psid, event.page_id)
+
+    async def _thread_control(self, event: ThreadControl) -> None:
+        """Control of the thread moved: passed to this app (the humans take it from
+        here), or taken by another app (its messages come on the standby channel)."""
+        if event.page_id not in self._pages:
+            await self._keep_raw(
+                event.kind, event.raw, f"page {event.page_id} is not configured on this channel"
+            )
+            return
+        app_id = self.settings.app_id
+        if event.kind == "pass_thread_control":
+            # Meta tells an app when control is passed to it; with app_id known, checked.
+            ours = app_id is None or event.new_owner_app_id in (None, app_id)
+        else:
+            # ... and when it is taken from it, by the app now owning the thread.
+            ours = app_id is not None and event.new_owner_app_id == app_id
+        owner = None if ours else (event.new_owner_app_id or "")
+        await self.sink.thread_control(self.channel_id, event.psid, owner, event.metadata)
+
+    async def hand_over(
+        self, recipient: Identity, app_id: str | None, metadata: str | None
+    ) -> None:
+        psid = recipient.external_id
+        page = await self._page_for(psid)
+        if app_id is None:
+            action, body = "take_thread_control", render.take_thread_control(psid, metadata)
+        else:
+            action, body = "pass_thread_control", render.pass_thread_control(psid, app_id, metadata)
+        await self._graph(self.graph.thread_control(page.id, page.access_token, action, body))
 
     def _same_sticker_again(self, event: CustomerMessage | Echo) -> bool:
         """Whether this is the second copy of a sticker that came as its own event.
@@ -517,4 +551,6 @@ def _kind(event: WebhookEvent) -> str:
         return "read"
     if isinstance(event, ReactionEvent):
         return "reaction"
+    if isinstance(event, ThreadControl):
+        return event.kind
     assert_never(event)

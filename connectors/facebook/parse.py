@@ -127,6 +127,20 @@ class ReactionEvent:
 
 
 @dataclass(frozen=True)
+class ThreadControl:
+    """Messenger's handover protocol: control of the customer's thread was passed to this
+    app (``pass_thread_control``) or taken from it (``take_thread_control``)."""
+
+    page_id: str
+    psid: str
+    kind: Literal["pass_thread_control", "take_thread_control"]
+    new_owner_app_id: str | None
+    previous_owner_app_id: str | None
+    metadata: str | None
+    raw: str
+
+
+@dataclass(frozen=True)
 class Unhandled:
     """A well-formed event the gateway has no use for (referral, handover, unknown)."""
 
@@ -146,7 +160,9 @@ class Invalid:
 
 
 # What one messaging[] / standby[] item parses to (not kernel.events.Event, the log entry).
-WebhookEvent = CustomerMessage | Echo | Delivery | Read | ReactionEvent | Unhandled | Invalid
+WebhookEvent = (
+    CustomerMessage | Echo | Delivery | Read | ReactionEvent | ThreadControl | Unhandled | Invalid
+)
 
 
 # --- signature ----------------------------------------------------------------------------
@@ -241,12 +257,39 @@ def parse_item(page_id: str, source: Source, item: Any) -> WebhookEvent:
         return _reaction(page_id, item, raw)
     if "referral" in item:
         return Unhandled("referral", _referral(item.get("referral")) or "referral", page_id, raw)
+    for kind in ("pass_thread_control", "take_thread_control"):
+        if kind in item:
+            return _thread_control(page_id, kind, item, raw)
     for kind in _HANDOVER:
         if kind in item:
             return Unhandled(kind, f"handover event {kind}", page_id, raw)
     known = sorted(k for k in item if k not in ("sender", "recipient", "timestamp"))
     kind = _clean(known[0])[:64] if known else "item"
     return Unhandled(kind, f"unknown event kind {kind!r}", page_id, raw)
+
+
+def _thread_control(
+    page_id: str,
+    kind: Literal["pass_thread_control", "take_thread_control"],
+    item: dict[str, Any],
+    raw: str,
+) -> WebhookEvent:
+    psid, _ = _parties(item)
+    body = item.get(kind)
+    if psid is None:
+        return Invalid(kind, "the event has no sender id", raw)
+    if not isinstance(body, dict):
+        return Invalid(kind, f"'{kind}' is not a JSON object", raw)
+    metadata = body.get("metadata")
+    return ThreadControl(
+        page_id=page_id,
+        psid=psid,
+        kind=kind,
+        new_owner_app_id=_id(body.get("new_owner_app_id")),
+        previous_owner_app_id=_id(body.get("previous_owner_app_id")),
+        metadata=_text(metadata)[:1000] if isinstance(metadata, str) and metadata else None,
+        raw=raw,
+    )
 
 
 def _referral(value: Any) -> str | None:

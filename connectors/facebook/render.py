@@ -228,3 +228,20 @@ def requests_for(
 def sender_action(psid: str, action: SenderAction) -> dict[str, Any]:
     """A typing indicator or seen receipt: its own request, with only the recipient."""
     return {"recipient": {"id": psid}, "sender_action": action}
+
+
+def pass_thread_control(psid: str, app_id: str, metadata: str | None) -> dict[str, Any]:
+    """POST /{page_id}/pass_thread_control: the thread goes to another app (a bot's)."""
+    body: dict[str, Any] = {"recipient": {"id": psid}, "target_app_id": app_id}
+    if metadata:
+        body["metadata"] = metadata[:1000]
+    return body
+
+
+def take_thread_control(psid: str, metadata: str | None) -> dict[str, Any]:
+    """POST /{page_id}/take_thread_control: this app (the primary receiver) takes the
+    thread back from whichever app holds it."""
+    body: dict[str, Any] = {"recipient": {"id": psid}}
+    if metadata:
+        body["metadata"] = metadata[:1000]
+    return body

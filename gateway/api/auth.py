@@ -21,11 +21,15 @@ class Scope(StrEnum):
     ADMIN = "admin"
     AGENT = "agent"
     INTEGRATION = "integration"
+    BOT = "bot"
 
 
 ANY_SCOPE = frozenset({Scope.ADMIN, Scope.AGENT, Scope.INTEGRATION})
 ADMIN_ONLY = frozenset({Scope.ADMIN})
 MANAGE = frozenset({Scope.ADMIN, Scope.INTEGRATION})
+# What a bot's token may do besides: read and answer the conversations it holds, and
+# hand them over.
+WITH_BOT = ANY_SCOPE | {Scope.BOT}
 # The scope of `[server] metrics_token` alone (no API token can be given it): /metrics and
 # the details of /readyz, nothing else.
 METRICS_SCOPE = "metrics"
@@ -53,6 +57,7 @@ class Principal:
     token_id: str
     scopes: frozenset[str]
     agent_id: str | None = None
+    bot_id: str | None = None  # a token of scope bot: the bot it speaks for
     # The token's hash, to look it up again (a long-lived answer checks it is not revoked).
     digest: str = field(default="", repr=False, compare=False)
 
@@ -67,6 +72,13 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return Scope.ADMIN in self.scopes
+
+    @property
+    def bot(self) -> str | None:
+        """The bot a token speaks for, when it is only a bot's."""
+        if self.bot_id is None or self.scopes & ANY_SCOPE:
+            return None
+        return self.bot_id
 
 
 class Authenticator:
@@ -113,7 +125,9 @@ class Authenticator:
         principal = (
             None
             if record is None
-            else Principal(record.id, frozenset(record.scopes), record.agent_id, digest)
+            else Principal(
+                record.id, frozenset(record.scopes), record.agent_id, record.bot_id, digest
+            )
         )
         if len(self._cache) > 10_000:
             self._cache.clear()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import cast
 
-from gateway.api.auth import MANAGE
+from gateway.api.auth import MANAGE, WITH_BOT
 from gateway.api.errors import Forbidden
 from gateway.api.schemas import (
     Assign,
     ConversationQuery,
+    Handover,
     PageQuery,
     QueueEntry,
     QueueList,
@@ -26,7 +27,7 @@ from gateway.domain.outbox import Address
 from gateway.store.records import ConversationFilter
 from kernel.errors import Invalid, NotFound
 from kernel.ids import AgentId, ChannelId, ContactId, ConversationId, MessageId
-from kernel.models import Conversation, Message
+from kernel.models import Author, AuthorType, Conversation, ConversationStatus, Message
 from kernel.pages import Page
 
 TAG = "conversations"
@@ -38,6 +39,11 @@ async def _conversation(req: Req) -> Conversation:
     conv = await req.ctx.store.conversations.get(conv_id)
     if conv is None:
         raise NotFound(f"conversation {conv_id} not found", code="conversation_not_found")
+    bot = req.principal.bot if req.principal is not None else None
+    if bot is not None and (conv.status != ConversationStatus.BOT or conv.bot_id != bot):
+        raise Forbidden(
+            f"conversation {conv_id} is not held by bot {bot}", code="not_with_this_bot"
+        )
     return conv
 
 
@@ -52,6 +58,8 @@ def _author(req: Req, given: str | None) -> str | None:
     """Who writes: an agent token writes as its own agent; others name one (or none)."""
     principal = req.principal
     assert principal is not None
+    if principal.bot is not None:
+        return None  # a bot writes as itself
     if principal.agent_id is not None and not principal.is_admin:
         if given not in (None, principal.agent_id):
             raise Forbidden("an agent token sends as its own agent", code="not_your_agent")
@@ -129,6 +137,7 @@ async def start_conversation(req: Req) -> StartedConversation:
     tag=TAG,
     response=Conversation,
     errors=(404,),
+    scopes=WITH_BOT,
 )
 async def get_conversation(req: Req) -> Conversation:
     return await req.ctx.commands.windows.one(await _conversation(req))
@@ -142,9 +151,12 @@ async def get_conversation(req: Req) -> Conversation:
     query=PageQuery,
     response=Page[Message],
     errors=(404,),
+    scopes=WITH_BOT,
 )
 async def list_messages(req: Req) -> Page[Message]:
     q = cast(PageQuery, req.query)
+    if req.principal is not None and req.principal.bot is not None:
+        await _conversation(req)  # a bot reads only what it holds
     return await req.ctx.store.messages.page(ConversationId(req.param("id")), q.cursor, q.limit)
 
 
@@ -161,6 +173,7 @@ async def list_messages(req: Req) -> Page[Message]:
     status=202,
     errors=(404, 422),
     headers=(Header("Idempotency-Key", "Makes retries of this request safe (max 255 chars)."),),
+    scopes=WITH_BOT,
 )
 async def send_message(req: Req) -> Message:
     body = cast(SendMessage, req.body)
@@ -183,6 +196,7 @@ async def send_message(req: Req) -> Message:
         reply_to=MessageId(body.reply_to) if body.reply_to else None,
         idempotency_key=key,
         request_hash=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
+        bot_id=req.principal.bot if req.principal is not None else None,
     )
     if replayed:
         req.request[REPLAYED] = True
@@ -248,6 +262,42 @@ async def transfer(req: Req) -> Conversation:
         force=body.force,
     )
     return await req.ctx.commands.windows.one(changed)
+
+
+@operations.add(
+    "POST",
+    "/v1/conversations/{id}/handover",
+    summary="Hand a conversation over to the humans or to a bot",
+    description="To humans: the bot's conversation goes to the queue (optionally needing "
+    "`skills`, at `priority`) with everything said so far. To a bot: from the humans or "
+    "from another bot (`bot_id`). Announced by conversation.handover. A bot's token hands "
+    "over only the conversations its bot holds.",
+    tag=TAG,
+    body=Handover,
+    response=Conversation,
+    errors=(404, 409, 422),
+    scopes=WITH_BOT,
+)
+async def handover(req: Req) -> Conversation:
+    body = cast(Handover, req.body)
+    principal = req.principal
+    assert principal is not None
+    if principal.bot is not None:
+        by = Author(type=AuthorType.BOT, id=principal.bot)
+    elif principal.agent_id is not None:
+        by = Author(type=AuthorType.AGENT, id=principal.agent_id)
+    else:
+        by = Author(type=AuthorType.SYSTEM, id=principal.token_id)
+    skills = body.skills
+    return await req.ctx.commands.handover(
+        ConversationId(req.param("id")),
+        to=body.to,
+        bot_id=body.bot_id,
+        reason=body.reason,
+        by=by,
+        skills=dict.fromkeys(skills, 1) if isinstance(skills, list) else dict(skills or {}),
+        priority=body.priority,
+    )
 
 
 @operations.add(

@@ -262,6 +262,20 @@ class Transfer(In):
         return self
 
 
+class Handover(In):
+    to: Literal["humans", "bot"]
+    reason: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    bot_id: Id | None = Field(
+        None,
+        description="With `to: bot`: which bot (default: the "
+        "bot that takes the conversation's channel).",
+    )
+    skills: SkillList | SkillLevels | None = Field(
+        None, description="With `to: humans`: skill names (level 1), or {name: minimum level}."
+    )
+    priority: Annotated[int, Field(ge=0, le=10)] | None = None
+
+
 class Typing(In):
     state: Literal["on", "off"]
 
@@ -310,8 +324,9 @@ class Unmerge(In):
 
 class TokenBody(In):
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    scopes: Annotated[list[Literal["admin", "agent", "integration"]], Field(min_length=1)]
+    scopes: Annotated[list[Literal["admin", "agent", "integration", "bot"]], Field(min_length=1)]
     agent_id: Id | None = Field(None, description="For agent tokens: the agent they act as.")
+    bot_id: Id | None = Field(None, description="For bot tokens: the bot of `[[bots]]`.")
 
 
 class TokenInfo(BaseModel):
@@ -319,6 +334,7 @@ class TokenInfo(BaseModel):
     name: str
     scopes: list[str]
     agent_id: str | None = None
+    bot_id: str | None = None
     created_at: datetime
 
 

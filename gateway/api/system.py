@@ -232,9 +232,18 @@ async def create_token(req: Req) -> TokenCreated:
         raise Invalid(f"agent {agent_id} not found", code="agent_not_found")
     if "agent" in body.scopes and agent_id is None:
         raise Invalid("agent tokens need agent_id", code="agent_id_required")
+    if ("bot" in body.scopes) != (body.bot_id is not None):
+        raise Invalid("bot tokens, and only they, need bot_id", code="bot_id_required")
+    if body.bot_id is not None and not any(b.id == body.bot_id for b in req.ctx.settings.bots):
+        raise Invalid(f"bot {body.bot_id} not found in [[bots]]", code="bot_not_found")
     token = new_token()
     record = await req.ctx.store.tokens.create(
-        new_token_id(), body.name, hash_token(token), sorted(set(body.scopes)), agent_id
+        new_token_id(),
+        body.name,
+        hash_token(token),
+        sorted(set(body.scopes)),
+        agent_id,
+        body.bot_id,
     )
     req.ctx.auth.forget()
     return TokenCreated(**record.model_dump(exclude={"last_used_at"}), token=token)

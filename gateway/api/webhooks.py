@@ -45,7 +45,10 @@ class WebhookInfo(BaseModel):
     url: str
     description: str | None
     events: list[str]
-    source: str = Field(description="`api`, or `config` for endpoints of the config file.")
+    source: str = Field(
+        description="`api`, `config` for endpoints of the config file, or `bot` for a "
+        "bot's endpoint (`[[bots]]`)."
+    )
     enabled: bool
     created_at: datetime | None
     disabled_at: datetime | None

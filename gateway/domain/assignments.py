@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.domain import clocks, surveys
+from gateway.domain import bots, clocks, surveys
 from gateway.domain.dispatch import DispatchResult, dispatch, exclude, record, requeue
 from gateway.domain.state import US, RoutingState
 from gateway.domain.threads import one_open_per_contact, reopen_record
@@ -17,7 +17,7 @@ from gateway.store.records import ConversationRecord
 from gateway.store.transaction import Tx
 from kernel.errors import Conflict, NotFound
 from kernel.ids import AgentId, ChannelId, ConversationId
-from kernel.models import Agent, Conversation, ConversationStatus, Presence
+from kernel.models import Agent, Author, AuthorType, Conversation, ConversationStatus, Presence
 from routing.engine import Decision
 from routing.index import AgentIndex, AgentState
 
@@ -63,6 +63,15 @@ async def assign(
     if conv.status == ConversationStatus.ASSIGNED and conv.assignee_id == agent_id:
         return conv.model()
     check_agent(index, agent_id, conv.channel_type, force)
+    if conv.status == ConversationStatus.BOT:
+        # An agent can always take a bot's conversation: control passes to the humans.
+        await bots.to_humans(
+            tx,
+            conv,
+            reason=bots.AGENT_TOOK,
+            by=Author(type=AuthorType.AGENT, id=agent_id),
+            action="take",
+        )
     previous = conv.assignee_id if conv.status == ConversationStatus.ASSIGNED else None
     conv.status, conv.assignee_id = ConversationStatus.ASSIGNED.value, agent_id
     conv.assigned_at, conv.queue_announced = tx.now, False
@@ -115,6 +124,8 @@ async def transfer_to_skills(
     conv = await conversation(tx, conversation_id)
     if conv.status == ConversationStatus.RESOLVED:
         raise Conflict("conversation is resolved; reopen it first", code="conversation_resolved")
+    if conv.status == ConversationStatus.BOT:
+        return await bots.to_humans(tx, conv, reason=None, by=None, skills=skills)
     previous = conv.assignee_id if conv.status == ConversationStatus.ASSIGNED else None
     conv.skills_json = json.dumps(sorted(skills))
     conv.required_skills_json = json.dumps(dict(skills))
@@ -316,6 +327,40 @@ class Assignments:
             return await reopen(tx, conversation_id)
 
         return await self.state.run(self.store, work)
+
+    async def handover(
+        self,
+        rules: bots.BotRules,
+        conversation_id: ConversationId,
+        *,
+        to: str,
+        bot_id: str | None,
+        reason: str | None,
+        by: Author | None,
+        skills: Mapping[str, int] | None = None,
+        priority: int | None = None,
+    ) -> Conversation:
+        """Pass control of a conversation to the humans or to a bot (bots.handover)."""
+        state = self.state
+
+        async def work(tx: Tx) -> Conversation:
+            index = await state.index(tx)
+            conv, previous = await bots.handover(
+                tx,
+                rules,
+                conversation_id,
+                to=to,
+                bot_id=bot_id,
+                reason=reason,
+                by=by,
+                skills=skills,
+                priority=priority,
+            )
+            if previous is not None:
+                index.release(previous, (await conversation(tx, conversation_id)).channel_type)
+            return conv
+
+        return await state.run(self.store, work)
 
     async def queue(self, channel_id: ChannelId | None, limit: int) -> list[dict[str, Any]]:
         """Queued conversations in dispatch order with place and estimated wait."""

@@ -3,7 +3,9 @@ stored with their events in one unit of work), delivery news, reactions, identit
 
 from __future__ import annotations
 
+from gateway.domain import bots as handovers
 from gateway.domain import choices, clocks, contacts, surveys
+from gateway.domain.bots import BotRules
 from gateway.domain.media import fetchable
 from gateway.domain.state import US, RoutingState
 from gateway.domain.threads import open_for, thread_for
@@ -17,6 +19,7 @@ from kernel.models import (
     Author,
     AuthorType,
     ChannelType,
+    Conversation,
     ConversationStatus,
     Direction,
     Message,
@@ -32,6 +35,7 @@ async def ingest(
     msg: InboundMessage,
     channel_type: ChannelType,
     routing: RoutingState,
+    bots: BotRules | None = None,
     survey_plan: surveys.Plan | None = None,
 ) -> IngestResult:
     dup = await tx.messages.by_external(msg.channel_id, msg.external_id)
@@ -56,7 +60,7 @@ async def ingest(
         )
         if pick is not None:
             return await _survey_answer(tx, msg, contact_id, pick, survey_plan)
-    conv = await thread_for(tx, msg, contact_id, channel_type, routing)
+    conv = await thread_for(tx, msg, contact_id, channel_type, routing, bots)
 
     reply_to = None
     if msg.reply_to_external_id:
@@ -113,18 +117,26 @@ async def ingest(
         {"message": stored},
         stored.conversation_id,
     )
+    status: str = conv.status
+    if inbound and status == ConversationStatus.BOT and bots is not None:
+        held = await tx.conversations.get(conv.id)
+        if held is not None and bots.asks_for_person(held.bot_id, text_of(msg.parts)):
+            await handovers.to_humans(tx, held, reason=handovers.CUSTOMER_ASKED, by=None)
+            status = ConversationStatus.QUEUED
     notices = 0
-    if inbound:
+    if inbound and status != ConversationStatus.BOT:
+        # A bot's conversation keeps no human clock and gets no off-hours reply: the bot
+        # answers; its clocks start when it hands over.
         wrote = await clocks.customer_wrote(
             tx, routing.clocks, conv.id, msg.channel_id, channel_type.value, tx.now / US
         )
         notices = int(wrote)
-    else:
+    elif not inbound:
         await clocks.answered(tx, conv.id, tx.now / US)
     return IngestResult(
         message=stored,
         conversation_id=conv.id,
-        conversation_status=conv.status,
+        conversation_status=status,
         contact_id=contact_id,
         notices=notices,
     )
@@ -237,17 +249,18 @@ async def react(
 class Inbox:
     """Channels' traffic in, each call one unit of work."""
 
-    def __init__(self, store: Store, routing: RoutingState) -> None:
+    def __init__(self, store: Store, routing: RoutingState, bots: BotRules | None = None) -> None:
         self.store = store
         self.routing = routing
+        self.bots = bots
         # Set when surveys are on: a customer's pick of a survey answer is recognised.
         self.surveys: surveys.Plan | None = None
 
     async def ingest(self, message: InboundMessage, channel_type: ChannelType) -> IngestResult:
-        routing, plan = self.routing, self.surveys
+        routing, bots, plan = self.routing, self.bots, self.surveys
 
         async def work(tx: Tx) -> IngestResult:
-            return await ingest(tx, message, channel_type, routing, plan)
+            return await ingest(tx, message, channel_type, routing, bots, plan)
 
         return await self.store.transact(work)
 
@@ -256,6 +269,25 @@ class Inbox:
             return await update_status(tx, update)
 
         return await self.store.transact(work)
+
+    async def thread_control(
+        self, conversation_id: str, owner_app_id: str | None, detail: str | None
+    ) -> Conversation | None:
+        """The channel moved control of the thread (bots.thread_control)."""
+        rules, state = self.bots or BotRules(), self.routing
+
+        async def work(tx: Tx) -> Conversation | None:
+            index = await state.index(tx)
+            moved, previous = await handovers.thread_control(
+                tx, rules, conversation_id, owner_app_id, detail
+            )
+            if moved is not None and previous is not None:
+                record = await tx.conversations.get(conversation_id)
+                assert record is not None
+                index.release(previous, record.channel_type)
+            return moved
+
+        return await state.run(self.store, work)
 
     async def react(
         self,

@@ -138,6 +138,9 @@ async def create(
         if author.id is not None:
             await tx.contacts.served(conv.contact_id, author.id, tx.now)
         await clocks.answered(tx, conversation_id, tx.now / US)
+    elif author.type == AuthorType.BOT:
+        # A bot's answer stops its clock (bots' timeout), not the humans' first response.
+        await tx.conversations.update(conversation_id, last_message_at=tx.now, awaiting_since=None)
     else:
         await tx.conversations.update(conversation_id, last_message_at=tx.now)
     return await message(tx, pending.id), False

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 
 from gateway.domain import clocks
+from gateway.domain.bots import BotRules
 from gateway.domain.state import US, RoutingState
 from gateway.store.records import ConversationRecord, OpenConversation
 from gateway.store.transaction import Tx
@@ -58,8 +59,10 @@ async def thread_for(
     contact_id: str,
     channel_type: ChannelType,
     routing: RoutingState,
+    bots: BotRules | None = None,
 ) -> OpenConversation:
-    """The conversation an inbound message joins (opening one if needed)."""
+    """The conversation an inbound message joins (opening one if needed: held by a bot
+    when one takes the channel or the routing rule that classified it)."""
     refs = [r for r in [msg.reply_to_external_id, *msg.thread_refs] if r]
     named = None
     if msg.conversation_hint:
@@ -88,6 +91,8 @@ async def thread_for(
         subject=msg.subject,
         text=text_of(msg.parts) or (msg.subject or ""),
         language=msg.language,
+        bots=bots,
+        standby=msg.standby,
     )
     return _open(created)
 
@@ -104,8 +109,12 @@ async def open_new(
     text: str,
     language: str | None,
     last_inbound_at: int | None = None,
+    bots: BotRules | None = None,
+    standby: bool = False,
 ) -> ConversationRecord:
-    """A new conversation, queued and classified by the routing rules, announced."""
+    """A new conversation, classified by the routing rules, announced: queued, or held
+    by a bot when one takes the channel or the rule (``bots``), or by the app owning the
+    thread (``standby``, Messenger's handover protocol)."""
     needs = await routing.classify_new(
         tx,
         channel_id=channel_id,
@@ -115,13 +124,17 @@ async def open_new(
         contact_id=contact_id,
     )
     skills = dict(needs.requirements.skills)
+    bot = None if bots is None or standby else bots.for_new(channel_id, needs.rule)
+    # Seen on Messenger's standby channel: an app outside the gateway holds the thread.
+    held = bot is not None or standby
+    status = ConversationStatus.BOT if held else ConversationStatus.QUEUED
     created = ConversationRecord(
         id=new_conversation_id(),
         contact_id=contact_id,
         channel_id=channel_id,
         channel_type=channel_type.value,
         recipient_id=recipient_id,
-        status=ConversationStatus.QUEUED.value,
+        status=status.value,
         assignee_id=None,
         priority=needs.priority,
         skills_json=json.dumps(sorted(skills)),
@@ -129,9 +142,10 @@ async def open_new(
         subject=subject,
         created_at=tx.now,
         last_inbound_at=last_inbound_at,
-        queued_at=tx.now,
+        queued_at=None if held else tx.now,
         required_skills_json=json.dumps(skills),
         routing_rule=needs.rule,
+        bot_id=None if bot is None else bot.id,
     )
     await tx.conversations.insert(created)
     await clocks.start(tx, routing.clocks, created, tx.now / US)
@@ -139,7 +153,8 @@ async def open_new(
         id=ConversationId(created.id),
         contact_id=ContactId(contact_id),
         channel_id=channel_id,
-        status=ConversationStatus.QUEUED,
+        status=status,
+        bot_id=created.bot_id,
         priority=needs.priority,
         skills=sorted(skills),
         subject=subject,
@@ -154,6 +169,7 @@ async def reopen_record(tx: Tx, record: ConversationRecord) -> None:
     """Put a resolved conversation back in the queue (the record is changed to match)."""
     record.status = ConversationStatus.QUEUED.value
     record.assignee_id = None
+    record.bot_id = None
     record.resolved_at = None
     record.queued_at = tx.now
     record.queue_announced = False
@@ -161,6 +177,7 @@ async def reopen_record(tx: Tx, record: ConversationRecord) -> None:
         record.id,
         status=record.status,
         assignee_id=None,
+        bot_id=None,
         resolved_at=None,
         queued_at=tx.now,
         queue_announced=False,

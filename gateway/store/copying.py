@@ -102,7 +102,7 @@ TABLES: tuple[Table, ...] = (
             "priority, skills, language, subject, created_at, first_response_at, resolved_at, "
             "last_message_at, last_inbound_at, queued_at, queue_announced, excluded_agents, "
             "required_skills, routing_rule, assigned_at, awaiting_since, window_warned_at, "
-            "start_key"
+            "start_key, bot_id"
         ),
         booleans=frozenset({"queue_announced"}),
     ),
@@ -128,7 +128,9 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "api_tokens",
-        _cols("id, name, token_hash, scopes, agent_id, created_at, last_used_at, revoked_at"),
+        _cols(
+            "id, name, token_hash, scopes, agent_id, created_at, last_used_at, revoked_at, bot_id"
+        ),
     ),
     Table(
         "raw_events",

@@ -316,6 +316,7 @@ class Tokens(Protocol):
         token_hash: str,
         scopes: Sequence[str],
         agent_id: AgentId | None,
+        bot_id: str | None = None,
     ) -> TokenRecord: ...
     async def find(self, token_hash: str) -> TokenRecord | None:
         """The token with this hash, unless revoked."""

@@ -88,6 +88,8 @@ class ConversationRecord:
     assigned_at: int | None = None
     # Since when the customer has waited for an answer (None: answered).
     awaiting_since: int | None = None
+    # The bot holding it while its status is 'bot'.
+    bot_id: str | None = None
     # Read with the queue: who served the contact (its merge group) last, and when.
     last_agent_id: str | None = None
     last_served_at: int | None = None
@@ -101,6 +103,7 @@ class ConversationRecord:
             channel_id=ChannelId(self.channel_id),
             status=ConversationStatus(self.status),
             assignee_id=self.assignee_id,
+            bot_id=self.bot_id,
             priority=self.priority,
             skills=[] if self.skills_json == "[]" else json.loads(self.skills_json),
             language=self.language,
@@ -123,6 +126,7 @@ class ConversationRecord:
             f'"channel_id":{_json_str(value["channel_id"])},'
             f'"status":{_json_str(value["status"])},'
             f'"assignee_id":{_json_str(value["assignee_id"])},'
+            f'"bot_id":{_json_str(value["bot_id"])},'
             f'"priority":{int(value["priority"])},'
             f'"skills":{skills_json},"language":{_json_str(value["language"])},'
             f'"subject":{_json_str(value["subject"])},'
@@ -155,6 +159,7 @@ _MODEL_FIELDS = (
     "channel_id",
     "status",
     "assignee_id",
+    "bot_id",
     "priority",
     "skills_json",
     "language",
@@ -504,6 +509,7 @@ class TokenRecord(BaseModel):
     name: str
     scopes: list[str]
     agent_id: AgentId | None = None
+    bot_id: str | None = None  # for tokens of scope bot: the bot they speak for
     created_at: datetime
     last_used_at: datetime | None = None
 

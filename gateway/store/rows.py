@@ -125,7 +125,7 @@ CONVERSATION_COLUMNS = (
     "id, contact_id, channel_id, channel_type, recipient_id, status, assignee_id, priority, "
     "skills, language, subject, created_at, first_response_at, resolved_at, last_message_at, "
     "last_inbound_at, queued_at, queue_announced, excluded_agents, required_skills, "
-    "routing_rule, assigned_at, awaiting_since"
+    "routing_rule, assigned_at, awaiting_since, bot_id"
 )
 # ConversationRecord's fields that are stored under another column name.
 CONVERSATION_COLUMN = {

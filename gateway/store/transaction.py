@@ -73,6 +73,11 @@ class ConversationRows(Protocol):
         """Assigned conversations whose customer waits for an answer."""
         ...
 
+    async def bot_waiting(self, bot_id: str, since: int) -> list[ConversationRecord]:
+        """The bot's conversations whose customer has waited for an answer since ``since``
+        or longer, longest first."""
+        ...
+
     async def assigned_to(self, agent_id: str) -> list[ConversationRecord]: ...
 
     async def loads(self) -> list[tuple[str, str, int]]:

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from config.webhooks import DeliverySettings
 from gateway.events import EventBus
@@ -25,13 +25,26 @@ from gateway.metrics import EndpointBacklog, Metrics
 from gateway.replicas.leases import LeaseKeeper
 from gateway.store.protocols import Store
 from gateway.store.records import WebhookRecord
-from gateway.webhooks.sending import WebhookClient
+from gateway.webhooks.sending import Outcome, WebhookClient
 from gateway.webhooks.worker import EndpointWorker
 from kernel.errors import StoreUnavailable
+from kernel.events import Event
 from kernel.models import utcnow
 from kernel.secrets import Unsealable
 
 log = logging.getLogger(__name__)
+
+
+class Scope(Protocol):
+    """Which events an endpoint gets beyond their types (a bot's: its conversations')."""
+
+    async def seed(self) -> None:
+        """Before the worker reads from its cursor: what the scope starts from."""
+        ...
+
+    def wants(self, event: Event) -> bool:
+        """Asked once per event of a wanted type, in log order."""
+        ...
 
 
 class Deliveries:
@@ -57,6 +70,19 @@ class Deliveries:
         # Endpoints whose secrets no key of this process opens: since when, and why.
         self.unopened: dict[str, tuple[datetime, str]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # Endpoints delivered with settings of their own (bots: their timeout and
+        # retries), and those getting only some events of their types.
+        self.own_settings: dict[str, DeliverySettings] = {}
+        self.scopes: dict[str, Callable[[], Scope]] = {}
+        # Told of every dead delivery (bots hand the conversation to humans).
+        self.on_dead: Callable[[WebhookRecord, Event, Outcome], None] | None = None
+
+    def settings_for(self, record: WebhookRecord) -> DeliverySettings:
+        return self.own_settings.get(record.id, self.settings)
+
+    def scope_for(self, record: WebhookRecord) -> Scope | None:
+        make = self.scopes.get(record.id)
+        return None if make is None else make()
 
     async def start(self) -> None:
         self.client.open()

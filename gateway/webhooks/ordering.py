@@ -21,7 +21,7 @@ import heapq
 import random
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -125,6 +125,9 @@ class Ordering:
         self.open: dict[int, _Open] = {}
         self.batch = _Batch()
         self.stopping = False  # no new request starts
+        # Which events of the wanted types the endpoint gets (a bot: its conversations'),
+        # asked of every such event once, in log order; None: all of them.
+        self.wants: Callable[[Event], bool] | None = None
 
     # --- what the subclass provides ----------------------------------------------------
 
@@ -136,6 +139,9 @@ class Ordering:
     def _disable(self, reason: str) -> None:
         """The endpoint is to be disabled (this worker stops taking anything new)."""
         raise NotImplementedError
+
+    def _dead(self, event: Event, outcome: Outcome) -> None:
+        """A delivery is dead (its retries used up): nothing to do by default."""
 
     # --- after a restart ---------------------------------------------------------------
 
@@ -207,7 +213,7 @@ class Ordering:
             wanted = self._matched.get(event.type)
             if wanted is None:
                 wanted = self._matched[event.type] = self._match(event.type)
-            if not wanted:
+            if not wanted or (self.wants is not None and not self.wants(event)):
                 continue
             self.unsettled.add(event.seq)
             if conv is not None and conv in self.busy:
@@ -299,6 +305,7 @@ class Ordering:
             return result
         # succeeded or dead: over; the conversation may move on
         if result == "dead":
+            self._dead(event, outcome)
             self.batch.rows.append(
                 DeliveryRow(
                     event_seq=seq,

@@ -57,6 +57,7 @@ class Endpoint(Protocol):
     signs with until `keys_refresh_at`, when they are looked up again."""
 
     record: WebhookRecord
+    settings: DeliverySettings
     url: URL
     keys: list[bytes]
     keys_refresh_at: float | None
@@ -99,10 +100,16 @@ class WebhookClient:
             endpoint.keys, endpoint.keys_refresh_at = found.keys, found.refresh_at
         body = event.envelope().encode()
         headers = signing.headers(event.id, int(time.time()), body, endpoint.keys)
+        # An endpoint with settings of its own (a bot) waits as long as they say.
+        own: dict[str, Any] = (
+            {}
+            if endpoint.settings is self.settings
+            else {"timeout": aiohttp.ClientTimeout(total=endpoint.settings.timeout)}
+        )
         started = time.perf_counter()
         try:
             async with self.session.post(
-                endpoint.url, data=body, headers=headers, allow_redirects=False
+                endpoint.url, data=body, headers=headers, allow_redirects=False, **own
             ) as resp:
                 excerpt = await resp.content.read(RESPONSE_EXCERPT)
                 return Outcome(

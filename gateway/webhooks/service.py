@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from config.bots import BotSettings
 from config.webhooks import DeliverySettings, WebhookSettings
 from gateway.events import EventBus
 from gateway.metrics import Metrics
@@ -30,6 +31,11 @@ from kernel.netguard import UnsafeUrl
 from kernel.secrets import SecretBox, Unsealable
 
 log = logging.getLogger(__name__)
+
+
+def bot_endpoint_id(bot_id: str) -> str:
+    """A bot's endpoint (a config endpoint's id never holds a colon)."""
+    return f"bot:{bot_id}"
 
 
 @dataclass(frozen=True)
@@ -97,14 +103,33 @@ class Webhooks:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    async def configure(self, configured: Sequence[WebhookSettings]) -> None:
+    async def configure(
+        self, configured: Sequence[WebhookSettings], bots: Sequence[BotSettings] = ()
+    ) -> None:
         """Bring the config file's endpoints in (before anything else of this start emits
-        events, so a new endpoint gets all of them)."""
+        events, so a new endpoint gets all of them), bots' endpoints included: each gets
+        its conversations' events (``bot_endpoint_id``), with its own timeout and retries."""
         kept = {await self._apply_config(item) for item in configured}
+        for bot in bots:
+            endpoint_id = bot_endpoint_id(bot.id)
+            kept.add(
+                await self._apply_config(
+                    WebhookSettings(url=bot.url, secret=bot.secret, description=f"bot {bot.id}"),
+                    endpoint_id=endpoint_id,
+                    source="bot",
+                )
+            )
+            self.deliveries.own_settings[endpoint_id] = self.settings.model_copy(
+                update={
+                    "timeout": bot.timeout,
+                    "retry_schedule": list(bot.retry_schedule),
+                    "disable_after": 0.0,  # a bot's conversations fall to humans instead
+                }
+            )
         # An endpoint taken out of the config file stops receiving: it is removed, with
         # whatever was still waiting for it.
         for record in await self.store.webhooks.all():
-            if record.source == "config" and record.id not in kept:
+            if record.source in ("config", "bot") and record.id not in kept:
                 log.info("webhook %s is no longer in the config file: removed", record.id)
                 await self.store.webhooks.delete(record.id)
 
@@ -114,8 +139,12 @@ class Webhooks:
     async def stop(self) -> None:
         await self.deliveries.stop()
 
-    async def _apply_config(self, item: WebhookSettings) -> str:
-        endpoint_id = item.id or "cfg-" + hashlib.sha256(item.url.encode()).hexdigest()[:12]
+    async def _apply_config(
+        self, item: WebhookSettings, *, endpoint_id: str | None = None, source: str = "config"
+    ) -> str:
+        endpoint_id = (
+            endpoint_id or item.id or "cfg-" + hashlib.sha256(item.url.encode()).hexdigest()[:12]
+        )
         secret = item.secret.get_secret_value()
         self._configured[endpoint_id] = secret
         existing = await self.store.webhooks.get(endpoint_id)
@@ -144,7 +173,7 @@ class Webhooks:
                 url=item.url,
                 description=item.description,
                 events=item.events,
-                source="config",
+                source=source,
                 cursor=cursor,
                 sealed_secrets=self._seal(secrets) if self.box.has_key else kept,
             ),
@@ -190,7 +219,7 @@ class Webhooks:
         return record
 
     def _managed(self, record: WebhookRecord) -> None:
-        if record.source == "config":
+        if record.source in ("config", "bot"):
             raise Conflict(
                 "this endpoint comes from the config file; change it there",
                 code="managed_by_config",

@@ -38,7 +38,9 @@ FLUSH_SECONDS = 0.05
 
 class EndpointWorker(Ordering):
     def __init__(self, deliveries: Deliveries, record: WebhookRecord, keys: list[bytes]) -> None:
-        super().__init__(record, deliveries.settings)
+        super().__init__(record, deliveries.settings_for(record))
+        self.scope = deliveries.scope_for(record)
+        self.wants = None if self.scope is None else self.scope.wants
         self.deliveries = deliveries
         self.client = deliveries.client
         self.keys = keys
@@ -100,6 +102,8 @@ class EndpointWorker(Ordering):
 
     async def _resume(self) -> None:
         """Rows left by an earlier run: retries to schedule, conversations to hold."""
+        if self.scope is not None:
+            await self.scope.seed()
         rows = await self.deliveries.store.webhooks.open_rows(self.record.id)
         events = await self._events_by_seq([r.event_seq for r in rows])
         self._resume_rows(rows, events)
@@ -205,6 +209,10 @@ class EndpointWorker(Ordering):
 
     def _disable(self, reason: str) -> None:
         self.deliveries.disable_later(self.record.id, reason)
+
+    def _dead(self, event: Event, outcome: Outcome) -> None:
+        if self.deliveries.on_dead is not None:
+            self.deliveries.on_dead(self.record, event, outcome)
 
     async def _sleep(self) -> None:
         timeout = 30.0

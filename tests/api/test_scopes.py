@@ -19,6 +19,7 @@ NONE = frozenset[str]()  # no token needed
 ANY = frozenset({"admin", "agent", "integration"})
 MANAGE = frozenset({"admin", "integration"})
 ADMIN = frozenset({"admin"})
+WITH_BOT = ANY | {"bot"}  # a bot's token: only the conversations its bot holds
 
 # Who may call what: the README's scope table (the public contract), route by route.
 SCOPES: dict[tuple[str, str], frozenset[str]] = {
@@ -36,9 +37,10 @@ SCOPES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/"): NONE,
     ("GET", "/v1/conversations"): ANY,
     ("POST", "/v1/conversations"): ANY,
-    ("GET", "/v1/conversations/{id}"): ANY,
-    ("GET", "/v1/conversations/{id}/messages"): ANY,
-    ("POST", "/v1/conversations/{id}/messages"): ANY,
+    ("GET", "/v1/conversations/{id}"): WITH_BOT,
+    ("GET", "/v1/conversations/{id}/messages"): WITH_BOT,
+    ("POST", "/v1/conversations/{id}/messages"): WITH_BOT,
+    ("POST", "/v1/conversations/{id}/handover"): WITH_BOT,
     ("POST", "/v1/conversations/{id}/assign"): ANY,
     ("POST", "/v1/conversations/{id}/transfer"): ANY,
     ("POST", "/v1/conversations/{id}/resolve"): ANY,

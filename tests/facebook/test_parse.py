@@ -20,6 +20,7 @@ from connectors.facebook.parse import (
     PayloadError,
     ReactionEvent,
     Read,
+    ThreadControl,
     Unhandled,
     parse_batch,
     parse_item,
@@ -160,8 +161,8 @@ EXPECTED_KINDS: dict[str, list[type]] = {
     "echo_other_app": [Echo],
     "echo_template": [Echo],
     "referral": [Unhandled],
-    "handover_pass_thread_control": [Unhandled],
-    "handover_take_thread_control": [Unhandled],
+    "handover_pass_thread_control": [ThreadControl],
+    "handover_take_thread_control": [ThreadControl],
     "handover_request_thread_control": [Unhandled],
     "handover_app_roles": [Unhandled],
     "unknown_message_edit": [Unhandled],
@@ -402,8 +403,6 @@ def test_template_echo_is_readable_text() -> None:
     ("name", "kind"),
     [
         ("referral", "referral"),
-        ("handover_pass_thread_control", "pass_thread_control"),
-        ("handover_take_thread_control", "take_thread_control"),
         ("handover_request_thread_control", "request_thread_control"),
         ("handover_app_roles", "app_roles"),
         ("unknown_message_edit", "message_edit"),
@@ -415,6 +414,42 @@ def test_unhandled_kinds_are_named(name: str, kind: str) -> None:
     assert ev.kind == kind
     assert ev.page_id == PAGE
     assert ev.reason
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "new_owner", "previous_owner", "metadata"),
+    [
+        (
+            "handover_pass_thread_control",
+            "pass_thread_control",
+            "555000000000001",
+            "777000000000009",
+            "handover from bot",
+        ),
+        (
+            "handover_take_thread_control",
+            "take_thread_control",
+            "777000000000009",
+            "555000000000001",
+            None,
+        ),
+    ],
+)
+def test_thread_control_events_name_the_apps(
+    name: str, kind: str, new_owner: str, previous_owner: str, metadata: str | None
+) -> None:
+    ev = one(name)
+    assert isinstance(ev, ThreadControl)
+    assert (ev.kind, ev.page_id, ev.psid) == (kind, PAGE, PSID)
+    assert (ev.new_owner_app_id, ev.previous_owner_app_id) == (new_owner, previous_owner)
+    assert ev.metadata == metadata
+
+
+def test_thread_control_without_its_object_or_sender_is_invalid() -> None:
+    broken = parse_item(PAGE, "messaging", {"sender": {"id": PSID}, "pass_thread_control": 3})
+    assert isinstance(broken, Invalid) and broken.kind == "pass_thread_control"
+    nobody = parse_item(PAGE, "messaging", {"take_thread_control": {"new_owner_app_id": "1"}})
+    assert isinstance(nobody, Invalid) and "sender" in nobody.reason
 
 
 def test_two_pages_in_one_batch() -> None:
@@ -558,6 +593,12 @@ events = {
     ),
     "referral": maybe,
     "pass_thread_control": maybe,
+    "take_thread_control": mostly(
+        st.fixed_dictionaries(
+            {},
+            optional={"new_owner_app_id": maybe, "previous_owner_app_id": maybe, "metadata": maybe},
+        )
+    ),
     "something_new": maybe,
 }
 # Messages are what most paths are about: drawn more often than the other kinds.

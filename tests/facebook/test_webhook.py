@@ -317,16 +317,6 @@ async def test_broken_items_are_kept_raw_and_the_rest_stored(fb: Fb) -> None:
     [
         ("referral", "referral", "referral (source=SHORTLINK, type=OPEN_THREAD, ref=summer_sale)"),
         (
-            "handover_pass_thread_control",
-            "pass_thread_control",
-            "handover event pass_thread_control",
-        ),
-        (
-            "handover_take_thread_control",
-            "take_thread_control",
-            "handover event take_thread_control",
-        ),
-        (
             "handover_request_thread_control",
             "request_thread_control",
             "handover event request_thread_control",

@@ -260,6 +260,38 @@ def test_retention_ages(tmp_path: Path) -> None:
     assert "at least an hour" in " | ".join(str(p) for p in exc.value.problems)
 
 
+BOTS = """
+[[bots]]
+id = "triage"
+url = "https://bots.example/triage"
+secret = "${TRIAGE_SECRET}"
+channels = ["webchat"]
+
+[[bots]]
+id = "triage"
+url = "ftp://bots.example/again"
+secret = "not-a-whsec"
+"""
+
+
+def test_bots_are_checked_and_overridden_by_id(tmp_path: Path) -> None:
+    secret = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, BOTS), env={"TRIAGE_SECRET": secret})
+    keys = {p.key for p in err.value.problems}
+    assert "bots[triage].id" in keys  # the same id twice
+    assert keys == {"bots[triage].id", "bots[triage].url", "bots[triage].secret"}
+    good = BOTS.split("[[bots]]")[1]
+    s = load_settings(
+        write(tmp_path, "[[bots]]" + good),
+        env={"TRIAGE_SECRET": secret, "OMNIGW_BOTS__TRIAGE__TIMEOUT": "5s"},
+    )
+    (bot,) = s.bots
+    assert (bot.id, bot.timeout, bot.channels) == ("triage", 5.0, ["webchat"])
+    assert "gặp nhân viên" in bot.handover_phrases
+    assert secret not in repr(s)
+
+
 def test_surveys_and_stats_settings(tmp_path: Path) -> None:
     good = load_settings(
         write(

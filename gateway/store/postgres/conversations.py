@@ -39,7 +39,7 @@ _OPEN_OF = (
 )
 _INSERT = (
     f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, 24))})"
+    f"({', '.join(f'${i}' for i in range(1, 25))})"
 )
 _WINDOW_CANDIDATES = (
     f"SELECT {_C}, c.window_warned_at, COALESCE(p.phone, k.phone) "
@@ -65,6 +65,10 @@ _AWAITING = (
 _ASSIGNED_TO = (
     f"SELECT {CONVERSATION_COLUMNS} FROM conversations "
     "WHERE status = 'assigned' AND assignee_id = $1"
+)
+_BOT_WAITING = (
+    f"SELECT {CONVERSATION_COLUMNS} FROM conversations "
+    "WHERE status = 'bot' AND bot_id = $1 AND awaiting_since <= $2 ORDER BY awaiting_since"
 )
 _LOADS = (
     "SELECT assignee_id, channel_type, COUNT(*) FROM conversations "
@@ -149,6 +153,7 @@ class ConversationTx:
             record.routing_rule,
             record.assigned_at,
             record.awaiting_since,
+            record.bot_id,
         )
 
     async def update(self, conversation_id: str, **changes: Any) -> None:
@@ -166,6 +171,9 @@ class ConversationTx:
 
     async def awaiting_agent(self) -> list[ConversationRecord]:
         return [rows.conversation(r) for r in await self.tx.fetch(_AWAITING)]
+
+    async def bot_waiting(self, bot_id: str, since: int) -> list[ConversationRecord]:
+        return [rows.conversation(r) for r in await self.tx.fetch(_BOT_WAITING, bot_id, since)]
 
     async def assigned_to(self, agent_id: str) -> list[ConversationRecord]:
         return [rows.conversation(r) for r in await self.tx.fetch(_ASSIGNED_TO, agent_id)]

@@ -446,6 +446,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (
+        30,
+        """
+        -- Bots first: the bot holding a conversation (status 'bot'), and the bot a token
+        -- of scope 'bot' speaks for.
+        ALTER TABLE conversations ADD COLUMN bot_id text;
+        CREATE INDEX conversations_bot ON conversations (bot_id, awaiting_since)
+            WHERE status = 'bot';
+        ALTER TABLE api_tokens ADD COLUMN bot_id text;
+        """,
+    ),
+    (
         31,
         """
         -- A conversation's SLA clock (routing.sla, as JSON) and its off-hours reply.

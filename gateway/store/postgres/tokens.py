@@ -23,6 +23,7 @@ def _token(row: Any) -> TokenRecord:
         name=row["name"],
         scopes=json.loads(row["scopes"]),
         agent_id=AgentId(row["agent_id"]) if row["agent_id"] else None,
+        bot_id=row["bot_id"],
         created_at=from_us(row["created_at"]),
         last_used_at=opt_dt(row["last_used_at"]),
     )
@@ -54,17 +55,20 @@ class Tokens:
         token_hash: str,
         scopes: Sequence[str],
         agent_id: AgentId | None,
+        bot_id: str | None = None,
     ) -> TokenRecord:
         async def work(tx: PgTx) -> None:
             await tx.execute(
-                "INSERT INTO api_tokens (id, name, token_hash, scopes, agent_id, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO api_tokens "
+                "(id, name, token_hash, scopes, agent_id, created_at, bot_id) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 token_id,
                 name,
                 token_hash,
                 dumps(list(scopes)),
                 agent_id,
                 tx.now,
+                bot_id,
             )
 
         await self._write(work)

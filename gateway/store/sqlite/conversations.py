@@ -36,7 +36,7 @@ _QUEUED = (
     "WHERE c.status = 'queued' ORDER BY c.priority DESC, c.queued_at, c.id LIMIT ? OFFSET ?"
 )
 _ON_CHANNEL = f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND channel_id = ?"
-_INSERT = f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES ({', '.join('?' * 23)})"
+_INSERT = f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES ({', '.join('?' * 24)})"
 _UPDATES: dict[tuple[str, ...], str] = {}
 
 
@@ -109,6 +109,7 @@ class ConversationTx:
                 record.routing_rule,
                 record.assigned_at,
                 record.awaiting_since,
+                record.bot_id,
             ),
         )
 
@@ -130,6 +131,17 @@ class ConversationTx:
                 f"SELECT {CONVERSATION_COLUMNS} FROM conversations "
                 "INDEXED BY conversations_awaiting "
                 "WHERE status = 'assigned' AND awaiting_since IS NOT NULL"
+            ).fetchall()
+        ]
+
+    async def bot_waiting(self, bot_id: str, since: int) -> list[ConversationRecord]:
+        return [
+            rows.conversation(r)
+            for r in self.tx.execute(
+                f"SELECT {CONVERSATION_COLUMNS} FROM conversations INDEXED BY conversations_bot "
+                "WHERE status = 'bot' AND bot_id = ? AND awaiting_since <= ? "
+                "ORDER BY awaiting_since",
+                (bot_id, since),
             ).fetchall()
         ]
 

@@ -22,6 +22,7 @@ def _token(row: sqlite3.Row) -> TokenRecord:
         name=row["name"],
         scopes=json.loads(row["scopes"]),
         agent_id=AgentId(row["agent_id"]) if row["agent_id"] else None,
+        bot_id=row["bot_id"],
         created_at=from_us(row["created_at"]),
         last_used_at=opt_dt(row["last_used_at"]),
     )
@@ -53,12 +54,14 @@ class Tokens:
         token_hash: str,
         scopes: Sequence[str],
         agent_id: AgentId | None,
+        bot_id: str | None = None,
     ) -> TokenRecord:
         async def work(tx: SqliteTx) -> None:
             tx.execute(
-                "INSERT INTO api_tokens (id, name, token_hash, scopes, agent_id, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (token_id, name, token_hash, dumps(list(scopes)), agent_id, tx.now),
+                "INSERT INTO api_tokens "
+                "(id, name, token_hash, scopes, agent_id, created_at, bot_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (token_id, name, token_hash, dumps(list(scopes)), agent_id, tx.now, bot_id),
             )
 
         await self._write(work)
