@@ -177,6 +177,31 @@ class RetentionSettings(Section):
         return value
 
 
+class SurveySettings(Section):
+    """Satisfaction surveys after resolution (README: Surveys)."""
+
+    enabled: bool = False
+    # How long after a resolution the survey goes out (a conversation reopened before
+    # then gets none).
+    delay: Duration = 600.0
+    # CSAT (1-5) is always asked; NPS (0-10) and CES (1-7) when turned on.
+    nps: bool = False
+    ces: bool = False
+    # How long a survey takes answers after it went out.
+    expire_after: Duration = 7 * 86400.0
+    # Only conversations of these channels (empty: every channel).
+    channels: list[ChannelIdStr] = Field(default_factory=list)
+    # How often due surveys are looked for (one replica at a time on a shared store).
+    sweep_interval: Annotated[Duration, Field(gt=0, le=3600)] = 30.0
+
+
+class StatsSettings(Section):
+    # A resolved conversation counts as resolved at first contact across channels only
+    # if the same contact (its merge group) opens no new conversation, on any channel,
+    # within this long after the resolution.
+    fcr_window: Annotated[Duration, Field(gt=0)] = 72 * 3600.0
+
+
 # What agents may upload (POST /v1/attachments) unless [attachments] upload_types says
 # otherwise: pictures, sound, video, and the documents customers are sent.
 DEFAULT_UPLOAD_TYPES = [
@@ -245,6 +270,8 @@ class Settings(Section):
     channels: list[ChannelSettings] = Field(default_factory=list)
     agents: list[AgentSettings] = Field(default_factory=list)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
+    surveys: SurveySettings = SurveySettings()
+    stats: StatsSettings = StatsSettings()
     # When teams answer, per channel (id or type); channels named by none are 24/7.
     business_hours: list[BusinessHoursSettings] = Field(default_factory=list)
     # SLA targets in business time; the first policy that matches a conversation applies.

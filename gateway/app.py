@@ -54,6 +54,7 @@ from gateway.replicas.limits import (
 from gateway.replicas.link import RedisLink
 from gateway.retention import Retention
 from gateway.store import Store, open_store
+from gateway.surveys import Surveys, window_of
 from gateway.webhooks.service import Webhooks
 from gateway.windows import WindowWatch
 from kernel.events import Event
@@ -229,6 +230,18 @@ class Gateway:
             channels=self.channels,
             keeper=self.keeper,
         )
+        self.surveys = Surveys(
+            store,
+            s.surveys,
+            s.server.public_url,
+            keys,
+            window_of(self.channels),
+            wake_sender=self.outbound.wake,
+            keeper=self.keeper,
+        )
+        if s.surveys.enabled:
+            self.inbox.surveys = self.assignments.surveys = self.surveys.plan
+            self.commands.on_resolved = self.surveys.kick
         for agent in s.agents:
             await self.assignments.put_agent(
                 Agent(
@@ -271,6 +284,7 @@ class Gateway:
             keeper=self.keeper,
         )
         self.windows.start()
+        self.surveys.start()
         if self.follower is not None:
             self.follower.start()
         self.lifecycle.started = True
@@ -436,6 +450,7 @@ class Gateway:
         await self.bots.stop()
         await self.windows.stop()
         await self.queue.stop()
+        await self.surveys.stop()
         await self.webhooks.stop()
         await self.outbound.stop()
         await self.media.stop()
@@ -465,6 +480,7 @@ class Gateway:
                 metrics=self.metrics,
                 attachments=self.attachments,
                 lifecycle=self.lifecycle,
+                surveys=self.surveys,
                 redis_state=lambda: None if self.link is None else self.link.state,
             )
         )

@@ -61,6 +61,8 @@ class Commands:
         self._wake_sender = wake_sender
         # Replicas: tell the others an agent is typing (channel, customer, on).
         self.on_typing: Callable[[ChannelId, str, bool], None] | None = None
+        # Surveys: a resolution may have made one due (no delay).
+        self.on_resolved: Callable[[], None] | None = None
 
     # --- replies ------------------------------------------------------------------------
 
@@ -250,6 +252,8 @@ class Commands:
     async def resolve(self, conversation_id: ConversationId) -> Conversation:
         conversation = await self.assignments.resolve(conversation_id)
         self._wake_queue()  # capacity freed
+        if self.on_resolved is not None:
+            self.on_resolved()
         return conversation
 
     async def reopen(self, conversation_id: ConversationId) -> Conversation:

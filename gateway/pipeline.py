@@ -64,7 +64,8 @@ class Pipeline:
         self._background: set[asyncio.Task[object]] = set()
         # Told when a channel reports CONNECTED (the outbound worker sends what waited).
         self.on_connected: Callable[[ChannelId], Coroutine[Any, Any, None]] | None = None
-        # Told when the gateway wrote to a customer (an off-hours reply) for the send path.
+        # Told when the gateway wrote to a customer (an off-hours reply, a survey's next
+        # question) for the send path.
         self.on_customer_messages: Callable[[], None] | None = None
         # Leases of work one process at a time does (None: the only process on its store).
         self.keeper: LeaseKeeper | None = None

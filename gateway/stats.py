@@ -10,6 +10,17 @@ Definitions, over a window [since, until):
   again).
 - FCR, first contact resolution: of the conversations resolved in the window, the share
   that were never reopened and never transferred to another agent.
+- FCR across channels: of the same resolved conversations handled by a person, those
+  resolved at first contact (as above) whose contact (with everyone merged into it)
+  opened no new conversation, on any channel, within `[stats] fcr_window` (72 h) of the
+  resolution. Those whose window has not ended yet (and that did not come back) are
+  counted as `awaiting`, outside the rate.
+- Bot-contained: resolved conversations no person handled (no agent message, never
+  assigned), reported apart with the same figures.
+- Surveys: those sent in the window; CSAT is the share of 4 and 5 among the CSAT
+  answers, with their average; NPS is the share of 9 and 10 minus the share of 0 to 6,
+  times 100; CES the average; the response rate is answered / sent. Per channel and,
+  in `agents`, per agent who held the conversation when it was resolved.
 - SLA breaches: `sla.breached` events in the window.
 - SLA compliance, per policy: of the conversations opened in the window under an SLA
   policy, each target (first response, next response, resolution) kept or missed as
@@ -25,7 +36,7 @@ import math
 
 from pydantic import BaseModel, Field
 
-from gateway.store.records import ChannelSamples
+from gateway.store.records import ChannelSamples, ResolvedSample, SurveySample
 from routing.sla import TARGETS, SlaClock
 
 
@@ -47,6 +58,51 @@ class FirstContactResolution(BaseModel):
     resolved: int = Field(description="Conversations resolved in the window.")
     first_contact: int = Field(description="... of which never reopened nor transferred.")
     rate: float | None = Field(description="first_contact / resolved; null when none.")
+
+
+class FirstContactAcrossChannels(BaseModel):
+    resolved: int = Field(description="Resolved conversations in the window (of this kind).")
+    first_contact: int = Field(
+        description="... resolved at first contact, and their contact opened no new "
+        "conversation on any channel within the window after the resolution."
+    )
+    came_back: int = Field(description="... whose contact opened a new conversation in it.")
+    awaiting: int = Field(
+        description="... whose window has not ended yet and that did not come back: left "
+        "out of the rate."
+    )
+    rate: float | None = Field(description="first_contact / (resolved - awaiting); null when none.")
+
+
+class Csat(BaseModel):
+    answers: int
+    satisfied_rate: float | None = Field(description="Share of 4 and 5.")
+    average: float | None
+
+
+class Nps(BaseModel):
+    answers: int
+    promoters: int = Field(description="9 and 10.")
+    detractors: int = Field(description="0 to 6.")
+    score: float | None = Field(description="(promoters - detractors) / answers * 100.")
+
+
+class Ces(BaseModel):
+    answers: int
+    average: float | None
+
+
+class SurveyFigures(BaseModel):
+    sent: int = Field(description="Surveys sent in the window.")
+    answered: int = Field(description="... with at least one answer.")
+    response_rate: float | None
+    csat: Csat
+    nps: Nps
+    ces: Ces
+
+
+class AgentSurveyFigures(SurveyFigures):
+    agent_id: str | None = Field(description="Null: resolved with no agent assigned.")
 
 
 class QueueWait(Durations):
@@ -78,6 +134,15 @@ class Figures(BaseModel):
     frt: FirstResponse = Field(description="First response time.")
     art: Durations = Field(description="Resolution time (ART is its average).")
     fcr: FirstContactResolution = Field(description="First contact resolution.")
+    fcr_across_channels: FirstContactAcrossChannels = Field(
+        description="FCR of conversations a person handled, counting a new conversation "
+        "of the same contact on any channel within the FCR window as a failure."
+    )
+    bot_contained: FirstContactAcrossChannels = Field(
+        description="The same for conversations resolved without a person (no agent "
+        "message, never assigned)."
+    )
+    surveys: SurveyFigures
     sla_breaches: int = Field(description="sla.breached events in the window.")
     sla_breached_conversations: int
     sla_compliance: list[SlaCompliance] = Field(
@@ -95,8 +160,12 @@ class ChannelFigures(Figures):
 class Stats(BaseModel):
     since: str
     until: str
+    fcr_window_seconds: float
     channels: list[ChannelFigures]
     total: Figures = Field(description="Every channel in the answer together.")
+    agents: list[AgentSurveyFigures] = Field(
+        description="Survey figures per agent, over the channels in the answer."
+    )
 
 
 def durations(values: list[float]) -> dict[str, float | int | None]:
@@ -121,6 +190,63 @@ def durations(values: list[float]) -> dict[str, float | int | None]:
 def _rank(ordered: list[float], q: float) -> float:
     """Nearest-rank percentile: the smallest value with at least q of them at or below."""
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _average(values: list[int]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def across_channels(samples: list[ResolvedSample]) -> FirstContactAcrossChannels:
+    first = sum(1 for r in samples if r.first_contact and not r.came_back and not r.window_open)
+    came_back = sum(1 for r in samples if r.came_back)
+    awaiting = sum(1 for r in samples if r.window_open and not r.came_back)
+    return FirstContactAcrossChannels(
+        resolved=len(samples),
+        first_contact=first,
+        came_back=came_back,
+        awaiting=awaiting,
+        rate=_share(first, len(samples) - awaiting),
+    )
+
+
+def survey_figures(samples: list[SurveySample]) -> SurveyFigures:
+    csat = [s.csat for s in samples if s.csat is not None]
+    nps = [s.nps for s in samples if s.nps is not None]
+    ces = [s.ces for s in samples if s.ces is not None]
+    answered = sum(1 for s in samples if (s.csat, s.nps, s.ces) != (None, None, None))
+    promoters, detractors = sum(1 for v in nps if v >= 9), sum(1 for v in nps if v <= 6)
+    return SurveyFigures(
+        sent=len(samples),
+        answered=answered,
+        response_rate=_share(answered, len(samples)),
+        csat=Csat(
+            answers=len(csat),
+            satisfied_rate=_share(sum(1 for v in csat if v >= 4), len(csat)),
+            average=_average(csat),
+        ),
+        nps=Nps(
+            answers=len(nps),
+            promoters=promoters,
+            detractors=detractors,
+            score=round((promoters - detractors) * 100 / len(nps), 2) if nps else None,
+        ),
+        ces=Ces(answers=len(ces), average=_average(ces)),
+    )
+
+
+def per_agent(samples: list[SurveySample]) -> list[AgentSurveyFigures]:
+    by_agent: dict[str | None, list[SurveySample]] = {}
+    for sample in samples:
+        by_agent.setdefault(sample.agent_id, []).append(sample)
+    ordered = sorted(by_agent.items(), key=lambda item: (item[0] is None, item[0] or ""))
+    return [
+        AgentSurveyFigures(agent_id=agent, **survey_figures(found).model_dump())
+        for agent, found in ordered
+    ]
 
 
 def _rate(good: int, bad: int) -> float | None:
@@ -180,6 +306,9 @@ def figures(s: ChannelSamples) -> Figures:
             first_contact=s.first_contact,
             rate=round(s.first_contact / resolved, 4) if resolved else None,
         ),
+        fcr_across_channels=across_channels([r for r in s.resolved if not r.contained]),
+        bot_contained=across_channels([r for r in s.resolved if r.contained]),
+        surveys=survey_figures(s.surveys),
         sla_breaches=s.sla_breaches,
         sla_breached_conversations=s.sla_breached_conversations,
         sla_compliance=compliance(s.sla_clocks),

@@ -110,6 +110,7 @@ EVENT_TYPES = (
     "conversation.handover",
     "conversation.window_closing",
     "sla.breached",
+    "survey.answered",
     "sla.warning",
     "contact.created",
     "contact.merged",

@@ -72,6 +72,10 @@ def new_message_id() -> MessageId:
     return MessageId("msg_" + ulid())
 
 
+def new_survey_id() -> str:
+    return "sv_" + ulid()
+
+
 def new_visitor_id() -> VisitorId:
     return VisitorId("v_" + ulid())
 

@@ -306,6 +306,31 @@ class Template(Frozen):
     updated_at: datetime
 
 
+class Survey(Frozen):
+    """A satisfaction survey of one resolved conversation: CSAT (1-5), and when asked NPS
+    (0-10) and CES (1-7), with one optional comment. ``way``: ``choices`` (asked on the
+    customer's chat channel) or ``link`` (a page of the gateway); ``reason`` says why one
+    was skipped."""
+
+    id: str
+    conversation_id: ConversationId
+    contact_id: ContactId
+    channel_id: ChannelId
+    agent_id: AgentId | None = None
+    status: Literal["scheduled", "sent", "answered", "skipped"]
+    way: Literal["choices", "link"] | None = None
+    reason: str | None = None
+    questions: list[Literal["csat", "nps", "ces"]]
+    csat: Annotated[int, Field(ge=1, le=5)] | None = None
+    nps: Annotated[int, Field(ge=0, le=10)] | None = None
+    ces: Annotated[int, Field(ge=1, le=7)] | None = None
+    comment: Text | None = None
+    due_at: datetime
+    sent_at: datetime | None = None
+    expires_at: datetime | None = None
+    answered_at: datetime | None = None
+
+
 class Agent(Frozen):
     id: AgentId
     name: Text | None = None

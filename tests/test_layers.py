@@ -34,6 +34,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "gateway.retention",
         "gateway.bots",
         "gateway.windows",
+        "gateway.surveys",
     ),
     ("gateway.commands",),
     ("gateway.api",),

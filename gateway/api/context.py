@@ -17,6 +17,7 @@ from gateway.domain.assignments import Assignments
 from gateway.events import EventBus
 from gateway.metrics import Metrics
 from gateway.store.protocols import Store
+from gateway.surveys import Surveys
 from gateway.webhooks.service import Webhooks
 
 
@@ -56,5 +57,6 @@ class ApiContext:
     metrics: Metrics
     attachments: Attachments
     lifecycle: Lifecycle
+    surveys: Surveys
     # Replicas: the state of their Redis link (None: not used).
     redis_state: Callable[[], str | None] = lambda: None

@@ -255,9 +255,12 @@ def _operation_doc(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
         codes.add(413)
     error_ref = refs[(_error_model(), "serialization")]
     for code in sorted(codes):
+        answers: dict[str, Any] = {"application/json": {"schema": error_ref}}
+        if op.raw and op.content_type == "text/html":
+            answers["text/html"] = {}  # a page answers its errors as a page (the survey's)
         responses[str(code)] = {
             "description": _STATUS_TEXT.get(code, "Error"),
-            "content": {"application/json": {"schema": error_ref}},
+            "content": answers,
         }
     doc["responses"] = responses
     return doc

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, Field, field_validator
 
 from gateway.api.schemas import Id, In
 from gateway.api.spec import Operations, Req
-from gateway.stats import ChannelFigures, Stats, figures
+from gateway.stats import ChannelFigures, Stats, figures, per_agent
 from gateway.store.records import ChannelSamples
 from kernel.errors import Invalid, NotFound
 from kernel.models import rfc3339
@@ -49,7 +49,12 @@ class StatsQuery(In):
         "conversations opened in the window (those unanswered by its end are counted, "
         "not timed). ART: opening to resolution, for conversations resolved in the "
         "window. FCR: the share of those resolved that were never reopened nor "
-        "transferred. SLA breaches: sla.breached events in the window. Queue wait: "
+        "transferred; FCR across channels also needs the contact to open no new "
+        "conversation on any channel within [stats] fcr_window of the resolution, and "
+        "bot-contained conversations (no person handled them) are reported apart. "
+        "Surveys: those sent in the window, CSAT (share of 4 and 5, average), NPS, CES "
+        "and response rate, per channel and per agent. SLA breaches: sla.breached "
+        "events in the window. Queue wait: "
         "opening to first assignment; queue length and the longest wait are as of now. "
         "Percentiles are nearest-rank."
     ),
@@ -68,7 +73,8 @@ async def get_stats(req: Req) -> Stats:
     if q.channel_id is not None and q.channel_id not in types:
         raise NotFound(f"channel {q.channel_id} not found", code="channel_not_found")
     wanted = None if q.channel_id is None else [q.channel_id]
-    found = await req.ctx.store.stats.samples(since, until, wanted)
+    window = req.ctx.settings.stats.fcr_window
+    found = await req.ctx.store.stats.samples(since, until, wanted, window)
     # Every configured channel answers, with zeros when quiet; a channel that is no longer
     # configured appears while its conversations are in the window.
     ids = wanted or sorted(set(types) | set(found))
@@ -85,5 +91,10 @@ async def get_stats(req: Req) -> Stats:
             )
         )
     return Stats(
-        since=rfc3339(since), until=rfc3339(until), channels=channels, total=figures(total)
+        since=rfc3339(since),
+        until=rfc3339(until),
+        fcr_window_seconds=window,
+        channels=channels,
+        total=figures(total),
+        agents=per_agent(total.surveys),
     )

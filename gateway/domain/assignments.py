@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.domain import bots, clocks
+from gateway.domain import bots, clocks, surveys
 from gateway.domain.dispatch import DispatchResult, dispatch, exclude, record, requeue
 from gateway.domain.state import US, RoutingState
 from gateway.domain.threads import one_open_per_contact, reopen_record
@@ -147,7 +147,12 @@ async def transfer_to_skills(
     return model
 
 
-async def resolve(tx: Tx, state: RoutingState, conversation_id: ConversationId) -> Conversation:
+async def resolve(
+    tx: Tx,
+    state: RoutingState,
+    conversation_id: ConversationId,
+    survey_plan: surveys.Plan | None = None,
+) -> Conversation:
     index = await state.index(tx)
     conv = await conversation(tx, conversation_id)
     if conv.status == ConversationStatus.RESOLVED:
@@ -167,6 +172,8 @@ async def resolve(tx: Tx, state: RoutingState, conversation_id: ConversationId) 
     await clocks.resolved(tx, conversation_id, tx.now / US)
     model = conv.model()
     await tx.emit("conversation.resolved", {"conversation": model}, model.id)
+    if survey_plan is not None:
+        await surveys.schedule(tx, conv, survey_plan)
     return model
 
 
@@ -269,6 +276,8 @@ class Assignments:
         self.store = store
         self.state = state
         self._draining = False  # the last dispatch stopped at its limit: more to come
+        # Set when surveys are on: a resolution schedules one.
+        self.surveys: surveys.Plan | None = None
 
     async def dispatch(self) -> DispatchResult:
         """Requeue breached assignments, route the queue in order (priority, then waiting
@@ -306,10 +315,10 @@ class Assignments:
         return await state.run(self.store, work)
 
     async def resolve(self, conversation_id: ConversationId) -> Conversation:
-        state = self.state
+        state, plan = self.state, self.surveys
 
         async def work(tx: Tx) -> Conversation:
-            return await resolve(tx, state, conversation_id)
+            return await resolve(tx, state, conversation_id, plan)
 
         return await state.run(self.store, work)
 

@@ -136,6 +136,7 @@ async def forget(
             attachment_ids.update(_ATTACHMENT.findall(parts))
         done.messages = await tx.erasure.blank_messages(conversation_ids, ERASED.model_dump_json())
         await tx.erasure.blank_conversations(conversation_ids, recipient=recipient)
+        await tx.surveys.blank(conversation_ids)  # a survey's comment is the person's words
     for seq, data_json in await tx.erasure.events_of(conversation_ids, contact_ids):
         data = json.loads(data_json)
         blanked = redact(data)

@@ -4,16 +4,16 @@ stored with their events in one unit of work), delivery news, reactions, identit
 from __future__ import annotations
 
 from gateway.domain import bots as handovers
-from gateway.domain import choices, clocks, contacts
+from gateway.domain import choices, clocks, contacts, surveys
 from gateway.domain.bots import BotRules
 from gateway.domain.media import fetchable
 from gateway.domain.state import US, RoutingState
-from gateway.domain.threads import thread_for
+from gateway.domain.threads import open_for, thread_for
 from gateway.store.protocols import Store
 from gateway.store.records import to_us
 from gateway.store.transaction import Tx
 from kernel.envelope import InboundMessage, IngestResult, Sender, StatusUpdate
-from kernel.ids import ChannelId, ContactId, new_message_id
+from kernel.ids import ChannelId, ContactId, ConversationId, new_message_id
 from kernel.models import (
     STATUS_RANK,
     Author,
@@ -36,6 +36,7 @@ async def ingest(
     channel_type: ChannelType,
     routing: RoutingState,
     bots: BotRules | None = None,
+    survey_plan: surveys.Plan | None = None,
 ) -> IngestResult:
     dup = await tx.messages.by_external(msg.channel_id, msg.external_id)
     if dup is not None:
@@ -48,9 +49,19 @@ async def ingest(
             duplicate=True,
         )
     contact_id = await contacts.resolve(tx, msg.channel_id, channel_type, msg.sender)
+    inbound = msg.direction == Direction.INBOUND
+    if survey_plan is not None and inbound and channel_type != ChannelType.EMAIL:
+        # An answer to a survey: kept in its (resolved) conversation, never reopening it.
+        async def has_open() -> bool:
+            return await open_for(tx, contact_id, msg.channel_id) is not None
+
+        pick = await surveys.recognise(
+            tx, contact_id, msg.channel_id, text_of(msg.parts), msg.metadata, has_open
+        )
+        if pick is not None:
+            return await _survey_answer(tx, msg, contact_id, pick, survey_plan)
     conv = await thread_for(tx, msg, contact_id, channel_type, routing, bots)
 
-    inbound = msg.direction == Direction.INBOUND
     reply_to = None
     if msg.reply_to_external_id:
         earlier = await tx.messages.by_external(msg.channel_id, msg.reply_to_external_id)
@@ -131,6 +142,44 @@ async def ingest(
     )
 
 
+async def _survey_answer(
+    tx: Tx,
+    msg: InboundMessage,
+    contact_id: ContactId,
+    pick: surveys.Pick,
+    plan: surveys.Plan | None,
+) -> IngestResult:
+    """A pick of a survey's answer: stored in the survey's conversation as the customer's
+    message, which stays as it is (resolved), and recorded on the survey."""
+    # Its id first: the next question, written now, is newer than the answer.
+    message_id = new_message_id()
+    outcome = await surveys.take(tx, pick, plan)
+    conversation_id = ConversationId(pick.survey.conversation_id)
+    stored = Message(
+        id=message_id,
+        conversation_id=conversation_id,
+        channel_id=msg.channel_id,
+        direction=Direction.INBOUND,
+        author=Author(type=AuthorType.CONTACT, id=contact_id),
+        external_id=msg.external_id,
+        parts=msg.parts,
+        created_at=tx.now_dt,
+        status=MessageStatus.RECEIVED,
+        metadata=surveys.pick_metadata(msg.metadata, pick, outcome),
+    )
+    await tx.messages.insert(stored, pick.survey.contact_id, peer_id=msg.sender.external_id)
+    wrote_at = tx.now if msg.sent_at is None else min(tx.now, to_us(msg.sent_at))
+    await tx.conversations.update(conversation_id, last_message_at=tx.now, last_inbound_at=wrote_at)
+    await tx.emit("message.received", {"message": stored}, conversation_id)
+    return IngestResult(
+        message=stored,
+        conversation_id=conversation_id,
+        conversation_status=ConversationStatus.RESOLVED,
+        contact_id=contact_id,
+        notices=int(outcome == "answered"),  # the next question, or the thanks
+    )
+
+
 async def update_status(tx: Tx, update: StatusUpdate) -> list[Message]:
     if update.external_ids:
         found = await tx.messages.outbound_by_external(update.channel_id, update.external_ids)
@@ -204,12 +253,14 @@ class Inbox:
         self.store = store
         self.routing = routing
         self.bots = bots
+        # Set when surveys are on: a customer's pick of a survey answer is recognised.
+        self.surveys: surveys.Plan | None = None
 
     async def ingest(self, message: InboundMessage, channel_type: ChannelType) -> IngestResult:
-        routing, bots = self.routing, self.bots
+        routing, bots, plan = self.routing, self.bots, self.surveys
 
         async def work(tx: Tx) -> IngestResult:
-            return await ingest(tx, message, channel_type, routing, bots)
+            return await ingest(tx, message, channel_type, routing, bots, plan)
 
         return await self.store.transact(work)
 

@@ -182,4 +182,8 @@ async def reopen_record(tx: Tx, record: ConversationRecord) -> None:
         queued_at=tx.now,
         queue_announced=False,
     )
+    # A survey not sent yet is not sent (gateway.domain.surveys): resolved again, it is.
+    survey = await tx.surveys.of_conversation(record.id)
+    if survey is not None and survey.status == "scheduled":
+        await tx.surveys.update(survey.id, status="skipped", reason="reopened")
     await tx.emit("conversation.reopened", {"conversation": record.model()}, record.id)

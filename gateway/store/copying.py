@@ -40,6 +40,7 @@ import asyncpg
 from gateway.store.postgres.database import CONNECT_TIMEOUT, UNREACHABLE, setup_connection
 from gateway.store.postgres.database import unavailable as pg_unavailable
 from gateway.store.postgres.store import run_migrations
+from gateway.store.records import SURVEY_COLUMNS
 from gateway.store.sqlite.database import connect as sqlite_connect
 from gateway.store.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from gateway.store.sqlite.store import parse_url
@@ -114,6 +115,7 @@ TABLES: tuple[Table, ...] = (
         ),
     ),
     Table("templates", _cols("id, name, language, body, created_at, updated_at")),
+    Table("surveys", _cols(SURVEY_COLUMNS)),
     Table(
         "conversation_clocks",
         _cols("conversation_id, channel_id, created_at, policy, sla, next_check, off_hours_until"),

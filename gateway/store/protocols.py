@@ -342,9 +342,15 @@ class Templates(Protocol):
 
 class StatsReads(Protocol):
     async def samples(
-        self, since: datetime, until: datetime, channel_ids: Sequence[str] | None
+        self,
+        since: datetime,
+        until: datetime,
+        channel_ids: Sequence[str] | None,
+        fcr_window: float = 72 * 3600,
     ) -> dict[str, ChannelSamples]:
-        """Per channel, what GET /v1/stats is made of (see gateway.stats)."""
+        """Per channel, what GET /v1/stats is made of (see gateway.stats); ``fcr_window``:
+        seconds after a resolution in which a new conversation of the same contact (its
+        merge group, any channel) means it was not resolved at first contact."""
         ...
 
     async def queue(self) -> dict[str, tuple[int, float | None]]:

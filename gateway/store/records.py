@@ -23,6 +23,7 @@ from kernel.models import (
     Conversation,
     ConversationStatus,
     Message,
+    Survey,
 )
 
 US = 1_000_000
@@ -285,6 +286,96 @@ class AssignmentBatch:
 # --- figures -----------------------------------------------------------------------------
 
 
+# The columns of a survey row, in SurveyRecord's order.
+SURVEY_COLUMNS = (
+    "id, conversation_id, contact_id, channel_id, channel_type, agent_id, language, "
+    "questions, status, way, reason, step, created_at, due_at, sent_at, expires_at, "
+    "csat, nps, ces, comment, answered_at"
+)
+
+
+@dataclass
+class SurveyRecord:
+    """A survey as stored: the model's fields and where it stands on a chat channel."""
+
+    id: str
+    conversation_id: str
+    contact_id: str
+    channel_id: str
+    channel_type: str
+    agent_id: str | None
+    language: str | None
+    questions: str  # "csat,nps,ces": those asked, in order
+    status: str
+    way: str | None
+    reason: str | None
+    # On a chat channel: the question asked last and not answered yet (None: none).
+    step: str | None
+    created_at: int
+    due_at: int
+    sent_at: int | None = None
+    expires_at: int | None = None
+    csat: int | None = None
+    nps: int | None = None
+    ces: int | None = None
+    comment: str | None = None
+    answered_at: int | None = None
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name.strip()) for name in SURVEY_COLUMNS.split(","))
+
+    def asked(self) -> list[str]:
+        return [q for q in self.questions.split(",") if q]
+
+    def score(self, question: str) -> int | None:
+        found: int | None = getattr(self, question)
+        return found
+
+    def model(self) -> Survey:
+        return Survey(
+            id=self.id,
+            conversation_id=ConversationId(self.conversation_id),
+            contact_id=ContactId(self.contact_id),
+            channel_id=ChannelId(self.channel_id),
+            agent_id=None if self.agent_id is None else AgentId(self.agent_id),
+            status=self.status,
+            way=self.way,
+            reason=self.reason,
+            questions=self.asked(),
+            csat=self.csat,
+            nps=self.nps,
+            ces=self.ces,
+            comment=self.comment,
+            due_at=from_us(self.due_at),
+            sent_at=opt_dt(self.sent_at),
+            expires_at=opt_dt(self.expires_at),
+            answered_at=opt_dt(self.answered_at),
+        )
+
+
+def survey_record(row: Any) -> SurveyRecord:
+    """A survey row (either backend's) as a record."""
+    return SurveyRecord(*(row[i] for i in range(len(SURVEY_COLUMNS.split(",")))))
+
+
+class SurveySample(NamedTuple):
+    """A survey sent in the stats window: who served, and what was answered."""
+
+    agent_id: str | None
+    csat: int | None
+    nps: int | None
+    ces: int | None
+
+
+class ResolvedSample(NamedTuple):
+    """A conversation resolved in the stats window, for FCR across channels."""
+
+    first_contact: bool  # never reopened nor transferred
+    contained: bool  # no agent wrote in it and none was assigned (no human)
+    came_back: bool  # its contact opened a new conversation within the FCR window
+    window_open: bool  # the FCR window has not ended yet (and it did not come back)
+
+
 @dataclass
 class ClockRecord:
     """A conversation's clocks: its SLA (``sla_json``: routing.sla.SlaClock as stored)
@@ -314,6 +405,8 @@ class ChannelSamples:
     queue_wait: list[float] = field(default_factory=list)
     queue_length: int = 0
     oldest_waiting: float | None = None
+    surveys: list[SurveySample] = field(default_factory=list)
+    resolved: list[ResolvedSample] = field(default_factory=list)
     # SLA clocks (as stored) of the conversations opened in the window.
     sla_clocks: list[str] = field(default_factory=list)
 
@@ -327,6 +420,8 @@ class ChannelSamples:
         self.sla_breached_conversations += other.sla_breached_conversations
         self.queue_wait += other.queue_wait
         self.queue_length += other.queue_length
+        self.surveys += other.surveys
+        self.resolved += other.resolved
         self.sla_clocks += other.sla_clocks
         if other.oldest_waiting is not None:
             self.oldest_waiting = max(self.oldest_waiting or 0.0, other.oldest_waiting)

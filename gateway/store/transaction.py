@@ -22,6 +22,7 @@ from gateway.store.records import (
     IdentityRecord,
     OpenConversation,
     StoredMessage,
+    SurveyRecord,
     WindowCandidate,
 )
 from kernel.events import Event
@@ -386,6 +387,31 @@ class ErasureRows(Protocol):
         ...
 
 
+class SurveyRows(Protocol):
+    async def insert(self, record: SurveyRecord) -> None: ...
+    async def get(self, survey_id: str) -> SurveyRecord | None: ...
+    async def of_conversation(self, conversation_id: str) -> SurveyRecord | None: ...
+
+    async def update(self, survey_id: str, **changes: Any) -> None:
+        """Set fields (SurveyRecord's names) of one survey."""
+        ...
+
+    async def due(self, now: int, limit: int) -> list[SurveyRecord]:
+        """Scheduled surveys whose time has come, the earliest first."""
+        ...
+
+    async def asked_on_chat(
+        self, contact_ids: Sequence[str], channel_id: str
+    ) -> SurveyRecord | None:
+        """The newest survey asked with choices of any of these contacts on the channel."""
+        ...
+
+    async def blank(self, conversation_ids: Sequence[str]) -> None:
+        """These conversations' surveys lose their comment; one not sent yet is skipped
+        (reason ``erased``)."""
+        ...
+
+
 class Tx(Protocol):
     """One unit of work's transaction."""
 
@@ -409,6 +435,8 @@ class Tx(Protocol):
     def assignments(self) -> AssignmentRows: ...
     @property
     def erasure(self) -> ErasureRows: ...
+    @property
+    def surveys(self) -> SurveyRows: ...
     @property
     def clocks(self) -> ClockRows: ...
 

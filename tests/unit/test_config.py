@@ -290,3 +290,33 @@ def test_bots_are_checked_and_overridden_by_id(tmp_path: Path) -> None:
     assert (bot.id, bot.timeout, bot.channels) == ("triage", 5.0, ["webchat"])
     assert "gặp nhân viên" in bot.handover_phrases
     assert secret not in repr(s)
+
+
+def test_surveys_and_stats_settings(tmp_path: Path) -> None:
+    good = load_settings(
+        write(
+            tmp_path,
+            '[surveys]\nenabled = true\ndelay = "5m"\nnps = true\nexpire_after = "3d"\n'
+            '[stats]\nfcr_window = "48h"\n',
+        ),
+        env={},
+    )
+    assert (good.surveys.delay, good.surveys.expire_after) == (300.0, 3 * 86400.0)
+    assert good.surveys.nps and not good.surveys.ces
+    assert good.stats.fcr_window == 48 * 3600.0
+    assert load_settings(None, env={}).stats.fcr_window == 72 * 3600.0
+    with pytest.raises(ConfigError) as exc:
+        load_settings(
+            write(
+                tmp_path,
+                '[surveys]\ndelay = "soon"\ncsat = true\nsweep_interval = 0\n'
+                "[stats]\nfcr_window = 0\n",
+            ),
+            env={},
+        )
+    assert {p.key for p in exc.value.problems} == {
+        "surveys.delay",
+        "surveys.csat",
+        "surveys.sweep_interval",
+        "stats.fcr_window",
+    }

@@ -474,6 +474,39 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX conversation_clocks_created ON conversation_clocks (created_at);
         """,
     ),
+    (
+        33,
+        """
+        -- Satisfaction surveys: one per resolved conversation, sent by a sweep when due.
+        CREATE TABLE surveys (
+            id               text PRIMARY KEY,
+            conversation_id  text NOT NULL UNIQUE,
+            contact_id       text NOT NULL,
+            channel_id       text NOT NULL,
+            channel_type     text NOT NULL,
+            agent_id         text,
+            language         text,
+            questions        text NOT NULL,
+            status           text NOT NULL,
+            way              text,
+            reason           text,
+            step             text,
+            created_at       timestamptz NOT NULL,
+            due_at           timestamptz NOT NULL,
+            sent_at          timestamptz,
+            expires_at       timestamptz,
+            csat             smallint,
+            nps              smallint,
+            ces              smallint,
+            comment          text,
+            answered_at      timestamptz
+        );
+        CREATE INDEX surveys_due ON surveys (due_at) WHERE status = 'scheduled';
+        CREATE INDEX surveys_contact ON surveys (contact_id, channel_id);
+        CREATE INDEX surveys_sent ON surveys (sent_at);
+        CREATE INDEX conversations_contact_created ON conversations (contact_id, created_at);
+        """,
+    ),
 ]
 
 # Steps after which the contacts' names are folded (their name_key and words written).

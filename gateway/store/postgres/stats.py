@@ -10,7 +10,7 @@ from datetime import datetime
 import asyncpg
 
 from gateway.store.postgres.reading import Reader
-from gateway.store.records import ChannelSamples, to_us
+from gateway.store.records import ChannelSamples, ResolvedSample, SurveySample, to_us
 
 US = 1_000_000
 
@@ -21,6 +21,7 @@ async def samples(
     until_us: int,
     now_us: int,
     channel_ids: Iterable[str] | None,
+    window_us: int = 72 * 3600 * US,
 ) -> dict[str, ChannelSamples]:
     """Per channel: every duration the figures are made of, in seconds."""
     wanted = None if channel_ids is None else set(channel_ids)
@@ -72,13 +73,25 @@ async def samples(
         "SELECT c.channel_id, c.created_at, r.resolved_at, "
         "EXISTS (SELECT 1 FROM events x WHERE x.conversation_id = r.conversation_id "
         " AND x.type IN ('conversation.reopened', 'conversation.transferred') "
-        " AND x.created_at < $2) AS touched_again "
+        " AND x.created_at < $2) AS touched_again, "
+        "NOT EXISTS (SELECT 1 FROM messages m "
+        " WHERE m.conversation_id = r.conversation_id AND m.author_type = 'agent') "
+        "AND NOT EXISTS (SELECT 1 FROM events y WHERE y.conversation_id = r.conversation_id "
+        " AND y.type = 'conversation.assigned') AS contained, "
+        "EXISTS (SELECT 1 FROM conversations n "
+        " WHERE n.contact_id IN (SELECT id FROM contacts WHERE id = k.root "
+        "   UNION SELECT id FROM contacts WHERE merged_into = k.root) "
+        " AND n.id <> c.id AND n.created_at > r.resolved_at "
+        " AND n.created_at <= r.resolved_at + $3::bigint * interval '1 microsecond') AS came_back "
         "FROM (SELECT conversation_id, MAX(created_at) AS resolved_at FROM events "
         "      WHERE created_at >= $1 AND created_at < $2 AND type = 'conversation.resolved' "
         "      GROUP BY conversation_id) r "
-        "JOIN conversations c ON c.id = r.conversation_id",
+        "JOIN conversations c ON c.id = r.conversation_id "
+        "JOIN (SELECT id, COALESCE(merged_into, id) AS root FROM contacts) k "
+        "ON k.id = c.contact_id",
         since_us,
         until_us,
+        window_us,
     ):
         s = of(row["channel_id"])
         if s is None:
@@ -86,6 +99,14 @@ async def samples(
         s.resolution.append(max(0, row["resolved_at"] - row["created_at"]) / US)
         if not row["touched_again"]:
             s.first_contact += 1
+        s.resolved.append(
+            ResolvedSample(
+                first_contact=not row["touched_again"],
+                contained=bool(row["contained"]),
+                came_back=bool(row["came_back"]),
+                window_open=row["resolved_at"] + window_us > now_us,
+            )
+        )
     for row in await conn.fetch(
         "SELECT c.channel_id, COUNT(*) AS n, COUNT(DISTINCT e.conversation_id) AS convs "
         "FROM events e JOIN conversations c ON c.id = e.conversation_id "
@@ -98,6 +119,17 @@ async def samples(
         if s is not None:
             s.sla_breaches += row["n"]
             s.sla_breached_conversations += row["convs"]
+
+    # Surveys sent in the window, with what was answered.
+    for row in await conn.fetch(
+        "SELECT channel_id, agent_id, csat, nps, ces FROM surveys "
+        "WHERE sent_at >= $1 AND sent_at < $2",
+        since_us,
+        until_us,
+    ):
+        s = of(row["channel_id"])
+        if s is not None:
+            s.surveys.append(SurveySample(row["agent_id"], row["csat"], row["nps"], row["ces"]))
 
     # SLA clocks of the conversations opened in the window.
     for row in await conn.fetch(
@@ -139,10 +171,19 @@ class StatsReads:
         self._read = reader
 
     async def samples(
-        self, since: datetime, until: datetime, channel_ids: Sequence[str] | None
+        self,
+        since: datetime,
+        until: datetime,
+        channel_ids: Sequence[str] | None,
+        fcr_window: float = 72 * 3600,
     ) -> dict[str, ChannelSamples]:
         found: dict[str, ChannelSamples] = await self._read(
-            samples, to_us(since), to_us(until), time.time_ns() // 1000, channel_ids
+            samples,
+            to_us(since),
+            to_us(until),
+            time.time_ns() // 1000,
+            channel_ids,
+            int(fcr_window * US),
         )
         return found
 

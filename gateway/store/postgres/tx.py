@@ -15,6 +15,7 @@ from gateway.store.postgres.contacts import ContactTx
 from gateway.store.postgres.conversations import ConversationTx
 from gateway.store.postgres.erasure import ErasureTx
 from gateway.store.postgres.messages import MessageTx
+from gateway.store.postgres.surveys import SurveyTx
 from kernel.events import Event, compose_json
 
 
@@ -30,6 +31,7 @@ class PgTx:
         self.agents = AgentTx(self)
         self.assignments = AssignmentTx(self)
         self.erasure = ErasureTx(self)
+        self.surveys = SurveyTx(self)
         self.clocks = ClockTx(self)
 
     def next_unit(self) -> list[Event]:

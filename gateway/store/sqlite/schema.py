@@ -475,6 +475,39 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX conversation_clocks_created ON conversation_clocks(created_at);
         """,
     ),
+    (
+        33,
+        """
+        -- Satisfaction surveys: one per resolved conversation, sent by a sweep when due.
+        CREATE TABLE surveys (
+            id               TEXT PRIMARY KEY,
+            conversation_id  TEXT NOT NULL UNIQUE,
+            contact_id       TEXT NOT NULL,
+            channel_id       TEXT NOT NULL,
+            channel_type     TEXT NOT NULL,
+            agent_id         TEXT,
+            language         TEXT,
+            questions        TEXT NOT NULL,
+            status           TEXT NOT NULL,
+            way              TEXT,
+            reason           TEXT,
+            step             TEXT,
+            created_at       INTEGER NOT NULL,
+            due_at           INTEGER NOT NULL,
+            sent_at          INTEGER,
+            expires_at       INTEGER,
+            csat             INTEGER,
+            nps              INTEGER,
+            ces              INTEGER,
+            comment          TEXT,
+            answered_at      INTEGER
+        );
+        CREATE INDEX surveys_due ON surveys(status, due_at);
+        CREATE INDEX surveys_contact ON surveys(contact_id, channel_id);
+        CREATE INDEX surveys_sent ON surveys(sent_at);
+        CREATE INDEX conversations_contact_created ON conversations(contact_id, created_at);
+        """,
+    ),
 ]
 
 # Steps after which the contacts' names are folded (their name_key and words written).

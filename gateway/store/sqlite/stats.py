@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from gateway.store.records import ChannelSamples, to_us
+from gateway.store.records import ChannelSamples, ResolvedSample, SurveySample, to_us
 from gateway.store.sqlite.reading import Reader
 
 US = 1_000_000
@@ -56,6 +56,7 @@ def samples(
     until_us: int,
     now_us: int,
     channel_ids: Iterable[str] | None,
+    window_us: int = 72 * 3600 * US,
 ) -> dict[str, ChannelSamples]:
     """Per channel: every duration the figures are made of, in seconds."""
     wanted = None if channel_ids is None else set(channel_ids)
@@ -111,12 +112,24 @@ def samples(
             "EXISTS (SELECT 1 FROM events x INDEXED BY events_conversation "
             " WHERE x.conversation_id = r.conversation_id "
             " AND x.type IN ('conversation.reopened', 'conversation.transferred') "
-            " AND x.created_at < ?) AS touched_again "
+            " AND x.created_at < ?) AS touched_again, "
+            "NOT EXISTS (SELECT 1 FROM messages m INDEXED BY messages_conversation "
+            " WHERE m.conversation_id = r.conversation_id AND m.author_type = 'agent') "
+            "AND NOT EXISTS (SELECT 1 FROM events y INDEXED BY events_conversation "
+            " WHERE y.conversation_id = r.conversation_id "
+            " AND y.type = 'conversation.assigned') AS contained, "
+            "EXISTS (SELECT 1 FROM conversations n INDEXED BY conversations_contact_created "
+            " WHERE n.contact_id IN (SELECT id FROM contacts WHERE id = k.root "
+            "   UNION SELECT id FROM contacts WHERE merged_into = k.root) "
+            " AND n.id <> c.id AND n.created_at > r.resolved_at "
+            " AND n.created_at <= r.resolved_at + ?) AS came_back "
             "FROM (SELECT conversation_id, MAX(created_at) AS resolved_at FROM events "
             "      WHERE seq BETWEEN ? AND ? AND type = 'conversation.resolved' "
             "      AND created_at >= ? AND created_at < ? GROUP BY conversation_id) r "
-            "JOIN conversations c ON c.id = r.conversation_id",
-            (until_us, lo, hi, since_us, until_us),
+            "JOIN conversations c ON c.id = r.conversation_id "
+            "JOIN (SELECT id, COALESCE(merged_into, id) AS root FROM contacts) k "
+            "ON k.id = c.contact_id",
+            (until_us, window_us, lo, hi, since_us, until_us),
         ):
             s = of(row["channel_id"])
             if s is None:
@@ -124,6 +137,14 @@ def samples(
             s.resolution.append(max(0, row["resolved_at"] - row["created_at"]) / US)
             if not row["touched_again"]:
                 s.first_contact += 1
+            s.resolved.append(
+                ResolvedSample(
+                    first_contact=not row["touched_again"],
+                    contained=bool(row["contained"]),
+                    came_back=bool(row["came_back"]),
+                    window_open=row["resolved_at"] + window_us > now_us,
+                )
+            )
         for row in conn.execute(
             "SELECT c.channel_id, COUNT(*) AS n, COUNT(DISTINCT e.conversation_id) AS convs "
             "FROM events e JOIN conversations c ON c.id = e.conversation_id "
@@ -135,6 +156,16 @@ def samples(
             if s is not None:
                 s.sla_breaches += row["n"]
                 s.sla_breached_conversations += row["convs"]
+
+    # Surveys sent in the window, with what was answered.
+    for row in conn.execute(
+        "SELECT channel_id, agent_id, csat, nps, ces FROM surveys INDEXED BY surveys_sent "
+        "WHERE sent_at >= ? AND sent_at < ?",
+        (since_us, until_us),
+    ):
+        s = of(row["channel_id"])
+        if s is not None:
+            s.surveys.append(SurveySample(row["agent_id"], row["csat"], row["nps"], row["ces"]))
 
     # SLA clocks of the conversations opened in the window.
     for row in conn.execute(
@@ -175,10 +206,19 @@ class StatsReads:
         self._read = reader
 
     async def samples(
-        self, since: datetime, until: datetime, channel_ids: Sequence[str] | None
+        self,
+        since: datetime,
+        until: datetime,
+        channel_ids: Sequence[str] | None,
+        fcr_window: float = 72 * 3600,
     ) -> dict[str, ChannelSamples]:
         found: dict[str, ChannelSamples] = await self._read(
-            samples, to_us(since), to_us(until), time.time_ns() // 1000, channel_ids
+            samples,
+            to_us(since),
+            to_us(until),
+            time.time_ns() // 1000,
+            channel_ids,
+            int(fcr_window * US),
         )
         return found
 

@@ -13,6 +13,7 @@ from gateway.store.sqlite.contacts import ContactTx
 from gateway.store.sqlite.conversations import ConversationTx
 from gateway.store.sqlite.erasure import ErasureTx
 from gateway.store.sqlite.messages import MessageTx
+from gateway.store.sqlite.surveys import SurveyTx
 from kernel.events import Event, compose_json
 
 T = TypeVar("T")
@@ -51,6 +52,7 @@ class SqliteTx:
         self.agents = AgentTx(self)
         self.assignments = AssignmentTx(self)
         self.erasure = ErasureTx(self)
+        self.surveys = SurveyTx(self)
         self.clocks = ClockTx(self)
 
     def begin(self, now: int) -> None:
