@@ -92,9 +92,12 @@ class MessageTx:
         return found is not None
 
     async def asked(self, conversation_id: str) -> Asked | None:
+        # Ordered by the whole index (conversation_id, id): with a prepared statement's
+        # generic plan, "ORDER BY id" alone may walk the primary key backwards through
+        # every conversation's messages to find this one's newest.
         recent = await self.tx.fetch(
             "SELECT id, direction, parts::text FROM messages WHERE conversation_id = $1 "
-            "ORDER BY id DESC LIMIT $2",
+            "ORDER BY conversation_id DESC, id DESC LIMIT $2",
             conversation_id,
             ASKED_WITHIN,
         )
@@ -277,7 +280,8 @@ async def _page(
     items = [
         rows.message(r)
         for r in await conn.fetch(
-            "SELECT * FROM messages WHERE conversation_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            "SELECT * FROM messages WHERE conversation_id = $1 AND id > $2 "
+            "ORDER BY conversation_id, id LIMIT $3",
             conversation_id,
             after or "",
             limit + 1,
@@ -325,7 +329,8 @@ async def _history(
         sql += f" AND id > ${len(params)}"
     # "after" pages forward from a point; otherwise take the newest before the point.
     params.append(limit)
-    sql += " ORDER BY id " + ("ASC" if after else "DESC") + f" LIMIT ${len(params)}"
+    way = "ASC" if after else "DESC"  # by the whole index (channel_id, peer_id, id)
+    sql += f" ORDER BY channel_id {way}, peer_id {way}, id {way} LIMIT ${len(params)}"
     items = [rows.message(r) for r in await conn.fetch(sql, *params)]
     if not after:
         items.reverse()
@@ -435,7 +440,7 @@ async def _jobs(conn: asyncpg.Connection, ids: list[str]) -> list[OutboundJob]:
             r[0]
             for r in await conn.fetch(
                 "SELECT external_id FROM messages WHERE conversation_id = $1 AND id < $2 "
-                "AND external_id IS NOT NULL ORDER BY id DESC LIMIT $3",
+                "AND external_id IS NOT NULL ORDER BY conversation_id DESC, id DESC LIMIT $3",
                 m["conversation_id"],
                 m["id"],
                 THREAD_REFS_LIMIT,
@@ -444,7 +449,7 @@ async def _jobs(conn: asyncpg.Connection, ids: list[str]) -> list[OutboundJob]:
         refs.reverse()
         last_in = await conn.fetchval(
             "SELECT metadata FROM messages WHERE conversation_id = $1 AND id < $2 "
-            "AND direction = 'inbound' ORDER BY id DESC LIMIT 1",
+            "AND direction = 'inbound' ORDER BY conversation_id DESC, id DESC LIMIT 1",
             m["conversation_id"],
             m["id"],
         )
