@@ -163,6 +163,13 @@ async def test_broken_credentials_hold_messages_and_mark_the_channel(gw: Gateway
         await eventually(broken)
         ready = await (await client.get("/readyz")).json()
         assert ready["channels"]["zalo"]["state"] == "BAD_CREDENTIALS"
+
+        # The state changes as the send fails; the deferral is written on the message after.
+        async def deferred() -> bool:
+            found = await gw.store.messages.get(msg_id)  # type: ignore[arg-type]
+            return found is not None and found.error is not None
+
+        await eventually(deferred)
         msg = await gw.store.messages.get(msg_id)  # type: ignore[arg-type]
         assert msg is not None and msg.status == MessageStatus.PENDING
         assert msg.error is not None and msg.error.code == "auth_failed"

@@ -562,7 +562,14 @@ async def test_smtp_auth_failure_holds_messages_until_the_login_works(
         await eventually(refused, within=8)
         ready = await (await client.get("/readyz")).json()
     assert ready["channels"]["mail"]["state"] == "BAD_CREDENTIALS"
-    held = await gw.store.messages.get(reply_id)  # type: ignore[arg-type]
+
+    # The channel's state changes as the login fails; the send path records the deferral
+    # on the message just after.
+    async def deferred() -> Any:
+        found = await gw.store.messages.get(reply_id)  # type: ignore[arg-type]
+        return found if found is not None and found.error is not None else None
+
+    held = await eventually(deferred, within=8)
     assert held is not None and held.status == MessageStatus.PENDING
     assert held.error is not None and held.error.code == "auth_failed"
     assert wrong not in held.error.reason
