@@ -161,10 +161,7 @@ def migrate(path: Path | None) -> int:
     try:
         settings = load_settings(path)
     except ConfigError as exc:
-        print("omnigw: the configuration has problems:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
+        return _config_problems(exc)
     from gateway.store import open_store
 
     async def run() -> None:
@@ -228,10 +225,7 @@ def rotate_secrets(path: Path | None) -> int:
     try:
         settings = load_settings(path)
     except ConfigError as exc:
-        print("omnigw: the configuration has problems:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
+        return _config_problems(exc)
     key_file = settings.server.data_dir / KEY_FILE
     try:
         keys = read_keys(settings.server.data_dir, os.environ.get(ENV_VAR))
