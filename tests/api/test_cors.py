@@ -194,6 +194,18 @@ async def test_an_unlisted_origin_s_answers_carry_none(cors: Client) -> None:
     assert cors_headers(resp.headers) == {}
 
 
+async def test_same_origin_requests_are_unaffected(cors: Client) -> None:
+    own = str(cors.make_url("/")).rstrip("/")  # the gateway's own pages (demo, console)
+    resp = await cors.post(
+        "/v1/events/tickets", headers={**AUTH, "Origin": own, "Content-Type": "application/json"}
+    )
+    assert resp.status == 201
+    assert cors_headers(resp.headers) == {}
+    resp = await cors.get("/v1/conversations", headers={**AUTH, "Origin": own})
+    assert resp.status == 200
+    assert cors_headers(resp.headers) == {}
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
