@@ -82,6 +82,8 @@ class ServerSettings(Section):
     max_body_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 1024 * 1024
     # Serve the webchat demo page at "/".
     demo_page: bool = True
+    # Serve the console (admins' and agents' pages) at /console.
+    console: bool = True
     # Where clients reach the gateway (https://gateway.example); makes attachment URLs
     # absolute. Empty: URLs are paths on this server.
     public_url: str = ""

@@ -23,10 +23,12 @@ from gateway.api import build_app
 from gateway.api.auth import CACHE_SECONDS, Authenticator
 from gateway.api.context import ApiContext, Lifecycle, Limits
 from gateway.api.logins import LoginGuard
+from gateway.api.spec import API
 from gateway.attachments import Attachments
 from gateway.bots import Bots
 from gateway.channels import ChannelAdmin, LiveChannels, Unopened, locked_channel
 from gateway.commands import Commands
+from gateway.console import install as install_console
 from gateway.domain.assignments import Assignments
 from gateway.domain.bots import BotRules
 from gateway.domain.clocks import Clocks
@@ -464,23 +466,26 @@ class Gateway:
         await self.store.close()
 
     def web_app(self) -> web.Application:
-        return build_app(
-            ApiContext(
-                settings=self.settings,
-                store=self.store,
-                commands=self.commands,
-                assignments=self.assignments,
-                channels=self.channels,
-                channel_admin=self.channel_admin,
-                webhooks=self.webhooks,
-                bus=self.bus,
-                auth=self.auth,
-                logins=self.logins,
-                limits=self.api_limits,
-                metrics=self.metrics,
-                attachments=self.attachments,
-                lifecycle=self.lifecycle,
-                surveys=self.surveys,
-                redis_state=lambda: None if self.link is None else self.link.state,
-            )
+        ctx = ApiContext(
+            settings=self.settings,
+            store=self.store,
+            commands=self.commands,
+            assignments=self.assignments,
+            channels=self.channels,
+            channel_admin=self.channel_admin,
+            webhooks=self.webhooks,
+            bus=self.bus,
+            auth=self.auth,
+            logins=self.logins,
+            limits=self.api_limits,
+            metrics=self.metrics,
+            attachments=self.attachments,
+            lifecycle=self.lifecycle,
+            surveys=self.surveys,
+            console_keys=self.keys,
+            redis_state=lambda: None if self.link is None else self.link.state,
         )
+        app = build_app(ctx)
+        if self.settings.server.console:
+            install_console(app, ctx, app[API])
+        return app

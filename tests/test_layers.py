@@ -38,6 +38,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ),
     ("gateway.commands",),
     ("gateway.api",),
+    ("gateway.console",),
     ("gateway.app", "gateway.cli", "gateway.__main__"),
 )
 # Packages of one floor that must not import each other.

@@ -147,6 +147,15 @@ class Authenticator:
             )
         return principal
 
+    async def by_digest(self, digest: str) -> Principal | None:
+        """The API token whose hash is ``digest``, if it still works (a console session
+        keeps the hash, never the token)."""
+        if hmac.compare_digest(digest, self._admin_hash):
+            return Principal(ADMIN_TOKEN_ID, frozenset({Scope.ADMIN}), digest=digest)
+        if self._metrics_hash is not None and hmac.compare_digest(digest, self._metrics_hash):
+            return None
+        return await self._lookup(digest)
+
     async def _lookup(self, digest: str) -> Principal | None:
         now = time.monotonic()
         hit = self._cache.get(digest)

@@ -19,6 +19,7 @@ from gateway.metrics import Metrics
 from gateway.store.protocols import Store
 from gateway.surveys import Surveys
 from gateway.webhooks.service import Webhooks
+from kernel.secrets import Keyring
 
 
 class Limits(Protocol):
@@ -58,5 +59,7 @@ class ApiContext:
     attachments: Attachments
     lifecycle: Lifecycle
     surveys: Surveys
+    # The console's session cookies are sealed with these (empty: a key of this process).
+    console_keys: Keyring = field(default_factory=lambda: Keyring(()))
     # Replicas: the state of their Redis link (None: not used).
     redis_state: Callable[[], str | None] = lambda: None

@@ -9,11 +9,12 @@ keeps the answers from the page, and its preflights get 403 `origin_not_allowed`
 Requests without an Origin (servers, scripts) and same-origin ones are unaffected.
 
 No Access-Control-Allow-Credentials: the API takes bearer tokens in the Authorization
-header and event-stream tickets in the URL, which a page sends itself; it has no cookies
-or other credentials a browser would add on its own. Leaving credentials out means a page
-can only act with a token it was given, never with something the browser holds for the
-user; and `fetch(..., {credentials: "include"})` or `EventSource(url, {withCredentials:
-true})` are refused by the browser rather than sending what the gateway never reads.
+header and event-stream tickets in the URL, which a page sends itself; it reads no
+cookies (the console's session cookie is the console's alone) or other credentials a
+browser adds on its own. Leaving credentials out means a page of another origin can only
+act with a token it was given, never with something the browser holds for the user; and
+`fetch(..., {credentials: "include"})` or `EventSource(url, {withCredentials: true})` are
+refused by the browser rather than sending what the API never reads.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ import contextlib
 import json
 import logging
 from collections import deque
-from typing import Any, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
@@ -17,6 +18,9 @@ from gateway.api.spec import Header, Operations, Req
 from gateway.events import filter_events, seq_of, type_matcher
 from kernel.errors import Malformed, StoreUnavailable
 from kernel.events import Event
+
+if TYPE_CHECKING:
+    from gateway.api.context import ApiContext
 
 PAGE = 500
 log = logging.getLogger(__name__)
@@ -97,6 +101,30 @@ async def stream_events(req: Req) -> web.StreamResponse:
     last = ctx.bus.last_seq if after is None else after
     types = [t.strip() for t in q.types.split(",") if t.strip()] if q.types else None
     match = type_matcher(types)
+    return await serve_stream(
+        req.request,
+        ctx,
+        req.principal,
+        last,
+        match,
+        q.conversation_id,
+        typing=q.ephemeral == "typing",
+    )
+
+
+async def serve_stream(
+    request: web.Request,
+    ctx: ApiContext,
+    principal: Principal | None,
+    last: int,
+    match: Callable[[str], bool],
+    conversation_id: str | None,
+    *,
+    typing: bool = False,
+    encoder: Callable[[Event], bytes] = encode,
+) -> web.StreamResponse:
+    """Events after ``last`` as Server-Sent Events until the client leaves, the gateway
+    closes or ``principal``'s token is revoked (the API's stream, and the console's)."""
     heartbeat = ctx.settings.events.sse_heartbeat_seconds
 
     resp = web.StreamResponse(
@@ -106,17 +134,17 @@ async def stream_events(req: Req) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await resp.prepare(req.request)
+    await resp.prepare(request)
     await resp.write(b"retry: 2000\n\n: connected\n\n")
 
     pending: deque[dict[str, Any]] = deque(maxlen=EPHEMERAL_QUEUE)
     nudge = asyncio.Event()
     unsubscribe = None
-    if q.ephemeral == "typing":
+    if typing:
 
         def on_signal(payload: dict[str, Any]) -> None:
             data = payload.get("data", {})
-            if q.conversation_id is None or data.get("conversation_id") == q.conversation_id:
+            if conversation_id is None or data.get("conversation_id") == conversation_id:
                 pending.append(payload)
                 nudge.set()
 
@@ -136,7 +164,6 @@ async def stream_events(req: Req) -> web.StreamResponse:
 
     # The token is checked again while the stream is open: at once when tokens change in
     # this process, and every `cache_seconds` for a revocation on another replica.
-    principal = req.principal
     recheck = ctx.auth.cache_seconds
     next_check = loop.time() + recheck
     ctx.lifecycle.streams += 1
@@ -147,8 +174,8 @@ async def stream_events(req: Req) -> web.StreamResponse:
                 batch = await ctx.store.events.after(last, PAGE)
             if batch:
                 chunk = bytearray()
-                for event in filter_events(batch, match, q.conversation_id):
-                    chunk += encode(event)
+                for event in filter_events(batch, match, conversation_id):
+                    chunk += encoder(event)
                     if len(chunk) >= WRITE_CHUNK:
                         await write(bytes(chunk))
                         chunk.clear()
@@ -193,8 +220,8 @@ async def stream_events(req: Req) -> web.StreamResponse:
         log.info("event stream cut off: the client did not keep up (last id %s)", last)
         # Drop what is still buffered for it instead of waiting to flush it: the client
         # resumes from the last complete event it received.
-        if req.request.transport is not None:
-            req.request.transport.abort()
+        if request.transport is not None:
+            request.transport.abort()
         return resp
     except (ConnectionResetError, asyncio.CancelledError):
         pass

@@ -74,8 +74,10 @@ class LoginGuard:
     def enabled(self) -> bool:
         return self.failures.rate > 0
 
-    async def authenticate(self, request: web.Request) -> Principal:
-        header = request.headers.get("Authorization")
+    async def authenticate(self, request: web.Request, *, token: str | None = None) -> Principal:
+        """The request's bearer token, or ``token`` when given (typed into the console's
+        sign-in form): each counts against the client address's failed logins alike."""
+        header = request.headers.get("Authorization") if token is None else f"Bearer {token}"
         if not self.enabled:
             return await self.auth.authenticate(header)
         # Behind trusted proxies, the client's (gateway.api.forwarded).

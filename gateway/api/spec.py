@@ -39,8 +39,12 @@ class Req:
     principal: Principal | None
     body: Any = None
     query: Any = None
+    # Path parameters given directly (an operation invoked in process, by the console).
+    params: dict[str, str] | None = None
 
     def param(self, name: str) -> str:
+        if self.params is not None:
+            return self.params[name]
         return self.request.match_info[name]
 
 
@@ -76,9 +80,16 @@ class Operation:
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
 
     def dump(self, value: Any) -> bytes:
+        return self._typed().dump_json(value)
+
+    def plain(self, value: Any) -> Any:
+        """The answer as JSON-shaped Python values (what its JSON would decode to)."""
+        return self._typed().dump_python(value, mode="json")
+
+    def _typed(self) -> TypeAdapter[Any]:
         if self._adapter is None:
             self._adapter = TypeAdapter(self.response)
-        return self._adapter.dump_json(value)
+        return self._adapter
 
 
 class Operations:
@@ -87,6 +98,7 @@ class Operations:
     def __init__(self) -> None:
         self.operations: list[Operation] = []
         self._document: str | None = None
+        self._index: dict[tuple[str, str], Operation] | None = None
 
     def add(
         self,
@@ -140,6 +152,49 @@ class Operations:
     def install(self, app: web.Application, ctx: ApiContext) -> None:
         for op in self.operations:
             app.router.add_route(op.method, op.path, _wrap(op, ctx))
+
+    def find(self, method: str, path: str) -> Operation:
+        """The operation declared for ``method`` on the route template ``path``."""
+        if self._index is None:
+            self._index = {(op.method, op.path): op for op in self.operations}
+        return self._index[(method, path)]
+
+    async def invoke(
+        self,
+        ctx: ApiContext,
+        request: web.Request,
+        principal: Principal,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
+        """Run an operation in process for ``principal``, with the same scope checks, rate
+        limit, parsing and handler as over HTTP; the answer as the API would show it
+        (JSON-shaped Python values), or None for an empty one."""
+        op = self.find(method, path)
+        await _limited(ctx, principal)
+        if op.scopes is not None:
+            principal.require(op.scopes)
+        req = Req(request, ctx, principal, params=params or {})
+        if op.query is not None:
+            req.query = _parse_query(op.query, {k: v for k, v in (query or {}).items() if v})
+        if op.body is not None:
+            raw = json.dumps(body or {}, ensure_ascii=False).encode()
+            req.body = _parse_body(raw, op.body)
+        result = await op.handler(req)
+        if isinstance(result, tuple):
+            result = result[0]
+        if result is None or isinstance(result, web.StreamResponse):
+            return None
+        return op.plain(result)
+
+    def allows(self, principal: Principal, method: str, path: str) -> bool:
+        """Whether ``principal``'s scopes let it run the operation."""
+        scopes = self.find(method, path).scopes
+        return scopes is None or bool(principal.scopes & scopes)
 
     @classmethod
     def joined(cls, *parts: Operations) -> Operations:
@@ -303,6 +358,10 @@ async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         raise PayloadTooLarge(
             f"the body is larger than {request.app[MAX_BODY]} bytes",
         ) from None
+    return _parse_body(raw, model)
+
+
+def _parse_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
     if not raw.strip():
         raise Malformed("a JSON body is required", code="body_required")
     try:
@@ -324,19 +383,11 @@ async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         ) from None
 
 
-def _parse_query(op: Operation, request: web.Request) -> Any:
+def _query_of(op: Operation, request: web.Request) -> BaseModel | None:
     if op.query is None:
         return None
-    try:
-        # `?status=&assignee_id=` means "no filter": empty values are absent.
-        given = {k: v for k, v in request.query.items() if v != ""}
-        return op.query.model_validate(given)
-    except ValidationError as exc:
-        raise Malformed(
-            "invalid query parameters",
-            code="validation_error",
-            details=validation_details(exc),
-        ) from None
+    # `?status=&assignee_id=` means "no filter": empty values are absent.
+    return _parse_query(op.query, {k: v for k, v in request.query.items() if v})
 
 
 def _wrap(op: Operation, ctx: ApiContext) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -353,22 +404,14 @@ def _wrap(op: Operation, ctx: ApiContext) -> Callable[[web.Request], Awaitable[w
                         code="ticket_and_token",
                     )
                 # Checked first: a ticket is not used up by a request refused anyway.
-                query = _parse_query(op, request)
+                query = _query_of(op, request)
                 principal = await ctx.logins.redeem(request, request.query["ticket"])
             else:
                 principal = await ctx.logins.authenticate(request)
-            wait = await ctx.limits.wait(principal.token_id)
-            if wait:
-                limits = ctx.limits
-                raise TooManyRequests(
-                    f"too many requests with this token: {limits.burst} at once, then "
-                    f"{limits.rate:g} per second",
-                    retry_after=wait,
-                    details={"retry_after_seconds": round(wait, 3)},
-                )
+            await _limited(ctx, principal)
             principal.require(op.scopes)
         req = Req(request, ctx, principal)
-        req.query = query if query is not None else _parse_query(op, request)
+        req.query = query if query is not None else _query_of(op, request)
         if op.body is not None:
             req.body = await _read_body(request, op.body)
         result = await op.handler(req)
@@ -383,6 +426,28 @@ def _wrap(op: Operation, ctx: ApiContext) -> Callable[[web.Request], Awaitable[w
 
     handle.__name__ = op.handler.__name__
     return handle
+
+
+async def _limited(ctx: ApiContext, principal: Principal) -> None:
+    """Refuse a request beyond its token's rate (429 with how long to wait)."""
+    wait = await ctx.limits.wait(principal.token_id)
+    if wait:
+        limits = ctx.limits
+        raise TooManyRequests(
+            f"too many requests with this token: {limits.burst} at once, then "
+            f"{limits.rate:g} per second",
+            retry_after=wait,
+            details={"retry_after_seconds": round(wait, 3)},
+        )
+
+
+def _parse_query(model: type[BaseModel], given: dict[str, str]) -> BaseModel:
+    try:
+        return model.model_validate(given)
+    except ValidationError as exc:
+        raise Malformed(
+            "invalid query parameters", code="validation_error", details=validation_details(exc)
+        ) from None
 
 
 def error_response(exc: DomainError) -> web.Response:
