@@ -80,9 +80,9 @@ async def _agents(view: View) -> dict[str, Any]:
         capacity = agent.get("capacity") or {}
         kinds = sorted({k for k in capacity if k != TOTAL} | set(load))
         total = sum(load.values())
-        rows = [
-            {"kind": k, "load": load.get(k, 0), "capacity": capacity.get(k)} for k in kinds
-        ] + [{"kind": TOTAL, "load": total, "capacity": capacity.get(TOTAL)}]
+        rows = [{"kind": k, "load": load.get(k, 0), "capacity": capacity.get(k)} for k in kinds] + [
+            {"kind": TOTAL, "load": total, "capacity": capacity.get(TOTAL)}
+        ]
         shown.append(
             {
                 **agent,

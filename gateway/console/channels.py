@@ -227,8 +227,7 @@ def urls(view: View, channel: dict[str, Any]) -> dict[str, str]:
         found["webhook"] = f"{base}/webhooks/{channel['id']}"
     if channel["type"] == "webchat":
         found["embed"] = (
-            f'<script src="{base}/webchat/widget.js" data-channel="{channel["id"]}" '
-            "async></script>"
+            f'<script src="{base}/webchat/widget.js" data-channel="{channel["id"]}" async></script>'
         )
     return found
 
@@ -244,7 +243,7 @@ async def _details(view: View) -> list[dict[str, Any]]:
 
 @pages.get("/channels", needs=LIST)
 async def channel_list(view: View) -> web.StreamResponse:
-    base, public = base_url(view)
+    public = base_url(view)[1]
     notice = {"deleted": "channels.deleted"}.get(view.request.query.get("done", ""))
     return view.render(
         "channels.html",
@@ -460,6 +459,8 @@ async def change_channel(view: View) -> web.StreamResponse:
     channel_id = view.param("id")
     detail = await view.call(*ONE, params={"id": channel_id})
     type_ = detail["type"]
+    if detail["source"] == "config":  # the API refuses it (409 channel_in_config)
+        await view.call(*CHANGE, params={"id": channel_id}, body={})
     inputs = _inputs(type_)
     t = translator(view.language)
     form = await view.form()

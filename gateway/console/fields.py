@@ -115,7 +115,9 @@ def inputs_of(
         elif origin is list:
             item, _ = _unwrap(get_args(kind_of)[0])
             if inspect.isclass(item) and issubclass(item, BaseModel):
-                found.append(Input(path, "rows", required, "", children=tuple(inputs_of(item, skip=()))))
+                found.append(
+                    Input(path, "rows", required, "", children=tuple(inputs_of(item, skip=())))
+                )
             else:
                 found.append(Input(path, "lines", required, default))
         elif origin is dict:
@@ -244,9 +246,9 @@ def _read(
     path = item.path
     now = None if current is None else get_path(current, path)
     if item.kind == "secret":
-        value = _text(form, path)
-        if value:
-            set_path(body, path, value)
+        secret = _text(form, path)
+        if secret:
+            set_path(body, path, secret)
         elif not new and form.get("clear:" + path) == "1" and path in secrets_set:
             set_path(body, path, None)
         return
@@ -255,19 +257,18 @@ def _read(
         return
     raw = _text(form, path)
     typed.values[path] = raw
-    value: Any
     if item.kind == "bool":
-        value = form.get(path) == "true"
-        if new or value != bool(now):
-            set_path(body, path, value)
+        checked = form.get(path) == "true"
+        if new or checked != bool(now):
+            set_path(body, path, checked)
         return
     if item.kind == "lines":
-        value = _lines(raw)
+        lines = _lines(raw)
         if new:
-            if value:
-                set_path(body, path, value)
-        elif value != [shown(v) for v in (now or [])]:
-            set_path(body, path, value)
+            if lines:
+                set_path(body, path, lines)
+        elif lines != [shown(v) for v in (now or [])]:
+            set_path(body, path, lines)
         return
     if item.kind == "pairs":
         pairs = _pairs(raw)
