@@ -40,7 +40,7 @@ register(
     {
         "channels.title": ("Kênh", "Channels"),
         "channels.add": ("Thêm kênh", "Add a channel"),
-        "channels.add_type": ("Thêm kênh {type}", "Add a {type} channel"),
+        "channels.add_type": ("Thêm kênh: {type}", "Add a channel: {type}"),
         "channels.empty": ("Chưa có kênh nào.", "No channels yet."),
         "channels.id": ("Mã kênh (id)", "Channel id"),
         "channels.id_hint": (

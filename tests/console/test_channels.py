@@ -9,14 +9,17 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 import respx
 from aiohttp.test_utils import TestClient, TestServer
+from playwright.async_api import Browser, Page, expect
 
 from gateway.app import Gateway
 from tests.api.helpers import get_json
 from tests.conftest import AUTH, GatewayFactory
-from tests.console.conftest import ConsoleClient
+from tests.console.browser import served, signed_in
+from tests.console.conftest import ConsoleClient, shot
 
 Client = TestClient  # type: ignore[type-arg]
 SECRET = "wc-identity-secret-NEVER-SHOWN-4711"
@@ -45,6 +48,22 @@ async def _text(resp: Any) -> str:
 def _no_secrets(html: str, *values: str) -> None:
     for value in values:
         assert value not in html
+
+
+def _script_errors(page: Page) -> list[str]:
+    """Script errors and Content-Security-Policy refusals seen on ``page`` (a form answered
+    400 is expected, and reported by Chromium as a failed load: not counted)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    return errors
 
 
 def _error_for(html: str, field: str) -> str:
@@ -415,3 +434,92 @@ async def test_agent_tokens_get_no_channel_page(console: ConsoleClient, client: 
     html = await _text(await console.get("/console/inbox"))
     assert 'data-section="channels"' not in html
     assert 'data-section="agents"' in html
+
+
+async def test_in_chromium_add_webchat_and_facebook_edit_and_see_errors(
+    make_gateway: GatewayFactory, browser: Browser
+) -> None:
+    gw = await make_gateway()
+    with respx.mock(assert_all_mocked=False, assert_all_called=False) as graph:
+        me = graph.get(host="graph.test", path="/v25.0/me").respond(json={"id": PAGE})
+        async with served(gw) as base, aiohttp.ClientSession(base, headers=AUTH) as api:
+            page = await signed_in(browser, base)
+            errors = _script_errors(page)
+            await page.goto(f"{base}/console/channels?lang=en")
+            config_row = page.locator('tr[data-channel="webchat"]')
+            await expect(config_row.locator("[data-source]")).to_have_text("Config file")
+            await expect(config_row.locator("[data-state]")).to_have_text("CONNECTED")
+            await expect(page.locator("#embed-webchat")).to_contain_text(
+                f'<script src="{base}/webchat/widget.js" data-channel="webchat" async></script>'
+            )
+
+            # webchat, through its form
+            await page.click('a[data-add="webchat"]')
+            await page.fill("#f-id", "wc-browser")
+            await page.fill("#f-name", "Shop chat")
+            await page.fill('textarea[name="allowed_origins"]', "https://shop.example")
+            await page.fill('input[name="identity_secret"]', SECRET)
+            await shot(page, "channel-add-form")
+            await page.click('button[data-action="save"]')
+            await page.wait_for_url("**/console/channels/wc-browser?done=created")
+            await expect(page.locator("[data-notice]")).to_have_text("Channel added.")
+            await expect(page.locator('[data-secret-state="identity_secret"]')).to_have_text("set")
+            assert SECRET not in await page.content()
+
+            # Facebook: pages in rows, api_base under "more settings"
+            await page.goto(f"{base}/console/channels/new?type=facebook&lang=en")
+            await page.fill("#f-id", "fb-browser")
+            await page.fill('input[name="app_secret"]', APP_SECRET)
+            await page.fill('input[name="verify_token"]', VERIFY)
+            await page.fill('input[name="pages.0.id"]', PAGE)
+            await page.fill('input[name="pages.0.access_token"]', PAGE_TOKEN)
+            await page.click("details.more summary")
+            await page.fill('input[name="api_base"]', GRAPH)
+            await page.click('button[data-action="save"]')
+            await page.wait_for_url("**/console/channels/fb-browser?done=created")
+            await expect(page.locator("#webhook-fb-browser")).to_have_text(
+                f"{base}/webhooks/fb-browser"
+            )
+            await expect(page.locator("[data-verify-token]")).to_contain_text("(set)")
+            assert not me.calls and not graph.calls  # adding it made no Graph call
+            resp = await api.get(
+                "/webhooks/fb-browser",
+                params={"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "7"},
+            )
+            assert (resp.status, await resp.text()) == (200, "7")
+
+            # edit the name
+            await page.fill("#f-name", "Shop on Messenger")
+            await page.click('button[data-action="save"]')
+            await page.wait_for_url("**/console/channels/fb-browser?done=saved")
+            await expect(page.locator("#f-name")).to_have_value("Shop on Messenger")
+            detail = await (await api.get("/v1/channels/fb-browser")).json()
+            assert detail["settings"]["name"] == "Shop on Messenger"
+
+            # a bad value: its error next to it, the section holding it opened
+            await page.click("details.more summary")
+            await page.fill('input[name="max_body_bytes"]', "12")
+            await page.fill('input[name="app_secret"]', "typed-and-never-shown-back")
+            await page.click('button[data-action="save"]')
+            error = page.locator('[data-field="max_body_bytes"] [data-error-for="max_body_bytes"]')
+            await expect(error).to_contain_text("greater than or equal to 1024")
+            await expect(error).to_be_visible()
+            await expect(page.locator('input[name="max_body_bytes"]')).to_have_value("12")
+            await shot(page, "channel-edit-error")
+            html = await page.content()
+            for value in (APP_SECRET, VERIFY, PAGE_TOKEN, "typed-and-never-shown-back"):
+                assert value not in html
+
+            # the list follows channels' state live: one added elsewhere shows up
+            await page.goto(f"{base}/console/channels?lang=en")
+            await expect(page.locator('tr[data-channel="fb-browser"] td').nth(2)).to_have_text(
+                "Shop on Messenger"
+            )
+            resp = await api.post("/v1/channels", json={"id": "wc-live", "type": "webchat"})
+            assert resp.status == 201
+            await expect(page.locator('tr[data-channel="wc-live"] [data-state]')).to_have_text(
+                "CONNECTED", timeout=10_000
+            )
+            assert SECRET not in await page.content()
+            await shot(page, "channels-list")
+            assert not errors, errors
