@@ -224,13 +224,22 @@ def read_form(
         for item in group.children:
             _read(form, item, current, secrets_set, new, given, typed, t)
         optional_unset = not group.required and (new or get_path(current, group.path) is None)
-        if optional_unset and not any(
-            _text(form, i.path).strip() for i in flat(group.children) if i.kind != "bool"
-        ):
-            continue  # an optional section left empty (e-mail's oauth)
+        if optional_unset and not any(_given(form, i) for i in flat(group.children)):
+            continue  # an optional section left as it came (e-mail's oauth)
         for key, value in given.items():
             body[key] = value if key not in body else {**body[key], **value}
     return body, typed
+
+
+def _given(form: MultiDictProxy[Any], item: Input) -> bool:
+    """Whether an input holds something else than what a form shows when nothing is set
+    (a choice or a checkbox at its default counts as untouched)."""
+    if item.kind == "bool":
+        return (form.get(item.path) == "true") != (item.default == "true")
+    value = _text(form, item.path).strip()
+    if item.kind == "select":
+        return value not in ("", item.default)
+    return bool(value)
 
 
 def _read(
