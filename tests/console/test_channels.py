@@ -17,10 +17,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import Browser, Page, expect
 
 from gateway.app import Gateway
-from tests.api.helpers import get_json
+from tests.api.helpers import eventually, get_json
 from tests.conftest import AUTH, GatewayFactory
 from tests.console.browser import served, signed_in
 from tests.console.conftest import ConsoleClient, shot
+from tests.facebook.helpers import APP_SECRET as FB_APP_SECRET
+from tests.facebook.helpers import CHANNEL as FB_CHANNEL
+from tests.facebook.helpers import raw as fb_raw
+from tests.facebook.helpers import signed as fb_signed
 
 Client = TestClient  # type: ignore[type-arg]
 SECRET = "wc-identity-secret-NEVER-SHOWN-4711"
@@ -629,3 +633,66 @@ async def test_forms_posted_as_they_stand(console: ConsoleClient, client: Client
     shown = await get_json(client, "/v1/channels/new-email")
     assert "oauth" not in shown["settings"] or shown["settings"]["oauth"] is None
     assert shown["settings"]["imap"]["security"] == "tls"
+
+
+async def test_a_channel_graph_refuses_shows_its_state_and_reason(
+    console: ConsoleClient, client: Client
+) -> None:
+    """Adding a channel checks no credential at Graph: Meta refusing the page token shows
+    later, on the first call, as BAD_CREDENTIALS with the reason (on the list, live)."""
+    refusal = {
+        "error": {
+            "message": "Error validating access token: the session has been invalidated.",
+            "type": "OAuthException",
+            "code": 190,
+            "fbtrace_id": "AbCdEfGh123",
+        }
+    }
+    with respx.mock(assert_all_called=False) as graph:
+        send = graph.post(host="graph.test", path__regex=r"^/v25\.0/[0-9]+/messages$")
+        send.respond(400, json=refusal)
+        graph.get(host="graph.test", path__regex=r"^/v25\.0/[0-9]+$").respond(json={})
+        graph.get(host="graph.test", path="/v25.0/me").respond(400, json=refusal)
+        await console.signin()
+        resp = await console.post(
+            "/console/channels/new",
+            {
+                "type": "facebook",
+                "id": FB_CHANNEL,
+                "app_secret": FB_APP_SECRET,
+                "verify_token": VERIFY,
+                "pages.0.id": PAGE,
+                "pages.0.access_token": PAGE_TOKEN,
+                "api_base": GRAPH,
+                "appsecret_proof": "true",
+                "credentials_recheck_seconds": "600",
+            },
+        )
+        assert resp.status == 303, await _text(resp)
+        assert not graph.calls
+        html = await _text(await console.get("/console/channels/list"))
+        assert f'<tr data-channel="{FB_CHANNEL}">' in html
+        assert 'data-state="CONNECTED"' in html.split(f'data-channel="{FB_CHANNEL}"')[1]
+
+        body = fb_raw("message_text")
+        resp = await client.post(f"/webhooks/{FB_CHANNEL}", data=body, headers=fb_signed(body))
+        assert resp.status == 200
+        found = await eventually(
+            lambda: get_json(client, f"/v1/conversations?channel_id={FB_CHANNEL}")
+        )
+        conversation = found["items"][0]["id"]
+        resp = await client.post(
+            f"/v1/conversations/{conversation}/messages", json={"text": "Chào bạn"}, headers=AUTH
+        )
+        assert resp.status == 202
+
+        async def refused() -> dict[str, Any] | None:
+            shown: dict[str, Any] = await get_json(client, f"/v1/channels/{FB_CHANNEL}")
+            return shown if shown["state"] == "BAD_CREDENTIALS" else None
+
+        shown = await eventually(refused)
+        html = await _text(await console.get("/console/channels/list?lang=en"))
+        row = html.split(f'data-channel="{FB_CHANNEL}"')[1].split("</tr>")[0]
+        assert 'data-state="BAD_CREDENTIALS"' in row
+        assert shown["detail"] and html_text.escape(shown["detail"]) in row
+        _no_secrets(html, FB_APP_SECRET, VERIFY, PAGE_TOKEN)
