@@ -547,6 +547,10 @@ async def test_in_chromium_add_webchat_and_facebook_edit_and_see_errors(
                 f"{base}/webhooks/fb-browser"
             )
             await expect(page.locator("[data-verify-token]")).to_contain_text("(set)")
+            await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+            await page.click('button[data-copy="webhook-fb-browser"]')
+            copied = await page.evaluate("navigator.clipboard.readText()")
+            assert copied == f"{base}/webhooks/fb-browser"
             assert not me.calls and not graph.calls  # adding it made no Graph call
             resp = await api.get(
                 "/webhooks/fb-browser",
