@@ -22,7 +22,7 @@ PARTS = (signin.pages, inbox.pages, channels.pages, agents.pages)
 
 # The navigation, in order: each section shows when the token may read what it shows.
 SECTIONS = (
-    Section("inbox", f"{ROOT}/inbox", ("GET", "/v1/conversations")),
+    Section("inbox", f"{ROOT}/inbox", inbox.LIST),
     Section("channels", f"{ROOT}/channels", channels.LIST),
     Section("agents", f"{ROOT}/agents", agents.LIST),
 )

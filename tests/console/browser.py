@@ -16,13 +16,11 @@ from tests.conftest import ADMIN
 @asynccontextmanager
 async def served(gw: Gateway) -> AsyncIterator[str]:
     """The gateway's web app on 127.0.0.1 (a free port); yields its base URL."""
-    runner = web.AppRunner(gw.web_app())
+    runner = web.AppRunner(gw.web_app(), handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

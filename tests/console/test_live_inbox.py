@@ -7,8 +7,8 @@ from playwright.async_api import Browser, Dialog, expect
 
 from gateway.app import Gateway
 from tests.conftest import ADMIN
+from tests.console.browser import served
 from tests.console.conftest import shot
-from tests.console.live import serving
 
 T = 10_000
 XSS = "<script>window.__pwned = 1</script><img src=x onerror=window.__pwned=2>"
@@ -17,7 +17,7 @@ XSS = "<script>window.__pwned = 1</script><img src=x onerror=window.__pwned=2>"
 async def test_a_customer_on_the_demo_page_appears_in_the_inbox_live(
     gw: Gateway, browser: Browser
 ) -> None:
-    async with serving(gw) as base:
+    async with served(gw) as base:
         agent_ctx = await browser.new_context(
             locale="en-US", viewport={"width": 1400, "height": 900}
         )
