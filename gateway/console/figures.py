@@ -91,7 +91,9 @@ register(
         "figures.daily": ("Theo ngày", "Day by day"),
         "figures.daily_times": ("FRT và ART theo ngày", "FRT and ART day by day"),
         "figures.day": ("Ngày", "Day"),
+        "figures.unit.seconds": ("giây", "seconds"),
         "figures.unit.minutes": ("phút", "minutes"),
+        "figures.unit.hours": ("giờ", "hours"),
         "figures.unit.percent": ("%", "%"),
         "figures.unit.count": ("số lượng", "count"),
         "figures.seconds": ("{n} giây", "{n} s"),
@@ -182,8 +184,9 @@ async def figures_page(view: View) -> web.StreamResponse:
         stats=stats,
         charts=_charts(stats, daily, t) if stats is not None else [],
         daily=daily,
-        duration=_duration(t),
-        percent=_percent,
+        duration=duration_words(t),
+        share=_share(t),
+        local=_local(period.tz) if period is not None else str,
     )
 
 
@@ -232,15 +235,53 @@ async def _daily(view: View, period: Period, channel_id: str) -> list[tuple[date
     return days
 
 
-def _minutes(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds / 60, 2)
+# Durations on a chart: in the largest unit that still shows them above 2.
+_SCALES = ((7200.0, 3600.0, "figures.unit.hours"), (120.0, 60.0, "figures.unit.minutes"))
+
+
+def scaled_seconds(
+    datasets: list[dict[str, Any]], t: Callable[..., str]
+) -> tuple[list[dict[str, Any]], str]:
+    """Datasets of seconds in seconds, minutes or hours, with the unit's word."""
+    values = [v for d in datasets for v in d["data"] if v is not None]
+    largest = max(values, default=0.0)
+    divisor, unit = 1.0, "figures.unit.seconds"
+    for above, by, word in _SCALES:
+        if largest >= above:
+            divisor, unit = by, word
+            break
+    scaled = [
+        {**d, "data": [None if v is None else round(v / divisor, 3) for v in d["data"]]}
+        for d in datasets
+    ]
+    return scaled, t(unit)
 
 
 def _percent(rate: float | None) -> float | None:
     return None if rate is None else round(rate * 100, 1)
 
 
-def _duration(t: Callable[..., str]) -> Callable[[float | None], str]:
+def _local(tz: tzinfo) -> Callable[[str], str]:
+    """An instant of the API's answer as a wall clock time of the period's zone."""
+
+    def shown(instant: str) -> str:
+        return datetime.fromisoformat(instant).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+    return shown
+
+
+def _share(t: Callable[..., str]) -> Callable[[float | None], str]:
+    """A rate as a percentage: 100 %, 66.7 %."""
+
+    def readable(rate: float | None) -> str:
+        if rate is None:
+            return t("figures.none")
+        return f"{rate * 100:.1f}".removesuffix(".0") + " %"
+
+    return readable
+
+
+def duration_words(t: Callable[..., str]) -> Callable[[float | None], str]:
     """Seconds as a person reads them: 45 s, 12.5 min, 3.2 h, 2.1 d."""
 
     def readable(seconds: float | None) -> str:
@@ -267,23 +308,18 @@ def _charts(
     """What each canvas draws: {id, title, spec} with spec as console.js reads it."""
     rows = stats["channels"]
     labels = [c["channel_id"] for c in rows]
-    minutes, percent, count = (
-        t("figures.unit.minutes"),
-        t("figures.unit.percent"),
-        t("figures.unit.count"),
-    )
+    percent, count = t("figures.unit.percent"), t("figures.unit.count")
+    seconds = ""  # durations: the unit is picked by scaled_seconds
 
     def bars(key: str, title: str, unit: str, sets: list[tuple[str, Callable[..., Any]]]) -> None:
+        datasets = [{"label": name, "data": [f(c) for c in rows]} for name, f in sets]
+        if unit == seconds:
+            datasets, unit = scaled_seconds(datasets, t)
         charts.append(
             {
                 "id": f"chart-{key}",
                 "title": title,
-                "spec": {
-                    "type": "bar",
-                    "labels": labels,
-                    "datasets": [{"label": name, "data": [f(c) for c in rows]} for name, f in sets],
-                    "unit": unit,
-                },
+                "spec": {"type": "bar", "labels": labels, "datasets": datasets, "unit": unit},
             }
         )
 
@@ -291,20 +327,20 @@ def _charts(
     bars(
         "frt",
         t("figures.frt"),
-        minutes,
+        seconds,
         [
-            (t("figures.frt_avg"), lambda c: _minutes(c["frt"]["average_seconds"])),
-            (t("figures.frt_median"), lambda c: _minutes(c["frt"]["median_seconds"])),
-            (t("figures.frt_p90"), lambda c: _minutes(c["frt"]["p90_seconds"])),
+            (t("figures.frt_avg"), lambda c: c["frt"]["average_seconds"]),
+            (t("figures.frt_median"), lambda c: c["frt"]["median_seconds"]),
+            (t("figures.frt_p90"), lambda c: c["frt"]["p90_seconds"]),
         ],
     )
     bars(
         "art",
         t("figures.art"),
-        minutes,
+        seconds,
         [
-            (t("figures.art_avg"), lambda c: _minutes(c["art"]["average_seconds"])),
-            (t("figures.art_median"), lambda c: _minutes(c["art"]["median_seconds"])),
+            (t("figures.art_avg"), lambda c: c["art"]["average_seconds"]),
+            (t("figures.art_median"), lambda c: c["art"]["median_seconds"]),
         ],
     )
     bars(
@@ -328,12 +364,12 @@ def _charts(
     bars(
         "queue",
         t("figures.queue"),
-        minutes,
+        seconds,
         [
-            (t("figures.queue_wait"), lambda c: _minutes(c["queue_wait"]["average_seconds"])),
+            (t("figures.queue_wait"), lambda c: c["queue_wait"]["average_seconds"]),
             (
                 t("figures.oldest_wait"),
-                lambda c: _minutes(c["queue_wait"]["oldest_waiting_seconds"]),
+                lambda c: c["queue_wait"]["oldest_waiting_seconds"],
             ),
         ],
     )
@@ -366,25 +402,24 @@ def _charts(
                 },
             }
         )
+        times, unit = scaled_seconds(
+            [
+                {
+                    "label": t("figures.frt_avg"),
+                    "data": [f["frt"]["average_seconds"] for _, f in daily],
+                },
+                {
+                    "label": t("figures.art_avg"),
+                    "data": [f["art"]["average_seconds"] for _, f in daily],
+                },
+            ],
+            t,
+        )
         charts.append(
             {
                 "id": "chart-daily-times",
                 "title": t("figures.daily_times"),
-                "spec": {
-                    "type": "line",
-                    "labels": days,
-                    "datasets": [
-                        {
-                            "label": t("figures.frt_avg"),
-                            "data": [_minutes(f["frt"]["average_seconds"]) for _, f in daily],
-                        },
-                        {
-                            "label": t("figures.art_avg"),
-                            "data": [_minutes(f["art"]["average_seconds"]) for _, f in daily],
-                        },
-                    ],
-                    "unit": minutes,
-                },
+                "spec": {"type": "line", "labels": days, "datasets": times, "unit": unit},
             }
         )
     return charts
