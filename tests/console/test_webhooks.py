@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse, web
+from aiohttp import ClientResponse, ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import Browser
 
@@ -115,8 +115,10 @@ async def test_no_webhook_page_without_a_session(client: TestClient) -> None:  #
         resp = await client.get(path, allow_redirects=False)
         assert resp.status == 303, path
         assert resp.headers["Location"].startswith("/console/signin?next=")
-    resp = await client.post("/console/webhooks", data={"url": "https://x.example/h"})
-    assert resp.status in (303, 200)
+    resp = await client.post(
+        "/console/webhooks", data={"url": "https://x.example/h"}, allow_redirects=False
+    )
+    assert resp.status == 303
     listed = await get_json(client, "/v1/webhooks")
     assert listed["items"] == []
 
@@ -428,6 +430,17 @@ async def test_webhooks_in_chromium(
         await page.wait_for_selector('tr[data-outcome="succeeded"]')
         assert errors == []
         assert secret not in await page.content()
+        # the list follows webhook events live: disabled through the API, it shows so
+        async with page.expect_response("**/console/events"):  # the stream answered
+            await page.click('a[href="/console/webhooks"]')
+        [ours] = [w for w in await gw.store.webhooks.all() if w.source == "api"]
+        async with ClientSession() as http:
+            resp = await http.patch(
+                site.url(f"/v1/webhooks/{ours.id}"), json={"enabled": False}, headers=AUTH
+            )
+            assert resp.status == 200
+        row = page.locator(f'tr[data-webhook="{ours.id}"] [data-state="disabled"]')
+        await row.wait_for(timeout=5000)
         await page.context.close()
 
 
