@@ -379,6 +379,25 @@ def _charts(
         count,
         [(t("figures.queue_length"), lambda c: c["queue_length"])],
     )
+    policies = stats["total"]["sla_compliance"]
+    if policies:
+        charts.append(
+            {
+                "id": "chart-sla-compliance",
+                "title": t("figures.sla_compliance"),
+                "spec": {
+                    "type": "bar",
+                    "labels": [p["policy"] for p in policies],
+                    "datasets": [
+                        {
+                            "label": t("figures.compliance_rate"),
+                            "data": [_percent(p["rate"]) for p in policies],
+                        }
+                    ],
+                    "unit": percent,
+                },
+            }
+        )
     if daily:
         days = [d.isoformat() for d, _ in daily]
         charts.append(

@@ -37,6 +37,12 @@ type = "webchat"
 [[channels]]
 id = "shop"
 type = "webchat"
+
+[[sla_policies]]
+id = "standard"
+channels = ["webchat"]   # the type: both channels
+first_response = "1h"
+resolution = "2d"
 """
 # The columns of the page's table, in order, as paths into one channel's figures.
 COLUMNS = (
@@ -131,6 +137,12 @@ async def test_the_table_holds_what_the_api_gives_for_the_period(
     assert rows["webchat"][COLUMNS.index("fcr.rate")] == "1.0"
     assert rows["shop"][COLUMNS.index("fcr.rate")] == "0.0"
     assert "100 %" in page and " s</td>" in page
+    # SLA compliance per policy, as the API counts it
+    [policy] = stats["total"]["sla_compliance"]
+    assert policy["policy"] == "standard" and policy["conversations"] == 4
+    assert table_rows(page, "sla-table", "data-policy") == {
+        "standard": [value(policy, c) for c in ("conversations", "compliant", "breached", "rate")]
+    }
     # the charts' data come from the same answer, in minutes and percent
     charts = dict(re.findall(r'<script type="application/json" id="([\w-]+)">(.*?)</script>', page))
     assert {"chart-frt", "chart-art", "chart-fcr", "chart-sla", "chart-queue"} <= set(charts)
@@ -144,6 +156,11 @@ async def test_the_table_holds_what_the_api_gives_for_the_period(
     assert fcr["datasets"][0]["data"] == [
         None if c["fcr"]["rate"] is None else round(c["fcr"]["rate"] * 100, 1)
         for c in stats["channels"]
+    ]
+    compliance = json.loads(charts["chart-sla-compliance"])
+    assert compliance["labels"] == ["standard"]
+    assert compliance["datasets"][0]["data"] == [
+        None if policy["rate"] is None else round(policy["rate"] * 100, 1)
     ]
     assert "chart-daily" not in charts  # one day: no series per day
     # the chart library is loaded here (and only here)
