@@ -67,7 +67,10 @@ def forbidden(address: str, *, allow_private: bool, allow_loopback: bool) -> str
 
 def check_url(url: str) -> None:
     """The URL's form: http(s), a host, no credentials."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed "[" and the like
+        raise UnsafeUrl("the URL cannot be read (a bracket or port out of place?)") from None
     if parts.scheme not in ("http", "https"):
         raise UnsafeUrl("webhook URLs are http:// or https://")
     if not parts.hostname:

@@ -11,20 +11,29 @@ from aiohttp import web
 
 from gateway.api.context import ApiContext
 from gateway.api.spec import Operations
-from gateway.console import agents, channels, inbox, signin
+from gateway.console import agents, channels, figures, inbox, signin, webhooks
 from gateway.console.pages import ROOT, SECURITY_HEADERS, Console, Section, wrap
 from gateway.console.session import Sessions
 
 STATIC = Path(__file__).parent / "static"
 
 # Every part of the console (each module's `pages`).
-PARTS = (signin.pages, inbox.pages, channels.pages, agents.pages)
+PARTS = (
+    signin.pages,
+    inbox.pages,
+    channels.pages,
+    agents.pages,
+    webhooks.pages,
+    figures.pages,
+)
 
 # The navigation, in order: each section shows when the token may read what it shows.
 SECTIONS = (
     Section("inbox", f"{ROOT}/inbox", inbox.LIST),
     Section("channels", f"{ROOT}/channels", channels.LIST),
     Section("agents", f"{ROOT}/agents", agents.LIST),
+    Section("webhooks", f"{ROOT}/webhooks", webhooks.LIST),
+    Section("figures", f"{ROOT}/figures", figures.STATS),
 )
 
 

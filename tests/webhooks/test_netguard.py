@@ -164,6 +164,8 @@ async def test_ipv6_urls_are_checked_like_ipv4_ones(make_gateway: GatewayFactory
             "http://[::]/x",
             "http://[ff02::1]/x",
             "http://127.0.0.1:99999/x",
+            "http://[::1/x",
+            "http://[2606:4700:4700::1111/x",
         ):
             resp = await client.post("/v1/webhooks", json={"url": url}, headers=AUTH)
             body = await resp.json()
