@@ -23,9 +23,10 @@ from gateway.console.figures import duration_words, scaled_seconds
 from gateway.console.texts import translator
 from tests.api.helpers import eventually, get_json, post_json
 from tests.api.test_stats import agent, assigned, customer
-from tests.conftest import ADMIN, GatewayFactory
-from tests.console.conftest import ConsoleClient, shot, signed_in_page
-from tests.console.served import attribute, served, table_rows
+from tests.conftest import GatewayFactory
+from tests.console.browser import served, signed_in
+from tests.console.conftest import ConsoleClient, shot
+from tests.console.tables import attribute, table_rows
 
 Client = TestClient  # type: ignore[type-arg]
 HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -268,7 +269,7 @@ async def test_figures_are_drawn_in_chromium(
     gw = await make_gateway(CHANNELS + agent("lan") + agent("minh"))
     async with served(gw) as site, TestClient(TestServer(gw.web_app())) as client:
         await conversations(gw, client)
-        page = await signed_in_page(browser, site, ADMIN)  # type: ignore[arg-type]
+        page = await signed_in(browser, site)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -18,8 +18,8 @@ from playwright.async_api import Browser
 from gateway.app import Gateway
 from tests.api.helpers import eventually, get_json
 from tests.conftest import ADMIN, AUTH, GatewayFactory
-from tests.console.conftest import ConsoleClient, shot, signed_in_page
-from tests.console.served import served
+from tests.console.browser import served, signed_in
+from tests.console.conftest import ConsoleClient, shot
 from tests.webhooks.receiver import Delivery, Receiver
 from tests.webhooks.test_delivery import say
 
@@ -391,7 +391,7 @@ async def test_webhooks_in_chromium(
     gw = await make_gateway(FAST.format(url=_elsewhere(receiver), secret=CONFIG_SECRET))
     receiver.behaviour = _failing
     async with served(gw) as site:
-        page = await signed_in_page(browser, site, ADMIN)  # type: ignore[arg-type]
+        page = await signed_in(browser, site)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -436,7 +436,7 @@ async def test_webhooks_in_chromium(
         [ours] = [w for w in await gw.store.webhooks.all() if w.source == "api"]
         async with ClientSession() as http:
             resp = await http.patch(
-                site.url(f"/v1/webhooks/{ours.id}"), json={"enabled": False}, headers=AUTH
+                f"{site}/v1/webhooks/{ours.id}", json={"enabled": False}, headers=AUTH
             )
             assert resp.status == 200
         row = page.locator(f'tr[data-webhook="{ours.id}"] [data-state="disabled"]')

@@ -1,42 +1,9 @@
-"""What the webhook and figure pages' tests share: a gateway served in process on a real
-port (so Chromium and the test both reach it, and the test still drives the gateway's
-parts directly), and reading the values a page's tables and attributes hold."""
+"""Reading the values a console page's tables and attributes hold."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from html.parser import HTMLParser
-
-from aiohttp import web
-
-from gateway.app import Gateway
-
-
-@dataclass
-class Served:
-    """A gateway answering on 127.0.0.1 (it quacks like tests.e2e.server.GatewayProcess
-    for ``signed_in_page``)."""
-
-    base_url: str
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-
-@asynccontextmanager
-async def served(gw: Gateway) -> AsyncIterator[Served]:
-    runner = web.AppRunner(gw.web_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield Served(f"http://127.0.0.1:{port}")
-    finally:
-        await runner.cleanup()
 
 
 class _Rows(HTMLParser):
