@@ -11,14 +11,14 @@ from aiohttp import web
 
 from gateway.api.context import ApiContext
 from gateway.api.spec import Operations
-from gateway.console import inbox, signin
+from gateway.console import conversation, inbox, signin
 from gateway.console.pages import ROOT, SECURITY_HEADERS, Console, Section, wrap
 from gateway.console.session import Sessions
 
 STATIC = Path(__file__).parent / "static"
 
 # Every part of the console (each module's `pages`).
-PARTS = (signin.pages, inbox.pages)
+PARTS = (signin.pages, inbox.pages, conversation.pages)
 
 # The navigation, in order: each section shows when the token may read what it shows.
 SECTIONS = (Section("inbox", f"{ROOT}/inbox", ("GET", "/v1/conversations")),)
