@@ -11,10 +11,8 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from gateway.api.attachments import API_UPLOADS, file_response
-from gateway.api.errors import Forbidden, PayloadTooLarge, UnsupportedMediaType, status_of
-from gateway.attachments import type_allowed as upload_allowed
-from gateway.attachments import upload_type
+from gateway.api.attachments import API_UPLOADS, checked_upload, file_response
+from gateway.api.errors import Forbidden, status_of
 from gateway.console.pages import ROOT, Pages, View, redirect
 from gateway.console.shown import duration, own_file, web_link, when
 from gateway.console.texts import register, translator
@@ -158,14 +156,6 @@ register(
         "conv.reopen": ("Mở lại", "Reopen"),
         "conv.pick": ("-- chọn --", "-- pick --"),
         "conv.none_agent": ("(không có)", "(none)"),
-        "conv.error.file_type": (
-            "Loại tệp không được nhận: {mime}",
-            "Files of type {mime} are not taken",
-        ),
-        "conv.error.file_size": (
-            "Tệp quá lớn (tối đa {n} byte).",
-            "The file is too large (at most {n} bytes).",
-        ),
         "conv.error.choices": (
             "Cần từ 1 đến 13 lựa chọn, mỗi lựa chọn tối đa 80 ký tự.",
             "Give 1 to 13 choices of at most 80 characters each.",
@@ -463,26 +453,19 @@ async def _send(
 
 
 async def _keep_file(view: View, field: web.FileField) -> dict[str, Any]:
-    """A file posted with the reply, kept as the API's upload keeps it: a part naming it."""
+    """A file posted with the reply, taken and kept as the API's upload does: a part
+    naming it."""
     if not view.allows(*UPLOAD):
         raise Forbidden("this token may not upload files", code="insufficient_scope")
-    t = translator(view.language)
     attachments = view.ctx.attachments
-    data = field.file.read(attachments.max_bytes + 1)
-    if len(data) > attachments.max_bytes:
-        raise PayloadTooLarge(
-            t("conv.error.file_size", n=attachments.max_bytes), code="attachment_too_large"
-        )
-    if not data:
-        raise Malformed("the file is empty", code="empty_file")
-    try:
-        mime = upload_type(data, field.filename, field.content_type)
-    except ValueError as exc:
-        raise UnsupportedMediaType(str(exc)) from None
-    types = view.ctx.settings.attachments.upload_types
-    if not upload_allowed(mime, types):
-        raise UnsupportedMediaType(t("conv.error.file_type", mime=mime), details={"allowed": types})
-    part = await attachments.save(API_UPLOADS, data, name=field.filename, mime=mime)
+    found = checked_upload(
+        field.file.read(attachments.max_bytes + 1),
+        field.filename,
+        field.content_type,
+        max_bytes=attachments.max_bytes,
+        types=view.ctx.settings.attachments.upload_types,
+    )
+    part = await attachments.save(API_UPLOADS, found.data, name=found.name, mime=found.mime)
     return {"type": part.type, "attachment_id": part.attachment_id}
 
 

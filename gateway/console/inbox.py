@@ -115,7 +115,12 @@ async def _lists(view: View) -> dict[str, Any]:
         lists[status] = page["items"]
     rows = [c for items in lists.values() for c in items]
     queue = await _queue(view) if "queued" in lists else {}
+    agents: dict[str, str] = {}
+    if view.allows(*AGENTS):
+        found = await view.call(*AGENTS, query={"limit": "200"})
+        agents = {a["id"]: a.get("name") or a["id"] for a in found["items"]}
     return {
+        "agent_names": agents,
         "statuses": statuses,
         "lists": lists,
         "contacts": await _contacts(view, rows),
