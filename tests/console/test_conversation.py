@@ -66,7 +66,14 @@ async def page_of(console: ConsoleClient, path: str, status: int = 200) -> str:
 async def test_no_conversation_page_without_a_session(client: Client) -> None:
     _ws, conv = await visitor_conversation(client)
     base = f"/console/conversations/{conv['id']}"
-    for path in (base, base + "/messages", base + "/header", base + "/timeline"):
+    for path in (
+        base,
+        base + "/messages",
+        base + "/header",
+        base + "/timeline",
+        base + "/template-fields",
+        "/console/attachments/att_" + "0" * 26,
+    ):
         resp = await client.get(path, allow_redirects=False)
         assert resp.status == 303, path
         assert resp.headers["Location"].startswith("/console/signin")
@@ -97,7 +104,13 @@ async def test_the_page_shows_the_conversation_and_customer_text_as_text(
     assert 'data-timeline-message="' in text
     # live: the page listens to this conversation's events
     assert f'sse-connect="/console/events?conversation_id={conv["id"]}"' in text
-    assert ADMIN not in text
+    # neither the page nor any of its fragments holds the token or the customer's markup
+    base = f"/console/conversations/{conv['id']}"
+    for path in ("", "/header", "/messages", "/timeline", "/template-fields?template_id=x"):
+        shown = await page_of(console, base + path)
+        assert ADMIN not in shown, path
+        assert XSS not in shown, path
+        assert "<img src=x" not in shown, path
 
 
 async def test_a_text_reply_reaches_the_message_list(console: ConsoleClient) -> None:

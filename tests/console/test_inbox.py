@@ -42,7 +42,7 @@ async def test_a_visitor_shows_with_the_contacts_name_as_text(console: ConsoleCl
     page = await page_of(console, "/console/inbox")
     # live: the lists are fetched again on conversation and message events
     assert 'sse-connect="/console/events"' in page
-    assert 'hx-trigger="sse:conversation, sse:message, sse:sla"' in page
+    assert 'hx-trigger="sse:conversation delay:300ms, sse:message delay:300ms' in page
     assert ADMIN not in page
 
 
@@ -117,3 +117,45 @@ async def test_an_agent_sees_its_own_and_sets_its_presence(console: ConsoleClien
     page = await page_of(admin, "/console/inbox")
     assert 'data-form="presence"' not in page
     assert 'name="mine"' not in page
+
+
+SLA = """
+[[channels]]
+id = "webchat"
+type = "webchat"
+
+[[agents]]
+id = "lan"
+name = "Lan"
+languages = ["vi", "en"]
+capacity = { total = 5 }
+presence = "online"
+
+[[sla_policies]]
+id = "chat"
+channels = ["webchat"]
+first_response = "30m"
+resolution = "8h"
+"""
+
+
+async def test_sla_dues_show_in_the_inbox_and_on_the_page(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    from aiohttp.test_utils import TestServer
+
+    gw = await make_gateway(SLA)
+    async with TestClient(TestServer(gw.web_app())) as client:
+        console = ConsoleClient(client)
+        _ws, conv = await visitor_conversation(client)
+        got = await get_json(client, f"/v1/conversations/{conv['id']}")
+        due = got["sla"]["first_response_due"]
+        assert due
+        await console.signin()
+        page = await page_of(console, "/console/inbox?lang=en")
+        row = page.split(f'data-conversation="{conv["id"]}"', 1)[1].split("</tr>", 1)[0]
+        shown = due[:10] + " " + due[11:16] + " UTC"
+        assert f"due {shown}" in row
+        assert 'data-sla="breached"' not in row
+        text = await page_of(console, f"/console/conversations/{conv['id']}?lang=en")
+        sla = text.split('data-field="sla"', 1)[1].split("</dd>", 1)[0]
+        assert "chat" in sla
+        assert f'First response due: <time datetime="{due}">{shown}</time>' in sla
