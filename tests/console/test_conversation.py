@@ -94,7 +94,7 @@ async def test_the_page_shows_the_conversation_and_customer_text_as_text(
     assert html.escape(XSS, quote=False) in text or "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     # the header: contact, channel, status, assignee, reply window
     assert 'data-field="channel">webchat<' in text
-    assert 'data-field="status">assigned<' in text
+    assert 'data-field="status" data-value="assigned">Đã giao<' in text
     assert "Demo Agent" in text
     assert 'data-window="unlimited"' in text or 'data-window="open"' in text
     # the routing explanation (admin may read it): who was chosen and why

@@ -38,7 +38,7 @@ async def test_a_visitor_shows_with_the_contacts_name_as_text(console: ConsoleCl
     row = fragment.split(f'data-conversation="{conv["id"]}"', 1)[1].split("</tr>", 1)[0]
     assert "<td>webchat</td>" in row
     assert '<td data-assignee="demo">Demo Agent</td>' in row
-    assert 'class="badge assigned"' in row
+    assert 'data-status="assigned">Đã giao<' in row
     page = await page_of(console, "/console/inbox")
     # live: the lists are fetched again on conversation and message events
     assert 'sse-connect="/console/events"' in page
@@ -59,7 +59,7 @@ async def test_queued_conversations_show_their_wait(make_gateway) -> None:  # ty
         row = page.split(f'data-conversation="{conv["id"]}"', 1)[1].split("</tr>", 1)[0]
         assert "place 1" in row
         assert " s " in row or " min" in row
-        assert 'class="badge queued"' in row
+        assert 'data-status="queued">Queued<' in row
 
 
 async def test_filters_by_status_and_channel(console: ConsoleClient) -> None:
