@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -27,6 +28,46 @@ else:
 CHANNEL_TYPES_AVAILABLE = AVAILABLE
 # A token shorter than this is refused at start (the admin token, the metrics token).
 TOKEN_MIN_LENGTH = 32
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normal_origin(text: str) -> str:
+    """An origin as browsers send it in `Origin`: lowercase scheme and host, no default
+    port, nothing after the port. ValueError (saying why) for anything else."""
+    raw = text.strip()
+    if "*" in raw:
+        raise ValueError(
+            f"{raw!r}: wildcards are not allowed; requests that carry tokens must come from "
+            'origins named exactly, so list each one (like "https://helpdesk.example")'
+        )
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not raw.lower().startswith(f"{scheme}://"):
+        raise ValueError(f"{raw!r} is not an http or https origin like https://helpdesk.example")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in raw or "#" in raw:
+        raise ValueError(
+            f"{raw!r} is not an origin: give only scheme://host[:port], no path, query or fragment"
+        )
+    if "@" in parts.netloc:
+        raise ValueError(f"{raw!r} is not an origin: it may not name a user")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ValueError(f"{raw!r} has a port that is not a number from 0 to 65535") from None
+    if not host:
+        raise ValueError(f"{raw!r} names no host (expected scheme://host[:port])")
+    try:
+        host = host.encode("idna").decode("ascii")  # what browsers send for a non-ASCII name
+    except UnicodeError:
+        raise ValueError(f"{raw!r} does not name a valid host") from None
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    shown = f"{scheme}://{host}"
+    if port is not None and port != DEFAULT_PORTS[scheme]:
+        shown += f":{port}"
+    return shown
 
 
 class Section(BaseModel):
@@ -65,6 +106,20 @@ class ServerSettings(Section):
     # GET /readyz shows its details (store, Redis, channels) only with one; without, just
     # the status. Empty: both open to anyone who reaches the server.
     metrics_token: SecretStr = SecretStr("")
+    # Origins of browser pages (helpdesks, agents' tools) that may call the API and read
+    # the event stream (/v1/...): exact origins such as "https://helpdesk.example" or
+    # "http://localhost:3000". Empty: no CORS, only same-origin pages and non-browsers.
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for item in value:
+            origin = normal_origin(item)
+            if origin not in out:
+                out.append(origin)
+        return out
 
     @field_validator("metrics_token")
     @classmethod
@@ -145,6 +200,9 @@ class EventsSettings(Section):
     # window); open conversations are looked at every window_sweep_seconds.
     window_closing_lead_seconds: Annotated[float, Field(gt=0, le=6 * 86400)] = 3600.0
     window_sweep_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # A ticket of POST /v1/events/tickets opens one stream (GET /v1/events?ticket=) within
+    # this many seconds; unused, it is worth nothing after.
+    ticket_seconds: Annotated[float, Field(ge=1, le=600)] = 60.0
 
 
 DAY = 86400.0

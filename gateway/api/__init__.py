@@ -15,6 +15,7 @@ from gateway.api import (
     attachments,
     contacts,
     conversations,
+    cors,
     events,
     forwarded,
     intake,
@@ -63,6 +64,7 @@ def build_app(ctx: ApiContext) -> web.Application:
     api = Operations.joined(*PARTS)
     app[API] = api
     api.install(app, ctx)
+    cors.Cors(ctx.settings.server.cors_origins).install(app)
     return app
 
 

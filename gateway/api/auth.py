@@ -8,6 +8,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ METRICS_SCOPE = "metrics"
 READ_METRICS = frozenset({Scope.ADMIN, METRICS_SCOPE})
 
 TOKEN_PREFIX = "ogw_"  # noqa: S105 (a prefix, not a secret)
+TICKET_PREFIX = "ogt_"
 CACHE_SECONDS = 10.0
 
 
@@ -106,14 +108,43 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("use Authorization: Bearer <token>", code="bad_auth_scheme")
-        digest = hash_token(token)
+        principal = await self._of(hash_token(token))
+        if principal is None:
+            raise Unauthorized("the token is not valid", code="invalid_token")
+        return principal
+
+    async def _of(self, digest: str) -> Principal | None:
+        """Whose token has this hash (None: no valid token has)."""
         if hmac.compare_digest(digest, self._admin_hash):
             return Principal(ADMIN_TOKEN_ID, frozenset({Scope.ADMIN}), digest=digest)
         if self._metrics_hash is not None and hmac.compare_digest(digest, self._metrics_hash):
             return Principal(METRICS_TOKEN_ID, frozenset({METRICS_SCOPE}), digest=digest)
-        principal = await self._lookup(digest)
+        return await self._lookup(digest)
+
+    async def make_ticket(self, principal: Principal, seconds: float) -> tuple[str, datetime]:
+        """A single-use ticket that opens one event stream as ``principal``'s token within
+        ``seconds`` (kept in the store, by its hash only, so any replica takes it)."""
+        ticket = TICKET_PREFIX + secrets.token_urlsafe(32)
+        expires = await self._tokens.add_ticket(
+            hash_token(ticket), principal.token_id, principal.digest, seconds
+        )
+        return ticket, expires
+
+    async def redeem(self, ticket: str) -> Principal:
+        """The token a ticket was made with; the ticket is used up. Unauthorized
+        ``invalid_ticket`` when it is unknown, used, expired, or its token was revoked."""
+        record = await self._tokens.redeem_ticket(hash_token(ticket)) if ticket else None
+        principal = None
+        if record is not None:
+            principal = await self._of(record.token_hash)
+            if principal is not None and principal.token_id != record.token_id:
+                principal = None  # the configuration's token changed meanwhile
         if principal is None:
-            raise Unauthorized("the token is not valid", code="invalid_token")
+            raise Unauthorized(
+                "the ticket is not valid: unknown, expired or used already (a ticket opens "
+                "one stream; make another with POST /v1/events/tickets)",
+                code="invalid_ticket",
+            )
         return principal
 
     async def by_digest(self, digest: str) -> Principal | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aiohttp import web
 
 from gateway.api.auth import Authenticator, Principal
-from gateway.api.schemas import EventsQuery
+from gateway.api.schemas import EventsQuery, EventTicket
 from gateway.api.spec import Header, Operations, Req
 from gateway.events import filter_events, seq_of, type_matcher
 from kernel.errors import Malformed, StoreUnavailable
@@ -58,6 +58,28 @@ def _start_after(req: Req, q: EventsQuery) -> int | None:
 
 
 @operations.add(
+    "POST",
+    "/v1/events/tickets",
+    summary="A single-use ticket to open the event stream",
+    description="For browsers, whose EventSource cannot send an Authorization header: "
+    "`GET /v1/events?ticket=...` opens the stream as the token that made the ticket (same "
+    "scopes; revoking the token ends the stream). The ticket works once, within "
+    "`[events] ticket_seconds` (60 s by default); a used, expired or unknown one gets 401 "
+    "`invalid_ticket`, counted as a failed login. To resume, make another and pass "
+    "`last_event_id`.",
+    tag="events",
+    response=EventTicket,
+    status=201,
+)
+async def make_ticket(req: Req) -> EventTicket:
+    assert req.principal is not None
+    ticket, expires = await req.ctx.auth.make_ticket(
+        req.principal, req.ctx.settings.events.ticket_seconds
+    )
+    return EventTicket(ticket=ticket, expires_at=expires)
+
+
+@operations.add(
     "GET",
     "/v1/events",
     summary="Live stream of events (Server-Sent Events)",
@@ -70,6 +92,7 @@ def _start_after(req: Req, q: EventsQuery) -> int | None:
     raw=True,
     content_type="text/event-stream",
     headers=(Header("Last-Event-ID", "Resume after this event id."),),
+    tickets=True,
 )
 async def stream_events(req: Req) -> web.StreamResponse:
     q = cast(EventsQuery, req.query)

@@ -1,12 +1,13 @@
 """Failed logins throttled per client address.
 
-Every bearer token that is not valid counts one failure against the address it came from
-(a bucket of failures: a burst, then a steady rate; shared by the replicas through Redis,
-gateway.replicas.limits). Once an address has none left, its requests get 429 with
-Retry-After and their tokens are not even looked up, so guessing goes no faster than the
-rate. Valid tokens never count; and one already accepted from the same address keeps
-working while the address waits (a helpdesk behind the same proxy as a bad client is not
-locked out with it: such a token is known to whoever sent it from there already).
+Every bearer token that is not valid, and every event-stream ticket that is not, counts
+one failure against the address it came from (a bucket of failures: a burst, then a
+steady rate; shared by the replicas through Redis, gateway.replicas.limits). Once an
+address has none left, its requests get 429 with Retry-After and their tokens are not
+even looked up, so guessing goes no faster than the rate. Valid tokens never count; and
+one already accepted from the same address keeps working while the address waits (a
+helpdesk behind the same proxy as a bad client is not locked out with it: such a token
+is known to whoever sent it from there already).
 """
 
 from __future__ import annotations
@@ -98,6 +99,27 @@ class LoginGuard:
         if digest is not None:
             self._remember(address, digest, now)
         return principal
+
+    async def redeem(self, request: web.Request, ticket: str) -> Principal:
+        """The token an event-stream ticket stands for (gateway.api.auth). A ticket that
+        is not valid counts as a failed login, so tickets go no faster to guess than
+        tokens; an address that has none left is refused before its ticket is looked at
+        (and the ticket stays unused)."""
+        if not self.enabled:
+            return await self.auth.redeem(ticket)
+        address = bucket_of(request.remote or "")
+        until = self._blocked.get(address)
+        if until is not None:
+            now = time.monotonic()
+            if until <= now:
+                del self._blocked[address]
+            else:
+                raise self._refusal(until - now)
+        try:
+            return await self.auth.redeem(ticket)
+        except Unauthorized:
+            await self._failed(address)
+            raise
 
     async def _failed(self, address: str) -> None:
         wait = await self.failures.take(address)

@@ -357,6 +357,20 @@ class EventsQuery(In):
     ephemeral: Literal["typing"] | None = Field(
         None, description="Also stream typing signals (no id; never stored)."
     )
+    ticket: str | None = Field(
+        None,
+        max_length=200,
+        description="A ticket from POST /v1/events/tickets instead of the Authorization "
+        "header (EventSource cannot send one): used up by opening the stream.",
+    )
+
+
+class EventTicket(BaseModel):
+    ticket: str = Field(
+        description="Opens one stream (GET /v1/events?ticket=) as the token that made it; "
+        "only its hash is stored."
+    )
+    expires_at: datetime = Field(description="Unused after this, it is worth nothing.")
 
 
 class QueueEntry(BaseModel):

@@ -75,6 +75,8 @@ class Operation:
     content_type: str
     description: str
     also: tuple[int, ...] = ()
+    # `?ticket=` (POST /v1/events/tickets) may stand for the bearer token.
+    tickets: bool = False
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
 
     def dump(self, value: Any) -> bytes:
@@ -116,8 +118,10 @@ class Operations:
         content_type: str = "application/json",
         description: str = "",
         also: tuple[int, ...] = (),
+        tickets: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """Declare an operation. ``also``: other success statuses with the same answer body."""
+        """Declare an operation. ``also``: other success statuses with the same answer body;
+        ``tickets``: a single-use ticket in the query may stand for the bearer token."""
 
         def register(fn: Handler) -> Handler:
             self.operations.append(
@@ -138,6 +142,7 @@ class Operations:
                     content_type,
                     description or (fn.__doc__ or "").strip(),
                     also,
+                    tickets,
                 )
             )
             return fn
@@ -232,7 +237,16 @@ class Operations:
             "paths": paths,
             "components": {
                 "schemas": schemas.get("$defs", {}),
-                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer"},
+                    "ticket": {
+                        "type": "apiKey",
+                        "in": "query",
+                        "name": "ticket",
+                        "description": "A single-use ticket from POST /v1/events/tickets "
+                        "(for EventSource, which cannot send headers).",
+                    },
+                },
             },
         }
 
@@ -303,7 +317,7 @@ def _operation_doc(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     codes = set(op.errors)
     if op.scopes is not None:
         codes |= {401, 403}
-        doc["security"] = [{"bearer": []}]
+        doc["security"] = [{"bearer": []}, *([{"ticket": []}] if op.tickets else [])]
     if op.body is not None or op.query is not None or "{" in op.path:
         codes.add(400)
     if op.body is not None:
@@ -369,19 +383,35 @@ def _parse_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
         ) from None
 
 
+def _query_of(op: Operation, request: web.Request) -> BaseModel | None:
+    if op.query is None:
+        return None
+    # `?status=&assignee_id=` means "no filter": empty values are absent.
+    return _parse_query(op.query, {k: v for k, v in request.query.items() if v})
+
+
 def _wrap(op: Operation, ctx: ApiContext) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         if "\x00" in request.path or any("\x00" in v for v in request.query.values()):
             raise Malformed("the URL may not contain U+0000 (NUL)", code="bad_request")
         principal = None
+        query = None
         if op.scopes is not None:
-            principal = await ctx.logins.authenticate(request)
+            if op.tickets and "ticket" in request.query:
+                if "Authorization" in request.headers:
+                    raise Malformed(
+                        "give either a ticket or an Authorization header, not both",
+                        code="ticket_and_token",
+                    )
+                # Checked first: a ticket is not used up by a request refused anyway.
+                query = _query_of(op, request)
+                principal = await ctx.logins.redeem(request, request.query["ticket"])
+            else:
+                principal = await ctx.logins.authenticate(request)
             await _limited(ctx, principal)
             principal.require(op.scopes)
         req = Req(request, ctx, principal)
-        if op.query is not None:
-            # `?status=&assignee_id=` means "no filter": empty values are absent.
-            req.query = _parse_query(op.query, {k: v for k, v in request.query.items() if v})
+        req.query = query if query is not None else _query_of(op, request)
         if op.body is not None:
             req.body = await _read_body(request, op.body)
         result = await op.handler(req)

@@ -11,17 +11,21 @@ from aiohttp import web
 
 from gateway.api.context import ApiContext
 from gateway.api.spec import Operations
-from gateway.console import conversation, inbox, signin
+from gateway.console import agents, channels, conversation, inbox, signin
 from gateway.console.pages import ROOT, SECURITY_HEADERS, Console, Section, wrap
 from gateway.console.session import Sessions
 
 STATIC = Path(__file__).parent / "static"
 
 # Every part of the console (each module's `pages`).
-PARTS = (signin.pages, inbox.pages, conversation.pages)
+PARTS = (signin.pages, inbox.pages, channels.pages, agents.pages, conversation.pages)
 
 # The navigation, in order: each section shows when the token may read what it shows.
-SECTIONS = (Section("inbox", f"{ROOT}/inbox", ("GET", "/v1/conversations")),)
+SECTIONS = (
+    Section("inbox", f"{ROOT}/inbox", inbox.LIST),
+    Section("channels", f"{ROOT}/channels", channels.LIST),
+    Section("agents", f"{ROOT}/agents", agents.LIST),
+)
 
 
 def install(app: web.Application, ctx: ApiContext, api: Operations) -> None:

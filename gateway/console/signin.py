@@ -21,13 +21,13 @@ pages = Pages()
 MAX_TOKEN = 512
 
 
-def _cookie(request: web.Request) -> dict[str, object]:
-    return {
-        "path": ROOT,
-        "httponly": True,
-        "samesite": "Strict",
-        "secure": request.secure,
-    }
+def _set_cookie(response: web.Response, view: View, name: str, value: str, max_age: int) -> None:
+    # Secure when the browser reaches the gateway over https (directly, or through a
+    # proxy named by [server] public_url).
+    secure = view.request.secure or view.ctx.settings.server.public_url.startswith("https://")
+    response.set_cookie(
+        name, value, max_age=max_age, path=ROOT, httponly=True, samesite="Strict", secure=secure
+    )
 
 
 def _signin_page(view: View, *, status: int = 200, message: str = "") -> web.Response:
@@ -39,7 +39,7 @@ def _signin_page(view: View, *, status: int = 200, message: str = "") -> web.Res
         next=safe_next(view.request.query.get("next")),
         signin_csrf=nonce,
     )
-    response.set_cookie(SIGNIN_COOKIE, nonce, max_age=3600, **_cookie(view.request))  # type: ignore[arg-type]
+    _set_cookie(response, view, SIGNIN_COOKIE, nonce, 3600)
     return response
 
 
@@ -84,7 +84,7 @@ async def signin(view: View) -> web.StreamResponse:
         return _signin_page(view, status=403, message=t("signin.scope"))
     cookie, _csrf = view.console.sessions.open_for(token)
     response = redirect(safe_next(str(form.get("next") or "")))
-    response.set_cookie(COOKIE, cookie, max_age=LIFETIME_SECONDS, **_cookie(request))  # type: ignore[arg-type]
+    _set_cookie(response, view, COOKIE, cookie, LIFETIME_SECONDS)
     response.del_cookie(SIGNIN_COOKIE, path=ROOT)
     return response
 

@@ -28,6 +28,7 @@ from gateway.store.records import (
     MediaJob,
     OutboundJob,
     StoredChannel,
+    TicketRecord,
     TokenRecord,
     WebhookRecord,
     WindowFacts,
@@ -324,6 +325,17 @@ class Tokens(Protocol):
 
     async def all(self) -> list[TokenRecord]: ...
     async def revoke(self, token_id: TokenId) -> None: ...
+    async def add_ticket(
+        self, ticket_hash: str, token_id: str, token_hash: str, seconds: float
+    ) -> datetime:
+        """Keep an event-stream ticket (by its hash) for ``seconds``; returns when it
+        expires. Expired tickets are deleted on the way."""
+        ...
+
+    async def redeem_ticket(self, ticket_hash: str) -> TicketRecord | None:
+        """Use a ticket up: its record, or None when unknown, used or expired. Atomic: of
+        two redemptions at once (on two replicas too), one gets it."""
+        ...
 
 
 class Templates(Protocol):

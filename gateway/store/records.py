@@ -514,6 +514,17 @@ class TokenRecord(BaseModel):
     last_used_at: datetime | None = None
 
 
+class TicketRecord(BaseModel):
+    """An event-stream ticket when it is redeemed: the token it was made with (by id and
+    hash, to look the token up again)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token_id: str
+    token_hash: str = Field(repr=False)
+    expires_at: datetime
+
+
 # How many of a conversation's newest messages are looked through for the business's
 # latest (a customer writing more in a row than this is not answering a question).
 ASKED_WITHIN = 20

@@ -66,6 +66,7 @@ SCOPES: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/v1/agents/{id}"): MANAGE,
     ("PUT", "/v1/agents/{id}/presence"): ANY,
     ("GET", "/v1/events"): ANY,
+    ("POST", "/v1/events/tickets"): ANY,
     ("GET", "/v1/channels"): ADMIN,
     ("GET", "/v1/channels/{id}"): ADMIN,
     ("POST", "/v1/channels"): ADMIN,

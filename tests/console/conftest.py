@@ -16,7 +16,6 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.conftest import ADMIN
-from tests.e2e.server import ADMIN_TOKEN, GatewayProcess, Gateways
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
@@ -37,7 +36,7 @@ class ConsoleClient:
         self.csrf = ""
 
     async def signin(self, token: str = ADMIN) -> ClientResponse:
-        page = await self.client.get("/console/signin")
+        page = await self.get("/console/signin")
         nonce = _SIGNIN_NONCE.search(await page.text())
         assert nonce is not None
         resp = await self.client.post(
@@ -45,12 +44,21 @@ class ConsoleClient:
             data={"csrf": nonce.group(1), "token": token, "next": "/console/inbox"},
             allow_redirects=False,
         )
+        self._keep(resp)
         if resp.status == 303:
             await self.get("/console/inbox")
         return resp
 
+    def _keep(self, resp: ClientResponse) -> None:
+        # Behind an https public_url the cookies are Secure; this client speaks plain http
+        # to the test server, as the proxy in front would: keep them anyway.
+        for name, morsel in resp.cookies.items():
+            if morsel["secure"] and morsel.value:
+                self.client.session.cookie_jar.update_cookies({name: morsel.value}, resp.url)
+
     async def get(self, path: str, **kw: Any) -> ClientResponse:
         resp = await self.client.get(path, allow_redirects=False, **kw)
+        self._keep(resp)
         if resp.content_type == "text/html":
             found = _CSRF_META.search(await resp.text())
             if found and found.group(1):
@@ -63,21 +71,14 @@ class ConsoleClient:
         fields = dict(data or {})
         if csrf:
             fields.setdefault("csrf", self.csrf)
-        return await self.client.post(path, data=fields, allow_redirects=False, **kw)
+        resp = await self.client.post(path, data=fields, allow_redirects=False, **kw)
+        self._keep(resp)
+        return resp
 
 
 @pytest.fixture
 async def console(client: TestClient) -> ConsoleClient:  # type: ignore[type-arg]
     return ConsoleClient(client)
-
-
-@pytest.fixture
-async def gateway_process(tmp_path: Path) -> AsyncIterator[GatewayProcess]:
-    gateways = Gateways(tmp_path / "logs")
-    try:
-        yield await gateways.start(tmp_path / "data")
-    finally:
-        gateways.close()
 
 
 @pytest.fixture
@@ -90,19 +91,6 @@ async def browser() -> AsyncIterator[Browser]:
             yield b
         finally:
             await b.close()
-
-
-async def signed_in_page(
-    browser: Browser, gateway: GatewayProcess, token: str = ADMIN_TOKEN
-) -> Page:
-    """A new browser context signed in to ``gateway``'s console with ``token``."""
-    context = await browser.new_context(locale="en-US", viewport={"width": 1400, "height": 900})
-    page = await context.new_page()
-    await page.goto(gateway.url("/console/signin?lang=en"))
-    await page.fill("#token", token)
-    await page.click("button[type=submit]")
-    await page.wait_for_url("**/console/inbox**")
-    return page
 
 
 async def shot(page: Page, name: str) -> Path:

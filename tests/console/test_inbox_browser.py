@@ -1,4 +1,4 @@
-"""The inbox and the conversation page in Chromium against a real `omnigw serve`: a
+"""The inbox and the conversation page in Chromium against the gateway on a real port: a
 webchat visitor's message appears without a reload, customer text and names show as text
 and run nothing, a reply typed in the page (with a file) reaches the message list, and a
 new message from the visitor appears live."""
@@ -13,21 +13,31 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Dialog, expect
 
-from tests.console.conftest import shot, signed_in_page
+from gateway.app import Gateway
+from tests.conftest import AUTH
+from tests.console.browser import served, signed_in
+from tests.console.conftest import shot
 from tests.console.test_conversation import PNG, XSS
-from tests.e2e.server import AUTH, GatewayProcess
 
 
 @pytest.fixture
-async def api(gateway_process: GatewayProcess) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(gateway_process.base_url, headers=AUTH) as session:
+async def base(gw: Gateway) -> AsyncIterator[str]:
+    async with served(gw) as url:
+        yield url
+
+
+@pytest.fixture
+async def api(base: str) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base, headers=AUTH) as session:
         yield session
 
 
 async def _visitor(
-    api: aiohttp.ClientSession, gateway: GatewayProcess
+    api: aiohttp.ClientSession, base: str
 ) -> tuple[aiohttp.ClientWebSocketResponse, str]:
-    ws = await api.ws_connect(gateway.ws_url, headers={"Authorization": ""})
+    ws = await api.ws_connect(
+        base.replace("http://", "ws://") + "/webchat/webchat/ws", headers={"Authorization": ""}
+    )
     frame = await ws.receive_json(timeout=5)
     assert frame["type"] == "session"
     return ws, frame["visitor_id"]
@@ -55,9 +65,9 @@ async def _conversation_of(api: aiohttp.ClientSession, visitor_id: str) -> dict[
 
 
 async def test_inbox_and_conversation_in_chromium(
-    browser: Browser, gateway_process: GatewayProcess, api: aiohttp.ClientSession
+    browser: Browser, base: str, api: aiohttp.ClientSession
 ) -> None:
-    page = await signed_in_page(browser, gateway_process)
+    page = await signed_in(browser, base)
     dialogs: list[str] = []
 
     async def on_dialog(dialog: Dialog) -> None:
@@ -73,12 +83,12 @@ async def test_inbox_and_conversation_in_chromium(
     )
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    await page.goto(gateway_process.url("/console/inbox?lang=en"))
+    await page.goto(f"{base}/console/inbox?lang=en")
     await expect(page.locator('[data-list="assigned"]')).to_be_visible()
     await page.wait_for_function("window.sseOpened > 0")
 
     # a visitor writes: the row appears without a reload
-    ws, visitor_id = await _visitor(api, gateway_process)
+    ws, visitor_id = await _visitor(api, base)
     await _say(ws, f"Hello {XSS}", "c1")
     conv = await _conversation_of(api, visitor_id)
     row = page.locator(f'tr[data-conversation="{conv["id"]}"]')

@@ -169,3 +169,27 @@ async def test_the_console_event_stream_follows_the_session(console: ConsoleClie
     first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)
     assert first.startswith(b"retry:")
     resp.close()
+
+
+async def test_the_cookie_is_secure_behind_an_https_public_url(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    from aiohttp.test_utils import TestServer
+
+    gw = await make_gateway(**{"server.public_url": "https://help.example"})
+    async with TestClient(TestServer(gw.web_app())) as client:
+        # (the client keeps Secure cookies for https only: the sign-in form's is read here)
+        resp = await client.get("/console/signin")
+        cookie = next(
+            c for c in resp.headers.getall("Set-Cookie") if c.startswith("omnigw_console_signin=")
+        )
+        assert "Secure" in cookie
+        assert "HttpOnly" in cookie
+
+
+async def test_the_pages_speak_vietnamese_and_english(console: ConsoleClient) -> None:
+    page = await console.client.get("/console/signin", headers={"Accept-Language": "vi-VN"})
+    assert "Đăng nhập" in await page.text()
+    page = await console.client.get("/console/signin?lang=en")
+    assert "Sign in" in await page.text()
+    # the choice is kept for the next pages
+    page = await console.client.get("/console/signin", headers={"Accept-Language": "vi-VN"})
+    assert "Sign in to the console" in await page.text()

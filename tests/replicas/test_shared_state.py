@@ -292,3 +292,33 @@ async def test_a_token_revoked_on_one_replica_loses_its_stream_on_the_other(
     took = time.monotonic() - started
     assert took < PROPAGATION + b.auth.cache_seconds, took
     assert b.lifecycle.streams == 0
+
+
+async def test_a_ticket_made_on_one_replica_opens_one_stream_on_either(
+    replicas: Callable[[str], Awaitable[Pair]],
+) -> None:
+    _, client_a, _, client_b = await replicas("")
+
+    async def ticket() -> str:
+        async with client_a.post("/v1/events/tickets", headers=AUTH) as resp:
+            assert resp.status == 201
+            made: str = (await resp.json())["ticket"]
+            return made
+
+    made = await ticket()
+    stream = await client_b.get(f"/v1/events?ticket={made}")
+    assert stream.status == 200
+    assert (await stream.content.readline()).startswith(b"retry:")
+    stream.close()
+    again = await client_a.get(f"/v1/events?ticket={made}")
+    assert again.status == 401
+    assert (await again.json())["error"]["code"] == "invalid_ticket"
+    # the same ticket given to both replicas at once opens one stream
+    for _ in range(5):
+        made = await ticket()
+        answers = await asyncio.gather(
+            client_a.get(f"/v1/events?ticket={made}"), client_b.get(f"/v1/events?ticket={made}")
+        )
+        assert sorted(r.status for r in answers) == [200, 401]
+        for r in answers:
+            r.close()

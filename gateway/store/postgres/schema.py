@@ -507,6 +507,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX conversations_contact_created ON conversations (contact_id, created_at);
         """,
     ),
+    (
+        34,
+        """
+        -- Tickets of POST /v1/events/tickets: each opens one event stream as its token.
+        -- Only the ticket's SHA-256 is kept, and a row is deleted when used or expired.
+        CREATE TABLE event_tickets (
+            ticket_hash  text PRIMARY KEY,
+            token_id     text NOT NULL,
+            token_hash   text NOT NULL,
+            created_at   timestamptz NOT NULL,
+            expires_at   timestamptz NOT NULL
+        );
+        CREATE INDEX event_tickets_expiry ON event_tickets (expires_at);
+        """,
+    ),
 ]
 
 # Steps after which the contacts' names are folded (their name_key and words written).

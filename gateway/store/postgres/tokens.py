@@ -1,15 +1,16 @@
-"""API tokens, kept as hashes."""
+"""API tokens and event-stream tickets, kept as hashes."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from gateway.store.postgres.reading import Reader, Write, count
-from gateway.store.records import TokenRecord, dumps, from_us, opt_dt
+from gateway.store.records import TicketRecord, TokenRecord, dumps, from_us, opt_dt
 from kernel.errors import NotFound
 from kernel.ids import AgentId, TokenId
 
@@ -95,3 +96,45 @@ class Tokens:
                 raise NotFound(f"token {token_id} not found", code="token_not_found")
 
         await self._write(work)
+
+    async def add_ticket(
+        self, ticket_hash: str, token_id: str, token_hash: str, seconds: float
+    ) -> datetime:
+        async def work(tx: PgTx) -> int:
+            await tx.execute("DELETE FROM event_tickets WHERE expires_at <= $1", tx.now)
+            expires = tx.now + round(seconds * 1_000_000)
+            await tx.execute(
+                "INSERT INTO event_tickets "
+                "(ticket_hash, token_id, token_hash, created_at, expires_at) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                ticket_hash,
+                token_id,
+                token_hash,
+                tx.now,
+                expires,
+            )
+            return expires
+
+        expires: int = await self._write(work)
+        return from_us(expires)
+
+    async def redeem_ticket(self, ticket_hash: str) -> TicketRecord | None:
+        async def work(tx: PgTx) -> TicketRecord | None:
+            # One statement: of two replicas deleting the same row at once, the second
+            # waits for the first's commit and then finds nothing. Deleted whatever it
+            # holds: used now, or expired and of no use to anyone.
+            row = await tx.fetchrow(
+                "DELETE FROM event_tickets WHERE ticket_hash = $1 "
+                "RETURNING token_id, token_hash, expires_at",
+                ticket_hash,
+            )
+            if row is None or row["expires_at"] <= tx.now:
+                return None
+            return TicketRecord(
+                token_id=row["token_id"],
+                token_hash=row["token_hash"],
+                expires_at=from_us(row["expires_at"]),
+            )
+
+        found: TicketRecord | None = await self._write(work)
+        return found

@@ -1,13 +1,14 @@
-"""API tokens, kept as hashes."""
+"""API tokens and event-stream tickets, kept as hashes."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from gateway.store.records import TokenRecord, dumps, from_us, opt_dt
+from gateway.store.records import TicketRecord, TokenRecord, dumps, from_us, opt_dt
 from gateway.store.sqlite.reading import Reader, Write
 from kernel.errors import NotFound
 from kernel.ids import AgentId, TokenId
@@ -87,3 +88,39 @@ class Tokens:
                 raise NotFound(f"token {token_id} not found", code="token_not_found")
 
         await self._write(work)
+
+    async def add_ticket(
+        self, ticket_hash: str, token_id: str, token_hash: str, seconds: float
+    ) -> datetime:
+        async def work(tx: SqliteTx) -> int:
+            tx.execute("DELETE FROM event_tickets WHERE expires_at <= ?", (tx.now,))
+            expires = tx.now + round(seconds * 1_000_000)
+            tx.execute(
+                "INSERT INTO event_tickets "
+                "(ticket_hash, token_id, token_hash, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (ticket_hash, token_id, token_hash, tx.now, expires),
+            )
+            return expires
+
+        expires: int = await self._write(work)
+        return from_us(expires)
+
+    async def redeem_ticket(self, ticket_hash: str) -> TicketRecord | None:
+        async def work(tx: SqliteTx) -> TicketRecord | None:
+            # Deleted whatever it holds: used now, or expired and of no use to anyone.
+            row = tx.one(
+                "DELETE FROM event_tickets WHERE ticket_hash = ? "
+                "RETURNING token_id, token_hash, expires_at",
+                (ticket_hash,),
+            )
+            if row is None or row["expires_at"] <= tx.now:
+                return None
+            return TicketRecord(
+                token_id=row["token_id"],
+                token_hash=row["token_hash"],
+                expires_at=from_us(row["expires_at"]),
+            )
+
+        found: TicketRecord | None = await self._write(work)
+        return found
