@@ -86,22 +86,36 @@ async def read_upload(request: web.Request, *, max_bytes: int, types: list[str])
                 )
     except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
         raise Malformed(f"the multipart body cannot be read: {exc}", code="bad_multipart") from None
-    if not data:
-        raise Malformed("the file is empty", code="empty_file")
     name = part.filename
     if name and _QUOTED.search(name):
         # Some clients (aiohttp's among them) send a name percent-encoded; browsers send
         # it as UTF-8.
         name = unquote(name, errors="strict") if _decodes(name) else name
+    return checked_upload(
+        bytes(data), name, part.headers.get("Content-Type"), max_bytes=max_bytes, types=types
+    )
+
+
+def checked_upload(
+    data: bytes, name: str | None, declared: str | None, *, max_bytes: int, types: list[str]
+) -> Upload:
+    """A file as uploads are taken (also from a form the console has read): not empty,
+    within the size limit, of an allowed type (an image by its bytes)."""
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(
+            f"the file is over the {max_bytes}-byte limit", code="attachment_too_large"
+        )
+    if not data:
+        raise Malformed("the file is empty", code="empty_file")
     try:
-        mime = upload_type(bytes(data), name, part.headers.get("Content-Type"))
+        mime = upload_type(data, name, declared)
     except ValueError as exc:
         raise UnsupportedMediaType(str(exc)) from None
     if not type_allowed(mime, types):
         raise UnsupportedMediaType(
             f"files of type {mime} are not taken here", details={"allowed": types}
         )
-    return Upload(bytes(data), name, mime)
+    return Upload(data, name, mime)
 
 
 def serve(record: AttachmentRecord, content: bytes | Path) -> web.StreamResponse:

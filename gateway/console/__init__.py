@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.api.context import ApiContext
 from gateway.api.spec import Operations
-from gateway.console import agents, channels, figures, inbox, signin, webhooks
+from gateway.console import agents, channels, conversation, figures, inbox, signin, webhooks
 from gateway.console.pages import ROOT, SECURITY_HEADERS, Console, Section, wrap
 from gateway.console.session import Sessions
 
@@ -21,6 +21,7 @@ STATIC = Path(__file__).parent / "static"
 PARTS = (
     signin.pages,
     inbox.pages,
+    conversation.pages,
     channels.pages,
     agents.pages,
     webhooks.pages,
