@@ -108,9 +108,12 @@ async def agent_list_fragment(view: View) -> web.StreamResponse:
 
 @pages.post("/agents/{id}/presence", needs=PRESENCE)
 async def set_presence(view: View) -> web.StreamResponse:
+    """An agent's presence (the API lets an agent's token set its own only); back to the
+    page the form was on (the agents' list, or an agent's own switch in the inbox)."""
     form = await view.form()
     status = form.get("status")
     if status not in STATES:
         raise Malformed(translator(view.language)("agents.bad_presence"), code="validation_error")
     await view.call(*PRESENCE, params={"id": view.param("id")}, body={"status": status})
-    return redirect(f"{ROOT}/agents")
+    back = f"{ROOT}/inbox" if form.get("back") == "inbox" else f"{ROOT}/agents"
+    return redirect(back)

@@ -9,11 +9,10 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from gateway.api.errors import Forbidden
-from gateway.console.pages import ROOT, Pages, View, redirect
+from gateway.console.pages import Pages, View
 from gateway.console.shown import duration, since, when
 from gateway.console.texts import register
-from kernel.errors import DomainError, NotFound
+from kernel.errors import NotFound
 
 pages = Pages()
 LIST = ("GET", "/v1/conversations")
@@ -166,18 +165,3 @@ async def inbox(view: View) -> web.StreamResponse:
 async def inbox_list(view: View) -> web.StreamResponse:
     """The lists alone (htmx swaps them in when an event says they changed)."""
     return view.render("inbox_list.html", **await _lists(view))
-
-
-@pages.post("/inbox/presence", needs=PRESENCE)
-async def presence(view: View) -> web.StreamResponse:
-    """An agent's token sets its own agent's presence."""
-    own = _own_agent(view)
-    if own is None:
-        raise Forbidden("this token acts for no agent", code="not_your_agent")
-    form = await view.form()
-    status = form.get("status")
-    try:
-        await view.call(*PRESENCE, params={"id": own}, body={"status": status})
-    except DomainError as exc:
-        return view.error(exc)
-    return redirect(f"{ROOT}/inbox")

@@ -19,7 +19,7 @@ async def test_no_inbox_without_a_session(client: Client) -> None:
         assert resp.status == 303, path
         assert resp.headers["Location"].startswith("/console/signin")
     resp = await client.post(
-        "/console/inbox/presence", data={"status": "online"}, allow_redirects=False
+        "/console/agents/lan/presence", data={"status": "online"}, allow_redirects=False
     )
     assert resp.status == 303
     assert resp.headers["Location"].startswith("/console/signin")
@@ -103,11 +103,12 @@ async def test_an_agent_sees_its_own_and_sets_its_presence(console: ConsoleClien
     assert f'data-conversation="{conv["id"]}"' in page
     mine = await page_of(console, "/console/inbox?mine=1")
     assert f'data-conversation="{conv["id"]}"' not in mine
-    resp = await console.post("/console/inbox/presence", {"status": "online"})
+    resp = await console.post("/console/agents/lan/presence", {"status": "online", "back": "inbox"})
     assert resp.status == 303, await resp.text()
+    assert resp.headers["Location"] == "/console/inbox"
     agent = await get_json(client, "/v1/agents/lan")
     assert agent["presence"] == "online"
-    resp = await console.post("/console/inbox/presence", {"status": "asleep"})
+    resp = await console.post("/console/agents/lan/presence", {"status": "asleep"})
     assert resp.status == 400
     assert (await get_json(client, "/v1/agents/lan"))["presence"] == "online"
     # the admin token acts for no agent: no switch, no "mine"
