@@ -171,11 +171,11 @@ class Operations:
         query: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
     ) -> Any:
-        """Run an operation in process for ``principal``, with the same scope checks, rate
-        limit, parsing and handler as over HTTP; the answer as the API would show it
-        (JSON-shaped Python values), or None for an empty one."""
+        """Run an operation in process for ``principal``, with the same scope checks,
+        parsing and handler as over HTTP; the answer as the API would show it (JSON-shaped
+        Python values), or None for an empty one. The caller takes the token's rate limit
+        (`rate_limited`) once for the request it serves, however many operations that runs."""
         op = self.find(method, path)
-        await _limited(ctx, principal)
         if op.scopes is not None:
             principal.require(op.scopes)
         req = Req(request, ctx, principal, params=params or {})
@@ -408,7 +408,7 @@ def _wrap(op: Operation, ctx: ApiContext) -> Callable[[web.Request], Awaitable[w
                 principal = await ctx.logins.redeem(request, request.query["ticket"])
             else:
                 principal = await ctx.logins.authenticate(request)
-            await _limited(ctx, principal)
+            await rate_limited(ctx, principal)
             principal.require(op.scopes)
         req = Req(request, ctx, principal)
         req.query = query if query is not None else _query_of(op, request)
@@ -428,7 +428,7 @@ def _wrap(op: Operation, ctx: ApiContext) -> Callable[[web.Request], Awaitable[w
     return handle
 
 
-async def _limited(ctx: ApiContext, principal: Principal) -> None:
+async def rate_limited(ctx: ApiContext, principal: Principal) -> None:
     """Refuse a request beyond its token's rate (429 with how long to wait)."""
     wait = await ctx.limits.wait(principal.token_id)
     if wait:

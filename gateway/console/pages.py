@@ -18,7 +18,7 @@ from multidict import MultiDictProxy
 from gateway.api.auth import Principal
 from gateway.api.context import ApiContext
 from gateway.api.errors import Forbidden, status_of
-from gateway.api.spec import Operations
+from gateway.api.spec import Operations, rate_limited
 from gateway.console.session import (
     COOKIE,
     CSRF_FIELD,
@@ -280,6 +280,9 @@ def wrap(
         if route.needs is not None and not view.allows(*route.needs):
             return view.refusal("error.scope", "insufficient_scope")
         try:
+            if session is not None:
+                # One request of the token's API rate, whatever the page reads to answer.
+                await rate_limited(console.ctx, session.principal)
             return await route.handler(view)
         except DomainError as exc:
             return view.error(exc)

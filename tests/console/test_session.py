@@ -193,3 +193,19 @@ async def test_the_pages_speak_vietnamese_and_english(console: ConsoleClient) ->
     # the choice is kept for the next pages
     page = await console.client.get("/console/signin", headers={"Accept-Language": "vi-VN"})
     assert "Sign in to the console" in await page.text()
+
+
+async def test_a_page_takes_one_request_of_the_tokens_rate(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    """However many API operations a page runs to answer, it counts as one request; past
+    the token's rate the console answers 429 like the API."""
+    from aiohttp.test_utils import TestServer
+
+    gw = await make_gateway(**{"server.api_rate_burst": 3, "server.api_rate_per_second": 0.01})
+    async with TestClient(TestServer(gw.web_app())) as client:
+        console = ConsoleClient(client)
+        await console.signin()  # sign-in itself reads no API; the inbox it lands on: 1
+        assert (await console.get("/console/inbox")).status == 200  # 2 (two lists, ...)
+        assert (await console.get("/console/agents")).status == 200  # 3
+        resp = await console.get("/console/inbox")
+        assert resp.status == 429
+        assert "too many requests" in await resp.text()
