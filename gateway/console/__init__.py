@@ -14,6 +14,7 @@ from gateway.api.spec import Operations
 from gateway.console import agents, channels, conversation, figures, inbox, signin, webhooks
 from gateway.console.pages import ROOT, SECURITY_HEADERS, Console, Section, wrap
 from gateway.console.session import Sessions
+from gateway.console.shown import who
 
 STATIC = Path(__file__).parent / "static"
 
@@ -46,6 +47,7 @@ def install(app: web.Application, ctx: ApiContext, api: Operations) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals["who"] = who
     console = Console(ctx, api, Sessions(ctx.auth, ctx.console_keys), env, list(SECTIONS))
     for part in PARTS:
         for route in part.routes:

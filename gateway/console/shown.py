@@ -4,7 +4,9 @@ which URLs of a message may be shown as an image or a link."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.attachments import OWN_PATH
@@ -77,3 +79,17 @@ def web_link(url: object) -> str | None:
     if parts.scheme.lower() in ("http", "https") and parts.netloc:
         return url.strip()
     return None
+
+
+def who(contact: Mapping[str, Any] | None, contact_id: str, t: Callable[..., str]) -> str:
+    """The name a person is shown by: their name, else their e-mail or phone, else a name
+    one of their identities carries; someone with none of these (a webchat visitor) is
+    "Visitor" and the end of their id."""
+    if contact:
+        for key in ("display_name", "email", "phone"):
+            if contact.get(key):
+                return str(contact[key])
+        for identity in contact.get("identities") or ():
+            if identity.get("display_name"):
+                return str(identity["display_name"])
+    return t("who.anonymous", id=contact_id[-6:])

@@ -98,5 +98,6 @@ register(
         "language": ("Ngôn ngữ", "Language"),
         "live": ("Trực tiếp", "Live"),
         "more": ("Xem thêm", "More"),
+        "who.anonymous": ("Khách …{id}", "Visitor …{id}"),
     }
 )
