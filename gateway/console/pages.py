@@ -5,6 +5,7 @@ every answer carries a strict Content-Security-Policy."""
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -12,12 +13,13 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import jinja2
-from aiohttp import web
-from multidict import MultiDictProxy
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from gateway.api.auth import Principal
 from gateway.api.context import ApiContext
-from gateway.api.errors import Forbidden, status_of
+from gateway.api.errors import Forbidden, PayloadTooLarge, status_of
 from gateway.api.spec import Operations, rate_limited
 from gateway.console.session import (
     COOKIE,
@@ -28,7 +30,7 @@ from gateway.console.session import (
     Sessions,
 )
 from gateway.console.texts import language_of, translator
-from kernel.errors import DomainError
+from kernel.errors import DomainError, Malformed
 
 log = logging.getLogger("gateway.console")
 
@@ -155,8 +157,18 @@ class View:
         )
 
     async def form(self) -> MultiDictProxy[Any]:
+        """The posted form. Files come within `[server] max_attachment_bytes` each (a
+        reply's photo may be larger than `max_body_bytes`, which bounds the rest)."""
         if self._form is None:
-            self._form = await self.request.post()
+            if self.request.content_type == "multipart/form-data":
+                settings = self.ctx.settings.server
+                self._form = await read_multipart(
+                    self.request,
+                    file_bytes=settings.max_attachment_bytes,
+                    other_bytes=settings.max_body_bytes,
+                )
+            else:
+                self._form = await self.request.post()
         return self._form
 
     def render(self, template: str, *, status: int = 200, **values: Any) -> web.Response:
@@ -206,6 +218,53 @@ class View:
             code=exc.code,
             details=exc.details,
         )
+
+
+# Files one form may carry.
+MAX_FILES = 20
+
+
+async def read_multipart(
+    request: web.Request, *, file_bytes: int, other_bytes: int
+) -> MultiDictProxy[Any]:
+    """A multipart form read part by part: each file within ``file_bytes``, at most
+    MAX_FILES of them, every other field together within ``other_bytes``."""
+    fields: MultiDict[Any] = MultiDict()
+    others = files = 0
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.name is None:
+                raise Malformed("a form part without a name", code="bad_multipart")
+            limit = file_bytes if part.filename is not None else other_bytes - others
+            data = bytearray()
+            while chunk := await part.read_chunk(64 * 1024):
+                data += chunk
+                if len(data) > limit:
+                    what = "a file" if part.filename is not None else "the form"
+                    raise PayloadTooLarge(
+                        f"{what} is larger than {limit} bytes", code="form_too_large"
+                    )
+            if part.filename is None:
+                others += len(data)
+                fields.add(part.name, data.decode(part.get_charset("utf-8"), errors="replace"))
+                continue
+            files += 1
+            if files > MAX_FILES:
+                raise PayloadTooLarge(f"at most {MAX_FILES} files at once", code="form_too_large")
+            fields.add(
+                part.name,
+                web.FileField(
+                    part.name,
+                    part.filename,
+                    io.BytesIO(bytes(data)),
+                    part.headers.get("Content-Type", "application/octet-stream"),
+                    CIMultiDictProxy(CIMultiDict(part.headers)),
+                ),
+            )
+    except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
+        raise Malformed(f"the form cannot be read: {exc}", code="bad_multipart") from None
+    return MultiDictProxy(fields)
 
 
 def redirect(location: str) -> web.Response:
@@ -271,7 +330,10 @@ def wrap(
                 "application/x-www-form-urlencoded",
                 "multipart/form-data",
             ):
-                given = (await view.form()).get(CSRF_FIELD)
+                try:
+                    given = (await view.form()).get(CSRF_FIELD)
+                except DomainError as exc:  # a form too large or not a form
+                    return view.error(exc)
             if not same_origin(request) or not session.csrf_matches(
                 given if isinstance(given, str) else None
             ):

@@ -5,6 +5,7 @@ transfer, resolve and reopen through the API's operations."""
 from __future__ import annotations
 
 import html
+import io
 import re
 from typing import Any
 
@@ -374,3 +375,44 @@ def test_own_files_only_are_loaded() -> None:
     for url in ("javascript:alert(1)", "data:text/html,x", "//evil.example", "ftp://x/y", 3):
         assert web_link(url) is None
     assert re.fullmatch(r"/console/attachments/att_0+", own_file({"attachment_id": att}) or "")
+
+
+async def test_a_reply_may_carry_a_file_larger_than_a_request_body(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    """A photo of a few MB goes up with the reply (files are bounded by
+    max_attachment_bytes, the rest of the form by max_body_bytes); one over its bound gets
+    a clear page and nothing is sent."""
+    from aiohttp import FormData
+    from aiohttp.test_utils import TestServer
+
+    from tests.media.images import png
+
+    gw = await make_gateway(
+        **{"server.max_body_bytes": 64 * 1024, "server.max_attachment_bytes": 1024 * 1024}
+    )
+    async with TestClient(TestServer(gw.web_app())) as client:
+        console = ConsoleClient(client)
+        _ws, conv = await visitor_conversation(client)
+        await console.signin()
+        path = f"/console/conversations/{conv['id']}"
+        await page_of(console, path)
+        photo = png(40, 40) + bytes(range(256)) * 800  # a PNG's bytes, then ~200 kB more
+        assert 64 * 1024 < len(photo) < 1024 * 1024
+
+        def form(data: bytes) -> FormData:
+            f = FormData()
+            f.add_field("csrf", console.csrf)
+            f.add_field("text", "ảnh đơn hàng")
+            f.add_field("file", io.BytesIO(data), filename="don-hang.png", content_type="image/png")
+            return f
+
+        resp = await client.post(path + "/reply", data=form(photo), allow_redirects=False)
+        assert resp.status == 303, await resp.text()
+        last = (await messages(client, conv["id"]))[-1]
+        assert [p["type"] for p in last["parts"]] == ["text", "image"]
+        before = len(await messages(client, conv["id"]))
+        resp = await client.post(
+            path + "/reply", data=form(photo + b"\0" * (1024 * 1024)), allow_redirects=False
+        )
+        assert resp.status == 413
+        assert "larger than" in await resp.text()
+        assert len(await messages(client, conv["id"])) == before
