@@ -48,7 +48,7 @@ async def _conversation(req: Req) -> Conversation:
 
 
 def _idempotency_key(req: Req) -> str | None:
-    key = req.request.headers.get("Idempotency-Key")
+    key = req.header("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 255:
         raise Invalid("Idempotency-Key must be 1 to 255 characters", code="bad_idempotency_key")
     return key

@@ -43,7 +43,7 @@ async def _still_valid(auth: Authenticator, principal: Principal) -> bool:
 
 
 def _start_after(req: Req, q: EventsQuery) -> int | None:
-    raw = req.request.headers.get("Last-Event-ID") or q.last_event_id
+    raw = req.header("Last-Event-ID") or q.last_event_id
     if raw is None or raw.strip() == "":
         return None
     try:

@@ -39,13 +39,20 @@ class Req:
     principal: Principal | None
     body: Any = None
     query: Any = None
-    # Path parameters given directly (an operation invoked in process, by the console).
+    # Path parameters and headers given directly (an operation invoked in process, by the
+    # console).
     params: dict[str, str] | None = None
+    headers: dict[str, str] | None = None
 
     def param(self, name: str) -> str:
         if self.params is not None:
             return self.params[name]
         return self.request.match_info[name]
+
+    def header(self, name: str) -> str | None:
+        if self.headers is not None:
+            return self.headers.get(name)
+        return self.request.headers.get(name)
 
 
 Handler = Callable[[Req], Awaitable[Any]]
@@ -170,6 +177,7 @@ class Operations:
         params: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """Run an operation in process for ``principal``, with the same scope checks,
         parsing and handler as over HTTP; the answer as the API would show it (JSON-shaped
@@ -178,7 +186,7 @@ class Operations:
         op = self.find(method, path)
         if op.scopes is not None:
             principal.require(op.scopes)
-        req = Req(request, ctx, principal, params=params or {})
+        req = Req(request, ctx, principal, params=params or {}, headers=headers or {})
         if op.query is not None:
             req.query = _parse_query(op.query, {k: v for k, v in (query or {}).items() if v})
         if op.body is not None:

@@ -4,6 +4,7 @@ Chart.js; every asset ships inside the package (`static/vendor/`)."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import jinja2
@@ -48,6 +49,7 @@ def install(app: web.Application, ctx: ApiContext, api: Operations) -> None:
         lstrip_blocks=True,
     )
     env.globals["who"] = who
+    env.globals["new_key"] = lambda: secrets.token_urlsafe(18)
     console = Console(ctx, api, Sessions(ctx.auth, ctx.console_keys), env, list(SECTIONS))
     for part in PARTS:
         for route in part.routes:

@@ -460,10 +460,15 @@ async def _refused(
 async def _send(
     view: View, conv_id: str, form_name: str, body: dict[str, Any], typed: dict[str, Any]
 ) -> web.Response:
+    # Each form carries a key of its own: posted twice (a double click, a reload), it is
+    # sent once.
+    key = (await view.form()).get("idempotency_key")
+    headers = {"Idempotency-Key": key} if isinstance(key, str) and 0 < len(key) <= 255 else {}
     try:
-        await view.call(*SEND, params={"id": conv_id}, body=body)
+        await view.call(*SEND, params={"id": conv_id}, body=body, headers=headers)
     except DomainError as exc:
-        return await _refused(view, conv_id, form_name, exc, typed)
+        if exc.code != "idempotency_key_reused":  # else: this form was sent already
+            return await _refused(view, conv_id, form_name, exc, typed)
     return redirect(_path(conv_id) + "#messages")
 
 

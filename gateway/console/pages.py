@@ -143,8 +143,10 @@ class View:
         params: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """Run an API operation as this session's token (same checks as over HTTP)."""
+        """Run an API operation as this session's token (same checks as over HTTP); the
+        console's own request headers are not passed on, only ``headers``."""
         return await self.console.api.invoke(
             self.ctx,
             self.request,
@@ -154,6 +156,7 @@ class View:
             params=dict(params or {}),
             query=dict(query or {}),
             body=None if body is None else dict(body),
+            headers=dict(headers or {}),
         )
 
     async def form(self) -> MultiDictProxy[Any]:

@@ -416,3 +416,25 @@ async def test_a_reply_may_carry_a_file_larger_than_a_request_body(make_gateway)
         assert resp.status == 413
         assert "larger than" in await resp.text()
         assert len(await messages(client, conv["id"])) == before
+
+
+async def test_a_reply_form_posted_twice_is_sent_once(console: ConsoleClient) -> None:
+    client = console.client
+    _ws, conv = await visitor_conversation(client)
+    await console.signin()
+    path = f"/console/conversations/{conv['id']}"
+    page = await page_of(console, path)
+    keys = re.findall(r'name="idempotency_key" value="([^"]+)"', page)
+    assert len(keys) == 2 and len(set(keys)) == 2  # reply, choices (no canned replies yet)
+    before = len(await messages(client, conv["id"]))
+    for _ in range(2):  # a double click
+        resp = await console.post(
+            path + "/reply", {"text": "Dạ em gửi ạ", "idempotency_key": keys[0]}
+        )
+        assert resp.status == 303, await resp.text()
+    sent = await messages(client, conv["id"])
+    assert len(sent) == before + 1
+    # another form's key: another message
+    resp = await console.post(path + "/reply", {"text": "Dạ em gửi ạ", "idempotency_key": keys[1]})
+    assert resp.status == 303
+    assert len(await messages(client, conv["id"])) == before + 2
