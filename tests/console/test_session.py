@@ -209,3 +209,14 @@ async def test_a_page_takes_one_request_of_the_tokens_rate(make_gateway) -> None
         resp = await console.get("/console/inbox")
         assert resp.status == 429
         assert "too many requests" in await resp.text()
+
+
+async def test_the_console_can_be_turned_off(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    from aiohttp.test_utils import TestServer
+
+    gw = await make_gateway(**{"server.console": False})
+    async with TestClient(TestServer(gw.web_app())) as client:
+        for path in ("/console", "/console/signin", "/console/static/console.js"):
+            resp = await client.get(path, allow_redirects=False)
+            assert resp.status == 404, path
+        assert (await client.get("/v1/conversations", headers=AUTH)).status == 200
