@@ -220,3 +220,18 @@ async def test_the_console_can_be_turned_off(make_gateway) -> None:  # type: ign
             resp = await client.get(path, allow_redirects=False)
             assert resp.status == 404, path
         assert (await client.get("/v1/conversations", headers=AUTH)).status == 200
+
+
+async def test_static_files_are_served_and_nothing_beside_them(client: Client) -> None:
+    resp = await client.get("/console/static/vendor/htmx.min.js")
+    assert resp.status == 200
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    for path in (
+        "/console/static/%2e%2e/session.py",
+        "/console/static/..%2fsession.py",
+        "/console/static/vendor/../../session.py",
+        "/console/static/vendor",
+    ):
+        resp = await client.get(path, allow_redirects=False)
+        assert resp.status == 404, path
+        assert "Sessions" not in await resp.text()
