@@ -53,3 +53,47 @@ async def test_a_customer_on_the_demo_page_appears_in_the_inbox_live(
         assert dialogs == []
         await agent_ctx.close()
         await customer_ctx.close()
+
+
+async def test_the_inbox_keeps_up_while_events_never_stop(gw: Gateway, browser: Browser) -> None:
+    """Events closer together than the refresh interval still refresh the lists (at most
+    once a second), rather than waiting for a quiet moment that never comes."""
+    import asyncio
+
+    from kernel.envelope import InboundMessage, Sender
+    from kernel.ids import ChannelId
+    from kernel.models import TextPart
+    from tests.console.browser import signed_in
+
+    async with served(gw) as base:
+        page = await signed_in(browser, base)
+        await page.context.add_init_script(
+            "document.addEventListener('htmx:sseOpen', () => { window.sseOpened = 1; });"
+        )
+        await page.goto(f"{base}/console/inbox?lang=en")
+        await page.wait_for_function("window.sseOpened === 1")
+        rows = page.locator("tr[data-conversation]")
+        assert await rows.count() == 0
+        stop = asyncio.Event()
+
+        async def customers() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                await gw.pipeline.ingest(
+                    InboundMessage(
+                        channel_id=ChannelId("webchat"),
+                        external_id=f"steady-{n}:1",
+                        sender=Sender(external_id=f"steady-{n}"),
+                        parts=[TextPart(text="xin chào")],
+                    )
+                )
+                await asyncio.sleep(0.15)
+
+        writer = asyncio.create_task(customers())
+        try:
+            # while customers keep arriving every 150 ms, rows appear
+            await expect(rows.first).to_be_visible(timeout=4_000)
+        finally:
+            stop.set()
+            await writer
