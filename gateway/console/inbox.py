@@ -112,6 +112,12 @@ async def _lists(view: View) -> dict[str, Any]:
     for status in statuses:
         page = await view.call(*LIST, query={**query, "status": status})
         lists[status] = page["items"]
+    # One read per list: a conversation that moved between the two reads is in both, and
+    # the later read is the newer.
+    seen: set[str] = set()
+    for status in reversed(statuses):
+        lists[status] = [c for c in lists[status] if c["id"] not in seen]
+        seen.update(c["id"] for c in lists[status])
     rows = [c for items in lists.values() for c in items]
     queue = await _queue(view) if "queued" in lists else {}
     agents: dict[str, str] = {}

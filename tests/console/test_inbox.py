@@ -42,7 +42,7 @@ async def test_a_visitor_shows_with_the_contacts_name_as_text(console: ConsoleCl
     page = await page_of(console, "/console/inbox")
     # live: the lists are fetched again on conversation and message events
     assert 'sse-connect="/console/events"' in page
-    assert 'hx-trigger="sse:conversation delay:300ms, sse:message delay:300ms' in page
+    assert 'hx-trigger="sse:conversation, sse:message, sse:sla" data-throttle="1000"' in page
     assert ADMIN not in page
 
 

@@ -10,6 +10,26 @@
     e.detail.headers["X-CSRF-Token"] = csrf();
   });
 
+  // A list refreshed by events (`data-throttle` ms on it) asks at most once per interval,
+  // and once more after the last event, so it always ends current. (htmx's `delay` waits
+  // for a quiet moment a busy helpdesk never has; its `throttle` drops the last events.)
+  document.addEventListener("htmx:confirm", function (e) {
+    var elt = e.detail.elt;
+    var every = elt && elt.dataset ? Number(elt.dataset.throttle || 0) : 0;
+    var cause = e.detail.triggeringEvent;
+    if (!every || !cause || String(cause.type).indexOf("sse:") !== 0) return;
+    e.preventDefault();
+    var state = elt.omnigwRefresh || (elt.omnigwRefresh = { last: 0, timer: null });
+    if (state.timer) return; // a refresh is due already: it will read the newest state
+    var go = function () {
+      state.timer = null;
+      state.last = Date.now();
+      e.detail.issueRequest(true);
+    };
+    var wait = state.last + every - Date.now();
+    if (wait <= 0) go(); else state.timer = setTimeout(go, wait);
+  });
+
   function drawCharts(root) {
     if (typeof Chart === "undefined") return;
     root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
