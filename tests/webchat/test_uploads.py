@@ -290,6 +290,11 @@ async def test_a_conversation_the_business_starts_may_carry_an_upload(client: Cl
     assert missing["error"]["code"] == "attachment_not_found"
     ws2, _ = await open_visitor(client, token=session["token"])
     await ws2.send_json({"type": "history", "limit": 10})
-    shown = (await ws2.receive_json(timeout=5))["messages"][-1]["parts"][0]
+    # The started message may still be on its way to the visitor's sockets: a live
+    # `message` frame can come before the history's answer.
+    frame = await ws2.receive_json(timeout=5)
+    while frame["type"] != "history":
+        frame = await ws2.receive_json(timeout=5)
+    shown = frame["messages"][-1]["parts"][0]
     assert shown["url"].startswith(f"/webchat/webchat/files/{up['id']}?")
     assert await (await client.get(shown["url"])).read() == photo
