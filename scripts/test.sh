@@ -34,4 +34,7 @@ touch .venv/.installed
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+# Tests mostly wait (on servers, sockets, fsync): they run in OMNIGW_TEST_WORKERS processes
+# (pytest-xdist; each starts its own throw-away servers on free ports), idle ones taking
+# tests from busy ones.
+exec .venv/bin/python -m pytest -n "${OMNIGW_TEST_WORKERS:-3}" --dist worksteal "$@"
