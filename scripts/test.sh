@@ -37,4 +37,4 @@ touch .venv/.installed
 # Tests mostly wait (on servers, sockets, fsync): they run in OMNIGW_TEST_WORKERS processes
 # (pytest-xdist; each starts its own throw-away servers on free ports), idle ones taking
 # tests from busy ones.
-exec .venv/bin/python -m pytest -n "${OMNIGW_TEST_WORKERS:-3}" --dist worksteal "$@"
+exec .venv/bin/python -m pytest -n "${OMNIGW_TEST_WORKERS:-2}" --dist worksteal "$@"
