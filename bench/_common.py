@@ -3,6 +3,7 @@ server subprocesses whose listening port is read from their stdout."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import random
@@ -325,6 +326,26 @@ class ServerProcess:
             self._stderr.close()
             self._stderr = None
         return self.proc.returncode
+
+
+def run_role(
+    python: str, script: Path, role: str, spec: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """Run ``script --role ROLE --spec JSON`` in its own process (a load generator, so the
+    load does not run inside what it measures); its answer is the last JSON line it prints."""
+    proc = subprocess.run(
+        [python, str(script), "--role", role, "--spec", json.dumps(spec)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{script.name} --role {role} failed (exit {proc.returncode})")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
 
 
 def clean_env(**extra: str) -> dict[str, str]:

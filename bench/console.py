@@ -44,7 +44,6 @@ import json
 import random
 import re
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -55,7 +54,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
-    REPO,
     ServerProcess,
     clean_env,
     fmt_ms,
@@ -64,6 +62,7 @@ from bench._common import (
     open_work_dir,
     percentiles,
     process_cpu_seconds,
+    run_role,
     serve_until_signalled,
     vi_text,
 )
@@ -429,25 +428,7 @@ class Bench:
 
     def run_load(self, label: str, spec: dict[str, Any]) -> dict[str, Any]:
         limit = spec["warmup"] + spec["duration"] + 120
-        proc = subprocess.run(
-            [
-                self.args.python,
-                str(Path(__file__).resolve()),
-                "--role",
-                "load",
-                "--spec",
-                json.dumps(spec),
-            ],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=limit,
-            check=False,
-        )
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"load process for {label} failed (exit {proc.returncode})")
-        result: dict[str, Any] = json.loads(lines[-1])
+        result = run_role(self.args.python, Path(__file__).resolve(), "load", spec, limit)
         result["label"] = label
         self.results.append(result)
         lat = result["latency_ms"]

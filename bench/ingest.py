@@ -31,7 +31,6 @@ import json
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
 import time
 import uuid
@@ -41,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    REPO,
     ServerProcess,
     clean_env,
     fmt_ms,
@@ -52,6 +50,7 @@ from _common import (
     percentiles,
     process_cpu_seconds,
     process_tree_cpu_seconds,
+    run_role,
     serve_until_signalled,
     verdict,
     vi_text,
@@ -631,25 +630,7 @@ class Bench:
     def run_load(self, label: str, spec: dict[str, Any]) -> dict[str, Any]:
         self.log(f"  {label} ...")
         limit = spec["warmup"] + spec["duration"] + spec["drain"] + ACK_TIMEOUT + 60
-        proc = subprocess.run(
-            [
-                self.python,
-                str(Path(__file__).resolve()),
-                "--role",
-                "load",
-                "--spec",
-                json.dumps(spec),
-            ],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=limit,
-            check=False,
-        )
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"load process for {label} failed (exit {proc.returncode})")
-        result: dict[str, Any] = json.loads(lines[-1])
+        result = run_role(self.python, Path(__file__).resolve(), "load", spec, limit)
         result["label"] = label
         self.results.append(result)
         rate = result["e2e_rate"] if result["e2e_rate"] is not None else result["ack_rate"]
