@@ -328,6 +328,34 @@ class ServerProcess:
         return self.proc.returncode
 
 
+def gateway_server(
+    name: str, python: str, config: Path, data_dir: Path, admin_token: str, stderr_path: Path
+) -> ServerProcess:
+    """``omnigw serve`` with ``config`` on a free port of 127.0.0.1 (not started yet)."""
+    return ServerProcess(
+        name,
+        [
+            python,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--log-level",
+            "warning",
+        ],
+        port_pattern=r"listening on http://[^:]+:(\d+)",
+        env=clean_env(OMNIGW_ADMIN_TOKEN=admin_token),
+        stderr_path=stderr_path,
+    )
+
+
 def run_role(
     python: str, script: Path, role: str, spec: dict[str, Any], timeout: float
 ) -> dict[str, Any]:

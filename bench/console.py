@@ -58,6 +58,7 @@ from bench._common import (
     clean_env,
     fmt_ms,
     fs_type,
+    gateway_server,
     machine_facts,
     open_work_dir,
     percentiles,
@@ -226,27 +227,8 @@ capacity = {{ total = {agent_capacity} }}
 
 def start_gateway(python: str, config: Path, data_dir: Path, work: Path) -> ServerProcess:
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = ServerProcess(
-        "gateway",
-        [
-            python,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            "0",
-            "--host",
-            "127.0.0.1",
-            "--log-level",
-            "warning",
-        ],
-        port_pattern=r"listening on http://[^:]+:(\d+)",
-        env=clean_env(OMNIGW_ADMIN_TOKEN=ADMIN_TOKEN),
-        stderr_path=work / "gateway.stderr.log",
+    server = gateway_server(
+        "gateway", python, config, data_dir, ADMIN_TOKEN, work / "gateway.stderr.log"
     )
     server.start(timeout=60)
     return server

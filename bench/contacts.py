@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
     ServerProcess,
-    clean_env,
+    gateway_server,
     machine_facts,
     percentiles,
     serve_until_signalled,
@@ -492,27 +492,13 @@ def serve(python: str, work: Path, label: str, store_url: str) -> ServerProcess:
     gateway_config(config, store_url)
     data_dir = work / f"data-{label}"
     data_dir.mkdir(exist_ok=True)
-    server = ServerProcess(
+    server = gateway_server(
         f"gateway ({label})",
-        [
-            python,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            "0",
-            "--host",
-            "127.0.0.1",
-            "--log-level",
-            "warning",
-        ],
-        port_pattern=r"listening on http://[^:]+:(\d+)",
-        env=clean_env(OMNIGW_ADMIN_TOKEN=ADMIN_TOKEN),
-        stderr_path=work / f"gateway-{label}.stderr.log",
+        python,
+        config,
+        data_dir,
+        ADMIN_TOKEN,
+        work / f"gateway-{label}.stderr.log",
     )
     server.start(timeout=120)
     return server
