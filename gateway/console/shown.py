@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from gateway.attachments import OWN_PATH
 from gateway.console.pages import ROOT
 from kernel.ids import ATTACHMENT_ID
+from kernel.text import is_web_url
 
 _OWN_FILE = re.compile(re.escape(OWN_PATH) + f"({ATTACHMENT_ID})")
 
@@ -62,7 +63,10 @@ def own_file(part: dict[str, object]) -> str | None:
     url = part.get("url")
     if not isinstance(url, str):
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
     if parts.scheme not in ("", "http", "https") or parts.query or parts.fragment:
         return None
     found = _OWN_FILE.fullmatch(parts.path)
@@ -73,12 +77,9 @@ def own_file(part: dict[str, object]) -> str | None:
 
 def web_link(url: object) -> str | None:
     """A URL the page may link to: http(s) only (never javascript:, data: and the like)."""
-    if not isinstance(url, str):
+    if not isinstance(url, str) or not is_web_url(url.strip()):
         return None
-    parts = urlsplit(url.strip())
-    if parts.scheme.lower() in ("http", "https") and parts.netloc:
-        return url.strip()
-    return None
+    return url.strip()
 
 
 def who(contact: Mapping[str, Any] | None, contact_id: str, t: Callable[..., str]) -> str:
